@@ -1,0 +1,40 @@
+# Two commands a newcomer needs: `make run` and `make test`. Each sets itself up from nothing.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+# No managed-Python downloads (no internet at run time); portable hnswlib build (no -march=native).
+export UV_PYTHON_DOWNLOADS := never
+export HNSWLIB_NO_NATIVE := 1
+
+.PHONY: install run test lint bench-engine bench-accuracy clean-data
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+.venv/.installed: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON)
+	@.venv/bin/python -c "import cv2, hnswlib, insightface, onnxruntime" \
+	  || { echo "install check failed: cv2/hnswlib/insightface/onnxruntime do not import"; exit 1; }
+	touch $@
+
+install: .venv/.installed
+
+run: install
+	.venv/bin/flighttoken serve
+
+test: install
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	.venv/bin/ruff check .
+
+bench-engine: install
+	.venv/bin/python -m ops.bench.engine
+
+bench-accuracy: install
+	.venv/bin/python -m ops.bench.accuracy
+
+clean-data:
+	rm -rf .data

@@ -1,0 +1,3 @@
+from flighttoken.cli import main
+
+raise SystemExit(main())

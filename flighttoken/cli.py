@@ -1,0 +1,117 @@
+"""``flighttoken`` command line: serve, migrate, and operator tools.
+
+Start-up problems print one line saying what to fix and exit with status 2; no traceback wall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from flighttoken.settings import Settings, SettingsError, load_settings
+
+EXIT_CONFIG = 2
+
+
+def _fail(message: str) -> int:
+    print(f"flighttoken: {message}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+class _DropKnownStartupTraceback(logging.Filter):
+    """Uvicorn logs the full traceback of a failed lifespan; ours are explained in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "StartupError" not in record.getMessage()
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from flighttoken.app import create_app
+    from flighttoken.lifecycle import StartupError
+    from flighttoken.logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
+    logging.getLogger("uvicorn.error").addFilter(_DropKnownStartupTraceback())
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                            lifespan="on", access_log=False, timeout_graceful_shutdown=10,
+                            timeout_keep_alive=5)
+    server = uvicorn.Server(config)
+    print(f"FlightToken serving on http://{settings.host}:{settings.port}  "
+          f"(API docs: http://{settings.host}:{settings.port}/schema/swagger)", file=sys.stderr, flush=True)
+    try:
+        server.run()
+    except StartupError as exc:
+        return _fail(f"cannot start: {exc}")
+    if not server.started:
+        failure = app.state.services.startup_error
+        return _fail(f"cannot start: {failure}" if failure else "cannot start (see log above)")
+    return 0
+
+
+async def _migrate(settings: Settings) -> list[str]:
+    from flighttoken.db.embedded import EmbeddedPostgres
+    from flighttoken.db.migrate import apply_migrations
+    from flighttoken.db.pool import create_pool
+    from flighttoken.executor import run_blocking
+
+    embedded = None
+    dsn = settings.database_url
+    if not dsn:
+        embedded = EmbeddedPostgres(settings.data_dir)
+        dsn = await run_blocking(embedded.start)
+    try:
+        pool = await create_pool(dsn, settings)
+        try:
+            async with pool.acquire() as conn:
+                return await apply_migrations(conn)
+        finally:
+            await pool.close()
+    finally:
+        if embedded is not None:
+            await run_blocking(embedded.stop)
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from flighttoken.db.embedded import EmbeddedDatabaseError
+    from flighttoken.db.migrate import MigrationError
+    from flighttoken.db.pool import DatabaseUnreachable
+
+    try:
+        applied = asyncio.run(_migrate(settings))
+    except (EmbeddedDatabaseError, DatabaseUnreachable, MigrationError) as exc:
+        return _fail(f"migrate failed: {exc}")
+    print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+    return 0
+
+
+def cmd_faces_check(settings: Settings, args: argparse.Namespace) -> int:
+    from flighttoken.faces.cli import check_images
+
+    return check_images(args.images, settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flighttoken", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the HTTP service").set_defaults(run=cmd_serve)
+    sub.add_parser("migrate", help="apply database migrations and exit").set_defaults(run=cmd_migrate)
+    faces = sub.add_parser("faces", help="face engine tools").add_subparsers(dest="faces_command", required=True)
+    check = faces.add_parser("check", help="print detection, quality and template facts for images")
+    check.add_argument("images", nargs="+")
+    check.set_defaults(run=cmd_faces_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        return _fail(f"bad setting: {exc}")
+    return args.run(settings, args)

@@ -1,0 +1,1 @@
+"""PostgreSQL: the embedded development server, the connection pool and schema migrations."""

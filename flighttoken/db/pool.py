@@ -1,0 +1,35 @@
+"""The asyncpg connection pool."""
+
+from __future__ import annotations
+
+import asyncpg
+import structlog
+
+from flighttoken.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class DatabaseUnreachable(Exception):
+    """Start-up could not connect; the message says what to fix."""
+
+
+async def create_pool(dsn: str, settings: Settings) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            command_timeout=settings.db_command_timeout_s,
+            timeout=settings.db_command_timeout_s,
+        )
+    except asyncpg.InvalidPasswordError:
+        raise DatabaseUnreachable("DATABASE_URL: authentication failed (check user and password)") from None
+    except asyncpg.InvalidCatalogNameError:
+        raise DatabaseUnreachable("DATABASE_URL: the database does not exist (create it first)") from None
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise DatabaseUnreachable(f"DATABASE_URL: cannot connect ({type(exc).__name__}: {exc})") from None
+    except ValueError as exc:  # asyncpg's DSN parser
+        raise DatabaseUnreachable(f"DATABASE_URL: not a valid PostgreSQL URL ({exc})") from None
+    assert pool is not None
+    return pool

@@ -1,0 +1,77 @@
+"""Start-up and shutdown, in one place and in a fixed order.
+
+Start: embedded PostgreSQL (only without DATABASE_URL) → pool → migrations → face models →
+galleries. Stop: the reverse. Any failure we can explain becomes a :class:`StartupError` whose
+one-line message tells the operator what to fix; the CLI prints it without a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from litestar import Litestar
+
+from flighttoken import executor
+from flighttoken.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres
+from flighttoken.db.migrate import MigrationError, apply_migrations
+from flighttoken.db.pool import DatabaseUnreachable, create_pool
+from flighttoken.services import Services
+
+log = structlog.get_logger(__name__)
+
+
+class StartupError(Exception):
+    """Start-up cannot continue; ``str(exc)`` is the one line to show the operator."""
+
+
+def _load_engine(services: Services) -> object:
+    from flighttoken.faces.engine import FaceEngine, ModelLoadError
+
+    try:
+        return FaceEngine.load(services.settings)
+    except ModelLoadError as exc:
+        raise StartupError(str(exc)) from None
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Litestar) -> AsyncIterator[None]:
+    services: Services = app.state.services
+    executor.configure()
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await _start(services, stack)
+        except StartupError as exc:
+            services.startup_error = str(exc)
+            log.error("startup_failed", reason=str(exc))
+            raise
+        log.info("service_ready")
+        try:
+            yield
+        finally:
+            services.shutting_down = True
+            log.info("service_stopping")
+
+
+async def _start(services: Services, stack: contextlib.AsyncExitStack) -> None:
+    settings = services.settings
+    try:
+        dsn = settings.database_url
+        if not dsn:
+            embedded = EmbeddedPostgres(settings.data_dir)
+            dsn = await executor.run_blocking(embedded.start)
+            stack.push_async_callback(executor.run_blocking, embedded.stop)
+        services.dsn = dsn
+        services.pool = await create_pool(dsn, settings)
+        stack.push_async_callback(services.pool.close)
+        async with services.pool.acquire() as conn:
+            await apply_migrations(conn)
+    except (EmbeddedDatabaseError, DatabaseUnreachable, MigrationError) as exc:
+        raise StartupError(str(exc)) from None
+
+    if services.engine is None:
+        services.engine = await executor.run_blocking(_load_engine, services)
+    services.models_loaded = True
+
+    services.galleries_loaded = True

@@ -1,0 +1,43 @@
+"""Shared fixtures: settings, a real PostgreSQL, a fresh database per module."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from flighttoken.db.embedded import EmbeddedPostgres
+from flighttoken.settings import CHECKOUT_ROOT, Settings, load_settings
+from tests.support.database import create_database, drop_database
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    return load_settings(log_format="console")
+
+
+@pytest.fixture(scope="session")
+def admin_dsn() -> Iterator[str]:
+    """A superuser DSN: CI's cluster, or the embedded server a newcomer gets."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    embedded = EmbeddedPostgres(Path(CHECKOUT_ROOT) / ".data" / "test")
+    dsn = embedded.start()
+    try:
+        yield dsn
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture(scope="module")
+async def database_url(admin_dsn: str) -> AsyncIterator[str]:
+    """A brand-new, empty database for one test module (migrations not applied)."""
+    name, url = await create_database(admin_dsn)
+    try:
+        yield url
+    finally:
+        await drop_database(admin_dsn, name)

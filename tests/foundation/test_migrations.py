@@ -1,0 +1,75 @@
+"""Migrations apply once under concurrency and all-or-nothing on failure."""
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from flighttoken.db.migrate import Migration, MigrationError, apply_migrations, discover
+
+SCHEMA_TABLES = """SELECT table_name FROM information_schema.tables
+                   WHERE table_schema = 'public' ORDER BY table_name"""
+
+
+@pytest.fixture
+async def conn(admin_dsn: str):
+    from tests.support.database import create_database, drop_database
+
+    name, url = await create_database(admin_dsn)
+    c = await asyncpg.connect(url)
+    try:
+        yield c, url
+    finally:
+        await c.close()
+        await drop_database(admin_dsn, name)
+
+
+async def test_the_repository_migrations_apply_and_are_then_up_to_date(conn) -> None:
+    c, _ = conn
+    applied = await apply_migrations(c)
+    assert applied == [m.name for m in discover()]
+    assert await apply_migrations(c) == []
+
+
+async def test_two_starters_at_once_apply_each_migration_once(conn) -> None:
+    _, url = conn
+    slow = [
+        Migration(1, "0001_a.sql", "CREATE TABLE a (x int); SELECT pg_sleep(0.5);"),
+        Migration(2, "0002_b.sql", "CREATE TABLE b (x int);"),
+    ]
+    c1, c2 = await asyncpg.connect(url), await asyncpg.connect(url)
+    try:
+        first, second = await asyncio.gather(apply_migrations(c1, slow), apply_migrations(c2, slow))
+    finally:
+        await c1.close()
+        await c2.close()
+    assert sorted([first, second], key=len) == [[], ["0001_a.sql", "0002_b.sql"]]
+
+
+async def test_a_failing_migration_leaves_the_schema_unchanged(conn) -> None:
+    c, _ = conn
+    await apply_migrations(c, [Migration(1, "0001_ok.sql", "CREATE TABLE kept (x int);")])
+    before = await c.fetch(SCHEMA_TABLES)
+    broken = [
+        Migration(1, "0001_ok.sql", "CREATE TABLE kept (x int);"),
+        Migration(2, "0002_new.sql", "CREATE TABLE half (x int);"),
+        Migration(3, "0003_bad.sql", "CREATE TABLE worse (x int); SELECT * FROM no_such_table;"),
+    ]
+    with pytest.raises(MigrationError, match="0003_bad.sql"):
+        await apply_migrations(c, broken)
+    assert await c.fetch(SCHEMA_TABLES) == before
+    assert await c.fetchval("SELECT max(version) FROM schema_migrations") == 1
+
+
+async def test_an_applied_migration_edited_later_is_refused(conn) -> None:
+    c, _ = conn
+    await apply_migrations(c, [Migration(1, "0001_x.sql", "CREATE TABLE x (a int);")])
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        await apply_migrations(c, [Migration(1, "0001_x.sql", "CREATE TABLE x (a bigint);")])
+
+
+def test_badly_named_files_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "1_init.sql").write_text("SELECT 1")
+    with pytest.raises(MigrationError, match="NNNN_lower_snake"):
+        discover(tmp_path)

