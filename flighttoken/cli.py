@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
 
 from flighttoken.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    import asyncpg
 
 EXIT_CONFIG = 2
 
@@ -32,29 +37,35 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from flighttoken.app import create_app
-    from flighttoken.lifecycle import StartupError
     from flighttoken.logs import configure_logging
 
     configure_logging(settings.log_format, settings.log_level)
     logging.getLogger("uvicorn.error").addFilter(_DropKnownStartupTraceback())
-    app = create_app(settings)
+    app = create_app(settings, demo=args.demo)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
                             lifespan="on", access_log=False, timeout_graceful_shutdown=10,
                             timeout_keep_alive=5)
     server = uvicorn.Server(config)
-    print(f"FlightToken serving on http://{settings.host}:{settings.port}  "
-          f"(API docs: http://{settings.host}:{settings.port}/schema/swagger)", file=sys.stderr, flush=True)
     try:
         server.run()
-    except StartupError as exc:
-        return _fail(f"cannot start: {exc}")
+    except SystemExit:
+        if server.started:
+            raise
+        # uvicorn exits with status 3 after a failed lifespan; say why in one line instead.
+    except KeyboardInterrupt:
+        # uvicorn re-raises Ctrl-C after its graceful shutdown (the embedded server is stopped by
+        # then); exit as a shell expects from an interrupted program, without a traceback.
+        return 130
     if not server.started:
         failure = app.state.services.startup_error
         return _fail(f"cannot start: {failure}" if failure else "cannot start (see log above)")
     return 0
 
 
-async def _migrate(settings: Settings) -> list[str]:
+@contextlib.asynccontextmanager
+async def cli_database(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, list[str]]]:
+    """A migrated pool (and the migrations just applied) for one-off commands; the embedded server is
+    started and stopped around it when there is no DATABASE_URL."""
     from flighttoken.db.embedded import EmbeddedPostgres
     from flighttoken.db.migrate import apply_migrations
     from flighttoken.db.pool import create_pool
@@ -69,12 +80,18 @@ async def _migrate(settings: Settings) -> list[str]:
         pool = await create_pool(dsn, settings)
         try:
             async with pool.acquire() as conn:
-                return await apply_migrations(conn)
+                applied = await apply_migrations(conn)
+            yield pool, applied
         finally:
             await pool.close()
     finally:
         if embedded is not None:
             await run_blocking(embedded.stop)
+
+
+async def _migrate(settings: Settings) -> list[str]:
+    async with cli_database(settings) as (_, applied):
+        return applied
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -97,14 +114,23 @@ def cmd_faces_check(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from flighttoken.devices.cli import add_arguments as add_device_arguments
+    from flighttoken.devices.cli import run_add as run_add_device
+
     parser = argparse.ArgumentParser(prog="flighttoken", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the HTTP service").set_defaults(run=cmd_serve)
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--demo", action="store_true", help="create demo devices and print their keys")
+    serve.set_defaults(run=cmd_serve)
     sub.add_parser("migrate", help="apply database migrations and exit").set_defaults(run=cmd_migrate)
     faces = sub.add_parser("faces", help="face engine tools").add_subparsers(dest="faces_command", required=True)
     check = faces.add_parser("check", help="print detection, quality and template facts for images")
     check.add_argument("images", nargs="+")
     check.set_defaults(run=cmd_faces_check)
+    devices = sub.add_parser("devices", help="device keys").add_subparsers(dest="devices_command", required=True)
+    add = devices.add_parser("add", help="create a device and print its API key (shown once)")
+    add_device_arguments(add)
+    add.set_defaults(run=run_add_device)
     return parser
 
 
@@ -114,4 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
     except SettingsError as exc:
         return _fail(f"bad setting: {exc}")
+    if args.command != "serve":
+        from flighttoken.logs import configure_logging
+
+        # One-off commands print their answer on stdout; only problems go to the log.
+        configure_logging("console", "warning")
     return args.run(settings, args)

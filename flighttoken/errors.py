@@ -83,7 +83,7 @@ def _from_http_exception(request: Request, exc: HTTPException) -> Response[dict[
         return problem(401, "unauthenticated", "A valid API key is required", exc.detail, request)
     if isinstance(exc, PermissionDeniedException):
         return problem(403, "forbidden", "This key may not do that", exc.detail, request)
-    codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+    codes = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
              415: "unsupported_media_type", 429: "rate_limited", 503: "unavailable"}
     code = codes.get(exc.status_code, "http_error")
     return problem(exc.status_code, code, exc.detail, exc.detail, request, headers=exc.headers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 from litestar import Controller, Response, get
+from litestar.di import NamedDependency
 
 from flighttoken.services import Services
 
@@ -24,7 +25,7 @@ class HealthController(Controller):
         return Health(status="live")
 
     @get("/ready", summary="Models and galleries are loaded and the database answers")
-    async def ready(self, services: Services) -> Response[Health]:
+    async def ready(self, services: NamedDependency[Services]) -> Response[Health]:
         database = "down"
         if services.pool is not None:
             try:

@@ -8,6 +8,7 @@ one-line message tells the operator what to fix; the CLI prints it without a tra
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import AsyncIterator
 
 import structlog
@@ -17,6 +18,9 @@ from flighttoken import executor
 from flighttoken.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 from flighttoken.db.migrate import MigrationError, apply_migrations
 from flighttoken.db.pool import DatabaseUnreachable, create_pool
+from flighttoken.devices.registry import seed_demo_devices
+from flighttoken.galleries.loader import rebuild_galleries
+from flighttoken.privacy.vault import MasterKeyError, TemplateVault, load_master_key
 from flighttoken.services import Services
 
 log = structlog.get_logger(__name__)
@@ -27,7 +31,8 @@ class StartupError(Exception):
 
 
 def _load_engine(services: Services) -> object:
-    from flighttoken.faces.engine import FaceEngine, ModelLoadError
+    from flighttoken.faces.engine import FaceEngine
+    from flighttoken.faces.errors import ModelLoadError
 
     try:
         return FaceEngine.load(services.settings)
@@ -47,6 +52,8 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
             log.error("startup_failed", reason=str(exc))
             raise
         log.info("service_ready")
+        base = f"http://{services.settings.host}:{services.settings.port}"
+        print(f"FlightToken ready on {base}  (API docs: {base}/schema/swagger)", file=sys.stderr, flush=True)
         try:
             yield
         finally:
@@ -70,8 +77,24 @@ async def _start(services: Services, stack: contextlib.AsyncExitStack) -> None:
     except (EmbeddedDatabaseError, DatabaseUnreachable, MigrationError) as exc:
         raise StartupError(str(exc)) from None
 
+    try:
+        services.vault = TemplateVault(load_master_key(settings))
+    except MasterKeyError as exc:
+        raise StartupError(str(exc)) from None
+
     if services.engine is None:
         services.engine = await executor.run_blocking(_load_engine, services)
     services.models_loaded = True
 
+    await rebuild_galleries(services)
     services.galleries_loaded = True
+    if services.demo:
+        await _print_demo_keys(services)
+
+
+async def _print_demo_keys(services: Services) -> None:
+    async with services.db().acquire() as conn:
+        devices = await seed_demo_devices(conn)
+    lines = [f"  {d.kind.value:<10} {d.name:<16} {key}" for d, key in devices]
+    print("Demo device keys (send as 'Authorization: Bearer <key>'):\n" + "\n".join(lines),
+          file=sys.stderr, flush=True)

@@ -6,13 +6,15 @@ build the app around a pre-loaded engine to avoid loading models per test.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
+import asyncpg
+
+from flighttoken.devices.auth import KeyCache
+from flighttoken.galleries.registry import GalleryRegistry
+from flighttoken.privacy.vault import TemplateVault
 from flighttoken.settings import Settings
-
-if TYPE_CHECKING:
-    import asyncpg
 
 
 @dataclass(eq=False)
@@ -21,10 +23,14 @@ class Services:
     engine: Any = None  # flighttoken.faces.engine.FaceEngine, loaded by the lifespan unless injected
     pool: asyncpg.Pool | None = None
     dsn: str = ""
+    vault: TemplateVault = None  # type: ignore[assignment]  # set by the lifespan
+    galleries: GalleryRegistry = field(default_factory=GalleryRegistry)
+    key_cache: KeyCache = field(default_factory=KeyCache)
     models_loaded: bool = False
     galleries_loaded: bool = False
     shutting_down: bool = False
     startup_error: str = ""
+    demo: bool = False
 
     @property
     def ready(self) -> bool:

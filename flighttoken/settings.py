@@ -59,6 +59,59 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     engine_threads: int = 2
     """onnxruntime intra-op threads per session (the reference machine has 2 cores)."""
 
+    # --- face engine (flighttoken/faces; defaults measured by ops/bench/accuracy.py on LFW) ---
+    image_max_bytes: int = 10 * 1024 * 1024
+    """Uploads above this are refused (image_too_large) before any parsing."""
+    image_max_pixels: int = 40_000_000
+    """Width x height read from the header; above it the image is refused before decoding."""
+    image_decode_max_side: int = 2048
+    """Bigger JPEG/JPEG 2000 frames are decoded at a reduced scale (draft/reduce) down to >= this."""
+    detector_score_threshold: float = 0.5
+    """SCRFD score to report a face at all (other faces, tailgating)."""
+    tailgating_size_ratio: float = 0.6
+    """Another face with inter-eye distance >= this x the subject's is a possible tailgater."""
+    quality_min_det_score: float = 0.6
+    quality_min_inter_eye_px: float = 24.0
+    quality_min_sharpness: float = 40.0
+    """Variance of the Laplacian on the 112x112 aligned crop's face region."""
+    quality_min_brightness: float = 50.0
+    quality_max_brightness: float = 215.0
+    """Mean grey level (0-255) on the aligned crop's face region."""
+    quality_max_clipped_fraction: float = 0.25
+    """Share of the face region crushed to black / blown to white above which it is too dark/bright."""
+    quality_max_yaw_deg: float = 40.0
+    quality_max_roll_deg: float = 30.0
+    batch_max_size: int = 8
+    """Most faces embedded in one recogniser run; 1 disables micro-batching."""
+    batch_max_wait_ms: float = 2.0
+    """Longest a face waits for others, and only while other requests are still on their way."""
+    flip_average: bool = False
+    """Embed the aligned crop and its mirror image and average them."""
+    match_threshold: float = 0.40
+    """Cosine similarity at or above which two templates are taken as the same person."""
+
+    # --- journey: windows, decisions (defaults from ops/bench/accuracy.py) ---
+    window_seconds: int = 7200
+    """Departure window size: flights whose departures share a bucket share one e-channel gallery."""
+    clearance_horizon_s: int = 4 * 3600
+    """E-channels and lounges serve passengers whose flight departs within this many seconds."""
+    gate_threshold: float = 0.40
+    e_channel_threshold: float = 0.40
+    lounge_threshold: float = 0.40
+    """Top score needed to proceed at each touchpoint (cosine similarity)."""
+    decision_margin: float = 0.08
+    """The best candidate must beat the second best by this much, or the passenger is referred."""
+    duplicate_threshold: float = 0.45
+    """At enrolment, a face this close to a token of another document in the window is refused."""
+    chip_match_threshold: float = 0.35
+    """Live capture vs. the document chip photo (1:1) at enrolment."""
+
+    # --- privacy ---
+    master_key: str = ""
+    """Master keyring text ("kek-id:BASE64,..."); or use master_key_file. Never stored in the database."""
+    master_key_file: str = ""
+    """File holding the master keyring. Both empty: a development key is created in data_dir."""
+
     # --- test and benchmark data ---
     faces_dir: str = str(CHECKOUT_ROOT.parent / "shared" / "faces")
 
@@ -112,3 +165,24 @@ def _check(s: Settings) -> None:
         raise SettingsError("DATABASE_URL: must start with postgresql:// (e.g. postgresql://user@host:5432/db)")
     if s.engine_threads < 1:
         raise SettingsError(f"{_env_name('engine_threads')}: must be at least 1")
+    _check_face_engine(s)
+
+
+def _check_face_engine(s: Settings) -> None:
+    positive = ("image_max_bytes", "image_max_pixels", "image_decode_max_side", "detector_input_size",
+                "batch_max_size")
+    for name in positive:
+        if getattr(s, name) < 1:
+            raise SettingsError(f"{_env_name(name)}: must be at least 1")
+    if s.detector_input_size % 32:
+        raise SettingsError(f"{_env_name('detector_input_size')}: must be a multiple of 32 (SCRFD strides)")
+    for name in ("detector_score_threshold", "quality_min_det_score", "tailgating_size_ratio"):
+        if not 0.0 < getattr(s, name) <= 1.0:
+            raise SettingsError(f"{_env_name(name)}: must be in (0, 1]")
+    if not 0.0 <= s.quality_min_brightness < s.quality_max_brightness <= 255.0:
+        raise SettingsError(f"{_env_name('quality_max_brightness')}: must be above "
+                            f"{_env_name('quality_min_brightness')}, both within 0-255")
+    if not 0.0 <= s.batch_max_wait_ms <= 50.0:
+        raise SettingsError(f"{_env_name('batch_max_wait_ms')}: must be within 0-50 ms")
+    if not -1.0 < s.match_threshold < 1.0:
+        raise SettingsError(f"{_env_name('match_threshold')}: a cosine similarity, within (-1, 1)")

@@ -41,3 +41,11 @@ async def database_url(admin_dsn: str) -> AsyncIterator[str]:
         yield url
     finally:
         await drop_database(admin_dsn, name)
+
+
+@pytest.fixture(scope="session")
+def face_engine(base_settings: Settings):
+    """The real face engine, loaded once for the whole run."""
+    from flighttoken.faces.engine import FaceEngine
+
+    return FaceEngine.load(base_settings)

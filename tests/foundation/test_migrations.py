@@ -56,7 +56,7 @@ async def test_a_failing_migration_leaves_the_schema_unchanged(conn) -> None:
         Migration(2, "0002_new.sql", "CREATE TABLE half (x int);"),
         Migration(3, "0003_bad.sql", "CREATE TABLE worse (x int); SELECT * FROM no_such_table;"),
     ]
-    with pytest.raises(MigrationError, match="0003_bad.sql"):
+    with pytest.raises(MigrationError, match=r"0003_bad\.sql"):
         await apply_migrations(c, broken)
     assert await c.fetch(SCHEMA_TABLES) == before
     assert await c.fetchval("SELECT max(version) FROM schema_migrations") == 1

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from flighttoken.devices.model import Device, DeviceKind
+
+_COLUMNS = "id, name, kind, terminal, gate, lounge_id, airline"
+
+
+def _device(row: asyncpg.Record) -> Device:
+    return Device(id=row["id"], name=row["name"], kind=DeviceKind(row["kind"]), terminal=row["terminal"],
+                  gate=row["gate"], lounge_id=row["lounge_id"], airline=row["airline"])
+
+
+async def insert(conn: asyncpg.Connection, device: Device, key_hash: bytes) -> None:
+    await conn.execute(
+        "INSERT INTO devices (id, name, kind, terminal, gate, lounge_id, airline, key_hash)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        device.id, device.name, device.kind.value, device.terminal, device.gate, device.lounge_id,
+        device.airline, key_hash,
+    )
+
+
+async def by_key_hash(conn: asyncpg.Connection | asyncpg.Pool, key_hash: bytes) -> Device | None:
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM devices WHERE key_hash = $1 AND disabled_at IS NULL", key_hash)
+    return _device(row) if row else None
+
+
+async def by_id(conn: asyncpg.Connection | asyncpg.Pool, device_id: uuid.UUID) -> Device | None:
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM devices WHERE id = $1", device_id)
+    return _device(row) if row else None
+
+
+async def by_name(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> Device | None:
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM devices WHERE name = $1 AND disabled_at IS NULL", name)
+    return _device(row) if row else None
+
+
+async def set_key_hash(conn: asyncpg.Connection | asyncpg.Pool, device_id: uuid.UUID, key_hash: bytes) -> None:
+    await conn.execute("UPDATE devices SET key_hash = $2, disabled_at = NULL WHERE id = $1", device_id, key_hash)

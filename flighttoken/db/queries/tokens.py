@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+
+Executor = asyncpg.Connection | asyncpg.Pool
+
+# The token and its flight in one row: what every touchpoint decision needs.
+_TOKEN_AND_FLIGHT = """
+    SELECT t.id, t.flight_id, t.state, t.on_hold, t.lounge_eligible, t.surname, t.given_names, t.seat,
+           t.document_key, f.airline, f.number, f.gate, f.international, f.state AS flight_state,
+           f.scheduled_departure, f.window_start
+    FROM tokens t JOIN flights f ON f.id = t.flight_id"""
+
+
+async def insert_consent(conn: Executor, *, consent_id: uuid.UUID, flight_id: uuid.UUID, document_key: bytes,
+                         terms_version: str, terms_sha256: str, consented_at: datetime,
+                         device_id: uuid.UUID) -> None:
+    await conn.execute(
+        "INSERT INTO consents (id, flight_id, document_key, terms_version, terms_sha256, consented_at, device_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        consent_id, flight_id, document_key, terms_version, terms_sha256, consented_at, device_id)
+
+
+async def by_document(conn: Executor, flight_id: uuid.UUID, document_key: bytes) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT id, state, enrolled_at FROM tokens WHERE flight_id = $1 AND document_key = $2 FOR UPDATE",
+        flight_id, document_key)
+
+
+async def insert_token(conn: Executor, *, token_id: uuid.UUID, flight_id: uuid.UUID, document_key: bytes,
+                       document_type: str, document_last4: str, issuing_state: str, nationality: str,
+                       surname: str, given_names: str, booking_reference: str, seat: str | None,
+                       lounge_eligible: bool, consent_id: uuid.UUID) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "INSERT INTO tokens (id, flight_id, document_key, document_type, document_last4, issuing_state,"
+        " nationality, surname, given_names, booking_reference, seat, lounge_eligible, consent_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id, state, enrolled_at",
+        token_id, flight_id, document_key, document_type, document_last4, issuing_state, nationality, surname,
+        given_names, booking_reference, seat, lounge_eligible, consent_id)
+
+
+async def refresh_booking(conn: Executor, token_id: uuid.UUID, *, booking_reference: str, seat: str | None,
+                          lounge_eligible: bool, consent_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE tokens SET booking_reference = $2, seat = $3, lounge_eligible = $4, consent_id = $5"
+        " WHERE id = $1", token_id, booking_reference, seat, lounge_eligible, consent_id)
+
+
+async def upsert_template(conn: Executor, *, token_id: uuid.UUID, flight_id: uuid.UUID, model_id: str,
+                          sealed: bytes, quality: float) -> None:
+    await conn.execute(
+        "INSERT INTO templates (token_id, flight_id, model_id, sealed, quality) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (token_id) DO UPDATE SET model_id = EXCLUDED.model_id, sealed = EXCLUDED.sealed,"
+        " quality = EXCLUDED.quality, updated_at = now()",
+        token_id, flight_id, model_id, sealed, quality)
+
+
+async def template_quality(conn: Executor, token_id: uuid.UUID) -> float | None:
+    return await conn.fetchval("SELECT quality FROM templates WHERE token_id = $1", token_id)
+
+
+async def document_keys(conn: Executor, token_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, bytes]:
+    rows = await conn.fetch("SELECT id, document_key FROM tokens WHERE id = ANY($1::uuid[])", list(token_ids))
+    return {r["id"]: bytes(r["document_key"]) for r in rows}
+
+
+async def with_flight(conn: Executor, token_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(_TOKEN_AND_FLIGHT + " WHERE t.id = $1", token_id)
+
+
+async def advance(conn: Executor, token_id: uuid.UUID, *, expected: str, new_state: str) -> bool:
+    """Move a token one step, only from the state the decision was based on (no double boarding)."""
+    column = {"immigration_cleared": "cleared_at", "boarded": "boarded_at"}[new_state]
+    status = await conn.execute(
+        f"UPDATE tokens SET state = $3, {column} = now() WHERE id = $1 AND state = $2 AND NOT on_hold",
+        token_id, expected, new_state)
+    return status == "UPDATE 1"
+
+
+async def mark_lounge_entry(conn: Executor, token_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE tokens SET last_lounge_at = now() WHERE id = $1", token_id)
+
+
+async def searchable_templates(conn: Executor, model_id: str) -> list[asyncpg.Record]:
+    """Every template that belongs in a gallery: open flights, live tokens, the running model."""
+    return await conn.fetch(
+        "SELECT t.id AS token_id, t.flight_id, f.window_start, t.state, tp.sealed"
+        " FROM templates tp JOIN tokens t ON t.id = tp.token_id JOIN flights f ON f.id = t.flight_id"
+        " WHERE f.state IN ('scheduled', 'boarding') AND t.state IN ('enrolled', 'immigration_cleared', 'boarded')"
+        " AND tp.model_id = $1", model_id)
+
+
+async def insert_journey_event(conn: Executor, *, device_id: uuid.UUID, touchpoint: str,
+                               flight_id: uuid.UUID | None, token_id: uuid.UUID | None, decision: str,
+                               reason: str, score: float | None, margin: float | None,
+                               latency_ms: float) -> int:
+    return await conn.fetchval(
+        "INSERT INTO journey_events (device_id, touchpoint, flight_id, token_id, decision, reason, score,"
+        " margin, latency_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        device_id, touchpoint, flight_id, token_id, decision, reason, score, margin, latency_ms)

@@ -1,0 +1,166 @@
+"""FaceEngine: image bytes in, a FaceAnalysis (subject face, quality verdicts, template) out.
+
+``analyse`` raises only for unusable input (:class:`~flighttoken.faces.errors.ImageError`). "No face"
+and failed quality gates are part of the result: a kiosk turns them into a 422 and a retake, a
+boarding gate into a ``refer`` to staff. Blocking work leaves the event loop through run_blocking:
+decoding + detection + alignment in one hop, embedding through the micro-batcher (or in the same hop
+when batching is off).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import structlog
+
+from flighttoken.executor import run_blocking
+from flighttoken.faces import quality
+from flighttoken.faces.batcher import MicroBatcher
+from flighttoken.faces.decode import ImageInfo, ImageLimits, decode_image
+from flighttoken.faces.detect import Face, analyse_scene
+from flighttoken.faces.errors import NoFace
+from flighttoken.faces.models import Detector, Recognizer
+from flighttoken.faces.quality import QualityMetrics, QualityThresholds
+from flighttoken.faces.templates import Template
+from flighttoken.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class FaceAnalysis(msgspec.Struct, frozen=True, kw_only=True):
+    model_id: str
+    """Recogniser that made ``template``."""
+    image: ImageInfo
+    face_found: bool
+    subject: Face | None
+    """The traveller: the largest, most central face."""
+    quality: QualityMetrics | None
+    quality_failures: list[str]
+    """Reason codes (``no_face``, ``face_too_small``, ``too_blurry``, ...); empty when the capture is good."""
+    other_faces: int
+    others: list[Face]
+    tailgating: bool
+    """Another face at least ``tailgating_size_ratio`` as large as the subject's."""
+    template: Template | None
+    """Made whenever a subject face exists, even if quality failed: the caller decides what to do."""
+    template_norm: float | None
+    """Norm of the raw embedding before normalisation (low for poor or non-face crops)."""
+
+    @property
+    def quality_ok(self) -> bool:
+        return self.face_found and not self.quality_failures
+
+
+@dataclass(slots=True)
+class _Front:
+    """Result of the blocking first stage: everything but the embedding."""
+
+    info: ImageInfo
+    subject: Face | None
+    others: list[Face]
+    tailgaters: int
+    metrics: QualityMetrics | None
+    crop: np.ndarray | None
+
+
+class FaceEngine:
+    def __init__(self, settings: Settings, detector: Detector, recognizer: Recognizer) -> None:
+        self.settings = settings
+        self.detector = detector
+        self.recognizer = recognizer
+        self.limits = ImageLimits(max_bytes=settings.image_max_bytes, max_pixels=settings.image_max_pixels,
+                                  decode_max_side=settings.image_decode_max_side)
+        self.thresholds = QualityThresholds.from_settings(settings)
+        self.flip = settings.flip_average
+        self.batcher: MicroBatcher[np.ndarray, tuple[np.ndarray, float]] | None = None
+        if settings.batch_max_size > 1:
+            self.batcher = MicroBatcher(self._embed_batch, max_size=settings.batch_max_size,
+                                        max_wait_s=settings.batch_max_wait_ms / 1000.0, name="embed")
+
+    @classmethod
+    def load(cls, settings: Settings) -> FaceEngine:
+        """Build the sessions (blocking, ~1 s): call through run_blocking from async code."""
+        t0 = time.perf_counter()
+        model_dir = Path(settings.resolved_model_dir())
+        detector = Detector(model_dir / settings.detector_file, settings.engine_threads,
+                            settings.detector_input_size, settings.detector_score_threshold)
+        recognizer = Recognizer(model_dir / settings.recognizer_file, settings.engine_threads)
+        engine = cls(settings, detector, recognizer)
+        log.info("face_engine_loaded", detector=detector.model_id, recognizer=recognizer.model_id,
+                 threads=settings.engine_threads, batch_max_size=settings.batch_max_size,
+                 flip_average=settings.flip_average, seconds=round(time.perf_counter() - t0, 2))
+        return engine
+
+    @property
+    def model_id(self) -> str:
+        return self.recognizer.model_id
+
+    # --- async API (the service) ---
+
+    async def analyse(self, image_bytes: bytes, *, want_template: bool = True) -> FaceAnalysis:
+        if self.batcher is None:
+            return await run_blocking(self.analyse_sync, image_bytes, want_template=want_template)
+        with self.batcher.expecting():
+            front = await run_blocking(self._front, image_bytes)
+        if front.crop is None or not want_template:
+            return self._assemble(front, None)
+        return self._assemble(front, await self.batcher.submit(front.crop))
+
+    async def template(self, image_bytes: bytes) -> Template:
+        """The subject's template whatever its quality; raises NoFace (``no_face``) without a face."""
+        result = await self.analyse(image_bytes)
+        if result.template is None:
+            raise NoFace()
+        return result.template
+
+    # --- synchronous API (CLI, benchmarks, worker threads) ---
+
+    def analyse_sync(self, image_bytes: bytes, *, want_template: bool = True) -> FaceAnalysis:
+        front = self._front(image_bytes)
+        if front.crop is None or not want_template:
+            return self._assemble(front, None)
+        return self._assemble(front, self._embed_batch([front.crop])[0])
+
+    def template_sync(self, image_bytes: bytes) -> Template:
+        result = self.analyse_sync(image_bytes)
+        if result.template is None:
+            raise NoFace()
+        return result.template
+
+    # --- stages ---
+
+    def _front(self, image_bytes: bytes) -> _Front:
+        img, info = decode_image(image_bytes, self.limits)
+        dets = self.detector.detect(img)
+        h, w = img.shape[:2]
+        scene = analyse_scene(dets, w, h, info.scale, self.settings.tailgating_size_ratio)
+        if scene.subject is None:
+            return _Front(info, None, [], 0, None, None)
+        i = scene.subject
+        crop = self.recognizer.align(img, dets.landmarks[i])
+        subject = scene.faces[i]
+        metrics = quality.measure(crop, dets.landmarks[i], subject.det_score, subject.inter_eye_px)
+        others = [f for j, f in enumerate(scene.faces) if j != i]
+        return _Front(info, subject, others, scene.tailgaters, metrics, crop)
+
+    def _embed_batch(self, crops: list[np.ndarray]) -> list[tuple[np.ndarray, float]]:
+        vecs, norms = self.recognizer.embed(crops, flip=self.flip)
+        return [(vecs[k], float(norms[k])) for k in range(len(crops))]
+
+    def _assemble(self, front: _Front, embedded: tuple[np.ndarray, float] | None) -> FaceAnalysis:
+        template = norm = None
+        if embedded is not None:
+            template = Template.from_vector(self.model_id, embedded[0])
+            norm = round(embedded[1], 3)
+        if front.subject is None or front.metrics is None:
+            failures = [quality.NO_FACE]
+        else:
+            failures = quality.failures(front.metrics, self.thresholds)
+        return FaceAnalysis(model_id=self.model_id, image=front.info, face_found=front.subject is not None,
+                            subject=front.subject, quality=front.metrics, quality_failures=failures,
+                            other_faces=len(front.others), others=front.others,
+                            tailgating=front.tailgaters > 0, template=template, template_norm=norm)

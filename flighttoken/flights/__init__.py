@@ -1,0 +1,1 @@
+"""Flights: schedule, state and departure windows."""

@@ -1,0 +1,151 @@
+"""The running set of galleries: one per open flight (gates), one per departure window (e-channels,
+lounges). Rebuilt from PostgreSQL at start-up and kept in step with enrolments, revocations and
+flight closures.
+
+Structure changes (create or drop a gallery) happen on the event loop under one asyncio lock;
+hnswlib writes and searches go through the executor. A gallery is published in the dicts only once
+it is complete, so no caller ever searches a half-built index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+
+import numpy as np
+import structlog
+
+from flighttoken.executor import run_blocking
+from flighttoken.galleries.index import Candidate, Gallery
+
+log = structlog.get_logger(__name__)
+
+
+class GalleryRegistry:
+    def __init__(self) -> None:
+        self._flights: dict[uuid.UUID, Gallery] = {}
+        self._windows: dict[datetime, Gallery] = {}
+        # token id → (flight, window): where a token lives, so removal needs no database read.
+        self._homes: dict[str, tuple[uuid.UUID, datetime]] = {}
+        self._structure = asyncio.Lock()
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    def sizes(self) -> dict[str, int]:
+        return {"flights": len(self._flights), "windows": len(self._windows), "tokens": len(self._homes),
+                "largest_window": max((len(g) for g in self._windows.values()), default=0)}
+
+    def flight_size(self, flight_id: uuid.UUID) -> int:
+        g = self._flights.get(flight_id)
+        return len(g) if g else 0
+
+    def window_size(self, start: datetime) -> int:
+        g = self._windows.get(start)
+        return len(g) if g else 0
+
+    def contains(self, token_id: uuid.UUID) -> bool:
+        return str(token_id) in self._homes
+
+    async def search_flights(self, flight_ids: Iterable[uuid.UUID], vector: np.ndarray, k: int = 2) -> list[Candidate]:
+        return await self._search([self._flights[f] for f in flight_ids if f in self._flights], vector, k)
+
+    async def search_windows(self, starts: Iterable[datetime], vector: np.ndarray, k: int = 2) -> list[Candidate]:
+        return await self._search([self._windows[s] for s in starts if s in self._windows], vector, k)
+
+    async def _search(self, galleries: list[Gallery], vector: np.ndarray, k: int) -> list[Candidate]:
+        if not galleries:
+            return []
+        return await run_blocking(_search_all, galleries, vector, k)
+
+    # ---- writes ------------------------------------------------------------------------------
+
+    async def add(self, token_id: uuid.UUID, flight_id: uuid.UUID, window: datetime, vector: np.ndarray) -> None:
+        key = str(token_id)
+        async with self._structure:
+            flight_g = self._flights.get(flight_id) or await run_blocking(Gallery)
+            window_g = self._windows.get(window) or await run_blocking(Gallery)
+            old = self._homes.get(key)
+            if old and old[1] != window and old[1] in self._windows:
+                await run_blocking(self._windows[old[1]].remove, [key])
+            await run_blocking(_add_to, (flight_g, window_g), key, vector)
+            self._flights[flight_id] = flight_g
+            self._windows[window] = window_g
+            self._homes[key] = (flight_id, window)
+
+    async def remove(self, token_ids: Iterable[uuid.UUID]) -> None:
+        """Take tokens out of every gallery (revocation, opt-out, hold release is separate)."""
+        async with self._structure:
+            for token_id in token_ids:
+                home = self._homes.pop(str(token_id), None)
+                if home is None:
+                    continue
+                flight_g, window_g = self._flights.get(home[0]), self._windows.get(home[1])
+                await run_blocking(_remove_from, (flight_g, window_g), str(token_id))
+
+    async def drop_flight(self, flight_id: uuid.UUID) -> int:
+        """Forget a closed flight everywhere; returns how many tokens left memory."""
+        async with self._structure:
+            self._flights.pop(flight_id, None)
+            leaving = [t for t, (f, _) in self._homes.items() if f == flight_id]
+            by_window: dict[datetime, list[str]] = {}
+            for t in leaving:
+                by_window.setdefault(self._homes.pop(t)[1], []).append(t)
+            for window, ids in by_window.items():
+                g = self._windows.get(window)
+                if g is None:
+                    continue
+                await run_blocking(g.remove, ids)
+                if len(g) == 0:
+                    del self._windows[window]
+            return len(leaving)
+
+    async def replace_all(self, flights: dict[uuid.UUID, Gallery], windows: dict[datetime, Gallery],
+                          homes: dict[str, tuple[uuid.UUID, datetime]]) -> None:
+        """Swap in galleries built elsewhere (start-up rebuild, reconcile) in one step."""
+        async with self._structure:
+            self._flights, self._windows, self._homes = flights, windows, homes
+
+
+def _add_to(galleries: tuple[Gallery, ...], key: str, vector: np.ndarray) -> None:
+    for g in galleries:
+        g.add([(key, vector)])
+
+
+def _remove_from(galleries: tuple[Gallery | None, ...], key: str) -> None:
+    for g in galleries:
+        if g is not None:
+            g.remove([key])
+
+
+def _search_all(galleries: list[Gallery], vector: np.ndarray, k: int) -> list[Candidate]:
+    found: dict[str, Candidate] = {}
+    for g in galleries:
+        for c in g.search(vector, k):
+            if c.id not in found or found[c.id].score < c.score:
+                found[c.id] = c
+    return sorted(found.values(), key=lambda c: c.score, reverse=True)[:k]
+
+
+def build_galleries(rows: Iterable[tuple[uuid.UUID, uuid.UUID, datetime, np.ndarray]]) -> tuple[
+        dict[uuid.UUID, Gallery], dict[datetime, Gallery], dict[str, tuple[uuid.UUID, datetime]]]:
+    """Build every gallery from (token, flight, window, vector) rows. Blocking.
+
+    Boarded tokens stay in both galleries until the flight closes: a second boarding or a late
+    e-channel visit is then recognised and refused, and a token swap (their face enrolled under
+    another document) is caught at the kiosk.
+    """
+    per_flight: dict[uuid.UUID, list[tuple[str, np.ndarray]]] = {}
+    per_window: dict[datetime, list[tuple[str, np.ndarray]]] = {}
+    homes: dict[str, tuple[uuid.UUID, datetime]] = {}
+    for token_id, flight_id, window, vector in rows:
+        key = str(token_id)
+        per_flight.setdefault(flight_id, []).append((key, vector))
+        per_window.setdefault(window, []).append((key, vector))
+        homes[key] = (flight_id, window)
+    return (
+        {f: Gallery.build(items) for f, items in per_flight.items()},
+        {w: Gallery.build(items) for w, items in per_window.items()},
+        homes,
+    )

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from litestar import Controller, Response, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+
+from flighttoken.devices.auth import DeviceRequest, allow
+from flighttoken.devices.model import DeviceKind
+from flighttoken.errors import InvalidRequest
+from flighttoken.journey import enrolment, identify
+from flighttoken.journey.schemas import Decision, EnrolmentRequest, EnrolmentResult
+from flighttoken.services import Services
+
+IMAGE_TYPES = ("image/jpeg", "image/png", "application/octet-stream")
+
+
+class EnrolmentController(Controller):
+    path = "/v1/enrolments"
+    tags = ["journey"]
+    guards = [allow(DeviceKind.KIOSK)]
+
+    @post("/", summary="Enrol a passenger at a check-in kiosk",
+          description="201 with a new token; 200 with the same token when this document is already "
+                      "enrolled on this flight (idempotent).",
+          request_max_body_size=32 * 1024 * 1024)
+    async def enrol(self, data: JSONBody[EnrolmentRequest], services: NamedDependency[Services],
+                    request: DeviceRequest) -> Response[EnrolmentResult]:
+        result = await enrolment.enrol(services, request.user, data)
+        return Response(result, status_code=201 if result.created else 200)
+
+
+class IdentifyController(Controller):
+    path = "/v1/identify"
+    tags = ["journey"]
+    guards = [allow(DeviceKind.E_CHANNEL, DeviceKind.LOUNGE, DeviceKind.GATE)]
+
+    @post("/", status_code=200, summary="Who is this? One capture in, proceed or refer out",
+          description="Send the camera frame as the raw request body (Content-Type image/jpeg or image/png).")
+    async def identify(self, request: DeviceRequest, services: NamedDependency[Services]) -> Decision:
+        # The frame is the raw body: no base64 or JSON to decode on the hot path.
+        if request.headers.get("content-type", "").split(";")[0].strip() not in IMAGE_TYPES:
+            raise InvalidRequest("send the frame as image/jpeg or image/png", code="unsupported_media_type",
+                                 status=415)
+        return await identify.identify(services, request.user, await request.body())

@@ -1,0 +1,146 @@
+"""Enrolment at the check-in kiosk: document + booking + consent + live face → a flight token.
+
+Order matters: everything that can refuse the request runs before anything is written, and the
+write is one transaction, so a refused enrolment leaves no trace but its audit event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections import defaultdict
+from datetime import datetime
+
+import numpy as np
+import structlog
+
+from flighttoken.db.queries import audit
+from flighttoken.db.queries import flights as flight_q
+from flighttoken.db.queries import tokens as token_q
+from flighttoken.devices.model import Device
+from flighttoken.errors import Conflict, NotFound, Unprocessable
+from flighttoken.journey.schemas import EnrolmentRequest, EnrolmentResult, TravelDocument
+from flighttoken.privacy.vault import TemplateVault
+from flighttoken.services import Services
+
+log = structlog.get_logger(__name__)
+# One enrolment at a time per departure window on this instance: the duplicate-face check and the
+# gallery insert must not interleave with another enrolment in the same window.
+_window_locks: defaultdict[datetime, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+
+def document_key(doc: TravelDocument) -> bytes:
+    return hashlib.sha256(f"{doc.issuing_state}|{doc.type}|{doc.number}".encode()).digest()
+
+
+async def _live_template(services: Services, captures: list[bytes]) -> tuple[np.ndarray, float]:
+    """Average the templates of every capture that passes the quality gates."""
+    analyses = await asyncio.gather(*(services.engine.analyse(c) for c in captures))
+    passing = [a for a in analyses if a.template is not None and not a.quality_failures]
+    if not passing:
+        reasons = sorted({r for a in analyses for r in (a.quality_failures or ["no_face"])})
+        raise Unprocessable("no capture passed the quality checks; capture again",
+                            code="capture_rejected", reasons=reasons)
+    vectors = np.stack([a.template.vector for a in passing])
+    mean = vectors.mean(axis=0)
+    quality = max(a.subject.det_score for a in passing)
+    return (mean / np.linalg.norm(mean)).astype(np.float32), float(quality)
+
+
+async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> EnrolmentResult:
+    settings, pool, engine = services.settings, services.db(), services.engine
+    actor = f"device:{device.id}"
+    if req.consent is None:
+        raise Unprocessable("record the passenger's consent before capture", code="consent_required")
+    flight = await flight_q.by_id(pool, req.booking.flight_id)
+    if flight is None:
+        raise NotFound("no such flight", code="flight_not_found")
+    if not flight.is_open:
+        raise Conflict(f"flight {flight.code} has {flight.state.value}", code="flight_closed")
+    if req.document.expiry < flight.scheduled_departure.date():
+        raise Unprocessable("the travel document expires before departure", code="document_expired")
+
+    vector, quality = await _live_template(services, req.captures)
+    if req.chip_photo is not None:
+        chip = await engine.analyse(req.chip_photo)
+        if chip.template is None:
+            raise Unprocessable("no face found in the chip photo", code="chip_photo_unusable")
+        score = float(np.dot(chip.template.vector, vector))
+        if score < settings.chip_match_threshold:
+            await audit.record(pool, actor=actor, action="token.enrol", outcome="refused",
+                               flight_id=flight.id, detail={"reason": "chip_photo_mismatch"})
+            raise Unprocessable("the live face does not match the document's chip photo",
+                                code="chip_photo_mismatch")
+
+    doc_key = document_key(req.document)
+    async with _window_locks[flight.window_start]:
+        await _refuse_duplicate_face(services, actor, flight.id, flight.window_start, vector, doc_key)
+        async with pool.acquire() as conn, conn.transaction():
+            result = await _store(services.vault, conn, device, req, flight.id, doc_key, vector, quality,
+                                  engine.model_id)
+            await audit.record(conn, actor=actor, action="token.enrol", outcome="ok", flight_id=flight.id,
+                               token_id=result.token_id,
+                               detail={"created": result.created, "template_updated": result.template_updated})
+        if result.template_updated:
+            await services.galleries.add(result.token_id, flight.id, flight.window_start, vector)
+    log.info("token_enrolled", token_id=str(result.token_id), flight=flight.code, created=result.created)
+    return result
+
+
+async def _refuse_duplicate_face(services: Services, actor: str, flight_id: uuid.UUID, window: datetime,
+                                 vector: np.ndarray, doc_key: bytes) -> None:
+    """A face already enrolled in this window under another document is a token swap or a second
+    identity: refuse, and audit it for the airline and the authority."""
+    candidates = await services.galleries.search_windows([window], vector, k=5)
+    close = [uuid.UUID(c.id) for c in candidates if c.score >= services.settings.duplicate_threshold]
+    if not close:
+        return
+    keys = await token_q.document_keys(services.db(), close)
+    others = [t for t in close if keys.get(t) not in (None, doc_key)]
+    if others:
+        await audit.record(services.db(), actor=actor, action="token.enrol", outcome="refused",
+                           flight_id=flight_id, token_id=others[0],
+                           detail={"reason": "face_already_enrolled"})
+        raise Conflict("this face is already enrolled under another travel document",
+                       code="face_already_enrolled")
+
+
+async def _store(vault: TemplateVault, conn, device: Device, req: EnrolmentRequest, flight_id: uuid.UUID,
+                 doc_key: bytes, vector: np.ndarray, quality: float, model_id: str) -> EnrolmentResult:
+    consent = req.consent
+    assert consent is not None
+    consent_id = uuid.uuid4()
+    await token_q.insert_consent(conn, consent_id=consent_id, flight_id=flight_id, document_key=doc_key,
+                                 terms_version=consent.terms_version, terms_sha256=consent.terms_sha256,
+                                 consented_at=consent.consented_at, device_id=device.id)
+    existing = await token_q.by_document(conn, flight_id, doc_key)
+    booking, doc = req.booking, req.document
+    if existing is not None:
+        if existing["state"] in ("revoked", "expired", "boarded"):
+            raise Conflict(f"this passenger's token has ended ({existing['state']})", code="token_ended")
+        token_id, created = existing["id"], False
+        await token_q.refresh_booking(conn, token_id, booking_reference=booking.booking_reference,
+                                      seat=booking.seat, lounge_eligible=booking.lounge_eligible,
+                                      consent_id=consent_id)
+        # Re-enrolment may improve the template, never degrade it.
+        previous = await token_q.template_quality(conn, token_id)
+        update = previous is None or quality >= previous
+        state, enrolled_at = existing["state"], existing["enrolled_at"]
+    else:
+        row = await token_q.insert_token(
+            conn, token_id=uuid.uuid4(), flight_id=flight_id, document_key=doc_key, document_type=doc.type,
+            document_last4=doc.number[-4:], issuing_state=doc.issuing_state, nationality=doc.nationality,
+            surname=doc.surname, given_names=doc.given_names, booking_reference=booking.booking_reference,
+            seat=booking.seat, lounge_eligible=booking.lounge_eligible, consent_id=consent_id)
+        token_id, created, update = row["id"], True, True
+        state, enrolled_at = row["state"], row["enrolled_at"]
+    if update:
+        dek = await vault.flight_key(conn, flight_id)
+        if dek is None:
+            raise Conflict("the flight's data has been purged", code="flight_closed")
+        sealed = vault.seal_template(dek, token_id, model_id, vector)
+        await token_q.upsert_template(conn, token_id=token_id, flight_id=flight_id, model_id=model_id,
+                                      sealed=sealed, quality=quality)
+    return EnrolmentResult(token_id=token_id, state=state, flight_id=flight_id, created=created,
+                           enrolled_at=enrolled_at, template_updated=update)

@@ -1,0 +1,73 @@
+"""Request and response bodies of the journey API (msgspec Structs at the boundary)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
+Alpha3 = Annotated[str, msgspec.Meta(pattern=r"^[A-Z<]{1,3}$", examples=["HKG"])]
+Image = Annotated[bytes, msgspec.Meta(min_length=1, description="JPEG or PNG, base64 in JSON")]
+
+
+class TravelDocument(msgspec.Struct, forbid_unknown_fields=True):
+    type: Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z<]?$", examples=["P"],
+                                      description="ICAO 9303 document code, e.g. P for passport")]
+    number: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9<]{1,20}$", examples=["K12345678"])]
+    issuing_state: Alpha3
+    surname: Name
+    given_names: Annotated[str, msgspec.Meta(max_length=80)]
+    nationality: Alpha3
+    date_of_birth: date
+    expiry: date
+
+
+class Booking(msgspec.Struct, forbid_unknown_fields=True):
+    flight_id: uuid.UUID
+    booking_reference: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{5,8}$", examples=["ABC123"])]
+    seat: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,3}[A-K]$", examples=["42A"])] | None = None
+    lounge_eligible: bool = False
+
+
+class Consent(msgspec.Struct, forbid_unknown_fields=True):
+    terms_version: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    terms_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$",
+                                              description="SHA-256 of the terms text the passenger accepted")]
+    consented_at: Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+class EnrolmentRequest(msgspec.Struct, forbid_unknown_fields=True):
+    document: TravelDocument
+    booking: Booking
+    captures: Annotated[list[Image], msgspec.Meta(min_length=1, max_length=5)]
+    consent: Consent | None = None
+    chip_photo: Image | None = None
+    """ICAO 9303 DG2 face image read from the document chip, for a 1:1 check against the live face."""
+
+
+class EnrolmentResult(msgspec.Struct):
+    token_id: uuid.UUID
+    state: str
+    flight_id: uuid.UUID
+    created: bool
+    enrolled_at: datetime
+    template_updated: bool
+
+
+class PassengerView(msgspec.Struct):
+    """What a boarding gate may show the agent: never a document number or a photo."""
+
+    name: str
+    seat: str | None
+    flight: str
+
+
+class Decision(msgspec.Struct, omit_defaults=True):
+    decision: Literal["proceed", "refer"]
+    reason: str
+    event_id: int = 0
+    token_id: uuid.UUID | None = None
+    passenger: PassengerView | None = None

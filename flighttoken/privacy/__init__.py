@@ -1,0 +1,1 @@
+"""Privacy mechanics around biometric data: template vault (envelope encryption), consent, purge."""

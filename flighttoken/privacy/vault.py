@@ -1,0 +1,77 @@
+"""Templates at rest: sealed with the flight's data key, which is wrapped by the master key.
+
+The vault is the only code that sees plaintext templates on their way to or from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import asyncpg
+import numpy as np
+import structlog
+
+from flighttoken.crypto.keys import DataKeyCache, MasterKey, WrappedKey, load_or_create_key_file, new_data_key
+from flighttoken.crypto.sealing import open_sealed, seal
+from flighttoken.db.queries import flights as flight_q
+from flighttoken.settings import Settings
+
+log = structlog.get_logger(__name__)
+TEMPLATE_DTYPE = np.dtype("<f4")
+
+
+class MasterKeyError(Exception):
+    """No usable master key; the message names the setting."""
+
+
+def load_master_key(settings: Settings) -> MasterKey:
+    try:
+        if not settings.master_key and not settings.master_key_file:
+            path = Path(settings.data_dir) / "master.key"
+            log.warning("development_master_key", path=str(path),
+                        hint="set FLIGHTTOKEN_MASTER_KEY_FILE in production")
+            return MasterKey.parse(load_or_create_key_file(path), source=f"master key file {path}")
+        return MasterKey.from_sources(settings.master_key or None, settings.master_key_file or None)
+    except (ValueError, OSError) as exc:
+        raise MasterKeyError(f"FLIGHTTOKEN_MASTER_KEY / FLIGHTTOKEN_MASTER_KEY_FILE: {exc}") from None
+
+
+def flight_context(flight_id: uuid.UUID) -> bytes:
+    return b"flight:" + str(flight_id).encode()
+
+
+def template_aad(token_id: uuid.UUID, model_id: str) -> bytes:
+    return b"token:" + str(token_id).encode() + b":model:" + model_id.encode()
+
+
+class TemplateVault:
+    def __init__(self, master: MasterKey) -> None:
+        self.master = master
+        self.keys = DataKeyCache(master)
+
+    async def create_flight_key(self, conn: asyncpg.Connection, flight_id: uuid.UUID) -> None:
+        wrapped = self.master.wrap(new_data_key(), flight_context(flight_id))
+        await flight_q.insert_key(conn, flight_id, wrapped.kek_id, wrapped.wrapped)
+
+    async def flight_key(self, conn: asyncpg.Connection | asyncpg.Pool, flight_id: uuid.UUID) -> bytes | None:
+        """The flight's data key, or None once it has been destroyed (purged)."""
+        context = flight_context(flight_id)
+        cached = self.keys.get(context)
+        if cached is not None:
+            return cached
+        row = await flight_q.key_of(conn, flight_id)
+        if row is None:
+            return None
+        return self.keys.unwrap(context, WrappedKey(row["kek_id"], bytes(row["wrapped"])))
+
+    def forget_flight(self, flight_id: uuid.UUID) -> None:
+        self.keys.forget(flight_context(flight_id))
+
+    @staticmethod
+    def seal_template(dek: bytes, token_id: uuid.UUID, model_id: str, vector: np.ndarray) -> bytes:
+        return seal(dek, np.asarray(vector, dtype=TEMPLATE_DTYPE).tobytes(), template_aad(token_id, model_id))
+
+    @staticmethod
+    def open_template(dek: bytes, token_id: uuid.UUID, model_id: str, blob: bytes) -> np.ndarray:
+        return np.frombuffer(open_sealed(dek, blob, template_aad(token_id, model_id)), dtype=TEMPLATE_DTYPE)

@@ -1,0 +1,210 @@
+"""The engine end to end on real photos and real models."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+import cv2
+import msgspec
+import numpy as np
+import pytest
+
+from flighttoken.faces import quality
+from flighttoken.faces.engine import FaceAnalysis, FaceEngine
+from flighttoken.faces.errors import NoFace, TemplateModelMismatch
+from flighttoken.faces.templates import Template, enc_hook, similarity
+from flighttoken.settings import Settings
+from tests.faces.conftest import jpeg, to_bgr
+
+Photo = Callable[[str, int], bytes]
+SAME = [("Tony_Blair", 1, 2), ("Vladimir_Putin", 1, 3), ("Venus_Williams", 2, 4), ("Wen_Jiabao", 1, 5)]
+DIFFERENT = [("Tony_Blair", "Vladimir_Putin"), ("Venus_Williams", "Wen_Jiabao"), ("Tom_Ridge", "Trent_Lott"),
+             ("Walter_Mondale", "Tommy_Thompson")]
+
+
+@pytest.mark.parametrize(("name", "a", "b"), SAME)
+async def test_same_person_scores_above_match_threshold(engine: FaceEngine, face_settings: Settings, lfw: Photo,
+                                                        name: str, a: int, b: int) -> None:
+    ta, tb = await asyncio.gather(engine.template(lfw(name, a)), engine.template(lfw(name, b)))
+    assert similarity(ta, tb) >= face_settings.match_threshold
+
+
+@pytest.mark.parametrize(("x", "y"), DIFFERENT)
+async def test_different_people_score_below_match_threshold(engine: FaceEngine, face_settings: Settings,
+                                                            lfw: Photo, x: str, y: str) -> None:
+    tx, ty = await asyncio.gather(engine.template(lfw(x, 1)), engine.template(lfw(y, 1)))
+    assert similarity(tx, ty) < face_settings.match_threshold
+
+
+async def test_clean_lfw_photo_passes_every_gate(engine: FaceEngine, lfw: Photo) -> None:
+    r = await engine.analyse(lfw("Tony_Blair", 1))
+    assert r.face_found and r.quality_ok, r.quality_failures
+    assert r.quality_failures == [] and r.other_faces == 0 and not r.tailgating
+    assert r.template is not None and r.template.model_id == engine.model_id
+    assert r.template.vector.dtype == np.float32 and r.template.vector.shape == (512,)
+    assert abs(float(np.linalg.norm(r.template.vector)) - 1.0) < 1e-5
+    assert r.template_norm is not None and r.template_norm > 5  # raw ArcFace norms are ~20-30
+    assert r.subject is not None and r.subject.inter_eye_px > 25
+    # The result is a boundary Struct: it encodes (the template vector as raw float32 bytes).
+    decoded = msgspec.json.decode(msgspec.json.encode(r, enc_hook=enc_hook))
+    assert decoded["quality"]["sharpness"] == r.quality.sharpness  # type: ignore[union-attr]
+
+
+async def test_group_photo_six_faces_and_tailgating(engine: FaceEngine, t1_bytes: bytes) -> None:
+    r = await engine.analyse(t1_bytes)
+    assert r.face_found
+    assert 1 + r.other_faces == 6 and len(r.others) == 5
+    assert r.tailgating  # a group of similar-sized faces: someone is sharing the lane
+    assert r.subject is not None
+    assert r.subject.inter_eye_px >= max(f.inter_eye_px for f in r.others) * 0.5
+
+
+async def test_small_background_face_is_not_tailgating(engine: FaceEngine, lfw: Photo) -> None:
+    subject = to_bgr(lfw("Tony_Blair", 1))
+    other = cv2.resize(to_bgr(lfw("Vladimir_Putin", 1)), (90, 90))  # a face far behind in the queue
+    canvas = np.full((480, 640, 3), 128, np.uint8)
+    canvas[115:365, 195:445] = subject
+    canvas[10:100, 540:630] = other
+    r = await engine.analyse(jpeg(canvas))
+    assert r.other_faces == 1
+    assert not r.tailgating
+    tb = await engine.template(lfw("Tony_Blair", 1))
+    assert r.template is not None and similarity(r.template, tb) > 0.9  # the subject is the big central face
+
+
+async def test_no_face_is_a_result_not_an_error(engine: FaceEngine) -> None:
+    blank = jpeg(np.full((300, 400, 3), 90, np.uint8))
+    r = await engine.analyse(blank)
+    assert not r.face_found and not r.quality_ok
+    assert r.quality_failures == [quality.NO_FACE]
+    assert r.template is None and r.subject is None and r.quality is None
+    with pytest.raises(NoFace) as exc:
+        await engine.template(blank)
+    assert exc.value.code == "no_face" and exc.value.status == 422
+
+
+def _degrade(img: np.ndarray, how: str) -> np.ndarray:
+    if how == "blur":
+        return cv2.GaussianBlur(img, (0, 0), 3.0)
+    if how == "dark":
+        return (img.astype(np.float32) * 0.15).astype(np.uint8)
+    if how == "bright":
+        return np.clip(img.astype(np.int16) + 170, 0, 255).astype(np.uint8)
+    if how == "tilt":
+        m = cv2.getRotationMatrix2D((125, 125), 50, 1.0)
+        return cv2.warpAffine(img, m, (250, 250), borderMode=cv2.BORDER_REPLICATE)
+    if how == "tiny":  # traveller far from the camera: face of ~12 px between the eyes in a 640x480 frame
+        canvas = np.full((480, 640, 3), 128, np.uint8)
+        small = cv2.resize(img, (80, 80), interpolation=cv2.INTER_AREA)
+        canvas[200:280, 280:360] = small
+        return canvas
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize(
+    ("how", "reason"),
+    [("blur", quality.TOO_BLURRY), ("dark", quality.TOO_DARK), ("bright", quality.TOO_BRIGHT),
+     ("tilt", quality.HEAD_TILTED), ("tiny", quality.FACE_TOO_SMALL)],
+)
+async def test_quality_gates_fire_on_degraded_captures(engine: FaceEngine, lfw: Photo, how: str,
+                                                       reason: str) -> None:
+    original = await engine.analyse(lfw("Tony_Blair", 1))
+    assert reason not in original.quality_failures
+    r = await engine.analyse(jpeg(_degrade(to_bgr(lfw("Tony_Blair", 1)), how)))
+    assert r.face_found, f"{how}: the degraded face must still be detected"
+    assert reason in r.quality_failures, (how, r.quality)
+    assert r.template is not None  # still embedded: the caller decides (kiosk retake, gate refer)
+
+
+async def test_turned_head_fires_head_turned(engine: FaceEngine, lfw: Photo) -> None:
+    # A real profile-ish LFW photo (estimated yaw well past the limit), against a frontal one.
+    r = await engine.analyse(lfw(*TURNED))
+    assert r.quality is not None and quality.HEAD_TURNED in r.quality_failures, r.quality
+    frontal = await engine.analyse(lfw("Tony_Blair", 1))
+    assert frontal.quality is not None and abs(frontal.quality.yaw_deg) < 15
+
+
+async def test_low_detection_score_gate(engine: FaceEngine, face_settings: Settings, lfw: Photo) -> None:
+    # Same photo, same metrics: only the detector-score gate moves.
+    strict = FaceEngine(msgspec.structs.replace(face_settings, quality_min_det_score=0.99),
+                        engine.detector, engine.recognizer)
+    r = await strict.analyse(lfw("Tony_Blair", 1))
+    assert r.quality_failures == [quality.LOW_DETECTION_SCORE]
+
+
+async def test_flip_average_changes_template_but_keeps_identity(engine: FaceEngine, face_settings: Settings,
+                                                                lfw: Photo) -> None:
+    flipped = FaceEngine(msgspec.structs.replace(face_settings, flip_average=not face_settings.flip_average),
+                         engine.detector, engine.recognizer)
+    a = await engine.template(lfw("Tony_Blair", 1))
+    b = await flipped.template(lfw("Tony_Blair", 1))
+    assert 0.95 < similarity(a, b) < 0.99999
+
+
+def test_templates_round_trip_and_refuse_other_models(engine: FaceEngine, lfw: Photo) -> None:
+    t = engine.template_sync(lfw("Tony_Blair", 1))
+    raw = t.to_bytes()
+    assert len(raw) == 512 * 4
+    back = Template.from_bytes(t.model_id, raw)
+    assert np.array_equal(back.vector, t.vector) and back.model_id == t.model_id
+    assert similarity(t, back) == pytest.approx(1.0, abs=1e-6)
+    other = Template.from_bytes("w600k_r50:0123456789ab", raw)
+    with pytest.raises(TemplateModelMismatch) as exc:
+        similarity(t, other)
+    assert exc.value.code == "template_model_mismatch"
+    with pytest.raises(ValueError):
+        Template.from_bytes(t.model_id, raw[:-1])
+
+
+async def test_concurrent_requests_share_embedding_batches(engine: FaceEngine, face_settings: Settings,
+                                                           lfw: Photo) -> None:
+    # A generous wait makes the batch fill deterministically; the default (2 ms) is for latency.
+    batched = FaceEngine(msgspec.structs.replace(face_settings, batch_max_wait_ms=50.0, batch_max_size=8),
+                         engine.detector, engine.recognizer)
+    assert batched.batcher is not None
+    photos = [lfw(name, n) for name, n, _ in SAME] + [lfw(name, m) for name, _, m in SAME]
+    results: list[FaceAnalysis] = await asyncio.gather(*(batched.analyse(p) for p in photos))
+    stats = batched.batcher.stats()
+    assert stats.items == len(photos)
+    assert stats.max_size > 1, stats
+    # Batched embeddings are the same as one-at-a-time ones.
+    for photo, r in zip(photos, results, strict=True):
+        assert r.template is not None
+        assert similarity(r.template, engine.template_sync(photo)) > 0.9999
+
+
+async def test_event_loop_stays_responsive_during_analysis(engine: FaceEngine, t1_bytes: bytes) -> None:
+    threads: set[str] = set()
+    run = engine.detector.run
+
+    def spy(blob: np.ndarray) -> list[np.ndarray]:
+        threads.add(threading.current_thread().name)
+        return run(blob)
+
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    engine.detector.run = spy  # type: ignore[method-assign]
+    try:
+        task = asyncio.create_task(ticker())
+        for _ in range(3):
+            await engine.analyse(t1_bytes)
+        stop.set()
+        await task
+    finally:
+        del engine.detector.run
+    assert threading.main_thread().name not in threads
+    assert all(name.startswith("blocking") for name in threads)  # flighttoken.executor's pool
+    # Had inference run on the loop, the ticker could only have run between the awaits (a handful).
+    assert ticks > 50
+
+
+TURNED = ("Walter_Mondale", 1)  # replaced below by the measured profile photo
