@@ -12,6 +12,7 @@ from flighttoken.devices.model import Device
 from flighttoken.errors import Conflict, NotFound
 from flighttoken.flights.model import TRANSITIONS, Flight, FlightState, NewFlight
 from flighttoken.flights.windows import window_start
+from flighttoken.privacy.purge import on_flight_closed
 from flighttoken.services import Services
 
 log = structlog.get_logger(__name__)
@@ -53,6 +54,6 @@ async def change_state(services: Services, actor: Device, flight_id: uuid.UUID, 
         await audit.record(conn, actor=f"device:{actor.id}", action=f"flight.{target.value}", outcome="ok",
                            flight_id=flight_id, detail={"flight": flight.code})
     if not flight.is_open:
-        dropped = await services.galleries.drop_flight(flight_id)
-        log.info("flight_closed", flight=flight.code, state=flight.state.value, tokens_dropped=dropped)
+        log.info("flight_closed", flight=flight.code, state=flight.state.value)
+        await on_flight_closed(services, flight)
     return flight
