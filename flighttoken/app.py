@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
+from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
@@ -17,9 +18,14 @@ from flighttoken.flights.controller import FlightController
 from flighttoken.health import HealthController
 from flighttoken.journey.controller import EnrolmentController, IdentifyController
 from flighttoken.lifecycle import lifespan
-from flighttoken.middleware import request_context_middleware
+from flighttoken.middleware import request_context_middleware, slow_client_middleware
 from flighttoken.services import Services
 from flighttoken.settings import Settings
+
+
+def _device_or_address(request: Request) -> str:
+    user = request.scope.get("user")
+    return f"device:{user.id}" if user is not None else get_remote_address(request)
 
 
 def create_app(settings: Settings, *, engine: Any = None, demo: bool = False) -> Litestar:
@@ -34,8 +40,15 @@ def create_app(settings: Settings, *, engine: Any = None, demo: bool = False) ->
         exception_handlers={Exception: exception_to_problem},
         middleware=[
             request_context_middleware,
+            slow_client_middleware(settings.request_body_timeout_s),
             DefineMiddleware(ApiKeyAuthentication, exclude=[f"^{p}" for p in sorted(PUBLIC_PATHS)]),
+            # After authentication, so the limit is per device key, not per address (many devices
+            # may sit behind one NAT or load balancer).
+            RateLimitConfig(rate_limit=("second", settings.rate_limit_per_second),
+                            identifier_for_request=_device_or_address,
+                            exclude=[f"^{p}" for p in sorted(PUBLIC_PATHS)]).middleware,
         ],
+        request_max_body_size=settings.max_body_bytes,
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
             title="FlightToken",

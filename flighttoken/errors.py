@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import asyncpg
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
@@ -86,11 +87,34 @@ def _from_http_exception(request: Request, exc: HTTPException) -> Response[dict[
     codes = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
              415: "unsupported_media_type", 429: "rate_limited", 503: "unavailable"}
     code = codes.get(exc.status_code, "http_error")
-    return problem(exc.status_code, code, exc.detail, exc.detail, request, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 429:
+        # Litestar's limiter sends the IETF RateLimit-* headers; clients also expect Retry-After.
+        headers.setdefault("Retry-After", str(max(1, int(headers.get("RateLimit-Reset", "1") or 1))))
+    return problem(exc.status_code, code, exc.detail, exc.detail, request, headers=headers)
+
+
+# The database is down, restarting or unreachable: the request did nothing and may be retried.
+# (Statement-level failures such as constraint violations are not in this list: they are bugs.)
+DATABASE_UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
+    OSError,  # refused TCP connection, or a missing Unix socket while the server restarts
+    TimeoutError,
+)
+DATABASE_RETRY_AFTER_S = "2"
 
 
 def exception_to_problem(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     """The one exception → HTTP mapping, registered for every exception type."""
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        log.warning("database_unavailable", error=type(exc).__name__)
+        return problem(503, "database_unavailable", "The service is temporarily unavailable",
+                       "the database cannot be reached; retry shortly", request,
+                       headers={"Retry-After": DATABASE_RETRY_AFTER_S})
     if isinstance(exc, ServiceError):
         return problem(exc.status, exc.code, exc.title, exc.detail, request, headers=exc.headers,
                        **exc.extra)

@@ -1,13 +1,17 @@
-"""Request context for logs: a request id (client's ``X-Request-ID`` or a new one), one access line."""
+"""HTTP middleware: request context for logs (request id, one access line) and slow-client limits."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from flighttoken.errors import ServiceError
 
 log = structlog.get_logger("flighttoken.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -42,3 +46,38 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
             structlog.contextvars.clear_contextvars()
 
     return middleware
+
+
+def slow_client_middleware(timeout_s: float) -> Callable[[ASGIApp], ASGIApp]:
+    """Refuse a request whose body does not arrive within ``timeout_s`` (a trickling client would
+    otherwise hold a worker and a connection for as long as it likes). Only the body is timed:
+    after it is complete, ``receive`` passes through untouched (streams wait for disconnects)."""
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout_s
+            body_done = False
+
+            async def timed_receive() -> Message:
+                nonlocal body_done
+                if body_done:
+                    return await receive()
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
+                except TimeoutError:
+                    raise ServiceError("the request body did not arrive in time", code="request_timeout",
+                                       status=408) from None
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    body_done = True
+                return message
+
+            await app(scope, timed_receive, send)
+
+        return middleware
+
+    return wrap

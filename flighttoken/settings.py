@@ -49,6 +49,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     port: int = 8000
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    rate_limit_per_second: int = 50
+    """Requests per second one device key may make; more get 429 with Retry-After."""
+    request_body_timeout_s: float = 10.0
+    """A request body that has not fully arrived after this long is refused with 408."""
+    max_body_bytes: int = 12 * 1024 * 1024
+    """Largest request body (enrolment allows more: several captures in base64)."""
 
     # --- face models ---
     model_dir: str = ""
