@@ -22,6 +22,7 @@ from flighttoken.devices.registry import seed_demo_devices
 from flighttoken.galleries.loader import rebuild_galleries
 from flighttoken.privacy.vault import MasterKeyError, TemplateVault, load_master_key
 from flighttoken.services import Services
+from flighttoken.sync.listener import SyncListener
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +88,11 @@ async def _start(services: Services, stack: contextlib.AsyncExitStack) -> None:
     services.models_loaded = True
 
     await rebuild_galleries(services)
+    # Started after the rebuild: its first act is a reconcile, which covers changes made by other
+    # instances between the rebuild's query and the LISTEN.
+    services.sync = SyncListener(services, settings.reconcile_interval_s)
+    await services.sync.start()
+    stack.push_async_callback(services.sync.stop)
     services.galleries_loaded = True
     if services.demo:
         await _print_demo_keys(services)

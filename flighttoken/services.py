@@ -6,6 +6,7 @@ build the app around a pre-loaded engine to avoid loading models per test.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,9 @@ class Services:
     vault: TemplateVault = None  # type: ignore[assignment]  # set by the lifespan
     galleries: GalleryRegistry = field(default_factory=GalleryRegistry)
     key_cache: KeyCache = field(default_factory=KeyCache)
+    sync: Any = None  # flighttoken.sync.listener.SyncListener, started by the lifespan
+    instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    """Names this instance in sync events, so it skips the ones it published itself."""
     models_loaded: bool = False
     galleries_loaded: bool = False
     shutting_down: bool = False

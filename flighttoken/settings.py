@@ -112,11 +112,24 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     chip_match_threshold: float = 0.35
     """Live capture vs. the document chip photo (1:1) at enrolment."""
 
+    reconcile_interval_s: float = 30.0
+    """How often each instance checks its galleries against PostgreSQL (repairs missed notifications)."""
+
     # --- privacy ---
     master_key: str = ""
     """Master keyring text ("kek-id:BASE64,..."); or use master_key_file. Never stored in the database."""
     master_key_file: str = ""
     """File holding the master keyring. Both empty: a development key is created in data_dir."""
+
+    # --- airline operations: admin API, ops dashboard, metrics (flighttoken/flights, ops, admin) ---
+    ops_timezone: str = "UTC"
+    """IANA time zone of the airport (e.g. Asia/Hong_Kong): what "today" means for lists and the dashboard."""
+    ops_refresh_s: float = 2.0
+    """How often the ops dashboard asks for a new summary."""
+    metrics_token: str = ""
+    """When set, GET /metrics needs 'Authorization: Bearer <token>'; empty leaves it open (no personal data)."""
+    schedule_import_max_rows: int = 5000
+    """Most flights one schedule import may carry."""
 
     # --- test and benchmark data ---
     faces_dir: str = str(CHECKOUT_ROOT.parent / "shared" / "faces")
@@ -172,6 +185,7 @@ def _check(s: Settings) -> None:
     if s.engine_threads < 1:
         raise SettingsError(f"{_env_name('engine_threads')}: must be at least 1")
     _check_face_engine(s)
+    _check_operations(s)
 
 
 def _check_face_engine(s: Settings) -> None:
@@ -192,3 +206,17 @@ def _check_face_engine(s: Settings) -> None:
         raise SettingsError(f"{_env_name('batch_max_wait_ms')}: must be within 0-50 ms")
     if not -1.0 < s.match_threshold < 1.0:
         raise SettingsError(f"{_env_name('match_threshold')}: a cosine similarity, within (-1, 1)")
+
+
+def _check_operations(s: Settings) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(s.ops_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"{_env_name('ops_timezone')}: {s.ops_timezone!r} is not an IANA time zone "
+                            "(e.g. Asia/Hong_Kong)") from None
+    if not 0.5 <= s.ops_refresh_s <= 300:
+        raise SettingsError(f"{_env_name('ops_refresh_s')}: must be within 0.5-300 seconds")
+    if s.schedule_import_max_rows < 1:
+        raise SettingsError(f"{_env_name('schedule_import_max_rows')}: must be at least 1")

@@ -14,6 +14,7 @@ from flighttoken.flights.model import TRANSITIONS, Flight, FlightState, NewFligh
 from flighttoken.flights.windows import window_start
 from flighttoken.privacy.purge import on_flight_closed
 from flighttoken.services import Services
+from flighttoken.sync.events import publish
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +54,8 @@ async def change_state(services: Services, actor: Device, flight_id: uuid.UUID, 
         flight = await q.set_state(conn, flight_id, target)
         await audit.record(conn, actor=f"device:{actor.id}", action=f"flight.{target.value}", outcome="ok",
                            flight_id=flight_id, detail={"flight": flight.code})
+        if not flight.is_open:
+            await publish(conn, services.instance_id, "flight_closed", flight_id=flight_id)
     if not flight.is_open:
         log.info("flight_closed", flight=flight.code, state=flight.state.value)
         await on_flight_closed(services, flight)

@@ -41,12 +41,21 @@ class GalleryRegistry:
         g = self._flights.get(flight_id)
         return len(g) if g else 0
 
+    def sizes_by_kind(self) -> dict[str, list[int]]:
+        """Live faces in every flight gallery and every window gallery (for metrics)."""
+        return {"flight": [len(g) for g in self._flights.values()],
+                "window": [len(g) for g in self._windows.values()]}
+
     def window_size(self, start: datetime) -> int:
         g = self._windows.get(start)
         return len(g) if g else 0
 
     def contains(self, token_id: uuid.UUID) -> bool:
         return str(token_id) in self._homes
+
+    def homes(self) -> dict[uuid.UUID, tuple[uuid.UUID, datetime]]:
+        """Snapshot: every token in memory → (flight, window). Used by reconciliation."""
+        return {uuid.UUID(t): home for t, home in self._homes.items()}
 
     async def search_flights(self, flight_ids: Iterable[uuid.UUID], vector: np.ndarray, k: int = 2) -> list[Candidate]:
         return await self._search([self._flights[f] for f in flight_ids if f in self._flights], vector, k)
@@ -101,6 +110,28 @@ class GalleryRegistry:
                     del self._windows[window]
             return len(leaving)
 
+    async def move_flight_window(self, flight_id: uuid.UUID, window: datetime) -> int:
+        """A delay moved the flight to another departure window: move its tokens to that window's
+        gallery (the flight gallery stays as it is). Returns how many tokens moved."""
+        async with self._structure:
+            moving: dict[datetime, list[str]] = {}
+            for t, (f, w) in self._homes.items():
+                if f == flight_id and w != window:
+                    moving.setdefault(w, []).append(t)
+            if not moving:
+                return 0
+            target = self._windows.get(window) or await run_blocking(Gallery)
+            for old_window, ids in moving.items():
+                source = self._windows.get(old_window)
+                if source is not None:
+                    await run_blocking(_move, source, target, ids)
+                    if len(source) == 0:
+                        del self._windows[old_window]
+                for t in ids:
+                    self._homes[t] = (flight_id, window)
+            self._windows[window] = target
+            return sum(len(ids) for ids in moving.values())
+
     async def replace_all(self, flights: dict[uuid.UUID, Gallery], windows: dict[datetime, Gallery],
                           homes: dict[str, tuple[uuid.UUID, datetime]]) -> None:
         """Swap in galleries built elsewhere (start-up rebuild, reconcile) in one step."""
@@ -117,6 +148,13 @@ def _remove_from(galleries: tuple[Gallery | None, ...], key: str) -> None:
     for g in galleries:
         if g is not None:
             g.remove([key])
+
+
+def _move(source: Gallery, target: Gallery, ids: list[str]) -> None:
+    # Add before removing, so a search in between finds the token in one window or the other.
+    items = [(t, source.vector(t)) for t in ids if source.contains(t)]
+    target.add(items)
+    source.remove(ids)
 
 
 def _search_all(galleries: list[Gallery], vector: np.ndarray, k: int) -> list[Candidate]:

@@ -23,6 +23,7 @@ from flighttoken.errors import Conflict, NotFound, Unprocessable
 from flighttoken.journey.schemas import EnrolmentRequest, EnrolmentResult, TravelDocument
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.services import Services
+from flighttoken.sync.events import publish
 
 log = structlog.get_logger(__name__)
 # One enrolment at a time per departure window on this instance: the duplicate-face check and the
@@ -82,6 +83,9 @@ async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> En
             await audit.record(conn, actor=actor, action="token.enrol", outcome="ok", flight_id=flight.id,
                                token_id=result.token_id,
                                detail={"created": result.created, "template_updated": result.template_updated})
+            if result.template_updated:
+                await publish(conn, services.instance_id, "token_upserted", flight_id=flight.id,
+                              token_ids=[result.token_id])
         if result.template_updated:
             await services.galleries.add(result.token_id, flight.id, flight.window_start, vector)
     log.info("token_enrolled", token_id=str(result.token_id), flight=flight.code, created=result.created)

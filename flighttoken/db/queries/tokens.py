@@ -85,15 +85,6 @@ async def mark_lounge_entry(conn: Executor, token_id: uuid.UUID) -> None:
     await conn.execute("UPDATE tokens SET last_lounge_at = now() WHERE id = $1", token_id)
 
 
-async def searchable_templates(conn: Executor, model_id: str) -> list[asyncpg.Record]:
-    """Every template that belongs in a gallery: open flights, live tokens, the running model."""
-    return await conn.fetch(
-        "SELECT t.id AS token_id, t.flight_id, f.window_start, t.state, tp.sealed"
-        " FROM templates tp JOIN tokens t ON t.id = tp.token_id JOIN flights f ON f.id = t.flight_id"
-        " WHERE f.state IN ('scheduled', 'boarding') AND t.state IN ('enrolled', 'immigration_cleared', 'boarded')"
-        " AND tp.model_id = $1", model_id)
-
-
 async def insert_journey_event(conn: Executor, *, device_id: uuid.UUID, touchpoint: str,
                                flight_id: uuid.UUID | None, token_id: uuid.UUID | None, decision: str,
                                reason: str, score: float | None, margin: float | None,
@@ -102,3 +93,32 @@ async def insert_journey_event(conn: Executor, *, device_id: uuid.UUID, touchpoi
         "INSERT INTO journey_events (device_id, touchpoint, flight_id, token_id, decision, reason, score,"
         " margin, latency_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         device_id, touchpoint, flight_id, token_id, decision, reason, score, margin, latency_ms)
+
+
+# Templates that belong in a gallery: open flights, live tokens, made by the running model.
+_SEARCHABLE = (
+    " FROM templates tp JOIN tokens t ON t.id = tp.token_id JOIN flights f ON f.id = t.flight_id"
+    " WHERE f.state IN ('scheduled', 'boarding') AND t.state IN ('enrolled', 'immigration_cleared', 'boarded')"
+    " AND tp.model_id = $1"
+)
+_WITH_TEMPLATE = "SELECT t.id AS token_id, t.flight_id, f.window_start, t.state, tp.sealed"
+
+
+async def searchable_templates(conn: Executor, model_id: str) -> list[asyncpg.Record]:
+    """Every template that belongs in a gallery (start-up rebuild)."""
+    return await conn.fetch(_WITH_TEMPLATE + _SEARCHABLE, model_id)
+
+
+async def searchable_index(conn: Executor, model_id: str) -> list[asyncpg.Record]:
+    """(token, flight, window) of every template that belongs in a gallery, without the templates."""
+    return await conn.fetch("SELECT t.id AS token_id, t.flight_id, f.window_start" + _SEARCHABLE, model_id)
+
+
+async def searchable_templates_of(conn: Executor, model_id: str,
+                                  token_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+    return await conn.fetch(_WITH_TEMPLATE + _SEARCHABLE + " AND t.id = ANY($2::uuid[])", model_id, list(token_ids))
+
+
+async def searchable_templates_of_flight(conn: Executor, model_id: str,
+                                         flight_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(_WITH_TEMPLATE + _SEARCHABLE + " AND t.flight_id = $2", model_id, flight_id)

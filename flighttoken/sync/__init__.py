@@ -1,0 +1,1 @@
+"""Keeping several instances' in-memory galleries in step through PostgreSQL LISTEN/NOTIFY."""

@@ -1,0 +1,75 @@
+"""Applying another instance's changes to this instance's galleries.
+
+Every function here is idempotent: applying an event twice, or an event this instance already
+reflects, leaves the galleries as they were. That is what lets reconciliation and notifications
+overlap freely.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+
+import structlog
+
+from flighttoken.db.queries import tokens as token_q
+from flighttoken.executor import run_blocking
+from flighttoken.privacy.vault import TemplateVault
+from flighttoken.services import Services
+from flighttoken.sync.events import SyncEvent
+
+log = structlog.get_logger(__name__)
+Handler = Callable[[Services, SyncEvent], Awaitable[None]]
+
+
+async def load_into_galleries(services: Services, rows: Sequence) -> int:
+    """Decrypt template rows (token_id, flight_id, window_start, sealed) and add them."""
+    keys: dict[uuid.UUID, bytes] = {}
+    for flight_id in {r["flight_id"] for r in rows}:
+        dek = await services.vault.flight_key(services.db(), flight_id)
+        if dek is not None:
+            keys[flight_id] = dek
+    model_id = services.engine.model_id
+
+    def open_all() -> list:
+        return [(r["token_id"], r["flight_id"], r["window_start"],
+                 TemplateVault.open_template(keys[r["flight_id"]], r["token_id"], model_id, r["sealed"]))
+                for r in rows if r["flight_id"] in keys]
+
+    opened = await run_blocking(open_all)
+    for token_id, flight_id, window, vector in opened:
+        await services.galleries.add(token_id, flight_id, window, vector)
+    return len(opened)
+
+
+async def token_upserted(services: Services, event: SyncEvent) -> None:
+    rows = await token_q.searchable_templates_of(services.db(), services.engine.model_id, event.token_ids)
+    await load_into_galleries(services, rows)
+    gone = set(event.token_ids) - {r["token_id"] for r in rows}
+    if gone:  # e.g. revoked again before we got here
+        await services.galleries.remove(gone)
+
+
+async def tokens_removed(services: Services, event: SyncEvent) -> None:
+    await services.galleries.remove(event.token_ids)
+
+
+async def flight_closed(services: Services, event: SyncEvent) -> None:
+    assert event.flight_id is not None
+    await services.galleries.drop_flight(event.flight_id)
+    services.vault.forget_flight(event.flight_id)
+
+
+async def flight_moved(services: Services, event: SyncEvent) -> None:
+    """A delay moved the flight to another departure window: re-home its tokens."""
+    assert event.flight_id is not None
+    rows = await token_q.searchable_templates_of_flight(services.db(), services.engine.model_id, event.flight_id)
+    await load_into_galleries(services, rows)
+
+
+HANDLERS: dict[str, Handler] = {
+    "token_upserted": token_upserted,
+    "tokens_removed": tokens_removed,
+    "flight_closed": flight_closed,
+    "flight_moved": flight_moved,
+}
