@@ -115,6 +115,11 @@ def exception_to_problem(request: Request, exc: Exception) -> Response[dict[str,
         return problem(503, "database_unavailable", "The service is temporarily unavailable",
                        "the database cannot be reached; retry shortly", request,
                        headers={"Retry-After": DATABASE_RETRY_AFTER_S})
+    if isinstance(exc, asyncpg.DataError):
+        # Defence in depth behind schema validation: a value PostgreSQL cannot hold (out of range,
+        # unrepresentable text). The transaction rolled back, so nothing changed.
+        return problem(400, "invalid_request", "The request is malformed",
+                       "a value is out of range or cannot be stored", request)
     if isinstance(exc, ServiceError):
         return problem(exc.status, exc.code, exc.title, exc.detail, request, headers=exc.headers,
                        **exc.extra)

@@ -8,7 +8,10 @@ from typing import Annotated, Literal
 
 import msgspec
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
+# Printable text only: control characters (NUL above all, which PostgreSQL text cannot hold) are
+# never part of a name printed in a passport.
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=PRINTABLE)]
 Alpha3 = Annotated[str, msgspec.Meta(pattern=r"^[A-Z<]{1,3}$", examples=["HKG"])]
 Image = Annotated[bytes, msgspec.Meta(min_length=1, description="JPEG or PNG, base64 in JSON")]
 
@@ -19,7 +22,7 @@ class TravelDocument(msgspec.Struct, forbid_unknown_fields=True):
     number: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9<]{1,20}$", examples=["K12345678"])]
     issuing_state: Alpha3
     surname: Name
-    given_names: Annotated[str, msgspec.Meta(max_length=80)]
+    given_names: Annotated[str, msgspec.Meta(max_length=80, pattern=PRINTABLE)]
     nationality: Alpha3
     date_of_birth: date
     expiry: date
@@ -33,7 +36,7 @@ class Booking(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Consent(msgspec.Struct, forbid_unknown_fields=True):
-    terms_version: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    terms_version: Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=PRINTABLE)]
     terms_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$",
                                               description="SHA-256 of the terms text the passenger accepted")]
     consented_at: Annotated[datetime, msgspec.Meta(tz=True)]
