@@ -77,7 +77,10 @@ def allow(*kinds: DeviceKind) -> Callable[[ASGIConnection[Any, Any, Any, Any], B
     allowed = frozenset(kinds)
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        device: Device = connection.user
+        # Litestar skips authentication for OPTIONS/HEAD; without a device there is nothing to allow.
+        device: Device | None = connection.scope.get("user")
+        if device is None:
+            raise Unauthenticated("send the device's API key as 'Authorization: Bearer <key>'")
         if device.kind not in allowed:
             raise Forbidden(f"a {device.kind.value} key may not call this endpoint")
 

@@ -1,0 +1,69 @@
+"""Property-based fuzzing of the whole HTTP API from its own OpenAPI document (schemathesis):
+whatever it sends, with whichever role's key, the service never answers 5xx."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import asyncpg
+import httpx
+import pytest
+
+from flighttoken.devices.model import DeviceKind
+from flighttoken.devices.registry import add_device
+from tests.support.server import free_port
+
+# Each role sees different operations succeed; the time budget is per role.
+ROLES = (DeviceKind.ADMIN, DeviceKind.KIOSK, DeviceKind.E_CHANNEL, DeviceKind.GATE, DeviceKind.AUTHORITY)
+SECONDS_PER_ROLE = 25
+
+
+@pytest.fixture(scope="module")
+def service_process(database_url):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTTOKEN_")}
+    env.update(DATABASE_URL=database_url, FLIGHTTOKEN_PORT=str(port), FLIGHTTOKEN_LOG_LEVEL="warning",
+               FLIGHTTOKEN_RATE_LIMIT_PER_SECOND="100000")
+    proc = subprocess.Popen([sys.executable, "-m", "flighttoken", "serve"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        raise AssertionError("service did not become ready")
+    try:
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+async def _key(database_url: str, kind: DeviceKind) -> str:
+    conn = await asyncpg.connect(database_url)
+    try:
+        extra = {"gate": "23"} if kind is DeviceKind.GATE else {}
+        _, key = await add_device(conn, name=f"fuzz-{kind.value}", kind=kind, **extra)
+        return key
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("kind", ROLES, ids=[k.value for k in ROLES])
+async def test_no_request_gets_a_server_error(service_process, database_url, kind) -> None:
+    key = await _key(database_url, kind)
+    proc = subprocess.run(
+        [sys.executable, "-m", "schemathesis.cli", "run", f"{service_process}/schema/openapi.json",
+         "--checks", "not_a_server_error", "--header", f"Authorization: Bearer {key}",
+         "--max-time", str(SECONDS_PER_ROLE), "--workers", "2", "--phases", "examples,coverage,fuzzing",
+         "--suppress-health-check", "all", "--warnings", "off"],
+        capture_output=True, text=True, timeout=SECONDS_PER_ROLE * 6)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
