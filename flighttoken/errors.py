@@ -7,6 +7,7 @@ error responses.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, ClassVar
 
 import asyncpg
@@ -68,9 +69,11 @@ def problem(status: int, code: str, title: str, detail: str, request: Request,
             headers: dict[str, str] | None = None, **extra: Any) -> Response[dict[str, Any]]:
     body = {"type": f"urn:flighttoken:error:{code}", "title": title, "status": status,
             "code": code, "detail": detail, "instance": request.url.path, **extra}
-    request_id = request.scope.get("state", {}).get("request_id")
-    if request_id:
-        body["request_id"] = request_id
+    # Unknown paths never reach the request-context middleware: give them an id here, so every
+    # problem looks alike whether or not a route matched.
+    request_id = request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
+    body["request_id"] = request_id
+    headers = {**(headers or {}), "x-request-id": request_id}
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

@@ -55,21 +55,50 @@ def _presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     return connection.headers.get("x-api-key", "").strip()
 
 
+# Routes whose very existence is confidential (the watchlist) set this opt: their own guard then
+# answers a missing or bad key with the same 404 an unknown path gets, instead of a 401.
+HIDDEN_ROUTE = "hidden_route"
+_MISSING_KEY = Unauthenticated("send the device's API key as 'Authorization: Bearer <key>'")
+
+
 class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
+    """Resolves the key to a Device, or to None with the reason kept in the scope; the guards
+    turn None into 401 (or, for hidden routes, 404). Every route has a guard (see require_device)."""
+
     async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
         key = _presented_key(connection)
         if not key:
-            raise Unauthenticated("send the device's API key as 'Authorization: Bearer <key>'")
+            connection.scope["auth_problem"] = _MISSING_KEY
+            return AuthenticationResult(user=None, auth=None)
         services = connection.app.state.services
         key_hash = hash_api_key(key)
         device = services.key_cache.get(key_hash)
         if device is None:
             device = await q.by_key_hash(services.db(), key_hash)
             if device is None:
-                raise Unauthenticated("unknown or disabled API key", code="invalid_api_key")
+                connection.scope["auth_problem"] = Unauthenticated("unknown or disabled API key",
+                                                                   code="invalid_api_key")
+                return AuthenticationResult(user=None, auth=None)
             services.key_cache.put(key_hash, device)
         structlog.contextvars.bind_contextvars(device_id=str(device.id), device_kind=device.kind.value)
         return AuthenticationResult(user=device, auth=None)
+
+
+def _caller(connection: ASGIConnection[Any, Any, Any, Any]) -> Device:
+    device: Device | None = connection.scope.get("user")
+    if device is None:
+        # Litestar skips authentication for OPTIONS/HEAD: no problem recorded means no key seen.
+        raise connection.scope.get("auth_problem") or _MISSING_KEY
+    return device
+
+
+def require_device(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """App-wide guard: every route outside the public paths needs a valid key, so a route that
+    forgot its own guard is still closed. Hidden routes leave the answer to their own guard."""
+    path = connection.scope["path"]
+    if any(path == p or path.startswith(p + "/") for p in PUBLIC_PATHS) or handler.opt.get(HIDDEN_ROUTE):
+        return
+    _caller(connection)
 
 
 def allow(*kinds: DeviceKind) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
@@ -77,10 +106,7 @@ def allow(*kinds: DeviceKind) -> Callable[[ASGIConnection[Any, Any, Any, Any], B
     allowed = frozenset(kinds)
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        # Litestar skips authentication for OPTIONS/HEAD; without a device there is nothing to allow.
-        device: Device | None = connection.scope.get("user")
-        if device is None:
-            raise Unauthenticated("send the device's API key as 'Authorization: Bearer <key>'")
+        device = _caller(connection)
         if device.kind not in allowed:
             raise Forbidden(f"a {device.kind.value} key may not call this endpoint")
 

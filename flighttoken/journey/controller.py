@@ -9,6 +9,7 @@ from flighttoken.devices.model import DeviceKind
 from flighttoken.errors import InvalidRequest
 from flighttoken.journey import enrolment, identify
 from flighttoken.journey.schemas import Decision, EnrolmentRequest, EnrolmentResult
+from flighttoken.metrics import record_decision
 from flighttoken.services import Services
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "application/octet-stream")
@@ -41,4 +42,6 @@ class IdentifyController(Controller):
         if request.headers.get("content-type", "").split(";")[0].strip() not in IMAGE_TYPES:
             raise InvalidRequest("send the frame as image/jpeg or image/png", code="unsupported_media_type",
                                  status=415)
-        return await identify.identify(services, request.user, await request.body())
+        decision = await identify.identify(services, request.user, await request.body())
+        record_decision(request, request.user.kind.value, decision.decision, decision.reason)
+        return decision

@@ -24,6 +24,7 @@ from flighttoken.journey.schemas import EnrolmentRequest, EnrolmentResult, Trave
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.services import Services
 from flighttoken.sync.events import publish
+from flighttoken.watchlist.screening import screen_enrolment
 
 log = structlog.get_logger(__name__)
 # One enrolment at a time per departure window on this instance: the duplicate-face check and the
@@ -88,6 +89,8 @@ async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> En
                               token_ids=[result.token_id])
         if result.template_updated:
             await services.galleries.add(result.token_id, flight.id, flight.window_start, vector)
+    # After the commit: a hit holds the new token (and alerts officers); the kiosk's answer is the same.
+    await screen_enrolment(services, device, vector, result.token_id)
     log.info("token_enrolled", token_id=str(result.token_id), flight=flight.code, created=result.created)
     return result
 

@@ -21,6 +21,7 @@ from flighttoken.flights.windows import windows_between
 from flighttoken.journey.rules import MatchOutcome, TokenAtTouchpoint, check_journey, decide_match
 from flighttoken.journey.schemas import Decision, PassengerView
 from flighttoken.services import Services
+from flighttoken.watchlist.screening import screen
 
 log = structlog.get_logger(__name__)
 # Refusals that are evidence of misuse, not of a poor capture: audited beyond the journey event.
@@ -49,6 +50,8 @@ async def identify(services: Services, device: Device, image: bytes) -> Decision
             match = MatchOutcome(None, "gate_not_boarding", None, None)
         else:
             match = await _match(services, device, analysis.template.vector, gate_flights, now, horizon)
+    # Watchlist screening (issue 5): on a hit this returns the refusal a poor capture would get.
+    match = await screen(services, device, analysis, match)
     return await _conclude(services, device, match, now, horizon, started)
 
 

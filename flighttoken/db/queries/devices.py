@@ -41,3 +41,16 @@ async def by_name(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> Device 
 
 async def set_key_hash(conn: asyncpg.Connection | asyncpg.Pool, device_id: uuid.UUID, key_hash: bytes) -> None:
     await conn.execute("UPDATE devices SET key_hash = $2, disabled_at = NULL WHERE id = $1", device_id, key_hash)
+
+
+async def with_status(conn: asyncpg.Connection | asyncpg.Pool, device_id: uuid.UUID) -> asyncpg.Record | None:
+    """The device's columns (never its key hash) with created_at and disabled_at."""
+    return await conn.fetchrow(f"SELECT {_COLUMNS}, created_at, disabled_at FROM devices WHERE id = $1", device_id)
+
+
+async def list_with_status(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
+    return await conn.fetch(f"SELECT {_COLUMNS}, created_at, disabled_at FROM devices ORDER BY kind, name")
+
+
+async def disable(conn: asyncpg.Connection | asyncpg.Pool, device_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE devices SET disabled_at = now() WHERE id = $1 AND disabled_at IS NULL", device_id)

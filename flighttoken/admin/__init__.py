@@ -1,0 +1,1 @@
+"""Administration: token lookup and revocation, device keys. Every action is audited."""

@@ -1,0 +1,1 @@
+"""Airline operations dashboard: the static page at /ops and its JSON summary."""

@@ -1,0 +1,45 @@
+"""Staff holds: an airline agent or admin stops a token at every touchpoint ("see an officer").
+
+They exist beside the authority's holds on purpose: touchpoints say ``see_officer`` for any hold,
+so a lounge or gate that sees it cannot tell a document check from a watchlist alert. Staff see
+and release only their own kind of hold; a token stays held while any hold is in force.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from flighttoken.db.queries import audit
+from flighttoken.db.queries import watchlist as q
+from flighttoken.devices.model import Device, DeviceKind
+from flighttoken.errors import NotFound
+from flighttoken.services import Services
+from flighttoken.watchlist.schemas import HoldState
+
+
+async def _token(conn, device: Device, token_id: uuid.UUID):
+    row = await q.token_for_staff(conn, token_id)
+    # Another airline's token is "not found", as on every airline-scoped endpoint.
+    if row is None or (device.kind is DeviceKind.AIRLINE_OPS and row["airline"] != device.airline):
+        raise NotFound("no such token", code="token_not_found")
+    return row
+
+
+async def place(services: Services, device: Device, token_id: uuid.UUID, reason: str) -> HoldState:
+    async with services.db().acquire() as conn, conn.transaction():
+        row = await _token(conn, device, token_id)
+        if await q.place_staff_hold(conn, token_id, reason, f"device:{device.id}"):
+            await q.sync_on_hold(conn, token_id)
+            await audit.record(conn, actor=f"device:{device.id}", action="token.hold", outcome="ok",
+                               flight_id=row["flight_id"], token_id=token_id, detail={"reason": reason})
+    return HoldState(token_id=token_id, staff_hold=True)
+
+
+async def release(services: Services, device: Device, token_id: uuid.UUID) -> HoldState:
+    async with services.db().acquire() as conn, conn.transaction():
+        row = await _token(conn, device, token_id)
+        if await q.release_staff_hold(conn, token_id, f"device:{device.id}"):
+            await q.sync_on_hold(conn, token_id)
+            await audit.record(conn, actor=f"device:{device.id}", action="token.hold.release", outcome="ok",
+                               flight_id=row["flight_id"], token_id=token_id)
+    return HoldState(token_id=token_id, staff_hold=False)

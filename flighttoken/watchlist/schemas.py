@@ -1,0 +1,117 @@
+"""Bodies of the watchlist, alert and hold APIs (msgspec Structs). Never a template or an image out."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+Photo = Annotated[bytes, msgspec.Meta(min_length=1, description="JPEG or PNG, base64 in JSON")]
+# Printable text only (PostgreSQL text cannot hold NUL; no control characters in a name).
+Printable = r"^[^\x00-\x1f\x7f]*$"
+Officer = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=Printable, examples=["Insp. Wong 4411"])]
+SubjectStatus = Literal["active", "expired", "removed"]
+AlertStatus = Literal["open", "confirmed", "false_alarm"]
+
+
+class NewSubject(msgspec.Struct, forbid_unknown_fields=True):
+    case_reference: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9/._-]{0,63}$",
+                                                examples=["HKPF/2026/04411"])]
+    reason_code: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{1,39}$", examples=["arrest_warrant"])]
+    added_by: Officer
+    expires_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    photos: Annotated[list[Photo], msgspec.Meta(min_length=1, max_length=5)]
+
+
+class RejectedPhoto(msgspec.Struct):
+    index: int
+    reasons: list[str]
+
+
+class Subject(msgspec.Struct):
+    """A watchlist subject as the authority sees it: never its templates."""
+
+    id: uuid.UUID
+    case_reference: str
+    reason_code: str
+    added_by: str
+    created_at: datetime
+    expires_at: datetime
+    status: SubjectStatus
+    templates: int
+    removed_at: datetime | None = None
+    removed_by: str | None = None
+
+
+class EnrolledSubject(Subject):
+    rejected_photos: list[RejectedPhoto] = []
+    """Photos not used (no face, or a failed quality check), by position in the request."""
+
+
+class SubjectPage(msgspec.Struct):
+    subjects: list[Subject]
+    limit: int
+    offset: int
+
+
+class Removal(msgspec.Struct, forbid_unknown_fields=True):
+    removed_by: Officer
+
+
+class Location(msgspec.Struct, omit_defaults=True):
+    terminal: str | None = None
+    gate: str | None = None
+    lounge_id: str | None = None
+
+
+class MatchedToken(msgspec.Struct):
+    """The passenger token the same face matched: what an officer needs to intercept."""
+
+    token_id: uuid.UUID
+    flight_id: uuid.UUID | None
+    flight: str | None
+    name: str | None
+
+
+class Alert(msgspec.Struct):
+    id: int
+    at: datetime
+    subject_id: uuid.UUID
+    case_reference: str
+    reason_code: str
+    device_id: uuid.UUID
+    device_name: str
+    touchpoint: str
+    location: Location
+    score: float
+    token: MatchedToken | None
+    status: AlertStatus
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    note: str | None = None
+
+
+class AlertPage(msgspec.Struct):
+    alerts: list[Alert]
+    next_after: int
+    """Pass as ``after`` to read the next page (ids are increasing)."""
+
+
+class Resolution(msgspec.Struct, forbid_unknown_fields=True):
+    outcome: Literal["confirmed", "false_alarm"]
+    """confirmed keeps the token on hold; false_alarm releases this alert's hold."""
+    resolved_by: Officer
+    note: Annotated[str, msgspec.Meta(max_length=500, pattern=r"^[^\x00]*$")] | None = None
+
+
+class StaffHold(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{1,39}$", examples=["document_check"])]
+    """Recorded for the audit trail; touchpoints only ever say see_officer."""
+
+
+class HoldState(msgspec.Struct):
+    token_id: uuid.UUID
+    staff_hold: bool
+    """Whether this staff hold is in force (other holders' holds are not shown)."""

@@ -1,0 +1,207 @@
+"""Logic around the watchlist without a database or models: the gallery, the alert fan-out, the
+screening decision (the face engine's analysis is faked here, as only these unit tests may)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import numpy as np
+import pytest
+
+from flighttoken.devices.model import Device, DeviceKind
+from flighttoken.journey.rules import MatchOutcome
+from flighttoken.settings import SettingsError, load_settings
+from flighttoken.watchlist import screening
+from flighttoken.watchlist.gallery import WatchlistGallery
+from flighttoken.watchlist.hub import AlertHub
+from flighttoken.watchlist.schemas import Alert, Location
+from flighttoken.watchlist.state import WatchlistState
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+rng = np.random.default_rng(7)
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def near(v: np.ndarray, noise: float) -> np.ndarray:
+    return unit(v + noise * unit(rng.standard_normal(512)))
+
+
+def alert(alert_id: int) -> Alert:
+    return Alert(id=alert_id, at=NOW, subject_id=uuid.uuid4(), case_reference="C", reason_code="r",
+                 device_id=uuid.uuid4(), device_name="d", touchpoint="e_channel", location=Location(), score=0.5,
+                 token=None, status="open")
+
+
+# ---- gallery -----------------------------------------------------------------------------------
+
+
+async def test_gallery_scores_each_subject_by_its_best_photo_and_skips_the_expired() -> None:
+    g = WatchlistGallery()
+    a, b, c = (unit(rng.standard_normal(512)) for _ in range(3))
+    sa, sb, sc = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await g.replace([(sa, 0, near(a, 2.0), NOW + timedelta(days=1)), (sa, 1, a, NOW + timedelta(days=1)),
+                     (sb, 0, b, NOW + timedelta(days=1)), (sc, 0, c, NOW - timedelta(seconds=1))])
+    hits = await g.search(a, NOW)
+    assert hits[0].subject_id == sa and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert len({h.subject_id for h in hits}) == len(hits), "one entry per subject"
+    assert sc not in {h.subject_id for h in await g.search(c, NOW)}, "expired: never a match"
+    assert g.expired(NOW) == [sc]
+    await g.remove([sa])
+    assert sa not in {h.subject_id for h in await g.search(a, NOW)}
+    assert len(g) == 2
+
+
+async def test_an_empty_gallery_searches_to_nothing() -> None:
+    assert await WatchlistGallery().search(unit(rng.standard_normal(512)), NOW) == []
+
+
+async def test_adding_after_a_replace_keeps_both() -> None:
+    g = WatchlistGallery()
+    a, b = unit(rng.standard_normal(512)), unit(rng.standard_normal(512))
+    sa, sb = uuid.uuid4(), uuid.uuid4()
+    await g.replace([(sa, 0, a, NOW + timedelta(days=1))])
+    await g.add(sb, [(0, b)], NOW + timedelta(days=1))
+    assert (await g.search(b, NOW))[0].subject_id == sb
+    assert (await g.search(a, NOW))[0].subject_id == sa
+
+
+# ---- hub ---------------------------------------------------------------------------------------
+
+
+def test_hub_fans_out_each_alert_once() -> None:
+    hub = AlertHub()
+    with hub.subscribe() as one, hub.subscribe() as two:
+        assert hub.publish(alert(1)) and not hub.publish(alert(1))
+        assert one.queue.qsize() == two.queue.qsize() == 1
+    assert hub.subscribers == 0
+
+
+def test_a_slow_subscriber_is_cut_off_not_waited_for() -> None:
+    hub = AlertHub(queue_size=2)
+    with hub.subscribe() as slow:
+        for i in range(3):
+            hub.publish(alert(i))
+        assert slow.lagged and slow.queue.qsize() == 2
+
+
+def test_closing_the_hub_ends_every_stream() -> None:
+    hub = AlertHub()
+    with hub.subscribe() as sub:
+        hub.close()
+        assert sub.queue.get_nowait() is None
+
+
+# ---- screening ---------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeTemplate:
+    vector: np.ndarray
+
+
+@dataclass
+class FakeAnalysis:
+    template: FakeTemplate | None
+    quality_failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FakeServices:
+    settings: object
+    watchlist: WatchlistState = field(default_factory=WatchlistState)
+
+
+@pytest.fixture
+async def wanted(monkeypatch):
+    """Fake services with one subject on the watchlist; raised alerts are recorded, not stored."""
+    raised = []
+
+    async def raise_alert(services, device, subject_id, score, token_id):
+        raised.append((device.kind, subject_id, round(score, 3), token_id))
+        return len(raised)
+
+    monkeypatch.setattr(screening.alerts, "raise_alert", raise_alert)
+    settings = msgspec.structs.replace(load_settings(), watchlist_touchpoints="e_channel,gate")
+    services = FakeServices(settings)
+    face = unit(rng.standard_normal(512))
+    subject = uuid.uuid4()
+    await services.watchlist.gallery.replace([(subject, 0, face, datetime.now(UTC) + timedelta(days=1))])
+    return services, face, subject, raised
+
+
+def device(kind: DeviceKind) -> Device:
+    return Device(id=uuid.uuid4(), name="d", kind=kind, terminal="T1")
+
+
+async def test_a_hit_on_a_matched_face_becomes_a_poor_capture_and_holds_the_token(wanted) -> None:
+    services, face, subject, raised = wanted
+    token = uuid.uuid4()
+    out = await screening.screen(services, device(DeviceKind.E_CHANNEL), FakeAnalysis(FakeTemplate(face)),
+                                 MatchOutcome(token, "matched", 0.8, 0.3))
+    assert out == MatchOutcome(None, "low_detection_score", None, None)
+    assert raised == [(DeviceKind.E_CHANNEL, subject, 1.0, token)]
+
+
+@pytest.mark.parametrize("reason", ["too_dark", "tailgating", "head_turned"])
+async def test_a_hit_on_a_refused_capture_keeps_the_captures_own_reason(wanted, reason: str) -> None:
+    services, face, _, raised = wanted
+    out = await screening.screen(services, device(DeviceKind.E_CHANNEL), FakeAnalysis(FakeTemplate(face), [reason]),
+                                 MatchOutcome(None, reason, None, None))
+    assert out == MatchOutcome(None, reason, None, None)
+    assert len(raised) == 1 and raised[0][3] is None
+
+
+@pytest.mark.parametrize("reason", ["no_match", "ambiguous_match", "gate_not_boarding", "wrong_flight"])
+async def test_any_other_outcome_on_a_hit_becomes_low_detection_score(wanted, reason: str) -> None:
+    services, face, _, _ = wanted
+    out = await screening.screen(services, device(DeviceKind.GATE), FakeAnalysis(FakeTemplate(face)),
+                                 MatchOutcome(None, reason, 0.3, 0.1))
+    assert out == MatchOutcome(None, "low_detection_score", None, None)
+
+
+async def test_below_the_threshold_nothing_changes(wanted) -> None:
+    services, _, _, raised = wanted
+    stranger = unit(rng.standard_normal(512))
+    match = MatchOutcome(uuid.uuid4(), "matched", 0.8, 0.3)
+    assert await screening.screen(services, device(DeviceKind.E_CHANNEL), FakeAnalysis(FakeTemplate(stranger)),
+                                  match) == match
+    assert raised == []
+
+
+async def test_unlisted_kinds_and_faceless_captures_are_not_screened(wanted) -> None:
+    services, face, _, raised = wanted
+    match = MatchOutcome(uuid.uuid4(), "matched", 0.8, 0.3)
+    assert await screening.screen(services, device(DeviceKind.LOUNGE), FakeAnalysis(FakeTemplate(face)),
+                                  match) == match
+    assert await screening.screen(services, device(DeviceKind.E_CHANNEL), FakeAnalysis(None, ["no_face"]),
+                                  MatchOutcome(None, "no_face", None, None)) == MatchOutcome(None, "no_face", None,
+                                                                                             None)
+    assert raised == []
+
+
+async def test_kiosk_screening_only_when_listed(wanted) -> None:
+    services, face, subject, raised = wanted
+    token = uuid.uuid4()
+    await screening.screen_enrolment(services, device(DeviceKind.KIOSK), face, token)
+    assert raised == []
+    services.settings = msgspec.structs.replace(services.settings, watchlist_touchpoints="kiosk")
+    await screening.screen_enrolment(services, device(DeviceKind.KIOSK), face, token)
+    assert raised == [(DeviceKind.KIOSK, subject, 1.0, token)]
+
+
+# ---- settings ----------------------------------------------------------------------------------
+
+
+def test_watchlist_settings_are_validated() -> None:
+    assert load_settings({}).watchlist_touchpoints == "e_channel"
+    assert load_settings({"FLIGHTTOKEN_WATCHLIST_TOUCHPOINTS": "e_channel, kiosk"}).watchlist_touchpoints
+    with pytest.raises(SettingsError, match="FLIGHTTOKEN_WATCHLIST_TOUCHPOINTS"):
+        load_settings({"FLIGHTTOKEN_WATCHLIST_TOUCHPOINTS": "e_channel,admin"})
+    with pytest.raises(SettingsError, match="FLIGHTTOKEN_WATCHLIST_THRESHOLD"):
+        load_settings({"FLIGHTTOKEN_WATCHLIST_THRESHOLD": "1.5"})
