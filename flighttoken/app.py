@@ -12,15 +12,20 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from flighttoken import __version__
-from flighttoken.devices.auth import PUBLIC_PATHS, ApiKeyAuthentication
+from flighttoken.admin.controller import DeviceController, TokenController
+from flighttoken.devices.auth import PUBLIC_PATHS, ApiKeyAuthentication, require_device
 from flighttoken.errors import exception_to_problem
 from flighttoken.flights.controller import FlightController
 from flighttoken.health import HealthController
 from flighttoken.journey.controller import EnrolmentController, IdentifyController
 from flighttoken.lifecycle import lifespan
+from flighttoken.metrics import Metrics, MetricsController
 from flighttoken.middleware import request_context_middleware, slow_client_middleware
+from flighttoken.ops.controller import OpsApiController, OpsPageController
+from flighttoken.privacy.controller import AuditController, OptOutController, PurgeReceiptController
 from flighttoken.services import Services
 from flighttoken.settings import Settings
+from flighttoken.watchlist.controller import AlertController, StaffHoldController, WatchlistController
 
 
 def _device_or_address(request: Request) -> str:
@@ -30,23 +35,31 @@ def _device_or_address(request: Request) -> str:
 
 def create_app(settings: Settings, *, engine: Any = None, demo: bool = False) -> Litestar:
     services = Services(settings=settings, engine=engine, demo=demo)
+    metrics = Metrics(services)
 
     def provide_services() -> Services:
         return services
 
     app = Litestar(
-        route_handlers=[HealthController, FlightController, EnrolmentController, IdentifyController],
+        route_handlers=[HealthController, FlightController, EnrolmentController, IdentifyController,
+                        WatchlistController, AlertController, StaffHoldController,
+                        TokenController, DeviceController, OpsPageController, OpsApiController, MetricsController,
+                        OptOutController, PurgeReceiptController, AuditController],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers={Exception: exception_to_problem},
+        guards=[require_device],
         middleware=[
             request_context_middleware,
             slow_client_middleware(settings.request_body_timeout_s),
+            metrics.middleware,
             DefineMiddleware(ApiKeyAuthentication, exclude=[f"^{p}" for p in sorted(PUBLIC_PATHS)]),
             # After authentication, so the limit is per device key, not per address (many devices
             # may sit behind one NAT or load balancer).
             RateLimitConfig(rate_limit=("second", settings.rate_limit_per_second),
                             identifier_for_request=_device_or_address,
-                            exclude=[f"^{p}" for p in sorted(PUBLIC_PATHS)]).middleware,
+                            exclude=[f"^{p}" for p in sorted(PUBLIC_PATHS)],
+                            # Off so that a hidden route's 404 carries no header an unknown path lacks.
+                            set_rate_limit_headers=False).middleware,
         ],
         request_max_body_size=settings.max_body_bytes,
         lifespan=[lifespan],
@@ -61,4 +74,5 @@ def create_app(settings: Settings, *, engine: Any = None, demo: bool = False) ->
         debug=False,
     )
     app.state.services = services
+    app.state.metrics = metrics
     return app

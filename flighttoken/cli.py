@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     add = devices.add_parser("add", help="create a device and print its API key (shown once)")
     add_device_arguments(add)
     add.set_defaults(run=run_add_device)
+    from flighttoken.privacy.rotation import add_arguments as add_key_commands
+
+    add_key_commands(sub.add_parser("keys", help="master keys").add_subparsers(dest="keys_command", required=True))
     return parser
 
 

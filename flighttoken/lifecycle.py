@@ -20,9 +20,11 @@ from flighttoken.db.migrate import MigrationError, apply_migrations
 from flighttoken.db.pool import DatabaseUnreachable, create_pool
 from flighttoken.devices.registry import seed_demo_devices
 from flighttoken.galleries.loader import rebuild_galleries
+from flighttoken.privacy.sweeper import start_sweeper
 from flighttoken.privacy.vault import MasterKeyError, TemplateVault, load_master_key
 from flighttoken.services import Services
 from flighttoken.sync.listener import SyncListener
+from flighttoken.watchlist import startup as watchlist_startup
 
 log = structlog.get_logger(__name__)
 
@@ -93,7 +95,10 @@ async def _start(services: Services, stack: contextlib.AsyncExitStack) -> None:
     services.sync = SyncListener(services, settings.reconcile_interval_s)
     await services.sync.start()
     stack.push_async_callback(services.sync.stop)
+    await watchlist_startup.start(services, stack)
     services.galleries_loaded = True
+    # Purges due flights and finishes purges a crash interrupted; stopped before the pool closes.
+    await start_sweeper(services, stack)
     if services.demo:
         await _print_demo_keys(services)
 

@@ -16,6 +16,7 @@ from flighttoken.devices.auth import KeyCache
 from flighttoken.galleries.registry import GalleryRegistry
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.settings import Settings
+from flighttoken.watchlist.state import WatchlistState
 
 
 @dataclass(eq=False)
@@ -28,6 +29,7 @@ class Services:
     galleries: GalleryRegistry = field(default_factory=GalleryRegistry)
     key_cache: KeyCache = field(default_factory=KeyCache)
     sync: Any = None  # flighttoken.sync.listener.SyncListener, started by the lifespan
+    watchlist: WatchlistState = field(default_factory=WatchlistState)
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     """Names this instance in sync events, so it skips the ones it published itself."""
     models_loaded: bool = False

@@ -12,6 +12,7 @@ import uuid
 from collections import defaultdict
 from datetime import datetime
 
+import asyncpg
 import numpy as np
 import structlog
 
@@ -78,15 +79,20 @@ async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> En
     doc_key = document_key(req.document)
     async with _window_locks[flight.window_start]:
         await _refuse_duplicate_face(services, actor, flight.id, flight.window_start, vector, doc_key)
-        async with pool.acquire() as conn, conn.transaction():
-            result = await _store(services.vault, conn, device, req, flight.id, doc_key, vector, quality,
-                                  engine.model_id)
-            await audit.record(conn, actor=actor, action="token.enrol", outcome="ok", flight_id=flight.id,
-                               token_id=result.token_id,
-                               detail={"created": result.created, "template_updated": result.template_updated})
-            if result.template_updated:
-                await publish(conn, services.instance_id, "token_upserted", flight_id=flight.id,
-                              token_ids=[result.token_id])
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                result = await _store(services.vault, conn, device, req, flight.id, doc_key, vector, quality,
+                                      engine.model_id)
+                await audit.record(conn, actor=actor, action="token.enrol", outcome="ok", flight_id=flight.id,
+                                   token_id=result.token_id,
+                                   detail={"created": result.created, "template_updated": result.template_updated})
+                if result.template_updated:
+                    await publish(conn, services.instance_id, "token_upserted", flight_id=flight.id,
+                                  token_ids=[result.token_id])
+        except asyncpg.ObjectNotInPrerequisiteStateError:
+            # Purged between our checks and the write (a trigger refuses templates without a key):
+            # the same answer as for any closed flight; the transaction left nothing behind.
+            raise Conflict(f"flight {flight.code} has closed", code="flight_closed") from None
         if result.template_updated:
             await services.galleries.add(result.token_id, flight.id, flight.window_start, vector)
     # After the commit: a hit holds the new token (and alerts officers); the kiosk's answer is the same.

@@ -1,0 +1,205 @@
+"""Purge (crypto-shredding), opt-out, key rotation and purge receipts."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+
+Executor = asyncpg.Connection | asyncpg.Pool
+
+LIVE_TOKEN_STATES = ("enrolled", "immigration_cleared", "boarded")
+_RECEIPT = ("id, flight_id, flight_code, scheduled_departure, trigger, initiated_by, started_at, key_id, kek_id,"
+            " key_destroyed_at, templates_deleted, tokens_ended, tokens_total, consents_kept, completed_at")
+
+# ---- purge ------------------------------------------------------------------------------------
+# Every step takes many flights at once: a window's hundred flights cost one commit per step.
+
+
+async def begin_purges(conn: Executor, triggers: dict[uuid.UUID, str], initiated_by: str) -> list[asyncpg.Record]:
+    """The durable "purge started" markers (first trigger wins); the receipts of the flights that exist."""
+    ids, names = list(triggers), list(triggers.values())
+    await conn.execute(
+        "INSERT INTO purge_receipts (flight_id, flight_code, scheduled_departure, trigger, initiated_by)"
+        " SELECT f.id, f.airline || f.number, f.scheduled_departure, d.trigger, $3"
+        " FROM flights f JOIN unnest($1::uuid[], $2::text[]) AS d(id, trigger) ON d.id = f.id"
+        " ORDER BY f.id ON CONFLICT (flight_id) DO NOTHING",
+        ids, names, initiated_by)
+    return await conn.fetch(f"SELECT {_RECEIPT} FROM purge_receipts WHERE flight_id = ANY($1::uuid[])", ids)
+
+
+async def lock_flights(conn: asyncpg.Connection, flight_ids: Sequence[uuid.UUID]) -> None:
+    """Serialise with enrolments (their inserts hold a key-share lock on the flight row); in id order,
+    so two purges of overlapping sets never deadlock."""
+    await conn.execute("SELECT 1 FROM flights WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", list(flight_ids))
+
+
+async def delete_flight_keys(conn: Executor, flight_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+    return await conn.fetch("DELETE FROM flight_keys WHERE flight_id = ANY($1::uuid[]) RETURNING flight_id, key_id,"
+                            " kek_id", list(flight_ids))
+
+
+async def record_keys_destroyed(conn: Executor, flight_ids: Sequence[uuid.UUID],
+                                keys: Sequence[asyncpg.Record]) -> None:
+    """Name each destroyed key on its receipt; a flight without a row here lost its key in an earlier run."""
+    await conn.execute(
+        "UPDATE purge_receipts r SET key_id = coalesce(k.key_id, r.key_id), kek_id = coalesce(k.kek_id, r.kek_id),"
+        " key_destroyed_at = coalesce(r.key_destroyed_at, now())"
+        " FROM unnest($1::uuid[]) AS f(id) LEFT JOIN unnest($2::uuid[], $3::uuid[], $4::text[])"
+        " AS k(flight_id, key_id, kek_id) ON k.flight_id = f.id"
+        " WHERE r.flight_id = f.id AND r.completed_at IS NULL",
+        list(flight_ids), [k["flight_id"] for k in keys], [k["key_id"] for k in keys], [k["kek_id"] for k in keys])
+
+
+async def delete_flight_templates(conn: Executor, flight_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    rows = await conn.fetch(
+        "WITH d AS (DELETE FROM templates WHERE flight_id = ANY($1::uuid[]) RETURNING flight_id)"
+        " SELECT flight_id, count(*) AS n FROM d GROUP BY flight_id", list(flight_ids))
+    return {r["flight_id"]: r["n"] for r in rows}
+
+
+async def end_flight_tokens(conn: Executor, end_reasons: dict[uuid.UUID, str]) -> dict[uuid.UUID, int]:
+    rows = await conn.fetch(
+        "WITH u AS (UPDATE tokens t SET state = 'expired', ended_at = now(), end_reason = r.reason"
+        " FROM unnest($1::uuid[], $2::text[]) AS r(flight_id, reason)"
+        " WHERE t.flight_id = r.flight_id AND t.state = ANY($3::text[]) RETURNING t.flight_id)"
+        " SELECT flight_id, count(*) AS n FROM u GROUP BY flight_id",
+        list(end_reasons), list(end_reasons.values()), list(LIVE_TOKEN_STATES))
+    return {r["flight_id"]: r["n"] for r in rows}
+
+
+async def add_purge_counts(conn: Executor, templates: dict[uuid.UUID, int], tokens: dict[uuid.UUID, int]) -> None:
+    ids = sorted(set(templates) | set(tokens))
+    await conn.execute(
+        "UPDATE purge_receipts r SET templates_deleted = templates_deleted + c.templates,"
+        " tokens_ended = tokens_ended + c.tokens FROM unnest($1::uuid[], $2::int[], $3::int[])"
+        " AS c(flight_id, templates, tokens) WHERE r.flight_id = c.flight_id AND r.completed_at IS NULL",
+        ids, [templates.get(i, 0) for i in ids], [tokens.get(i, 0) for i in ids])
+
+
+async def complete_purges(conn: Executor, flight_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+    """Close the receipts still open (those already closed, by an earlier run or another instance,
+    are not returned) and mark their flights purged."""
+    rows = await conn.fetch(
+        "UPDATE purge_receipts r SET completed_at = now(),"
+        " tokens_total = (SELECT count(*) FROM tokens t WHERE t.flight_id = r.flight_id),"
+        " consents_kept = (SELECT count(*) FROM consents c WHERE c.flight_id = r.flight_id)"
+        f" WHERE r.flight_id = ANY($1::uuid[]) AND r.completed_at IS NULL RETURNING {_RECEIPT}", list(flight_ids))
+    await conn.execute("UPDATE flights SET purged_at = now() WHERE id = ANY($1::uuid[])",
+                       [r["flight_id"] for r in rows])
+    return rows
+
+
+async def receipts_of(conn: Executor, flight_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+    return await conn.fetch(f"SELECT {_RECEIPT} FROM purge_receipts WHERE flight_id = ANY($1::uuid[])",
+                            list(flight_ids))
+
+
+async def receipt(conn: Executor, flight_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {_RECEIPT} FROM purge_receipts WHERE flight_id = $1", flight_id)
+
+
+async def receipts(conn: Executor, *, since: datetime | None, until: datetime | None, after_id: int,
+                   limit: int) -> list[asyncpg.Record]:
+    """Completed receipts, oldest first, completed within [since, until)."""
+    return await conn.fetch(
+        f"SELECT {_RECEIPT} FROM purge_receipts WHERE completed_at IS NOT NULL AND id > $1"
+        " AND ($2::timestamptz IS NULL OR completed_at >= $2) AND ($3::timestamptz IS NULL OR completed_at < $3)"
+        " ORDER BY id LIMIT $4", after_id, since, until, limit)
+
+
+async def unfinished_purges(conn: Executor, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT flight_id, trigger FROM purge_receipts WHERE completed_at IS NULL ORDER BY started_at LIMIT $1",
+        limit)
+
+
+async def flights_due(conn: Executor, grace_s: int, limit: int) -> list[asyncpg.Record]:
+    """Flights whose data must go: closed, or still open past departure + grace; not yet purged."""
+    return await conn.fetch(
+        "SELECT id, state, scheduled_departure FROM flights WHERE purged_at IS NULL"
+        " AND (state IN ('departed', 'cancelled') OR scheduled_departure < now() - make_interval(secs => $1))"
+        " ORDER BY scheduled_departure LIMIT $2", float(grace_s), limit)
+
+
+async def database_now(conn: Executor) -> datetime:
+    return await conn.fetchval("SELECT now()")
+
+
+# ---- opt-out ----------------------------------------------------------------------------------
+
+
+async def tokens_for_opt_out(conn: asyncpg.Connection, *, document_key: bytes, booking_reference: str,
+                             flight_id: uuid.UUID | None, airline: str | None) -> list[asyncpg.Record]:
+    """The passenger's tokens (locked): the booking reference AND the document must both match."""
+    return await conn.fetch(
+        "SELECT t.id, t.flight_id, t.state FROM tokens t JOIN flights f ON f.id = t.flight_id"
+        " WHERE t.document_key = $1 AND t.booking_reference = $2"
+        " AND ($3::uuid IS NULL OR t.flight_id = $3) AND ($4::text IS NULL OR f.airline = $4)"
+        " ORDER BY t.enrolled_at FOR UPDATE OF t",
+        document_key, booking_reference, flight_id, airline)
+
+
+async def delete_token_templates(conn: Executor, token_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    rows = await conn.fetch("DELETE FROM templates WHERE token_id = ANY($1::uuid[]) RETURNING token_id",
+                            list(token_ids))
+    return [r["token_id"] for r in rows]
+
+
+async def revoke_tokens(conn: Executor, token_ids: Sequence[uuid.UUID], end_reason: str) -> list[uuid.UUID]:
+    rows = await conn.fetch(
+        "UPDATE tokens SET state = 'revoked', ended_at = now(), end_reason = $2"
+        " WHERE id = ANY($1::uuid[]) AND state = ANY($3::text[]) RETURNING id",
+        list(token_ids), end_reason, list(LIVE_TOKEN_STATES))
+    return [r["id"] for r in rows]
+
+
+async def withdraw_consents(conn: Executor, document_key: bytes, flight_ids: Sequence[uuid.UUID]) -> int:
+    status = await conn.execute(
+        "UPDATE consents SET withdrawn_at = now() WHERE document_key = $1 AND flight_id = ANY($2::uuid[])"
+        " AND withdrawn_at IS NULL", document_key, list(flight_ids))
+    return int(status.split()[-1])
+
+
+# ---- master key rotation ------------------------------------------------------------------------
+
+# Tables of wrapped data keys, and their id column. Only these names ever reach the SQL below.
+KEY_TABLES = {"flight_keys": "flight_id", "watchlist_keys": "id"}
+
+
+def _key_table(table: str) -> str:
+    if table not in KEY_TABLES:
+        raise ValueError(f"{table} is not a data key table")
+    return KEY_TABLES[table]
+
+
+async def keys_to_rewrap(conn: Executor, table: str, current_kek: str, after: uuid.UUID | None,
+                         limit: int) -> list[asyncpg.Record]:
+    """Keys not wrapped under the current master key, in id order after ``after``."""
+    id_col = _key_table(table)
+    return await conn.fetch(
+        f"SELECT {id_col} AS owner_id, kek_id, wrapped FROM {table} WHERE kek_id <> $1"
+        f" AND ($2::uuid IS NULL OR {id_col} > $2) ORDER BY {id_col} LIMIT $3", current_kek, after, limit)
+
+
+async def replace_wrapped(conn: Executor, table: str, rows: Sequence[tuple[uuid.UUID, str, bytes, str, bytes]]) -> int:
+    """(owner, old kek, old wrapped, new kek, new wrapped): swap only rows unchanged since read."""
+    id_col = _key_table(table)
+    if not rows:
+        return 0
+    owners, old_keks, old_wrapped, new_keks, new_wrapped = (list(c) for c in zip(*rows, strict=True))
+    status = await conn.execute(
+        f"UPDATE {table} k SET kek_id = n.new_kek, wrapped = n.new_wrapped"
+        " FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::text[], $5::bytea[])"
+        " AS n(owner_id, old_kek, old_wrapped, new_kek, new_wrapped)"
+        f" WHERE k.{id_col} = n.owner_id AND k.kek_id = n.old_kek AND k.wrapped = n.old_wrapped",
+        owners, old_keks, old_wrapped, new_keks, new_wrapped)
+    return int(status.split()[-1])
+
+
+async def keys_by_kek(conn: Executor, table: str) -> dict[str, int]:
+    _key_table(table)
+    rows = await conn.fetch(f"SELECT kek_id, count(*) AS n FROM {table} GROUP BY kek_id ORDER BY kek_id")
+    return {r["kek_id"]: r["n"] for r in rows}

@@ -1,0 +1,244 @@
+"""Purge after departure, end to end with real faces: once flight A departs its data key is destroyed
+and its templates deleted; no table holds its template bytes or key any more; its passengers match
+nowhere while flight B's still do; the purge is idempotent; and a backup taken before the purge
+cannot decrypt A's templates once restored (keys are not in backups, or their master key is retired).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import msgspec
+import numpy as np
+import pytest
+
+from flighttoken.crypto.keys import MasterKey, UnknownKekError, WrappedKey, generate_master_key
+from flighttoken.crypto.sealing import DecryptionError
+from flighttoken.privacy import rotation
+from flighttoken.privacy.purge import purge_flight
+from flighttoken.privacy.vault import TemplateVault, flight_context
+from tests.privacy.helpers import Backup, tables_containing
+from tests.support import journey as j
+from tests.support.database import create_database, drop_database
+from tests.support.faces import identities
+from tests.support.server import run_service
+
+N_A, N_B = 12, 4
+OLD_KEK = generate_master_key("kek-2026-old")
+NEW_KEK = generate_master_key("kek-2026-new")
+
+
+@dataclass
+class Passenger:
+    probe: Path
+    token_id: str
+
+
+@dataclass
+class World:
+    svc: object
+    keys: dict[str, str]
+    flight_a: dict
+    flight_b: dict
+    a: list[Passenger]
+    b: list[Passenger]
+    secrets: dict[str, bytes] = field(default_factory=dict)
+    matched_before: list[Passenger] = field(default_factory=list)
+    key_id: uuid.UUID | None = None
+    departure: object = None
+    backup: Backup | None = None
+
+
+@pytest.fixture(scope="module")
+async def world(base_settings, database_url, face_engine, tmp_path_factory):
+    settings = msgspec.structs.replace(base_settings, database_url=database_url, master_key=OLD_KEK,
+                                       purge_sweep_interval_s=3600)
+    async with run_service(settings, engine=face_engine) as svc:
+        keys = await j.make_devices(svc.services.db())
+        async with svc.client(keys["admin"]) as admin:
+            flight_a = await j.create_flight(admin, "884", "23")
+            flight_b = await j.create_flight(admin, "886", "24", in_minutes=90)
+        people = identities(settings.faces_dir, min_photos=2)[200:200 + N_A + N_B + 6]
+        a, b = [], []
+        async with svc.client(keys["kiosk"]) as kiosk:
+            for i, (_, photos) in enumerate(people):
+                target, flight = (a, flight_a) if len(a) < N_A else (b, flight_b)
+                if len(b) == N_B:
+                    break
+                r = await kiosk.post("/v1/enrolments", json=j.enrolment(
+                    photos[0], flight["id"], document_number=j.document_number(500 + i)))
+                if r.status_code == 201:
+                    target.append(Passenger(photos[1], r.json()["token_id"]))
+        assert (len(a), len(b)) == (N_A, N_B)
+        w = World(svc, keys, flight_a, flight_b, a, b)
+        async with svc.client(keys["e_channel"]) as e_channel:
+            for p in a:
+                d = await j.identify(e_channel, p.probe)
+                if d["decision"] == "proceed":
+                    assert d["token_id"] == p.token_id
+                    w.matched_before.append(p)
+        assert len(w.matched_before) >= N_A // 2, "the probes must match before the purge for the test to mean much"
+        await _collect_secrets(w)
+        w.backup = await Backup(database_url, tmp_path_factory.mktemp("backup")).take()
+        async with svc.client(keys["admin"]) as admin:
+            assert (await admin.post(f"/v1/flights/{flight_a['id']}/state", json={"state": "boarding"})).is_success
+            r = await admin.post(f"/v1/flights/{flight_a['id']}/state", json={"state": "departed"})
+            assert r.status_code == 200, r.text
+        yield w
+
+
+async def _collect_secrets(w: World) -> None:
+    """Everything that could decrypt or is a face template of flight A, before the purge."""
+    services, fid = w.svc.services, uuid.UUID(w.flight_a["id"])
+    model_id = services.engine.model_id
+    async with services.db().acquire() as conn:
+        key = await conn.fetchrow("SELECT key_id, wrapped FROM flight_keys WHERE flight_id = $1", fid)
+        rows = await conn.fetch("SELECT token_id, sealed FROM templates WHERE flight_id = $1", fid)
+        dek = await services.vault.flight_key(conn, fid)
+    w.key_id = key["key_id"]
+    w.secrets["wrapped_key"] = bytes(key["wrapped"])
+    w.secrets["data_key"] = dek
+    for r in rows:
+        w.secrets[f"sealed:{r['token_id']}"] = bytes(r["sealed"])
+        plain = TemplateVault.open_template(dek, r["token_id"], model_id, r["sealed"])
+        w.secrets[f"template:{r['token_id']}"] = plain.tobytes()
+    assert len(rows) == N_A
+
+
+async def test_the_purge_receipt_names_the_destroyed_key_and_the_counts(world: World) -> None:
+    async with world.svc.client(world.keys["admin"]) as admin:
+        r = await admin.get(f"/v1/purge-receipts/{world.flight_a['id']}")
+        listed = await admin.get("/v1/purge-receipts")
+        assert (await admin.get(f"/v1/purge-receipts/{world.flight_b['id']}")).json()["code"] == "receipt_not_found"
+    async with world.svc.client(world.keys["kiosk"]) as kiosk:
+        assert (await kiosk.get("/v1/purge-receipts")).status_code == 403
+    assert r.status_code == 200
+    receipt = r.json()
+    assert receipt["completed"] and receipt["flight"] == "CX884" and receipt["trigger"] == "departed"
+    assert receipt["key_id"] == str(world.key_id) and receipt["kek_id"] == "kek-2026-old"
+    assert (receipt["templates_deleted"], receipt["tokens_ended"], receipt["tokens_total"]) == (N_A, N_A, N_A)
+    assert receipt["consents_kept"] == N_A
+    assert receipt["key_destroyed_at"] <= receipt["completed_at"]
+    assert [x["flight_id"] for x in listed.json()["receipts"]] == [world.flight_a["id"]]
+
+
+async def test_no_table_holds_the_flights_template_bytes_or_data_key_after_the_purge(world: World) -> None:
+    services, fid = world.svc.services, uuid.UUID(world.flight_a["id"])
+    async with services.db().acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM templates WHERE flight_id = $1", fid) == 0
+        assert await conn.fetchval("SELECT count(*) FROM flight_keys WHERE flight_id = $1", fid) == 0
+        hits = {}
+        for name, secret in world.secrets.items():
+            # Raw bytes in every bytea column; base64/hex spellings in every text column for the keys
+            # and one template of each kind (the rest are the same shape).
+            as_text = name in ("wrapped_key", "data_key") or name.endswith(world.a[0].token_id)
+            found = await tables_containing(conn, secret, as_text=as_text)
+            if found:
+                hits[name] = found
+        # Flight B is untouched: the same scan finds its sealed templates (the scan works).
+        b_sealed = await conn.fetchval("SELECT sealed FROM templates WHERE token_id = $1",
+                                       uuid.UUID(world.b[0].token_id))
+        assert await tables_containing(conn, bytes(b_sealed), as_text=False) == ["templates.sealed"]
+    assert hits == {}
+    assert services.vault.keys.get(flight_context(fid)) is None, "the data key is gone from memory too"
+    expired = await services.db().fetch("SELECT DISTINCT state, end_reason FROM tokens WHERE flight_id = $1", fid)
+    assert [tuple(r) for r in expired] == [("expired", "flight_departed")]
+
+
+async def test_its_passengers_match_nowhere_while_other_flights_still_do(world: World) -> None:
+    galleries, fid = world.svc.services.galleries, uuid.UUID(world.flight_a["id"])
+    assert galleries.flight_size(fid) == 0
+    assert not any(galleries.contains(uuid.UUID(p.token_id)) for p in world.a)
+    for kind in ("e_channel", "lounge"):
+        async with world.svc.client(world.keys[kind]) as device:
+            for p in world.matched_before:
+                d = await j.identify(device, p.probe)
+                assert d["decision"] == "refer" and d["reason"] in ("no_match", "ambiguous_match"), d
+                assert "token_id" not in d
+    async with world.svc.client(world.keys["e_channel"]) as e_channel:
+        b_decisions = [await j.identify(e_channel, p.probe) for p in world.b]
+    assert any(d["decision"] == "proceed" for d in b_decisions)
+    assert all(d.get("token_id") in {p.token_id for p in world.b} for d in b_decisions if d["decision"] == "proceed")
+
+
+async def test_purging_again_changes_nothing(world: World) -> None:
+    services, fid = world.svc.services, uuid.UUID(world.flight_a["id"])
+    async with world.svc.client(world.keys["admin"]) as admin:
+        before = (await admin.get(f"/v1/purge-receipts/{fid}")).json()
+        again = await purge_flight(services, fid, "grace_elapsed")
+        r = await admin.post(f"/v1/flights/{fid}/state", json={"state": "departed"})
+        after = (await admin.get(f"/v1/purge-receipts/{fid}")).json()
+    assert r.status_code == 200
+    assert before == after
+    assert again.trigger == "departed" and again.templates_deleted == N_A
+    events = await services.db().fetchval("SELECT count(*) FROM audit_events WHERE action = 'flight.purge'"
+                                          " AND flight_id = $1", fid)
+    assert events == 1
+    with pytest.raises(Exception, match="final"):
+        await services.db().execute("UPDATE purge_receipts SET templates_deleted = 0 WHERE flight_id = $1", fid)
+
+
+async def test_a_backup_taken_before_the_purge_cannot_decrypt_the_flights_templates_once_restored(
+        world: World, admin_dsn: str) -> None:
+    """The backup brings A's ciphertext back; what would open it does not come back with it.
+
+    * A backup made as operators must make them (``flight_keys`` excluded: keys live and die with
+      the live database) holds no key for A, and the live database's key is destroyed.
+    * A full backup still pairs A's wrapped key with its ciphertext: it is shredded when the master
+      key that wrapped it is retired after ``keys rotate``. Until then it is readable, shown here too
+      so nobody mistakes a full backup for a shredded one.
+    """
+    services, fid = world.svc.services, uuid.UUID(world.flight_a["id"])
+    model_id = services.engine.model_id
+    master_old = MasterKey.parse(OLD_KEK)
+    names = []
+    try:
+        for with_keys in (False, True):
+            name, url = await create_database(admin_dsn)
+            names.append(name)
+            await world.backup.restore(url, with_keys=with_keys)
+            conn = await asyncpg.connect(url)
+            try:
+                sealed = await conn.fetch("SELECT token_id, sealed FROM templates WHERE flight_id = $1", fid)
+                wrapped = await conn.fetch("SELECT flight_id, kek_id, wrapped FROM flight_keys")
+            finally:
+                await conn.close()
+            assert len(sealed) == N_A, f"the restore ({world.backup.how}) brought A's ciphertext back"
+            live = await services.db().fetch("SELECT flight_id, kek_id, wrapped FROM flight_keys")
+            assert fid not in {r["flight_id"] for r in live}
+            if not with_keys:
+                assert wrapped == []
+                # Every data key that still exists anywhere (live database) fails on every template.
+                for k in live:
+                    other = WrappedKey(k["kek_id"], bytes(k["wrapped"]))
+                    dek = master_old.unwrap(other, flight_context(k["flight_id"]))
+                    for r in sealed:
+                        with pytest.raises(DecryptionError):
+                            TemplateVault.open_template(dek, r["token_id"], model_id, r["sealed"])
+                continue
+            # Full backup: readable while kek-2026-old is in the ring...
+            a_key = next(WrappedKey(k["kek_id"], bytes(k["wrapped"])) for k in wrapped if k["flight_id"] == fid)
+            dek = master_old.unwrap(a_key, flight_context(fid))
+            plain = TemplateVault.open_template(dek, sealed[0]["token_id"], model_id, sealed[0]["sealed"])
+            assert plain.tobytes() == world.secrets[f"template:{sealed[0]['token_id']}"]
+            # ...so rotate the live database onto a new master key and retire the old one.
+            report = await rotation.rotate(services.db(), MasterKey.parse(f"{NEW_KEK},{OLD_KEK}"), actor="test")
+            assert report.unreadable == 0 and report.rewrapped == len(live)
+            retired = MasterKey.parse(NEW_KEK)
+            with pytest.raises(UnknownKekError):
+                retired.unwrap(a_key, flight_context(fid))
+            # The live flight B is still readable under the new ring alone: retiring cost nothing.
+            b = await services.db().fetchrow("SELECT kek_id, wrapped FROM flight_keys WHERE flight_id = $1",
+                                             uuid.UUID(world.flight_b["id"]))
+            b_dek = retired.unwrap(WrappedKey(b["kek_id"], bytes(b["wrapped"])),
+                                   flight_context(uuid.UUID(world.flight_b["id"])))
+            b_row = await services.db().fetchrow("SELECT token_id, sealed FROM templates WHERE token_id = $1",
+                                                 uuid.UUID(world.b[0].token_id))
+            vector = TemplateVault.open_template(b_dek, b_row["token_id"], model_id, b_row["sealed"])
+            assert np.isclose(np.linalg.norm(vector), 1.0, atol=1e-3)
+    finally:
+        for name in names:
+            await drop_database(admin_dsn, name)
