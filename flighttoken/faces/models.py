@@ -123,6 +123,9 @@ class Detections:
         return int(self.scores.shape[0])
 
 
+FALLBACK_MIN_INPUT = 160
+
+
 class Detector(_Timed):
     """SCRFD with 5 landmarks on a square letterboxed input (so frames of any size can share a batch)."""
 
@@ -146,31 +149,78 @@ class Detector(_Timed):
         self._lut = ((np.arange(256, dtype=np.float32) - self.mean) / self.std).reshape(256, 1)
         self._init_stats()
 
-    def prepare(self, img: np.ndarray) -> tuple[np.ndarray, float]:
+    def prepare(self, img: np.ndarray, size: int | None = None) -> tuple[np.ndarray, float]:
         """Letterbox into the top-left of a square input; returns the (1,3,S,S) blob and the scale."""
-        size = self.input_size
+        size = size or self.input_size
         h, w = img.shape[:2]
         scale = size / max(h, w)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
         resized = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nw, nh) != (w, h) else img
         canvas = np.zeros((size, size, 3), dtype=np.uint8)
         canvas[:nh, :nw] = resized
-        blob = np.empty((1, 3, size, size), dtype=np.float32)
+        return self._blob(canvas), scale
+
+    def _blob(self, canvas: np.ndarray) -> np.ndarray:
+        h, w = canvas.shape[:2]
+        blob = np.empty((1, 3, h, w), dtype=np.float32)
         planes = cv2.split(canvas)
         for k in range(3):  # BGR planes → RGB channels
             cv2.LUT(planes[2 - k], self._lut, dst=blob[0, k])
-        return blob, scale
+        return blob
 
-    def decode(self, outputs: list[np.ndarray], scale: float, index: int = 0) -> Detections:
+    def prepare_refine(self, img: np.ndarray, landmarks: np.ndarray, size: int,
+                       target_ied: float) -> tuple[np.ndarray, np.ndarray]:
+        """A ``size``-square patch centred on a face, scaled so its inter-eye distance is ``target_ied``.
+
+        Returns the blob and the 2x3 matrix mapping image → patch coordinates.
+        """
+        ied = float(np.linalg.norm(landmarks[1] - landmarks[0]))
+        s = target_ied / max(ied, 1e-3)
+        cx, cy = landmarks.mean(axis=0)
+        m = np.array([[s, 0.0, size / 2 - s * cx], [0.0, s, size / 2 - s * cy]])
+        if s < 0.5:  # big downscale: area-average first so the patch is not aliased
+            h, w = img.shape[:2]
+            half = size / (2 * s)
+            x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+            x1, y1 = min(w, int(np.ceil(cx + half))), min(h, int(np.ceil(cy + half)))
+            f = s * 2
+            small = cv2.resize(img[y0:y1, x0:x1], None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+            # patch = (small coords) * 0.5 + offset: compose with the crop and pre-scale.
+            m2 = np.array([[0.5, 0.0, size / 2 - s * (cx - x0)], [0.0, 0.5, size / 2 - s * (cy - y0)]])
+            patch = cv2.warpAffine(small, m2, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
+        else:
+            patch = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
+        return self._blob(patch), m
+
+    def refine(self, img: np.ndarray, landmarks: np.ndarray, size: int, target_ied: float) -> np.ndarray | None:
+        """Landmarks re-detected with the face at a canonical scale, in image coordinates.
+
+        Off by default (``landmark_refine_ied_px``): on LFW it left FNIR unchanged once the half-size
+        fallback in :meth:`detect` caught the faces too big for the full-size pass. None when the
+        re-detection finds no face there.
+        """
+        blob, m = self.prepare_refine(img, landmarks, size, target_ied)
+        dets = self.decode(self.run(blob), 1.0, size=size)
+        if len(dets) == 0:
+            return None
+        centres = (dets.boxes[:, :2] + dets.boxes[:, 2:]) / 2
+        k = int(np.argmin(np.linalg.norm(centres - size / 2, axis=1)))
+        if np.linalg.norm(centres[k] - size / 2) > size / 4:
+            return None
+        s = m[0, 0]
+        return ((dets.landmarks[k] - m[:, 2]) / s).astype(np.float32)
+
+    def decode(self, outputs: list[np.ndarray], scale: float, index: int = 0, size: int | None = None) -> Detections:
         """Anchor decoding + NMS for batch item ``index``; coordinates back in image pixels."""
         n = len(self.strides)
+        size = size or self.input_size
         scores_l, boxes_l, kps_l = [], [], []
         for i, stride in enumerate(self.strides):
             scores = outputs[i][index, :, 0]
             keep = np.flatnonzero(scores >= self.score_threshold)
             if keep.size == 0:
                 continue
-            centers = self._anchor_centers(stride)[keep]
+            centers = self._anchor_centers(size, stride)[keep]
             dist = outputs[i + n][index, keep] * stride
             kdist = outputs[i + 2 * n][index, keep] * stride
             boxes_l.append(np.concatenate([centers - dist[:, :2], centers + dist[:, 2:]], axis=1))
@@ -187,13 +237,20 @@ class Detector(_Timed):
 
     def detect(self, img: np.ndarray) -> Detections:
         blob, scale = self.prepare(img)
-        return self.decode(self.run(blob), scale)
+        dets = self.decode(self.run(blob), scale)
+        if len(dets) == 0 and self.input_size >= 2 * FALLBACK_MIN_INPUT:
+            # A face filling the frame (traveller close to the kiosk camera) outgrows SCRFD's largest
+            # anchors at full size; at half size it is found. Costs a quarter run, only when empty.
+            half = self.input_size // 2
+            blob, scale = self.prepare(img, half)
+            dets = self.decode(self.run(blob), scale, size=half)
+        return dets
 
-    def _anchor_centers(self, stride: int) -> np.ndarray:
-        key = (self.input_size, stride)
+    def _anchor_centers(self, size: int, stride: int) -> np.ndarray:
+        key = (size, stride)
         centers = self._centers.get(key)
         if centers is None:
-            side = self.input_size // stride
+            side = size // stride
             grid = np.stack(np.mgrid[:side, :side][::-1], axis=-1).astype(np.float32).reshape(-1, 2) * stride
             centers = np.repeat(grid, self.num_anchors, axis=0)
             self._centers[key] = centers

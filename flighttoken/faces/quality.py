@@ -104,7 +104,7 @@ def measure(crop: np.ndarray, landmarks: np.ndarray, det_score: float, inter_eye
 
 def failures(m: QualityMetrics, t: QualityThresholds) -> list[str]:
     """Reason codes, in the order a kiosk should address them (get closer before hold still)."""
-    out = []
+    out: list[str] = []
     if m.det_score < t.min_det_score:
         out.append(LOW_DETECTION_SCORE)
     if m.inter_eye_px < t.min_inter_eye_px:
@@ -117,6 +117,7 @@ def failures(m: QualityMetrics, t: QualityThresholds) -> list[str]:
         out.append(HEAD_TURNED)
     if abs(m.roll_deg) > t.max_roll_deg:
         out.append(HEAD_TILTED)
-    if m.sharpness < t.min_sharpness:
+    # Laplacian variance scales with contrast: on a badly exposed crop it says nothing about focus.
+    if m.sharpness < t.min_sharpness and TOO_DARK not in out and TOO_BRIGHT not in out:
         out.append(TOO_BLURRY)
     return out

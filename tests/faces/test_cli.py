@@ -17,7 +17,7 @@ from tests.faces.conftest import jpeg, to_bgr
 
 def test_good_photo_passes(lfw_dir: Path, face_settings: Settings) -> None:
     out = io.StringIO()
-    code = check_images([lfw_dir / "Tony_Blair" / "Tony_Blair_0001.jpg"], face_settings, out=out)
+    code = check_images([lfw_dir / "Tony_Blair" / "Tony_Blair_0002.jpg"], face_settings, out=out)
     text = out.getvalue()
     assert code == 0, text
     assert "verdict: PASS" in text and "1/1 passed" in text
@@ -28,11 +28,11 @@ def test_good_photo_passes(lfw_dir: Path, face_settings: Settings) -> None:
 def test_any_failing_image_makes_the_exit_code_non_zero(tmp_path: Path, lfw: Callable[[str, int], bytes],
                                                         face_settings: Settings) -> None:
     good = tmp_path / "good.jpg"
-    good.write_bytes(lfw("Tony_Blair", 1))
+    good.write_bytes(lfw("Tony_Blair", 2))
     text_file = tmp_path / "notes.jpg"
     text_file.write_bytes(b"not a photo")
     blurry = tmp_path / "blurry.jpg"
-    blurry.write_bytes(jpeg(cv2.GaussianBlur(to_bgr(lfw("Tony_Blair", 1)), (0, 0), 3.0)))
+    blurry.write_bytes(jpeg(cv2.GaussianBlur(to_bgr(lfw("Tony_Blair", 2)), (0, 0), 3.0)))
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(jpeg(np.full((200, 200, 3), 80, np.uint8)))
     out = io.StringIO()
@@ -53,5 +53,5 @@ def test_missing_models_exit_2(tmp_path: Path) -> None:
 def test_subcommand_wiring(lfw_dir: Path, face_settings: Settings) -> None:
     parser = argparse.ArgumentParser(prog="flighttoken")
     add_faces_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["faces", "check", str(lfw_dir / "Tony_Blair" / "Tony_Blair_0001.jpg")])
+    args = parser.parse_args(["faces", "check", str(lfw_dir / "Tony_Blair" / "Tony_Blair_0002.jpg")])
     assert args.handler(args, face_settings) == 0

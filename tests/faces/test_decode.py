@@ -41,7 +41,7 @@ def _encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
 
 
 def _photo(lfw: Callable[[str, int], bytes]) -> Image.Image:
-    return Image.open(io.BytesIO(lfw("Tony_Blair", 1))).convert("RGB")
+    return Image.open(io.BytesIO(lfw("Tony_Blair", 2))).convert("RGB")
 
 
 @pytest.mark.parametrize(
@@ -122,3 +122,15 @@ def test_big_jpeg_is_decoded_at_reduced_scale(lfw: Callable[[str, int], bytes]) 
     assert (info.width, info.height) == (2400, 1600)
     assert info.scale == 2.0  # DCT scaling 1/2 keeps the long side >= decode_max_side (1000)
     assert bgr.shape[:2] == (800, 1200)
+
+
+def test_jpeg_with_trailer_decodes_like_a_plain_one(lfw: Callable[[str, int], bytes]) -> None:
+    # Complete JPEGs take OpenCV's fast path; bytes after the EOI marker (phone trailers) take
+    # Pillow's. Both must give the same upright pixels and sizes.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = _encode(_photo(lfw).resize((200, 120)).transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif)
+    fast, fast_info = decode_image(data, LIMITS)
+    slow, slow_info = decode_image(data + b"TRAILER" * 10, LIMITS)
+    assert fast_info == slow_info and fast.shape == slow.shape == (120, 200, 3)
+    assert np.abs(fast.astype(int) - slow.astype(int)).mean() < 3

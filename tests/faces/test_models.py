@@ -93,3 +93,16 @@ async def test_batch_failure_reaches_every_caller() -> None:
     batcher: MicroBatcher[int, int] = MicroBatcher(boom, max_size=4, max_wait_s=0.0)
     results = await asyncio.gather(*(batcher.submit(i) for i in range(3)), return_exceptions=True)
     assert all(isinstance(r, RuntimeError) for r in results)
+
+
+async def test_batches_run_concurrently_up_to_max_in_flight() -> None:
+    # Each batch waits at the barrier for another one: it only passes if two run at the same time.
+    barrier = threading.Barrier(2, timeout=20)
+
+    def run(items: list[int]) -> list[int]:
+        barrier.wait()
+        return items
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(run, max_size=1, max_wait_s=0.0, max_in_flight=2)
+    assert await asyncio.gather(batcher.submit(1), batcher.submit(2)) == [1, 2]
+    assert batcher.stats().sizes == {1: 2}
