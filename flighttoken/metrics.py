@@ -150,10 +150,9 @@ def _gallery_metrics(services: Services) -> Iterator[Metric]:
 
 
 def _batch_metrics(engine: Any) -> Iterator[Metric]:
-    batcher = getattr(engine, "batcher", None)
-    if batcher is None:
+    if engine is None:
         return
-    stats = batcher.stats()
+    stats = engine.batch_stats()
     buckets, cumulative = [], 0
     for bound in BATCH_BUCKETS:
         cumulative = sum(n for size, n in stats.sizes.items() if size <= bound)

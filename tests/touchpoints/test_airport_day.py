@@ -1,0 +1,91 @@
+"""A CI-sized airport day (4 flights, 300 passengers) on real faces: the real service over real HTTP
+and PostgreSQL, the simulator driving it through the device clients, every report invariant asserted.
+
+Set-up as a test manager would have it: one admin key; the simulator adds its own devices through
+the device API and disables them afterwards; the database URL lets it check each purge itself.
+"""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+import pytest
+
+from flighttoken.devices.model import DeviceKind
+from flighttoken.devices.registry import add_device
+from tests.support.server import run_service
+from touchpoints.simulator.command import simulate
+from touchpoints.simulator.scenario import Options
+
+OPTIONS = Options(flights=4, passengers=300, arrival_rate=20.0, dwell_s=0.2, seed=8)
+
+
+@pytest.fixture(scope="module")
+async def day(base_settings, database_url, face_engine, tmp_path_factory):
+    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+    out = tmp_path_factory.mktemp("day")
+    async with run_service(settings, engine=face_engine) as svc:
+        async with svc.services.db().acquire() as conn:
+            _, admin_key = await add_device(conn, name="test-manager", kind=DeviceKind.ADMIN)
+        report = await simulate(OPTIONS, url=svc.base_url, faces_dir=settings.faces_dir, admin_key=admin_key,
+                                database_url=database_url, out=out, engine=face_engine, raw_seconds=1.5,
+                                progress=False)
+        async with svc.services.db().acquire() as conn:
+            live_sim_devices = await conn.fetchval(
+                "SELECT count(*) FROM devices WHERE name LIKE 'sim-%' AND disabled_at IS NULL")
+    return report, out, live_sim_devices
+
+
+def test_every_invariant_holds(day) -> None:
+    report, _, _ = day
+    failed = {k: v for k, v in report["invariants"].items() if not v}
+    assert not failed, json.dumps({k: report[k] for k in ("accuracy", "rule_checks", "purge", "transport")},
+                                  default=str)[:4000]
+    assert report["ok"] is True
+    assert report["accuracy"]["wrong_person_accepts"] == 0
+
+
+def test_every_passenger_was_seen_through_and_most_boarded_by_face(day) -> None:
+    report, _, _ = day
+    outcomes = report["passenger_outcomes"]
+    assert sum(outcomes.values()) == OPTIONS.passengers
+    # LFW is news photography (second faces, turned heads): some passengers go to staff lanes.
+    assert outcomes["boarded"] >= 0.8 * OPTIONS.passengers, outcomes
+    acc = report["accuracy"]
+    assert acc["fnir_matching_overall"] <= 0.08, acc["fnir"]
+    assert acc["fpir"]["e_channel"]["attempts"] >= 20 and acc["fpir"]["gate"]["attempts"] > 0
+    assert acc["fpir_overall"] <= 0.05, acc["fpir"]
+
+
+def test_every_departed_flight_was_purged_and_checked(day) -> None:
+    purge = day[0]["purge"]
+    assert purge["departed_and_checked"] == purge["database_checked"] == purge["receipts_checked"] == 4
+    assert purge["probes"] > 0 and purge["recognised_after_departure"] == 0
+    assert purge["complete"] is True
+
+
+def test_the_services_optional_features_were_exercised(day) -> None:
+    report, _, live_sim_devices = day
+    assert report["simulation"]["devices"] == "device API" and live_sim_devices == 0
+    features = report["features"]
+    assert set(features["capabilities"].values()) == {"available"}, features["capabilities"]
+    assert features["opt_outs"]["tokens_revoked"] == OPTIONS.opt_outs
+    assert features["watchlist"]["subjects_alerted"] == OPTIONS.watchlist
+    assert features["delays"] == {"done": OPTIONS.delays} and features["gate_changes"] == {"done": 1}
+    rules = report["rule_checks"]
+    for name in ("wrong_gate_accepts", "stale_gate_accepts", "double_boarding_accepts", "out_of_order_accepts",
+                 "opted_out_accepts", "watchlist_subject_accepts"):
+        assert rules[name]["attempts"] > 0, name
+    assert rules["kiosk_repeat"]["same_token"] == rules["kiosk_repeat"]["attempts"] > 0
+    assert all(f["progress_agrees"] for f in report["flights"])
+
+
+def test_throughput_latency_report_and_chart(day) -> None:
+    report, out, _ = day
+    t = report["throughput"]
+    assert t["identifies"] > OPTIONS.passengers * 2 and t["raw_model_per_s"] > 0 and t["ratio"] is not None
+    for touchpoint in ("kiosk", "e_channel", "lounge", "gate"):
+        assert report["latency_ms"][touchpoint]["service_ms"]["n"] > 0
+    assert json.loads((out / "report.json").read_text())["simulation"]["passengers"] == OPTIONS.passengers
+    assert (out / "day.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

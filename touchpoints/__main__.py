@@ -1,0 +1,3 @@
+from touchpoints.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""Typed async clients, one per kind of device. The reference for integrators.
+
+    async with GateClient("http://ft.internal:8000", key) as gate:
+        decision = await gate.identify(jpeg_bytes)
+        if decision.proceed: open_gate(decision.passenger)
+
+Each client owns a :class:`~touchpoints.transport.Transport` (timeouts, retries on 429/503 honouring
+``Retry-After``); pass ``http=`` to share one connection pool between many devices in one process.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+from touchpoints.models import Decision, EnrolmentRequest, EnrolmentResult, Flight, NewFlight
+from touchpoints.transport import RetryPolicy, Transport
+
+
+class DeviceClient:
+    kind = "device"
+    default_timeout = 10.0
+
+    def __init__(self, base_url: str, api_key: str, *, timeout: float | None = None,
+                 retry: RetryPolicy | None = None, http: httpx.AsyncClient | None = None) -> None:
+        self.transport = Transport(base_url, api_key, timeout=timeout or self.default_timeout, retry=retry,
+                                   http=http)
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+    async def __aenter__(self) -> DeviceClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class KioskClient(DeviceClient):
+    """Check-in kiosk: document + booking + consent + live captures → a flight token."""
+
+    kind = "kiosk"
+    default_timeout = 30.0  # several captures, each analysed
+
+    async def enrol(self, request: EnrolmentRequest, *, idempotency_key: str | None = None) -> EnrolmentResult:
+        """201 → ``created=True``; 200 → the same token for a document already enrolled on the flight.
+
+        Sent with an ``Idempotency-Key`` (by default derived from document and flight), so a retry after
+        a timeout is safe and returns the token of the first attempt.
+        """
+        key = idempotency_key or request.idempotency_key()
+        return await self.transport.call("POST", "/v1/enrolments", EnrolmentResult, json=request,
+                                         headers={"Idempotency-Key": key}, repeatable=True)
+
+
+class IdentifyClient(DeviceClient):
+    """A touchpoint that asks "who is this?" with one camera frame."""
+
+    async def identify(self, image: bytes, *, content_type: str = "image/jpeg") -> Decision:
+        # Not repeatable: a decision may move the passenger's journey on (cleared, boarded).
+        return await self.transport.call("POST", "/v1/identify", Decision, content=image,
+                                         headers={"Content-Type": content_type})
+
+
+class EChannelClient(IdentifyClient):
+    """Immigration e-channel: proceed clears the passenger's immigration step."""
+
+    kind = "e_channel"
+
+
+class LoungeClient(IdentifyClient):
+    """Lounge entrance: proceed for lounge-eligible passengers who cleared immigration."""
+
+    kind = "lounge"
+
+
+class GateClient(IdentifyClient):
+    """Boarding gate: proceed boards the passenger and carries name, seat and flight for the agent."""
+
+    kind = "gate"
+
+
+class AdminClient(DeviceClient):
+    """Flights and their states (admin key). Routes added by later versions are called by path."""
+
+    kind = "admin"
+
+    async def create_flight(self, flight: NewFlight) -> Flight:
+        return await self.transport.call("POST", "/v1/flights", Flight, json=flight)
+
+    async def get_flight(self, flight_id: uuid.UUID) -> Flight:
+        return await self.transport.call("GET", f"/v1/flights/{flight_id}", Flight, repeatable=True)
+
+    async def set_state(self, flight_id: uuid.UUID, state: str) -> Flight:
+        # Repeatable: the service answers a move to the current state with the flight, unchanged.
+        return await self.transport.call("POST", f"/v1/flights/{flight_id}/state", Flight,
+                                         json={"state": state}, repeatable=True)
+
+    async def post(self, path: str, body: Any) -> Any:
+        response = await self.transport.request("POST", path, json=body)
+        return response.json() if response.content else None
+
+    async def get(self, path: str) -> Any:
+        return (await self.transport.request("GET", path, repeatable=True)).json()
+
+
+CLIENTS: dict[str, type[DeviceClient]] = {
+    c.kind: c for c in (KioskClient, EChannelClient, LoungeClient, GateClient, AdminClient)
+}

@@ -1,0 +1,135 @@
+"""What devices send and receive, as msgspec Structs.
+
+Mirrors of the service's bodies, written for integrators: responses ignore fields they do not know
+(a newer service may add some), requests carry images as ``bytes`` (msgspec writes them as base64).
+Nothing here imports the service package, so a device needs only ``httpx`` and ``msgspec``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, date, datetime
+from typing import Literal
+
+import msgspec
+
+# ---- responses ---------------------------------------------------------------------------------
+
+
+class PassengerView(msgspec.Struct):
+    """What a boarding gate may show its agent: never a document number or a photo."""
+
+    name: str
+    seat: str | None = None
+    flight: str = ""
+
+
+class Decision(msgspec.Struct):
+    """A touchpoint's answer: ``proceed`` (open the gate) or ``refer`` (send to staff)."""
+
+    decision: Literal["proceed", "refer"]
+    reason: str
+    event_id: int = 0
+    token_id: uuid.UUID | None = None
+    passenger: PassengerView | None = None
+
+    @property
+    def proceed(self) -> bool:
+        return self.decision == "proceed"
+
+
+class EnrolmentResult(msgspec.Struct):
+    token_id: uuid.UUID
+    state: str
+    flight_id: uuid.UUID
+    created: bool
+    """False when this document was already enrolled on this flight (the same token comes back)."""
+    enrolled_at: datetime
+    template_updated: bool = True
+
+
+class Flight(msgspec.Struct):
+    id: uuid.UUID
+    airline: str
+    number: str
+    scheduled_departure: datetime
+    state: str
+    destination: str = ""
+    international: bool = True
+    gate: str | None = None
+    window_start: datetime | None = None
+
+    @property
+    def code(self) -> str:
+        return f"{self.airline}{self.number}"
+
+
+class Problem(msgspec.Struct):
+    """An ``application/problem+json`` error body; ``code`` is stable, ``detail`` is for people."""
+
+    status: int
+    code: str
+    title: str = ""
+    detail: str = ""
+    reasons: list[str] = []
+    request_id: str | None = None
+
+
+# ---- requests ----------------------------------------------------------------------------------
+
+
+class TravelDocument(msgspec.Struct):
+    type: str
+    """ICAO 9303 document code, e.g. ``P`` for a passport."""
+    number: str
+    issuing_state: str
+    surname: str
+    given_names: str
+    nationality: str
+    date_of_birth: date
+    expiry: date
+
+
+class Booking(msgspec.Struct):
+    flight_id: uuid.UUID
+    booking_reference: str
+    seat: str | None = None
+    lounge_eligible: bool = False
+
+
+class Consent(msgspec.Struct):
+    terms_version: str
+    terms_sha256: str
+    consented_at: datetime
+
+    @classmethod
+    def accepted(cls, terms_text: str, version: str, at: datetime | None = None) -> Consent:
+        """The passenger accepted exactly ``terms_text`` (its SHA-256 is what the service keeps)."""
+        return cls(terms_version=version, terms_sha256=hashlib.sha256(terms_text.encode()).hexdigest(),
+                   consented_at=at or datetime.now(UTC))
+
+
+class EnrolmentRequest(msgspec.Struct, omit_defaults=True):
+    document: TravelDocument
+    booking: Booking
+    captures: list[bytes]
+    """One to five live captures (JPEG or PNG)."""
+    consent: Consent | None = None
+    chip_photo: bytes | None = None
+    """The document chip's face image (DG2), for a 1:1 check against the live face."""
+
+    def idempotency_key(self) -> str:
+        """Stable for one document on one flight: a retried or repeated enrolment sends the same key."""
+        d = self.document
+        return str(uuid.uuid5(uuid.NAMESPACE_URL,
+                              f"flighttoken:enrol:{d.issuing_state}|{d.type}|{d.number}|{self.booking.flight_id}"))
+
+
+class NewFlight(msgspec.Struct, omit_defaults=True):
+    airline: str
+    number: str
+    scheduled_departure: datetime
+    destination: str
+    gate: str | None = None
+    international: bool = True

@@ -1,0 +1,246 @@
+"""``python -m touchpoints simulate``: set up the devices, run the day, write the report and chart.
+
+    python -m touchpoints simulate --url http://127.0.0.1:8000 --admin-key KEY \\
+        --flights 20 --passengers 3000 --out ops/results/full
+
+Writes ``report.json`` and ``day.png`` into ``--out``, prints a summary, and ends with the report's
+headline figures as one line of JSON. Exit status 0 when every invariant holds, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+import uuid
+from dataclasses import fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from touchpoints.capabilities import Capabilities
+from touchpoints.clients import AdminClient
+from touchpoints.simulator import chart, devices, rawspeed
+from touchpoints.simulator import report as report_mod
+from touchpoints.simulator.features import Features
+from touchpoints.simulator.recorder import Recorder
+from touchpoints.simulator.runner import Runner
+from touchpoints.simulator.scenario import Options, Plan, ScenarioError, build_plan, load_identities
+from touchpoints.transport import TouchpointError, Transport
+
+RAW_SAMPLE = 48
+
+
+def _default_faces_dir() -> str:
+    env = os.environ.get("FLIGHTTOKEN_FACES_DIR")
+    if env:
+        return env
+    return str(Path(__file__).resolve().parents[2].parent / "shared" / "faces")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=os.environ.get("TOUCHPOINT_URL", "http://127.0.0.1:8000"))
+    keys = p.add_argument_group("device keys (see touchpoints/simulator/devices.py)")
+    keys.add_argument("--admin-key", default=os.environ.get("TOUCHPOINT_ADMIN_KEY"),
+                      help="an admin key: flights, and the simulator's own devices via the device API")
+    keys.add_argument("--database-url", help="the service's PostgreSQL: create the devices there (and an admin "
+                                             "key when none is given); also checks each purge in the database")
+    keys.add_argument("--devices", type=Path, help="JSON file of ready-made device keys")
+    keys.add_argument("--keep-devices", action="store_true", help="do not disable the devices afterwards")
+    day = p.add_argument_group("the day")
+    defaults = Options()
+    for f in fields(Options):
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(defaults, f.name)
+        day.add_argument(flag, type=type(value), default=value, help=f"(default {value})")
+    p.add_argument("--faces-dir", default=_default_faces_dir(), help="folder holding lfw-train/")
+    p.add_argument("--out", type=Path, default=None, help="where report.json and day.png go")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request attempt")
+    p.add_argument("--raw-seconds", type=float, default=6.0,
+                   help="time spent measuring raw model throughput, before and again after the day; 0 skips")
+    p.add_argument("--metrics-token", default=os.environ.get("TOUCHPOINT_METRICS_TOKEN"),
+                   help="bearer token for the service's /metrics (FLIGHTTOKEN_METRICS_TOKEN), if it has one")
+    p.add_argument("--saturation-level", type=int, default=4,
+                   help="identify requests in flight at which the service counts as saturated")
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    return Options(**{f.name: getattr(args, f.name) for f in fields(Options)})
+
+
+async def _raw(engine: Any, plan: Plan, seconds: float) -> dict[str, Any] | None:
+    if seconds <= 0 or engine is None:
+        return None
+    photos = [p.probes[0] for p in plan.passengers[:RAW_SAMPLE] if p.probes]
+    data = [await asyncio.to_thread(path.read_bytes) for path in photos]
+    result = await asyncio.to_thread(rawspeed.measure, engine, data, seconds)
+    result["at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return result
+
+
+def _load_engine() -> Any:
+    try:
+        from flighttoken.faces.engine import FaceEngine
+        from flighttoken.settings import load_settings
+
+        # The engine logs a line on load; stdout is kept for the final JSON line.
+        with contextlib.redirect_stdout(sys.stderr):
+            return FaceEngine.load(load_settings())
+    except Exception as exc:  # no models here: the ratio is reported as unavailable, the day still runs
+        print(f"simulate: raw model throughput not measured ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return None
+
+
+async def simulate(options: Options, *, url: str, faces_dir: str, admin_key: str | None = None,
+                   database_url: str | None = None, devices_file: Path | None = None, out: Path | None = None,
+                   engine: Any = None, raw_seconds: float = 6.0, saturation_level: int = 4,
+                   request_timeout_s: float = 30.0, keep_devices: bool = False, metrics_token: str | None = None,
+                   progress: bool = True) -> dict[str, Any]:
+    """Run one airport day and return its report (also written to ``out`` with the chart)."""
+    plan = build_plan(load_identities(faces_dir), options)
+    run_id = uuid.uuid4().hex[:6]
+    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if progress else (lambda *a: None)
+    say(f"simulate: {len(plan.flights)} flights, {len(plan.passengers)} passengers, {len(plan.strangers)} "
+        f"non-enrolled, {plan.banks} bank(s), gates {', '.join(plan.gates)}")
+    n_devices = options.kiosks + options.e_channels + options.lounge_readers + options.gate_readers * len(plan.gates)
+    limits = httpx.Limits(max_connections=n_devices + 16, max_keepalive_connections=n_devices + 16)
+    async with httpx.AsyncClient(limits=limits) as http:
+        probe = Transport(url, admin_key, http=http, timeout=request_timeout_s)
+        features = Features.detect(await Capabilities.load(probe))
+        keys = await _provision(plan, url, http, features, run_id, admin_key, database_url, devices_file,
+                                request_timeout_s)
+        rec = Recorder()
+        runner = Runner(plan, url, keys, features, http=http, recorder=rec, dsn=database_url,
+                        timeout=request_timeout_s)
+        try:
+            await features.detect_watchlist(runner.authority)
+            await features.detect_metrics(Transport(url, metrics_token, http=http, timeout=request_timeout_s))
+            say(f"simulate: devices from {keys.source}; capabilities {features.table()}")
+            if engine is None and raw_seconds > 0:
+                engine = await asyncio.to_thread(_load_engine)
+            raw = [r for r in [await _raw(engine, plan, raw_seconds)] if r]
+            say(f"simulate: raw model throughput {raw[0]['faces_per_s'] if raw else 'not measured'} faces/s")
+            started = datetime.now(UTC)
+            load_before = os.getloadavg()
+            rec.t0 = time.perf_counter()
+            samplers = [asyncio.create_task(rec.sample())]
+            if features.metrics is not None:
+                samplers.append(asyncio.create_task(rec.sample_cpu(_cpu_reader(features))))
+            if progress:
+                samplers.append(asyncio.create_task(_progress(rec, say)))
+            try:
+                await runner.run()
+            finally:
+                for task in samplers:
+                    task.cancel()
+            if features.metrics is not None:
+                last = await _cpu_reader(features)()
+                if last is not None:
+                    rec.cpu.append((rec.now(), last))
+            duration = rec.now()
+            load_after = os.getloadavg()
+            after = await _raw(engine, plan, raw_seconds)
+            if after:
+                raw.append(after)
+            alerts = None
+            if features.watchlist and runner.authority is not None:
+                alerts = await runner._quietly(features.all_alerts(runner.authority))
+        finally:
+            if not keep_devices:
+                await runner._quietly(devices.retire(keys, runner.admin, database_url, features.devices_api))
+    result = report_mod.DayResult(
+        plan=plan, obs=rec.obs, samples=rec.samples, events=rec.events, cpu=rec.cpu,
+        flights=[{"code": f.plan.code, "bank": f.plan.bank, "gate": f.plan.gate, "facts": f.facts}
+                 for f in runner.flights],
+        outcomes=[p.outcome or "unfinished" for p in runner.people], features=features.table(),
+        started_at=started.isoformat(timespec="seconds"), duration_s=duration, service=url, devices=keys.source,
+        raw=raw, retries=runner.retries(), errors=runner.errors, opt_outs=runner.opt_out_results, alerts=alerts,
+        watch_subjects=runner.watch_subjects,
+        token_owner={str(p.token_id): i for i, p in enumerate(runner.people) if p.token_id},
+        saturation_level=saturation_level,
+        machine={"cpus": os.cpu_count(), "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
+                 "loadavg_1_5_15_after": [round(x, 2) for x in load_after]})
+    report = report_mod.build(result)
+    if out is not None:
+        await asyncio.to_thread(_write, out, report, rec, [f.plan.code for f in runner.flights],
+                                f"{len(plan.flights)} flights, {len(plan.passengers)} passengers, one instance")
+        say(f"simulate: wrote {out / 'report.json'} and {out / 'day.png'}")
+    return report
+
+
+def _write(out: Path, report: dict[str, Any], rec: Recorder, flights: list[str], title: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    chart.draw(rec.obs, flights, rec.events, out / "day.png", title=title)
+
+
+async def _provision(plan: Plan, url: str, http: httpx.AsyncClient, features: Features, run_id: str,
+                     admin_key: str | None, database_url: str | None, devices_file: Path | None,
+                     request_timeout_s: float) -> devices.DeviceKeys:
+    if devices_file is not None:
+        keys = devices.from_file(devices_file)
+    elif admin_key and features.devices_api:
+        admin = AdminClient(url, admin_key, http=http, timeout=request_timeout_s)
+        keys = await devices.via_api(admin, plan, run_id, admin_key, features.devices_api)
+    elif database_url:
+        keys = await devices.via_database(database_url, plan, run_id, admin_key)
+    else:
+        raise devices.ProvisioningError("give --admin-key (service with the device API), --database-url, or "
+                                        "--devices FILE")
+    keys.check(plan)
+    return keys
+
+
+def _cpu_reader(features: Features) -> Any:
+    async def read() -> float | None:
+        assert features.metrics is not None
+        try:
+            return await features.service_cpu_s(features.metrics)
+        except TouchpointError:
+            return None
+
+    return read
+
+
+async def _progress(rec: Recorder, say: Any, every_s: float = 30.0) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        done = len(rec.obs)
+        say(f"simulate: t={rec.now():.0f}s, {done} requests answered, in flight {rec.inflight}")
+
+
+def headline(report: dict[str, Any]) -> dict[str, Any]:
+    t, a = report["throughput"], report["accuracy"]
+    lat = report["latency_ms"]
+    return {"bench": "airport_day", "flights": report["simulation"]["flights"],
+            "passengers": report["simulation"]["passengers"], "duration_s": report["simulation"]["duration_s"],
+            "identify_per_s": t["identify_per_s_overall"], "sustained_identify_per_s": t["sustained_identify_per_s"],
+            "raw_model_per_s": t["raw_model_per_s"], "ratio": t["ratio"], "ratio_basis": t["ratio_basis"],
+            "ratio_vs_mean_raw": t["ratio_vs_mean_raw"], "target_met": t["target_met"],
+            "p95_ms": {tp: lat[tp]["service_ms"].get("p95") for tp in lat},
+            "fnir": a["fnir_overall"], "fnir_matching": a["fnir_matching_overall"], "fpir": a["fpir_overall"],
+            "wrong_person_accepts": a["wrong_person_accepts"], "purge_complete": report["purge"]["complete"],
+            "loadavg_before": report["simulation"]["machine"].get("loadavg_1_5_15_before"), "ok": report["ok"]}
+
+
+def run_command(args: argparse.Namespace) -> int:
+    out = args.out or Path("ops/results") / datetime.now(UTC).strftime("sim-%Y%m%dT%H%M%S")
+    try:
+        report = asyncio.run(simulate(
+            options_from(args), url=args.url, faces_dir=args.faces_dir, admin_key=args.admin_key,
+            database_url=args.database_url, devices_file=args.devices, out=out, raw_seconds=args.raw_seconds,
+            saturation_level=args.saturation_level, request_timeout_s=args.timeout, keep_devices=args.keep_devices,
+            metrics_token=args.metrics_token))
+    except (ScenarioError, devices.ProvisioningError, TouchpointError) as exc:
+        print(f"simulate: {exc}", file=sys.stderr)
+        return 2
+    failed = [k for k, ok in report["invariants"].items() if not ok]
+    print(f"simulate: {'all invariants hold' if not failed else 'FAILED: ' + ', '.join(failed)}", file=sys.stderr)
+    print(json.dumps(headline(report), separators=(",", ":")))
+    return 0 if not failed else 1

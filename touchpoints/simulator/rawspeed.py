@@ -1,0 +1,91 @@
+"""Raw model throughput on this machine: the ceiling the service's identify throughput is held to.
+
+Runs only the detector's and the recogniser's ``session.run`` (the same ONNX files and thread
+settings as the service, via ``FaceEngine``) on the tensors the engine makes from the simulation's
+own photos: no decoding, alignment, quality checks, search, HTTP or database. Three ways, and the
+best counts, so the ratio is never flattered by a weak baseline:
+
+* sequential: one caller, detector then recogniser, photo after photo;
+* two callers: the same from two threads at once (the service overlaps requests too);
+* batched: the detector per photo and the recogniser on batches of 8 crops (or
+  ``batch_max_size``, if larger), as the service's micro-batcher may.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+
+def _prepare(engine: Any, photos: list[bytes]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    from flighttoken.faces.decode import decode_image
+
+    items = []
+    for data in photos:
+        front = engine._front(data)
+        if front.crop is None:
+            continue
+        img, _ = decode_image(data, engine.limits)
+        det_blob, _ = engine.detector.prepare(img)
+        items.append((det_blob, engine.recognizer.prepare([front.crop], flip=engine.flip), front.crop))
+    return items
+
+
+def _timed(seconds: float, one_round: Any) -> tuple[float, float]:
+    """Repeat ``one_round`` (which returns the faces it processed) for about ``seconds``: (faces per
+    second, CPU milliseconds per face). CPU is this process's, every thread, onnxruntime's included."""
+    done, t0, cpu0 = 0, time.perf_counter(), time.process_time()
+    while True:
+        done += one_round()
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds:
+            return done / elapsed, (time.process_time() - cpu0) * 1000 / done
+
+
+def measure(engine: Any, photos: list[bytes], seconds: float = 6.0) -> dict[str, Any]:
+    """Blocking; call through ``asyncio.to_thread``. ``seconds`` is the total, split between the modes."""
+    items = _prepare(engine, photos)
+    if not items:
+        raise ValueError("no face found in the sample photos")
+    det, rec = engine.detector, engine.recognizer
+    # Batches of 8 even where the service batches less: the models' best, not the service's choice.
+    batch = max(8, engine.settings.batch_max_size)
+    batches = [(
+        [d for d, _, _ in items[i:i + batch]],
+        rec.prepare([c for _, _, c in items[i:i + batch]], flip=engine.flip),
+    ) for i in range(0, len(items), batch)]
+
+    def sequential() -> int:
+        for d, r, _ in items:
+            det.run(d)
+            rec.run(r)
+        return len(items)
+
+    def batched() -> int:
+        for dets, r in batches:
+            for d in dets:
+                det.run(d)
+            rec.run(r)
+        return len(items)
+
+    def two_callers() -> int:
+        threads = [threading.Thread(target=sequential) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return 2 * len(items)
+
+    sequential()  # warm-up: the first runs allocate the sessions' arenas
+    share = seconds / 3
+    runs = {"sequential": _timed(share, sequential), "two_callers": _timed(share, two_callers),
+            "batched": _timed(share, batched)}
+    best = max(runs, key=lambda k: runs[k][0])
+    return {"faces_per_s": round(runs[best][0], 2), "best_mode": best,
+            "modes": {k: round(v[0], 2) for k, v in runs.items()},
+            "cpu_ms_per_face": round(min(v[1] for v in runs.values()), 2),
+            "cpu_ms_per_face_by_mode": {k: round(v[1], 2) for k, v in runs.items()}, "photos": len(items),
+            "engine_threads": engine.settings.engine_threads, "batch_max_size": batch}

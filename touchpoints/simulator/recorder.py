@@ -1,0 +1,86 @@
+"""Everything the simulator observed: one record per request, a load timeline, flight events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+
+IDENTIFY_TOUCHPOINTS = ("e_channel", "lounge", "gate")
+# Purposes whose correct answer is "proceed"; every other identify purpose must be refused.
+EXPECT_PROCEED = frozenset({"journey", "retry"})
+
+
+@dataclass(slots=True)
+class Obs:
+    touchpoint: str
+    """kiosk, e_channel, lounge or gate."""
+    purpose: str
+    """enrol, retake, kiosk_repeat | journey, retry, lounge_first, wrong_gate, stale_gate, double_board,
+    opted_out, watchlist, stranger, purge_probe."""
+    who: str
+    """p<index> for a passenger, s<index> for a non-enrolled person."""
+    flight: int
+    queued: float
+    sent: float
+    done: float
+    status: int
+    """HTTP status of the final answer; 0 when none came."""
+    outcome: str
+    """proceed / refer (identify), created / existing (enrol), else the error code."""
+    reason: str = ""
+    own_token: bool | None = None
+    """On a proceed (or an enrolment repeat): whether the token is the passenger's own."""
+
+    @property
+    def latency_ms(self) -> float:
+        return (self.done - self.sent) * 1000
+
+    @property
+    def wait_ms(self) -> float:
+        return (self.sent - self.queued) * 1000
+
+
+@dataclass
+class Recorder:
+    t0: float = field(default_factory=time.perf_counter)
+    obs: list[Obs] = field(default_factory=list)
+    inflight: dict[str, int] = field(default_factory=lambda: {"identify": 0, "enrol": 0})
+    samples: list[tuple[float, int, int]] = field(default_factory=list)
+    """(t, identify requests in flight, enrolments in flight), every ``sample_s``."""
+    events: list[tuple[float, int, str]] = field(default_factory=list)
+    """(t, flight, what): boarding, gate change, delay, closed, departed, purged."""
+    retries: dict[str, int] = field(default_factory=dict)
+    cpu: list[tuple[float, float]] = field(default_factory=list)
+    """(t, the service process's CPU seconds so far), from its /metrics, every ``cpu_every_s``."""
+
+    def now(self) -> float:
+        return time.perf_counter() - self.t0
+
+    @contextlib.contextmanager
+    def in_flight(self, what: str) -> Iterator[None]:
+        self.inflight[what] += 1
+        try:
+            yield
+        finally:
+            self.inflight[what] -= 1
+
+    def event(self, flight: int, what: str) -> None:
+        self.events.append((self.now(), flight, what))
+
+    async def sample_cpu(self, read: Callable[[], Awaitable[float | None]], every_s: float = 5.0) -> None:
+        """Run until cancelled: the service's CPU time, to price an identify in CPU."""
+        while True:
+            t = self.now()
+            value = await read()
+            if value is not None:
+                self.cpu.append((t, value))
+            await asyncio.sleep(every_s)
+
+    async def sample(self, every_s: float = 0.1) -> None:
+        """Run until cancelled: the load the service was under, for the saturation analysis."""
+        while True:
+            self.samples.append((self.now(), self.inflight["identify"], self.inflight["enrol"]))
+            await asyncio.sleep(every_s)

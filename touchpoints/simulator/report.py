@@ -1,0 +1,373 @@
+"""The simulator's report: throughput, latency, FNIR/FPIR, rule checks, purge, and invariants.
+
+Pure functions of what was observed (:class:`DayResult`), so the same numbers can be recomputed and
+tested without a service. Definitions:
+
+* **FNIR** (per touchpoint): captures of enrolled passengers who should have been let through that
+  got ``refer``, over all such captures. Also per transaction (after the retry a touchpoint
+  allows), and split into capture problems and matching (``no_match``, ``ambiguous_match``).
+* **FPIR**: captures of people not enrolled that got ``proceed``: people who never enrolled (at
+  e-channels and gates), and departed passengers shown to an e-channel after their flight's purge.
+* **Wrong-person accepts**: an enrolled passenger let through on a token that is not their own.
+  Must be 0.
+* **Sustained identify throughput**: identifies completed per second over the seconds in which the
+  service was saturated with identifies only (at least ``saturation_level`` identify requests in
+  flight at every sample, no enrolment in flight). Divided by the raw model throughput
+  (:mod:`touchpoints.simulator.rawspeed`) measured in the same run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from touchpoints.simulator.recorder import EXPECT_PROCEED, IDENTIFY_TOUCHPOINTS, Obs
+from touchpoints.simulator.runner import PURGE_FAILURE_REASONS
+from touchpoints.simulator.scenario import Plan
+
+TARGET_RATIO = 0.85
+MIN_SATURATED_S = 20
+CAPTURE_REASONS = frozenset({"no_face", "face_too_small", "too_blurry", "too_dark", "too_bright", "head_turned",
+                             "head_tilted", "low_detection_score", "tailgating"})
+MATCHING_REASONS = frozenset({"no_match", "ambiguous_match"})
+# Searches by faces with no live token: the never-enrolled, and departed passengers after the purge.
+NON_MATED = frozenset({"stranger", "purge_probe"})
+# Purposes whose answer must be refer, and the invariant each one feeds.
+MUST_REFER = {"wrong_gate": "wrong_gate_accepts", "stale_gate": "stale_gate_accepts",
+              "double_board": "double_boarding_accepts", "lounge_first": "out_of_order_accepts",
+              "opted_out": "opted_out_accepts", "watchlist": "watchlist_subject_accepts"}
+
+
+@dataclass
+class DayResult:
+    plan: Plan
+    obs: list[Obs]
+    samples: list[tuple[float, int, int]]
+    events: list[tuple[float, int, str]]
+    flights: list[dict[str, Any]]
+    """Per flight: code, gate, bank, passengers, facts (delay, gate change, progress, purge)."""
+    outcomes: list[str]
+    """Per passenger: boarded, manual, kiosk_refused, opted_out, watchlist, error."""
+    features: dict[str, str]
+    started_at: str
+    duration_s: float
+    service: str
+    devices: str
+    raw: list[dict[str, Any]] = field(default_factory=list)
+    """Raw model throughput measurements (before and after the day)."""
+    retries: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    opt_outs: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] | None = None
+    watch_subjects: dict[str, int] = field(default_factory=dict)
+    token_owner: dict[str, int] = field(default_factory=dict)
+    """token id → passenger index (for attributing watchlist alerts)."""
+    saturation_level: int = 4
+    cpu: list[tuple[float, float]] = field(default_factory=list)
+    """(t, service process CPU seconds), from its /metrics."""
+    machine: dict[str, Any] = field(default_factory=dict)
+    """CPU count and load averages around the day: other work on the machine skews every rate."""
+
+
+def _pct(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    a = np.asarray(values)
+    out: dict[str, float] = {"n": len(values)}
+    for q in (50, 90, 95, 99):
+        out[f"p{q}"] = round(float(np.percentile(a, q)), 1)
+    out["max"] = round(float(a.max()), 1)
+    return out
+
+
+def _rate(num: int, den: int) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+def latency(obs: list[Obs]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for tp in ("kiosk", *IDENTIFY_TOUCHPOINTS):
+        mine = [o for o in obs if o.touchpoint == tp and o.status]
+        out[tp] = {"service_ms": _pct([o.latency_ms for o in mine]), "queue_ms": _pct([o.wait_ms for o in mine])}
+    return out
+
+
+def decisions(obs: list[Obs]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for tp in IDENTIFY_TOUCHPOINTS:
+        mine = [o for o in obs if o.touchpoint == tp]
+        refer = Counter(o.reason for o in mine if o.outcome == "refer")
+        out[tp] = {"requests": len(mine), "proceed": sum(o.outcome == "proceed" for o in mine),
+                   "refer": dict(refer.most_common()),
+                   "errors": dict(Counter(o.outcome for o in mine if o.outcome not in ("proceed", "refer")))}
+    return out
+
+
+def accuracy(obs: list[Obs]) -> dict[str, Any]:
+    fnir: dict[str, Any] = {}
+    all_mated = all_referred = all_matching = all_usable = 0
+    for tp in IDENTIFY_TOUCHPOINTS:
+        mated = [o for o in obs if o.touchpoint == tp and o.purpose in EXPECT_PROCEED and o.status == 200]
+        referred = [o for o in mated if o.outcome == "refer"]
+        reasons = Counter(o.reason for o in referred)
+        capture = sum(n for r, n in reasons.items() if r in CAPTURE_REASONS)
+        matching = sum(n for r, n in reasons.items() if r in MATCHING_REASONS)
+        # Transactions: a passenger's visit, first capture and retries together.
+        visits: dict[tuple[str, int], bool] = {}
+        for o in mated:
+            key = (o.who, o.flight)
+            visits[key] = visits.get(key, False) or o.outcome == "proceed"
+        fnir[tp] = {"captures": len(mated), "referred": len(referred), "fnir": _rate(len(referred), len(mated)),
+                    "capture_problems": capture, "matching": matching,
+                    "fnir_matching": _rate(matching, len(mated) - capture),
+                    "other_reasons": {r: n for r, n in reasons.items()
+                                      if r not in CAPTURE_REASONS and r not in MATCHING_REASONS},
+                    "visits": len(visits), "visits_referred": sum(not ok for ok in visits.values()),
+                    "fnir_visit": _rate(sum(not ok for ok in visits.values()), len(visits)),
+                    "by_reason": dict(reasons.most_common())}
+        all_mated += len(mated)
+        all_referred += len(referred)
+        all_matching += matching
+        all_usable += len(mated) - capture
+    fpir: dict[str, Any] = {}
+    non_mated = [o for o in obs if o.purpose in NON_MATED and o.status == 200]
+    groups = {"e_channel": ("stranger", "e_channel"), "gate": ("stranger", "gate"),
+              "departed_passengers": ("purge_probe", "e_channel")}
+    for name, (purpose, tp) in groups.items():
+        mine = [o for o in non_mated if o.purpose == purpose and o.touchpoint == tp]
+        accepted = sum(o.outcome == "proceed" for o in mine)
+        fpir[name] = {"attempts": len(mine), "accepted": accepted, "fpir": _rate(accepted, len(mine)),
+                      "refer": dict(Counter(o.reason for o in mine if o.outcome == "refer").most_common())}
+    accepted = sum(o.outcome == "proceed" for o in non_mated)
+    wrong = [o for o in obs if o.who.startswith("p") and o.purpose not in NON_MATED | {"opted_out"}
+             and o.outcome == "proceed" and o.own_token is False]
+    return {"fnir": fnir, "fnir_overall": _rate(all_referred, all_mated),
+            "fnir_matching_overall": _rate(all_matching, all_usable),
+            "fpir": fpir, "fpir_overall": _rate(accepted, len(non_mated)),
+            "wrong_person_accepts": len(wrong),
+            "wrong_person_examples": [f"{o.touchpoint}/{o.purpose}/{o.who}" for o in wrong[:10]]}
+
+
+def rule_checks(obs: list[Obs]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for purpose, name in MUST_REFER.items():
+        mine = [o for o in obs if o.purpose == purpose and o.status == 200]
+        out[name] = {"attempts": len(mine), "accepted": sum(o.outcome == "proceed" for o in mine),
+                     "reasons": dict(Counter(o.reason for o in mine).most_common())}
+    repeats = [o for o in obs if o.purpose == "kiosk_repeat"]
+    out["kiosk_repeat"] = {"attempts": len(repeats), "same_token": sum(o.own_token is True for o in repeats),
+                           "mismatched": sum(o.own_token is False for o in repeats),
+                           "statuses": dict(Counter(str(o.status) for o in repeats))}
+    return out
+
+
+def kiosk(obs: list[Obs]) -> dict[str, Any]:
+    first = [o for o in obs if o.touchpoint == "kiosk" and o.purpose in ("enrol", "retake")]
+    return {"requests": len(first), "created": sum(o.outcome == "created" for o in first),
+            "existing": sum(o.outcome == "existing" for o in first),
+            "retakes": sum(o.purpose == "retake" for o in first),
+            "refused": dict(Counter(o.outcome for o in first if o.status >= 400).most_common()),
+            "refused_reasons": dict(Counter(r for o in first if o.status >= 400 for r in o.reason.split(",") if r))}
+
+
+def saturated_seconds(r: DayResult) -> tuple[list[int], list[int]]:
+    """(seconds saturated with identifies only, seconds saturated with any face work)."""
+    end = math.ceil(max((s[0] for s in r.samples), default=0))
+    only_id = [True] * end
+    any_sat = [True] * end
+    seen = [False] * end
+    for t, n_id, n_en in r.samples:
+        k = int(t)
+        if k >= end:
+            continue
+        seen[k] = True
+        if n_id < r.saturation_level or n_en:
+            only_id[k] = False
+        if n_id + n_en < r.saturation_level:
+            any_sat[k] = False
+    return ([k for k in range(end) if seen[k] and only_id[k]], [k for k in range(end) if seen[k] and any_sat[k]])
+
+
+def throughput(r: DayResult) -> dict[str, Any]:
+    identify = [o for o in r.obs if o.touchpoint in IDENTIFY_TOUCHPOINTS and o.status]
+    enrol = [o for o in r.obs if o.touchpoint == "kiosk" and o.status]
+    duration = max(r.duration_s, 1e-9)
+    id_secs, any_secs = saturated_seconds(r)
+    done_id = Counter(int(o.done) for o in identify)
+    done_en = Counter(int(o.done) for o in enrol)
+    sustained = sum(done_id[k] for k in id_secs) / len(id_secs) if id_secs else None
+    analyses = sum(done_id[k] + done_en[k] for k in any_secs) / len(any_secs) if any_secs else None
+    raw_best = max((m["faces_per_s"] for m in r.raw), default=None)
+    raw_mean = sum(m["faces_per_s"] for m in r.raw) / len(r.raw) if r.raw else None
+    basis, value = None, None
+    if sustained is not None and len(id_secs) >= MIN_SATURATED_S:
+        basis, value = "identify-only saturated seconds", sustained
+    elif analyses is not None:
+        basis, value = "all saturated seconds, identifies + enrolment captures", analyses
+    # Against the best raw measurement: a machine busier during one of them never flatters the ratio.
+    ratio = round(value / raw_best, 3) if value and raw_best else None
+    return {
+        "identifies": len(identify), "enrolments": len(enrol),
+        "identify_per_s_overall": round(len(identify) / duration, 2),
+        "enrolment_per_s_overall": round(len(enrol) / duration, 2),
+        "saturation_level": r.saturation_level,
+        "sustained_identify_per_s": round(sustained, 2) if sustained is not None else None,
+        "saturated_identify_only_s": len(id_secs),
+        "sustained_analyses_per_s": round(analyses, 2) if analyses is not None else None,
+        "saturated_s": len(any_secs),
+        "raw_model_per_s": raw_best, "raw_measurements": r.raw,
+        "ratio": ratio, "ratio_basis": basis,
+        "ratio_vs_mean_raw": round(value / raw_mean, 3) if value and raw_mean else None,
+        "target_ratio": TARGET_RATIO,
+        "target_met": ratio is not None and ratio >= TARGET_RATIO,
+        "cpu": cpu_cost(r, set(id_secs), identify, enrol),
+    }
+
+
+def cpu_cost(r: DayResult, id_secs: set[int], identify: list[Obs], enrol: list[Obs]) -> dict[str, Any]:
+    """CPU per identify in the service process against CPU per face of the bare models: a ratio
+    that other work on the machine does not skew (it slows both, but costs neither more CPU).
+    Conservative: PostgreSQL's CPU is not counted, and the service overlaps requests on both cores
+    where the bare models may leave some idle."""
+    if len(r.cpu) < 2:
+        return {"status": "not measured (the service has no readable /metrics)"}
+    raw_cpu = min((m["cpu_ms_per_face"] for m in r.raw if "cpu_ms_per_face" in m), default=None)
+    (t_first, c_first), (t_last, c_last) = r.cpu[0], r.cpu[-1]
+    analyses = sum(t_first < o.done <= t_last for o in (*identify, *enrol))
+    per_analysis = (c_last - c_first) * 1000 / analyses if analyses else None
+    cpu_s = count = 0.0
+    for (ta, ca), (tb, cb) in zip(r.cpu, r.cpu[1:], strict=False):
+        if all(k in id_secs for k in range(int(ta), math.ceil(tb))):
+            cpu_s += cb - ca
+            count += sum(ta < o.done <= tb for o in identify)
+    per_identify = cpu_s * 1000 / count if count else None
+    basis = per_identify if per_identify is not None else per_analysis
+    return {"service_cpu_ms_per_identify": round(per_identify, 2) if per_identify else None,
+            "identifies_priced": int(count),
+            "service_cpu_ms_per_face_whole_day": round(per_analysis, 2) if per_analysis else None,
+            "raw_cpu_ms_per_face": raw_cpu,
+            "ratio_cpu": round(raw_cpu / basis, 3) if raw_cpu and basis else None,
+            "ratio_cpu_basis": "identify-only saturated windows" if per_identify is not None else "whole day"}
+
+
+def purge(r: DayResult) -> dict[str, Any]:
+    probes = [o for o in r.obs if o.purpose == "purge_probe" and o.status == 200]
+    recognised = [o for o in probes if o.reason in PURGE_FAILURE_REASONS]
+    incomplete = []
+    receipts = db_checked = 0
+    for f in r.flights:
+        p = (f.get("facts") or {}).get("purge") or {}
+        rec, db = p.get("receipt", "unchecked"), p.get("database")
+        if rec != "unchecked":
+            receipts += 1
+            if not rec or not rec.get("completed") or not rec.get("key_destroyed_at"):
+                incomplete.append(f"{f['code']}: receipt {rec}")
+        if db is not None:
+            db_checked += 1
+            if db["templates"] or db["flight_keys"] or db["live_tokens"]:
+                incomplete.append(f"{f['code']}: left in the database {db}")
+    departed = sum(1 for f in r.flights if (f.get("facts") or {}).get("purge") is not None)
+    reused = sum(1 for p in r.plan.passengers if p.reuse and r.outcomes[p.index] != "kiosk_refused")
+    return {"flights": len(r.flights), "departed_and_checked": departed, "receipts_checked": receipts,
+            "database_checked": db_checked, "incomplete": incomplete,
+            "probes": len(probes), "recognised_after_departure": len(recognised),
+            "probe_reasons": dict(Counter(o.reason for o in probes).most_common()),
+            "faces_reenrolled_after_purge": reused,
+            "complete": departed == len(r.flights) and not incomplete and not recognised}
+
+
+def watchlist(r: DayResult) -> dict[str, Any]:
+    if r.features.get("watchlist") != "available":
+        return {"status": r.features.get("watchlist", "not available")}
+    subjects = set(r.watch_subjects)
+    alerts = [a for a in r.alerts or [] if a["subject_id"] in subjects]  # this run's subjects only
+    hit_subjects = {a["subject_id"] for a in alerts if a["subject_id"] in subjects}
+    false_alarms = [a for a in alerts if a.get("token")
+                    and r.token_owner.get(a["token"]["token_id"]) != r.watch_subjects[a["subject_id"]]]
+    return {"status": "available", "subjects": len(subjects), "subjects_alerted": len(hit_subjects),
+            "alerts": len(alerts), "false_alarms": len(false_alarms)}
+
+
+def flights_table(r: DayResult) -> list[dict[str, Any]]:
+    out = []
+    first_board: dict[int, float] = {}
+    departed: dict[int, float] = {}
+    for t, f, what in r.events:
+        if what == "boarding":
+            first_board.setdefault(f, t)
+        elif what == "departed":
+            departed[f] = t
+    for i, f in enumerate(r.flights):
+        mine = [p.index for p in r.plan.passengers if p.flight == i]
+        outcomes = Counter(r.outcomes[p] for p in mine)
+        row = {"flight": f["code"], "bank": f["bank"], "gate": f["gate"], "passengers": len(mine),
+               "outcomes": dict(outcomes),
+               "boarding_s": round(departed[i] - first_board[i], 1) if i in departed and i in first_board else None}
+        facts = f.get("facts") or {}
+        for key in ("delay", "gate_change"):
+            if key in facts:
+                row[key] = facts[key]
+        progress = facts.get("server_progress")
+        if progress:
+            row["server_boarded"] = progress.get("boarded")
+            row["progress_agrees"] = progress.get("boarded") == outcomes.get("boarded", 0)
+        out.append(row)
+    return out
+
+
+def features_used(r: DayResult) -> dict[str, Any]:
+    delays = [f["facts"]["delay"] for f in r.flights if "delay" in (f.get("facts") or {})]
+    gates = [f["facts"]["gate_change"] for f in r.flights if "gate_change" in (f.get("facts") or {})]
+    return {
+        "capabilities": r.features,
+        "opt_outs": {"status": r.features.get("opt_out"), "done": len(r.opt_outs),
+                     "tokens_revoked": sum(int(o.get("tokens_revoked", 0)) for o in r.opt_outs),
+                     "failed": sum(1 for o in r.opt_outs if "error" in o)},
+        "watchlist": watchlist(r),
+        "delays": dict(Counter(delays)), "gate_changes": dict(Counter(gates)),
+    }
+
+
+def build(r: DayResult) -> dict[str, Any]:
+    acc = accuracy(r.obs)
+    rules = rule_checks(r.obs)
+    pur = purge(r)
+    tput = throughput(r)
+    flights = flights_table(r)
+    server_errors = [o for o in r.obs if o.status >= 500 or o.status == 0]
+    outcomes = Counter(r.outcomes)
+    invariants = {
+        "wrong_person_accepts_zero": acc["wrong_person_accepts"] == 0,
+        **{f"{name}_zero": rules[name]["accepted"] == 0 for name in MUST_REFER.values()},
+        "kiosk_repeat_same_token": rules["kiosk_repeat"]["mismatched"] == 0,
+        "purge_complete": pur["complete"],
+        "no_server_errors": not server_errors,
+        "no_failed_calls": not r.errors,
+        "every_passenger_accounted": sum(outcomes.values()) == len(r.plan.passengers) and not outcomes.get("error"),
+        "progress_agrees": all(f.get("progress_agrees", True) for f in flights),
+    }
+    return {
+        "simulation": {"flights": len(r.plan.flights), "passengers": len(r.plan.passengers),
+                       "non_enrolled": len(r.plan.strangers), "banks": r.plan.banks, "seed": r.plan.options.seed,
+                       "arrival_rate_per_s": r.plan.options.arrival_rate, "started_at": r.started_at,
+                       "duration_s": round(r.duration_s, 1), "service": r.service, "devices": r.devices,
+                       "lfw": r.plan.pool_sizes, "machine": r.machine},
+        "throughput": tput,
+        "latency_ms": latency(r.obs),
+        "accuracy": acc,
+        "decisions": decisions(r.obs),
+        "kiosk": kiosk(r.obs),
+        "passenger_outcomes": dict(outcomes),
+        "rule_checks": rules,
+        "purge": pur,
+        "features": features_used(r),
+        "flights": flights,
+        "transport": {"retries": r.retries, "server_errors_or_no_answer": len(server_errors),
+                      "errors": len(r.errors), "first_errors": r.errors[:10]},
+        "invariants": invariants,
+        "ok": all(invariants.values()),
+    }
