@@ -7,8 +7,7 @@ UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export HNSWLIB_NO_NATIVE := 1
 
-.PHONY: install run test lint bench-engine bench-accuracy bench-galleries bench-identify bench-watchlist \
-        bench-purge simulate load clean-data
+.PHONY: install run test lint bench-engine bench-accuracy bench-watchlist bench-purge simulate clean-data
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -37,12 +36,6 @@ bench-engine: install
 bench-accuracy: install
 	.venv/bin/python -m ops.bench.accuracy
 
-bench-galleries: install
-	.venv/bin/python -m ops.bench.galleries
-
-bench-identify: install
-	.venv/bin/python -m ops.bench.identify
-
 bench-watchlist: install
 	.venv/bin/python -m ops.bench.watchlist
 
@@ -52,10 +45,6 @@ bench-purge: install
 # An airport day against a running service: make simulate ARGS="--url ... --admin-key ... --flights 20 --passengers 3000"
 simulate: install
 	.venv/bin/python -m touchpoints simulate $(ARGS)
-
-# Two instances behind nginx, faults injected during a simulated day (needs Debian's nginx).
-load: install
-	.venv/bin/python -m ops.load $(ARGS)
 
 clean-data:
 	rm -rf .data
