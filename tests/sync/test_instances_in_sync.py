@@ -42,7 +42,7 @@ async def test_an_enrolment_through_one_instance_is_searchable_on_the_other_with
     a, b, keys = pair
     async with a.client(keys["admin"]) as admin:
         flight = await j.create_flight(admin, "100", "23")
-    name, photos = identities(a.services.settings.faces_dir, min_photos=2)[0]
+    _, photos = identities(a.services.settings.faces_dir, min_photos=2)[0]
     async with a.client(keys["kiosk"]) as kiosk:
         r = await kiosk.post("/v1/enrolments", json=j.enrolment(photos[0], flight["id"], document_number="S00000001"))
     assert r.status_code == 201, r.text
