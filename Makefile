@@ -7,7 +7,7 @@ UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export HNSWLIB_NO_NATIVE := 1
 
-.PHONY: install run test lint bench-engine bench-accuracy bench-watchlist bench-purge simulate clean-data
+.PHONY: install run test lint bench-engine bench-accuracy bench-watchlist bench-purge bench-galleries bench-identify simulate clean-data
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -41,6 +41,12 @@ bench-watchlist: install
 
 bench-purge: install
 	.venv/bin/python -m ops.bench.purge
+
+bench-galleries: install
+	.venv/bin/python -m ops.bench.galleries
+
+bench-identify: install
+	.venv/bin/python -m ops.bench.identify
 
 # An airport day against a running service: make simulate ARGS="--url ... --admin-key ... --flights 20 --passengers 3000"
 simulate: install

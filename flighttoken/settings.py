@@ -177,16 +177,20 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     gallery_exact_max: int = 1024
     """Galleries up to this many faces (a flight) are searched exhaustively, without a graph."""
     gallery_graph_dim: int = 192
-    """Larger galleries build their hnswlib graphs on the top principal directions of the faces."""
-    gallery_shard_size: int = 4096
-    """Faces per hnswlib graph: a large window is several graphs, built in parallel, all searched."""
-    gallery_m: int = 16
-    gallery_ef_construction: int = 40
+    """Larger galleries build their hnswlib graph on the top principal directions of the faces."""
+    gallery_shard_size: int = 65536
+    """Most faces in one hnswlib graph; a larger window is several graphs, all searched."""
+    gallery_m: int = 12
+    gallery_ef_construction: int = 32
     """hnswlib build parameters (links per node, build breadth): rebuild time vs. graph quality."""
-    gallery_ef: int = 192
-    """hnswlib search breadth in each graph: latency vs. recall (must keep recall@1 at 1.0)."""
+    gallery_ef: int = 128
+    """hnswlib search breadth: latency vs. how often a weak result needs the exhaustive re-check."""
     gallery_rerank_k: int = 32
-    """Candidates each graph proposes for exact re-scoring."""
+    """Candidates the graph proposes for exact re-scoring."""
+    gallery_verify_margin: float = 0.05
+    """A graph result whose best score is below the highest touchpoint threshold plus this (and
+    below duplicate_threshold) is re-checked by exhaustive search: approximate search only misses
+    weak matches, and near the threshold a miss could change the decision."""
     gallery_build_threads: int = 0
     """Threads for a start-up rebuild; 0 means every core."""
 
@@ -258,6 +262,8 @@ def _check_galleries(s: Settings) -> None:
     if s.gallery_exact_max < 0 or s.gallery_build_threads < 0:
         name = "gallery_exact_max" if s.gallery_exact_max < 0 else "gallery_build_threads"
         raise SettingsError(f"{_env_name(name)}: must be 0 or more")
+    if not 0.0 <= s.gallery_verify_margin <= 1.0:
+        raise SettingsError(f"{_env_name('gallery_verify_margin')}: must be within 0-1")
 
 
 def _check_face_engine(s: Settings) -> None:

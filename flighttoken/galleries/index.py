@@ -1,9 +1,25 @@
-"""In-memory face gallery: an hnswlib index keyed by opaque string ids, with exact re-rank.
+"""In-memory face gallery: exact search when small, an hnswlib graph when large, exact re-rank.
 
 A gallery holds L2-normalised face templates for one flight (boarding) or one departure window
-(e-channels, lounges). hnswlib finds a short list of candidates; the scores we return are always
-recomputed exactly from our own copy of the vectors, because a gate decision must never rest on
-an approximate score.
+(e-channels, lounges). Up to ``exact_max`` faces every search is exhaustive. Above that, an hnswlib
+graph finds a short list of candidates; the scores we return are always recomputed exactly from
+our own copy of the vectors, because a decision must never rest on an approximate score.
+
+Why the graph looks the way it does (measured by ``ops/bench/galleries.py`` on LFW templates
+plus random distractors, 2 shared cores, hnswlib built without -march=native):
+
+* Face templates are nearly orthogonal to everything but their mates, so greedy graph search has
+  little to follow, and the misses it makes are weak matches (the true best barely above the
+  crowd). Hence a cheap graph (small ``M`` and ``ef_construction``: a 42,000-face window must be
+  rebuilt in seconds) plus ``verify_below``: a result whose best score is under it is re-checked by
+  exhaustive search. Strong matches come from the graph in ~1 ms; no weak one is ever missed.
+* The graph holds the vectors projected onto their top ``graph_dim`` principal directions,
+  fitted on the gallery when the graph is built. Face templates put most of their variance in a
+  couple of hundred directions, so the projection keeps the ranking of near faces while making
+  every distance in the graph ~2.7x cheaper. Only the candidate list comes from the projection.
+* One graph per ``shard_size`` labels. Every shard is searched on every query, from cold caches:
+  11 shards of 4,096 built 1.5x faster than one graph of 42,000 but searched 4-5x slower, so a
+  NIST-sized window is one graph (built on all cores) and shards only bound very large ones.
 """
 
 from __future__ import annotations
@@ -12,6 +28,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Literal
 
@@ -24,10 +41,14 @@ __all__ = ["DEFAULT_DIM", "Candidate", "Gallery", "exact_top_k"]
 DEFAULT_DIM = 512
 Space = Literal["ip", "cosine"]
 
-# Capacity grows by this factor (at least) when full: amortises the copy of the matrix and of
-# hnswlib's level-0 block over many adds.
+# Capacity grows by this factor (at least) when full: amortises the copy of the matrix (and of a
+# graph shard) over many adds.
 _GROWTH = 1.5
 _MIN_CAPACITY = 64
+# A principal-direction fit needs several samples per kept direction to be worth trusting; with
+# fewer vectors the graph keeps the full dimension. (Fitting on a sample of 8,192 out of 42,000
+# saved ~1.5 s of CPU but doubled the graph's misses in ops/bench/galleries.py.)
+_MIN_FIT_PER_DIM = 4
 
 
 class Candidate(msgspec.Struct, frozen=True):
@@ -89,6 +110,24 @@ class _RWLock:
                     self._cond.notify_all()
 
     @contextmanager
+    def try_read(self) -> Iterator[bool]:
+        """Like ``read`` but never waits: yields False (holding nothing) if a writer is in or queued."""
+        with self._cond:
+            if self._writer or self._writers_waiting:
+                acquired = False
+            else:
+                self._readers += 1
+                acquired = True
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                with self._cond:
+                    self._readers -= 1
+                    if self._readers == 0:
+                        self._cond.notify_all()
+
+    @contextmanager
     def write(self) -> Iterator[None]:
         with self._cond:
             self._writers_waiting += 1
@@ -110,34 +149,131 @@ class _RWLock:
                 self._cond.notify_all()
 
 
-class Gallery:
-    """A time-bounded face gallery: hnswlib HNSW graph + exact re-rank, safe across threads.
+class _Graph:
+    """The approximate part of a large gallery: hnswlib shards over projected vectors.
 
-    Ids are opaque strings (token ids). hnswlib labels are ints assigned from a counter and never
+    Shard ``s`` holds labels ``[s * shard_size, (s + 1) * shard_size)``: labels only grow, so they
+    fill shards in order, and a label's shard is arithmetic. A shard grows (hnswlib's resize, a
+    copy) as labels arrive, up to ``shard_size``.
+    """
+
+    def __init__(self, basis: np.ndarray | None, dim: int, shard_size: int, params: dict) -> None:
+        self.basis = basis  # (dim, graph_dim), or None: the graph holds the full vectors
+        self.dim = dim if basis is None else basis.shape[1]
+        self.shard_size = shard_size
+        self.params = params  # space, M, ef_construction, ef, random_seed
+        self.shards: list[hnswlib.Index | None] = []
+        self.live: list[int] = []  # live labels per shard
+
+    def project(self, matrix: np.ndarray) -> np.ndarray:
+        return matrix if self.basis is None else np.ascontiguousarray(matrix @ self.basis)
+
+    def shard(self, s: int, adding: int) -> hnswlib.Index:
+        """Shard ``s``, created or grown to take ``adding`` more labels. Growing copies the shard
+        (hnswlib's resize), so it grows by half again at least; it never exceeds ``shard_size``."""
+        while len(self.shards) <= s:
+            self.shards.append(None)
+            self.live.append(0)
+        index = self.shards[s]
+        if index is None:
+            p = self.params
+            index = hnswlib.Index(space=p["space"], dim=self.dim)
+            index.init_index(max_elements=min(self.shard_size, max(_MIN_CAPACITY, int(adding * 1.25))), M=p["M"],
+                             ef_construction=p["ef_construction"], random_seed=p["random_seed"])
+            # ef is index-wide state in hnswlib: set only under the gallery's write lock.
+            index.set_ef(p["ef"])
+            # Searches get their concurrency from the server's threads, one per request.
+            index.set_num_threads(1)
+            self.shards[s] = index
+        needed = index.get_current_count() + adding  # tombstones keep their slots
+        if needed > index.get_max_elements():
+            index.resize_index(min(self.shard_size, max(needed, int(index.get_max_elements() * _GROWTH))))
+        return index
+
+    def insert(self, labels: np.ndarray, projected: np.ndarray, num_threads: int) -> None:
+        """Add labelled rows shard by shard, in parallel across shards. On failure, every label of
+        this call that reached a shard is tombstoned there, then the error propagates."""
+        groups = _by_shard(labels, self.shard_size)
+        for s, rows in groups:
+            self.shard(s, len(rows))  # created and sized here, on one thread
+        per_shard = max(1, num_threads // max(len(groups), 1))
+
+        def add(group: tuple[int, np.ndarray]) -> None:
+            s, rows = group
+            assert self.shards[s] is not None
+            self.shards[s].add_items(projected[rows], labels[rows], num_threads=per_shard)
+
+        try:
+            if len(groups) > 1 and num_threads > 1:
+                with ThreadPoolExecutor(min(num_threads, len(groups)), thread_name_prefix="gallery-build") as pool:
+                    list(pool.map(add, groups))
+            else:
+                for group in groups:
+                    add(group)
+        except BaseException:
+            self._tombstone_partial(labels)
+            raise
+        for s, rows in groups:
+            self.live[s] += len(rows)
+
+    def mark_deleted(self, label: int) -> None:
+        s = label // self.shard_size
+        index = self.shards[s]
+        assert index is not None
+        index.mark_deleted(label)
+        self.live[s] -= 1
+
+    def set_ef(self, ef: int) -> None:
+        self.params["ef"] = ef
+        for index in self.shards:
+            if index is not None:
+                index.set_ef(ef)
+
+    def _tombstone_partial(self, labels: np.ndarray) -> None:
+        wanted = set(labels.tolist())
+        for index in self.shards:
+            if index is None:
+                continue
+            for label in wanted.intersection(index.get_ids_list()):
+                with contextlib.suppress(RuntimeError):  # already deleted
+                    index.mark_deleted(label)
+
+
+class Gallery:
+    """A time-bounded face gallery: exact search, or HNSW + exact re-rank; thread-safe.
+
+    Ids are opaque strings (token ids). Internal labels are ints assigned from a counter and never
     reused within one gallery, so a label seen by a search can never silently mean another
-    person. Replacing an id tombstones its old label (``mark_deleted``) and inserts a new one.
+    person. Replacing an id tombstones its old label and inserts a new one.
 
     Locking: searches share a read lock and run concurrently; ``add``, ``remove``, ``set_ef`` and
     resizing take the write lock, so no search ever sees a half-applied write. hnswlib itself is
-    not safe for ``knn_query`` concurrent with ``add_items``/``resize_index``.
+    not safe for ``knn_query`` concurrent with ``add_items``.
 
-    Cost (all methods are synchronous and blocking):
+    The graph is built lazily, the first time the gallery holds more than ``exact_max`` live ids
+    (at ``build`` or during an ``add``): flights, watchlists and small windows never pay for one.
+    Its projection is fitted on the vectors present then; a rebuild from the database refits it.
 
-    * ``build`` — expensive: HNSW construction, about 0.05 s for a 420-face flight and about a
-      minute for 42,000 (512-d random vectors, ef_construction=200, both cores of a 2-core
-      machine). It builds a private gallery nobody else can see; the caller swaps its reference
-      when done. Run it through ``flighttoken.executor.run_blocking``.
-    * ``add`` — blocking, holds the write lock for the whole batch; per item roughly one HNSW
-      insertion, plus an occasional resize that copies the whole index. Run it through
-      ``run_blocking``, and keep batches small: every search waits while it runs.
+    Cost (all methods are synchronous and blocking; from async code use ``run_blocking``, except
+    ``search_now``):
+
+    * ``build`` — at most ``exact_max`` items: a copy (milliseconds). Above: the graph, about 10 s
+      of CPU for 42,000 faces with the service defaults, spread over ``num_threads`` threads. It
+      builds a private gallery nobody else can see; the caller swaps its reference when done.
+    * ``add`` — holds the write lock for the whole batch: a copy per item, plus one HNSW insertion
+      per item once there is a graph, plus an occasional resize (a copy of the matrix or of the
+      graph). The ``add`` that first crosses ``exact_max`` builds the graph (~0.1-0.3 s at 1,000
+      faces). Keep batches small: every search waits while it runs.
     * ``remove``, ``set_ef`` — cheap, but take the write lock (so wait for running searches).
-    * ``search`` — about 0.1 ms (flight, exhaustive) to 1 ms (42,000, HNSW) of CPU, but it
-      blocks while a write holds the lock or waits for it; from async code use ``run_blocking``.
+    * ``search`` — exhaustive: ~0.02 ms at 420 faces, ~0.2 ms at 1,024 (in cache); graph: ~0.5-1 ms
+      at 42,000, plus an exhaustive pass (~5-15 ms, memory-bound) for the few weak results.
+    * ``search_now`` — ``search`` for galleries of at most ``exact_max``, or None rather than wait.
     * ``__len__``, ``contains``, ``ids``, ``vector`` — cheap reads (``ids`` is O(n)).
 
     Search: a gallery with at most ``exact_max`` live ids is scored exhaustively (exact top-k);
-    a larger one asks hnswlib for ``max(k, rerank_k)`` candidates with ``ef`` (hnswlib searches
-    with ``max(ef, that)``) and re-scores them exactly. Returned scores are always exact.
+    a larger one asks each shard for ``max(k, rerank_k)`` candidates with ``ef`` (hnswlib searches
+    with ``max(ef, that)``) and re-scores them all exactly; if the best is below ``verify_below``
+    (None: never) the search is redone exhaustively. Returned scores are always exact.
 
     Tombstones stay in the graph (they are still traversed) and in memory; ``deleted_count``
     tells the owner when a rebuild from the database is worth it.
@@ -148,41 +284,42 @@ class Gallery:
         dim: int = DEFAULT_DIM,
         *,
         space: Space = "ip",
-        M: int = 16,  # hnswlib's name for it
-        ef_construction: int = 200,
-        ef: int = 64,
-        rerank_k: int = 10,
+        M: int = 12,  # hnswlib's name for it
+        ef_construction: int = 32,
+        ef: int = 128,
+        rerank_k: int = 32,
         exact_max: int = 1024,
         capacity: int = 1024,
         random_seed: int = 100,
+        graph_dim: int = 192,
+        shard_size: int = 65536,
+        verify_below: float | None = None,
     ) -> None:
         if space not in ("ip", "cosine"):
             raise ValueError(f"space must be 'ip' or 'cosine', not {space!r}")
-        if dim <= 0 or M <= 0 or ef_construction <= 0 or ef <= 0 or rerank_k <= 0:
-            raise ValueError("dim, M, ef_construction, ef and rerank_k must be positive")
+        if min(dim, M, ef_construction, ef, rerank_k, graph_dim, shard_size) <= 0:
+            raise ValueError("dim, M, ef_construction, ef, rerank_k, graph_dim and shard_size must be positive")
         self._dim = dim
         self._space: Space = space
         self._rerank_k = rerank_k
         self._exact_max = max(int(exact_max), 0)
         self._capacity = max(int(capacity), _MIN_CAPACITY)
-        self._index = hnswlib.Index(space=space, dim=dim)
-        self._index.init_index(
-            max_elements=self._capacity, M=M, ef_construction=ef_construction, random_seed=random_seed
-        )
-        # ef is index-wide state in hnswlib: set it only under the write lock, never per query.
-        # knn_query uses max(ef, k) anyway, so a larger k needs no set_ef.
-        self._index.set_ef(ef)
-        # The server supplies concurrency (one search per request thread) on a 2-core machine;
-        # hnswlib's own thread pool would only oversubscribe it.
-        self._index.set_num_threads(1)
+        self._graph_dim = graph_dim
+        self._shard_size = shard_size
+        self._verify_below = verify_below
+        self._graph_params = {"space": space, "M": M, "ef_construction": ef_construction, "ef": ef,
+                              "random_seed": random_seed}
+        self._graph: _Graph | None = None  # built once the gallery outgrows exact_max
         # Row i holds the (normalised) vector of label i; rows of tombstoned labels are kept
         # but never read through a live id.
         self._vectors = np.zeros((self._capacity, dim), dtype=np.float32)
         self._live = np.zeros(self._capacity, dtype=bool)
+        self._in_graph = np.zeros(self._capacity, dtype=bool)  # label was inserted into the graph
         self._label_ids: list[str | None] = []  # label -> id (None once tombstoned)
         self._id_labels: dict[str, int] = {}  # id -> live label
         self._next_label = 0
         self._lock = _RWLock()
+        self.verifications = 0  # graph results re-checked exhaustively (statistics; racy increments)
 
     # ---- construction -------------------------------------------------------------------------
 
@@ -193,14 +330,17 @@ class Gallery:
         *,
         dim: int = DEFAULT_DIM,
         space: Space = "ip",
-        M: int = 16,
-        ef_construction: int = 200,
-        ef: int = 64,
-        rerank_k: int = 10,
+        M: int = 12,
+        ef_construction: int = 32,
+        ef: int = 128,
+        rerank_k: int = 32,
         exact_max: int = 1024,
         headroom: float = 0.25,
         num_threads: int | None = None,
         random_seed: int = 100,
+        graph_dim: int = 192,
+        shard_size: int = 65536,
+        verify_below: float | None = None,
     ) -> Gallery:
         """Build a complete gallery from ``items`` (e.g. a rebuild from PostgreSQL). Blocking.
 
@@ -221,6 +361,9 @@ class Gallery:
             exact_max=exact_max,
             capacity=int(len(ids) * (1.0 + max(headroom, 0.0))) + 1,
             random_seed=random_seed,
+            graph_dim=graph_dim,
+            shard_size=shard_size,
+            verify_below=verify_below,
         )
         gallery._add_prepared(ids, matrix, num_threads or os.cpu_count() or 1)
         return gallery
@@ -238,7 +381,7 @@ class Gallery:
         self._add_prepared(ids, matrix, num_threads)
 
     def remove(self, ids: Iterable[str]) -> None:
-        """Tombstone ``ids`` (``mark_deleted``); unknown ids are ignored. Takes the write lock."""
+        """Tombstone ``ids``; unknown ids are ignored. Takes the write lock."""
         wanted = [ids] if isinstance(ids, str) else list(ids)
         with self._lock.write():
             for id_ in wanted:
@@ -251,7 +394,9 @@ class Gallery:
         if ef <= 0:
             raise ValueError("ef must be positive")
         with self._lock.write():
-            self._index.set_ef(ef)
+            self._graph_params["ef"] = ef
+            if self._graph is not None:
+                self._graph.set_ef(ef)
 
     # ---- reads --------------------------------------------------------------------------------
 
@@ -259,38 +404,52 @@ class Gallery:
         """Top-``k`` live ids by exact cosine similarity, best first (fewer if the gallery is smaller).
 
         Galleries of at most ``exact_max`` live ids (a flight) are searched exhaustively: at that
-        size a matrix-vector product costs about what an HNSW query does and cannot miss. Larger
-        ones ask hnswlib for ``max(k, rerank_k)`` candidates and recompute their scores exactly
+        size a matrix-vector product costs less than a graph search and cannot miss. Larger ones
+        ask every shard for ``max(k, rerank_k)`` candidates and recompute their scores exactly
         from the stored vectors, so every returned score is exact, and a ranking error can only
-        come from a true neighbour missing from hnswlib's short list.
+        come from a true neighbour missing from the short lists.
         """
         if k < 1:
             raise ValueError("k must be at least 1")
         query = _normalise(np.asarray(vector, dtype=np.float32), self._dim)
         with self._lock.read():
-            live = len(self._id_labels)
-            if live == 0:
-                return []
-            n_query = max(k, self._rerank_k)
-            if live <= self._exact_max or n_query >= live:
+            return self._search_locked(query, k)
+
+    def search_now(self, vector: np.ndarray, k: int = 2) -> list[Candidate] | None:
+        """``search`` if it can run without waiting and exhaustively (microseconds: safe on an event
+        loop), else None: the caller then uses ``search`` through the executor."""
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        if len(self._id_labels) > self._exact_max:
+            return None
+        query = _normalise(np.asarray(vector, dtype=np.float32), self._dim)
+        with self._lock.try_read() as acquired:
+            if not acquired or len(self._id_labels) > self._exact_max:  # a write got in first
+                return None
+            return self._search_locked(query, k)
+
+    def _search_locked(self, query: np.ndarray, k: int) -> list[Candidate]:
+        live = len(self._id_labels)
+        if live == 0:
+            return []
+        n_query = max(k, self._rerank_k)
+        if self._graph is None or live <= self._exact_max or n_query >= live:
+            labels, scores = self._exact_search(query, k)
+        else:
+            short = self._short_list(query, n_query)
+            rows, scores = exact_top_k(self._vectors[short], query, k)
+            labels = short[rows]
+            if self._verify_below is not None and (not len(scores) or scores[0] < self._verify_below):
+                # A weak best match is where graph search misses (the true one is barely
+                # closer than the crowd); a strong one it finds. Weak results are re-checked.
                 labels, scores = self._exact_search(query, k)
-            else:
-                try:
-                    found, _ = self._index.knn_query(query, k=n_query, num_threads=1)
-                except RuntimeError:
-                    # hnswlib raises when it cannot fill k results, which tombstones make
-                    # possible even with k <= live; exact search cannot fail that way.
-                    labels, scores = self._exact_search(query, k)
-                else:
-                    short = found[0].astype(np.int64)
-                    rows, scores = exact_top_k(self._vectors[short], query, k)
-                    labels = short[rows]
-            out: list[Candidate] = []
-            for label, score in zip(labels.tolist(), scores.tolist(), strict=True):
-                id_ = self._label_ids[label]
-                if id_ is not None:  # hnswlib only returns live labels; cheap belt and braces
-                    out.append(Candidate(id=id_, score=score))
-            return out
+                self.verifications += 1
+        out: list[Candidate] = []
+        for label, score in zip(labels.tolist(), scores.tolist(), strict=True):
+            id_ = self._label_ids[label]
+            if id_ is not None:  # only live labels are ever proposed; cheap belt and braces
+                out.append(Candidate(id=id_, score=score))
+        return out
 
     def __len__(self) -> int:
         """Number of live (non-removed) ids."""
@@ -326,13 +485,23 @@ class Gallery:
 
     @property
     def deleted_count(self) -> int:
-        """Tombstoned labels still in the graph (removed or replaced ids)."""
+        """Tombstoned labels still held (removed or replaced ids)."""
         return self._next_label - len(self._id_labels)
+
+    @property
+    def graph_shards(self) -> int:
+        """hnswlib shards in use: 0 while the gallery is searched exhaustively only."""
+        return 0 if self._graph is None else sum(s is not None for s in self._graph.shards)
+
+    @property
+    def graph_dim(self) -> int | None:
+        """Dimension the graph works in (``dim`` when not projected); None without a graph."""
+        return None if self._graph is None else self._graph.dim
 
     def __repr__(self) -> str:
         return (
             f"Gallery(live={len(self)}, deleted={self.deleted_count}, capacity={self._capacity}, "
-            f"dim={self._dim}, space={self._space!r})"
+            f"dim={self._dim}, space={self._space!r}, graph_shards={self.graph_shards})"
         )
 
     # ---- internals ----------------------------------------------------------------------------
@@ -340,21 +509,27 @@ class Gallery:
     def _add_prepared(self, ids: list[str], matrix: np.ndarray, num_threads: int) -> None:
         n = len(ids)
         if n == 0:
-            return  # hnswlib rejects an empty batch
+            return
         with self._lock.write():
             self._ensure_capacity(self._next_label + n)
             start = self._next_label
             labels = np.arange(start, start + n, dtype=np.int64)
             self._vectors[start : start + n] = matrix
-            # Claim the labels before hnswlib sees them: if add_items fails part-way, the labels
-            # it did insert are tombstoned below rather than ever being handed out again.
+            # Claim the labels before the graph sees them: if an insertion fails part-way, the
+            # labels it did insert are tombstoned rather than ever being handed out again.
             self._next_label = start + n
             self._label_ids.extend([None] * n)
-            try:
-                self._index.add_items(matrix, labels, num_threads=num_threads)
-            except BaseException:
-                self._tombstone_partial(labels)
-                raise
+            new_graph = None
+            if self._graph is not None:
+                self._graph.insert(labels, self._graph.project(matrix), num_threads)
+                self._in_graph[start : start + n] = True
+            else:
+                replaced = [self._id_labels[i] for i in ids if i in self._id_labels]
+                if len(self._id_labels) - len(replaced) + n > self._exact_max:
+                    # Built before any id changes hands, over exactly the labels live afterwards.
+                    keep = self._live[:start].copy()
+                    keep[replaced] = False
+                    new_graph = self._new_graph(np.concatenate([np.flatnonzero(keep), labels]), num_threads)
             for id_, label in zip(ids, labels.tolist(), strict=True):
                 old = self._id_labels.get(id_)
                 if old is not None:
@@ -362,38 +537,88 @@ class Gallery:
                 self._id_labels[id_] = label
                 self._label_ids[label] = id_
                 self._live[label] = True
+            if new_graph is not None:
+                self._graph = new_graph
+
+    def _new_graph(self, labels: np.ndarray, num_threads: int) -> _Graph:
+        """A graph over ``labels`` (ascending). Nothing is published unless it all succeeds."""
+        labels = labels.astype(np.int64, copy=False)
+        matrix = self._vectors[labels]
+        graph = _Graph(_fit_basis(matrix, self._graph_dim), self._dim, self._shard_size, dict(self._graph_params))
+        graph.insert(labels, graph.project(matrix), num_threads)
+        self._in_graph[labels] = True
+        return graph
+
+    def _short_list(self, query: np.ndarray, n_query: int) -> np.ndarray:
+        """Candidate labels from every shard (at most ``n_query`` each), for exact re-ranking."""
+        graph = self._graph
+        assert graph is not None
+        projected = graph.project(query[None, :])
+        lists = []
+        for s, index in enumerate(graph.shards):
+            live = graph.live[s]
+            if index is None or live == 0:
+                continue
+            want = min(n_query, live)
+            try:
+                found, _ = index.knn_query(projected, k=want, num_threads=1)
+                lists.append(found[0].astype(np.int64))
+            except RuntimeError:
+                # hnswlib raises when it cannot fill k results, which tombstones make possible
+                # even with k <= live; an exhaustive look at this one shard cannot fail that way.
+                lo = s * graph.shard_size
+                rows, _ = self._exact_search(query, want, lo, min(lo + graph.shard_size, self._next_label))
+                lists.append(rows)
+        return np.concatenate(lists) if lists else np.empty(0, dtype=np.int64)
 
     def _tombstone(self, label: int) -> None:
-        self._index.mark_deleted(label)
+        if self._graph is not None and self._in_graph[label]:
+            self._graph.mark_deleted(label)
         self._label_ids[label] = None
         self._live[label] = False
-
-    def _tombstone_partial(self, labels: np.ndarray) -> None:
-        present = set(self._index.get_ids_list())
-        for label in labels.tolist():
-            if label in present:
-                with contextlib.suppress(RuntimeError):  # already deleted
-                    self._index.mark_deleted(label)
 
     def _ensure_capacity(self, needed: int) -> None:
         if needed <= self._capacity:
             return
         new_capacity = max(needed, int(self._capacity * _GROWTH))
-        self._index.resize_index(new_capacity)
+        used = self._next_label
         vectors = np.zeros((new_capacity, self._dim), dtype=np.float32)
-        vectors[: self._next_label] = self._vectors[: self._next_label]
+        vectors[:used] = self._vectors[:used]
         live = np.zeros(new_capacity, dtype=bool)
-        live[: self._next_label] = self._live[: self._next_label]
-        self._vectors, self._live = vectors, live
+        live[:used] = self._live[:used]
+        in_graph = np.zeros(new_capacity, dtype=bool)
+        in_graph[:used] = self._in_graph[:used]
+        self._vectors, self._live, self._in_graph = vectors, live, in_graph
         self._capacity = new_capacity
 
-    def _exact_search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        # Score every slot in place (no gather copy) and sink tombstones; callers ensure live > 0,
-        # and k is capped at live so a sunk row can never be returned.
-        used = self._next_label
-        scores = np.asarray(self._vectors[:used] @ query, dtype=np.float32)
-        scores[~self._live[:used]] = -np.inf
-        return _top_k(scores, min(k, len(self._id_labels)))
+    def _exact_search(self, query: np.ndarray, k: int, lo: int = 0,
+                      hi: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        # Score every slot in [lo, hi) in place (no gather copy) and sink tombstones. k is capped at
+        # the live count of the range, so a sunk row can never be returned.
+        hi = self._next_label if hi is None else hi
+        scores = np.asarray(self._vectors[lo:hi] @ query, dtype=np.float32)
+        live = self._live[lo:hi]
+        scores[~live] = -np.inf
+        rows, best = _top_k(scores, min(k, int(np.count_nonzero(live))))
+        return rows + lo, best
+
+
+def _by_shard(labels: np.ndarray, shard_size: int) -> list[tuple[int, np.ndarray]]:
+    """(shard, row positions in ``labels``) for each shard ``labels`` touch (labels ascend)."""
+    shard_of = labels // shard_size
+    cuts = np.flatnonzero(np.diff(shard_of)) + 1
+    return [(int(shard_of[rows[0]]), rows) for rows in np.split(np.arange(len(labels)), cuts)]
+
+
+def _fit_basis(matrix: np.ndarray, graph_dim: int) -> np.ndarray | None:
+    """Top ``graph_dim`` principal directions of the rows (uncentred: inner products are what the
+    graph must preserve), or None when projecting would not pay or cannot be fitted well."""
+    n, dim = matrix.shape
+    if graph_dim >= dim or n < _MIN_FIT_PER_DIM * graph_dim:
+        return None
+    second_moment = (matrix.T @ matrix).astype(np.float64)
+    _, vectors = np.linalg.eigh(second_moment)  # ascending eigenvalues
+    return np.ascontiguousarray(vectors[:, ::-1][:, :graph_dim], dtype=np.float32)
 
 
 def _normalise(vector: np.ndarray, dim: int) -> np.ndarray:
@@ -407,14 +632,24 @@ def _normalise(vector: np.ndarray, dim: int) -> np.ndarray:
 
 
 def _prepare(items: Iterable[tuple[str, np.ndarray]], dim: int) -> tuple[list[str], np.ndarray]:
-    """Validate and normalise everything up front; a repeated id keeps its last vector."""
-    latest: dict[str, np.ndarray] = {}
+    """Validate and normalise everything up front, in bulk; a repeated id keeps its last vector."""
+    last: dict[str, int] = {}  # id -> position of its last occurrence
+    vectors: list[np.ndarray] = []
     for id_, vector in items:
         if not isinstance(id_, str):
             raise TypeError(f"gallery ids are str, got {type(id_).__name__}")
-        latest.pop(id_, None)  # re-insert so order follows the last occurrence
-        latest[id_] = _normalise(np.asarray(vector, dtype=np.float32), dim)
-    ids = list(latest)
+        array = np.asarray(vector, dtype=np.float32)
+        if array.shape != (dim,):
+            raise ValueError(f"expected a vector of shape ({dim},), got {array.shape}")
+        last.pop(id_, None)  # re-insert so order follows the last occurrence
+        last[id_] = len(vectors)
+        vectors.append(array)
+    ids = list(last)
     if not ids:
         return ids, np.empty((0, dim), dtype=np.float32)
-    return ids, np.ascontiguousarray(np.stack(list(latest.values())), dtype=np.float32)
+    matrix = np.stack(vectors)[list(last.values())]
+    norms = np.linalg.norm(matrix, axis=1)
+    if not (np.all(np.isfinite(norms)) and np.all(norms > 0.0)):
+        raise ValueError("vectors must be finite and non-zero")
+    # Re-normalising makes 'ip' equal cosine even if a caller forgot, and is a no-op otherwise.
+    return ids, np.ascontiguousarray(matrix / norms[:, None], dtype=np.float32)

@@ -10,10 +10,13 @@ it is complete, so no caller ever searches a half-built index.
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
+import msgspec
 import numpy as np
 import structlog
 
@@ -23,8 +26,43 @@ from flighttoken.galleries.index import Candidate, Gallery
 log = structlog.get_logger(__name__)
 
 
+class GalleryParams(msgspec.Struct, frozen=True, kw_only=True):
+    """How every gallery of an instance is built and searched (``FLIGHTTOKEN_GALLERY_*``)."""
+
+    exact_max: int = 1024
+    graph_dim: int = 192
+    shard_size: int = 65536
+    M: int = 12
+    ef_construction: int = 32
+    ef: int = 128
+    rerank_k: int = 32
+    verify_below: float | None = None
+    """Graph results with a weaker best score are re-checked exhaustively (None: never)."""
+    build_threads: int = 0
+    """Threads for a bulk build; 0 means every core."""
+
+    @classmethod
+    def from_settings(cls, s: Any) -> GalleryParams:
+        # Verified: anything a touchpoint could accept near its threshold, and any possible duplicate.
+        verify_below = max(max(s.gate_threshold, s.e_channel_threshold, s.lounge_threshold) + s.gallery_verify_margin,
+                           s.duplicate_threshold)
+        return cls(exact_max=s.gallery_exact_max, graph_dim=s.gallery_graph_dim, shard_size=s.gallery_shard_size,
+                   M=s.gallery_m, ef_construction=s.gallery_ef_construction, ef=s.gallery_ef,
+                   rerank_k=s.gallery_rerank_k, verify_below=round(verify_below, 6),
+                   build_threads=s.gallery_build_threads)
+
+    def gallery_kwargs(self) -> dict[str, Any]:
+        return {"exact_max": self.exact_max, "graph_dim": self.graph_dim, "shard_size": self.shard_size,
+                "M": self.M, "ef_construction": self.ef_construction, "ef": self.ef, "rerank_k": self.rerank_k,
+                "verify_below": self.verify_below}
+
+    def threads(self) -> int:
+        return self.build_threads or os.cpu_count() or 1
+
+
 class GalleryRegistry:
-    def __init__(self) -> None:
+    def __init__(self, params: GalleryParams | None = None) -> None:
+        self.params = params or GalleryParams()
         self._flights: dict[uuid.UUID, Gallery] = {}
         self._windows: dict[datetime, Gallery] = {}
         # token id → (flight, window): where a token lives, so removal needs no database read.
@@ -66,15 +104,28 @@ class GalleryRegistry:
     async def _search(self, galleries: list[Gallery], vector: np.ndarray, k: int) -> list[Candidate]:
         if not galleries:
             return []
+        if sum(len(g) for g in galleries) <= self.params.exact_max:
+            # A gate's flights: exhaustive in ~0.1 ms, so right here. An executor hop costs more,
+            # and under load it queues behind face-model runs (ops/bench/identify.py).
+            found = _search_all_now(galleries, vector, k)
+            if found is not None:
+                return found
         return await run_blocking(_search_all, galleries, vector, k)
 
     # ---- writes ------------------------------------------------------------------------------
 
+    def configure(self, params: GalleryParams) -> None:
+        """Parameters for galleries created from now on (set from the settings before the rebuild)."""
+        self.params = params
+
+    def _new_gallery(self) -> Gallery:
+        return Gallery(**self.params.gallery_kwargs())
+
     async def add(self, token_id: uuid.UUID, flight_id: uuid.UUID, window: datetime, vector: np.ndarray) -> None:
         key = str(token_id)
         async with self._structure:
-            flight_g = self._flights.get(flight_id) or await run_blocking(Gallery)
-            window_g = self._windows.get(window) or await run_blocking(Gallery)
+            flight_g = self._flights.get(flight_id) or await run_blocking(self._new_gallery)
+            window_g = self._windows.get(window) or await run_blocking(self._new_gallery)
             old = self._homes.get(key)
             if old and old[1] != window and old[1] in self._windows:
                 await run_blocking(self._windows[old[1]].remove, [key])
@@ -120,7 +171,7 @@ class GalleryRegistry:
                     moving.setdefault(w, []).append(t)
             if not moving:
                 return 0
-            target = self._windows.get(window) or await run_blocking(Gallery)
+            target = self._windows.get(window) or await run_blocking(self._new_gallery)
             for old_window, ids in moving.items():
                 source = self._windows.get(old_window)
                 if source is not None:
@@ -158,22 +209,43 @@ def _move(source: Gallery, target: Gallery, ids: list[str]) -> None:
 
 
 def _search_all(galleries: list[Gallery], vector: np.ndarray, k: int) -> list[Candidate]:
-    found: dict[str, Candidate] = {}
+    return _merge([g.search(vector, k) for g in galleries], k)
+
+
+def _search_all_now(galleries: list[Gallery], vector: np.ndarray, k: int) -> list[Candidate] | None:
+    """``_search_all`` without waiting for any lock, or None if a gallery is being written."""
+    results = []
     for g in galleries:
-        for c in g.search(vector, k):
+        found = g.search_now(vector, k)
+        if found is None:
+            return None
+        results.append(found)
+    return _merge(results, k)
+
+
+def _merge(results: list[list[Candidate]], k: int) -> list[Candidate]:
+    found: dict[str, Candidate] = {}
+    for candidates in results:
+        for c in candidates:
             if c.id not in found or found[c.id].score < c.score:
                 found[c.id] = c
     return sorted(found.values(), key=lambda c: c.score, reverse=True)[:k]
 
 
-def build_galleries(rows: Iterable[tuple[uuid.UUID, uuid.UUID, datetime, np.ndarray]]) -> tuple[
+def build_galleries(rows: Iterable[tuple[uuid.UUID, uuid.UUID, datetime, np.ndarray]],
+                    params: GalleryParams | None = None) -> tuple[
         dict[uuid.UUID, Gallery], dict[datetime, Gallery], dict[str, tuple[uuid.UUID, datetime]]]:
     """Build every gallery from (token, flight, window, vector) rows. Blocking.
 
     Boarded tokens stay in both galleries until the flight closes: a second boarding or a late
     e-channel visit is then recognised and refused, and a token swap (their face enrolled under
     another document) is caught at the kiosk.
+
+    Flights (up to ``exact_max`` faces) are plain copies; a large window builds its graph on
+    ``params.threads()`` threads, one window after the other.
     """
+    params = params or GalleryParams()
+    kwargs, threads = params.gallery_kwargs(), params.threads()
     per_flight: dict[uuid.UUID, list[tuple[str, np.ndarray]]] = {}
     per_window: dict[datetime, list[tuple[str, np.ndarray]]] = {}
     homes: dict[str, tuple[uuid.UUID, datetime]] = {}
@@ -183,7 +255,7 @@ def build_galleries(rows: Iterable[tuple[uuid.UUID, uuid.UUID, datetime, np.ndar
         per_window.setdefault(window, []).append((key, vector))
         homes[key] = (flight_id, window)
     return (
-        {f: Gallery.build(items) for f, items in per_flight.items()},
-        {w: Gallery.build(items) for w, items in per_window.items()},
+        {f: Gallery.build(items, num_threads=threads, **kwargs) for f, items in per_flight.items()},
+        {w: Gallery.build(items, num_threads=threads, **kwargs) for w, items in per_window.items()},
         homes,
     )

@@ -242,13 +242,18 @@ class _RaisingIndex:
         return getattr(self._real, name)
 
 
-def test_hnswlib_failure_falls_back_to_exact_search() -> None:
+@pytest.mark.parametrize("failing_shard", [0, 2])
+def test_hnswlib_failure_falls_back_to_exact_search_of_that_shard(failing_shard: int) -> None:
     rng = np.random.default_rng(16)
     ids, matrix = make_ids(300), random_unit(rng, 300)
-    gallery = Gallery.build(zip(ids, matrix, strict=True), exact_max=0)
+    gallery = Gallery.build(zip(ids, matrix, strict=True), exact_max=0, shard_size=128)
+    assert gallery.graph_shards == 3
     gallery.remove(ids[:50])
-    gallery._index = _RaisingIndex(gallery._index)
-    for q in random_unit(rng, 10):
+    shards = gallery._graph.shards
+    shards[failing_shard] = _RaisingIndex(shards[failing_shard])
+    # Probes near a face of the failing shard: only the fallback can find it.
+    lo = max(failing_shard * 128, 50)
+    for q in np.vstack([near(rng, matrix[lo : lo + 10]), random_unit(rng, 10)]):
         got = gallery.search(q, k=2)
         want = brute(ids[50:], matrix[50:], q, 2)
         assert [c.id for c in got] == [i for i, _ in want]
@@ -312,17 +317,169 @@ def test_build_is_equivalent_to_incremental_adds() -> None:
         assert a.id == b.id and a.score == pytest.approx(b.score, abs=1e-6)
 
 
+# ---- the graph: lazy, sharded, projected, verified ---------------------------------------------
+
+
+def faces_like(rng: np.random.Generator, n: int, rank: int = 48) -> np.ndarray:
+    """Templates with the structure real ones have: most variance in a few directions."""
+    basis = np.linalg.qr(rng.standard_normal((DIM, rank)))[0].T
+    return unit(rng.standard_normal((n, rank)) @ basis + 0.3 * rng.standard_normal((n, DIM)) / np.sqrt(DIM))
+
+
+def test_small_galleries_never_build_a_graph_and_grow_one_past_exact_max() -> None:
+    rng = np.random.default_rng(30)
+    ids, matrix = make_ids(700), random_unit(rng, 700)
+    gallery = Gallery.build(zip(ids[:420], matrix[:420], strict=True), exact_max=500, shard_size=256)
+    assert gallery.graph_shards == 0 and gallery.graph_dim is None
+    gallery.add(list(zip(ids[420:500], matrix[420:500], strict=True)))
+    assert gallery.graph_shards == 0  # exactly exact_max: still exhaustive
+    gallery.add([(ids[500], matrix[500])])
+    assert gallery.graph_shards == 2 and gallery.graph_dim == DIM  # 501 faces: too few to fit a projection
+    for item in zip(ids[501:], matrix[501:], strict=True):
+        gallery.add([item])
+    assert gallery.graph_shards == 3
+    probes = near(rng, matrix[::7])
+    for q in probes:
+        assert gallery.search(q, k=1)[0].id == brute(ids, matrix, q, 1)[0][0]
+    gallery.remove(ids[:300])  # back under exact_max: exhaustive again
+    for q in probes:
+        got = gallery.search(q, k=2)
+        assert [c.id for c in got] == [i for i, _ in brute(ids[300:], matrix[300:], q, 2)]
+
+
+def test_sharded_graph_finds_what_brute_force_finds() -> None:
+    rng = np.random.default_rng(31)
+    ids, matrix = make_ids(3000), faces_like(rng, 3000)
+    gallery = Gallery.build(zip(ids, matrix, strict=True), exact_max=0, shard_size=512, graph_dim=96,
+                            num_threads=2)
+    assert gallery.graph_shards == 6 and gallery.graph_dim == 96
+    probes = near(rng, matrix[::10], noise=1.2)  # one probe per 10 faces, every shard
+    for q in probes:
+        got = gallery.search(q, k=2)
+        want = brute(ids, matrix, q, 2)
+        assert got[0].id == want[0][0]
+        assert got[0].score == pytest.approx(want[0][1], abs=TOL)
+    # Tombstones in several shards, and a replacement that lands in a new shard.
+    gallery.remove(ids[100:3000:7])
+    gallery.add([(ids[0], matrix[1])])
+    assert gallery.graph_shards == 6 and gallery.deleted_count == len(ids[100:3000:7]) + 1
+    keep = [i for i in range(3000) if i not in set(range(100, 3000, 7)) and i != 0]
+    kept_ids, kept = [ids[i] for i in keep] + [ids[0]], np.vstack([matrix[keep], matrix[1:2]])
+    for q in probes:
+        got = gallery.search(q, k=2)
+        assert got[0].id == brute(kept_ids, kept, q, 1)[0][0]
+
+
+def test_a_shard_grows_as_faces_arrive_one_by_one() -> None:
+    rng = np.random.default_rng(36)
+    ids, matrix = make_ids(900), random_unit(rng, 900)
+    gallery = Gallery(exact_max=0, shard_size=1000)
+    for item in zip(ids, matrix, strict=True):
+        gallery.add([item])
+    index = gallery._graph.shards[0]
+    assert gallery.graph_shards == 1 and 900 <= index.get_max_elements() <= 1000
+    for q in near(rng, matrix[::9]):
+        assert gallery.search(q, k=1)[0].id == brute(ids, matrix, q, 1)[0][0]
+
+
+def test_projection_needs_enough_faces_and_a_smaller_dimension() -> None:
+    rng = np.random.default_rng(32)
+    m = random_unit(rng, 800)
+    items = list(zip(make_ids(800), m, strict=True))
+    assert Gallery.build(items, exact_max=0, graph_dim=192).graph_dim == 192  # 800 >= 4 x 192
+    assert Gallery.build(items[:700], exact_max=0, graph_dim=192).graph_dim == DIM
+    assert Gallery.build(items, exact_max=0, graph_dim=DIM).graph_dim == DIM
+
+
+def test_a_failed_graph_build_leaves_the_gallery_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flighttoken.galleries import index
+
+    rng = np.random.default_rng(33)
+    ids, matrix = make_ids(40), random_unit(rng, 40)
+    gallery = Gallery(exact_max=30)
+    gallery.add(list(zip(ids[:30], matrix[:30], strict=True)))
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise MemoryError("no room for the graph")
+
+    monkeypatch.setattr(index._Graph, "insert", fail)
+    with pytest.raises(MemoryError):
+        gallery.add(list(zip(ids[30:], matrix[30:], strict=True)))
+    assert sorted(gallery.ids()) == sorted(ids[:30]) and gallery.graph_dim is None  # no graph at all
+    assert gallery.search(matrix[3], k=1)[0].id == ids[3]
+    monkeypatch.undo()
+    gallery.add(list(zip(ids[30:], matrix[30:], strict=True)))
+    assert len(gallery) == 40 and gallery.graph_shards == 1
+    for i in (3, 35):  # the graph holds the old faces and the new ones
+        assert gallery.search(matrix[i], k=1)[0].id == ids[i]
+
+
+def test_the_graph_built_by_an_add_holds_only_live_faces() -> None:
+    """The add that crosses exact_max also replaces an id: the old vector must not be in the graph."""
+    rng = np.random.default_rng(34)
+    ids, matrix = make_ids(16), random_unit(rng, 17)
+    gallery = Gallery(exact_max=10, rerank_k=2)
+    gallery.add(list(zip(ids[:10], matrix[:10], strict=True)))
+    gallery.add([(ids[0], matrix[16]), *zip(ids[10:], matrix[10:16], strict=True)])
+    assert len(gallery) == 16 and gallery.deleted_count == 1 and gallery.graph_shards == 1
+    assert sum(gallery._graph.live) == 16
+    hits = gallery.search(matrix[0], k=14)  # graph path: 14 < live, and each shard asked for 14
+    assert len(hits) == 14 and len({c.id for c in hits}) == 14
+    assert all(c.score < 0.99 for c in hits)  # the replaced vector is gone everywhere
+
+
+class _BlindIndex:
+    """A graph that always proposes the same labels, whatever the query: a worst-case miss."""
+
+    def __init__(self, real: Any, labels: list[int]) -> None:
+        self._real, self._labels = real, labels
+
+    def knn_query(self, data: Any, k: int = 1, **kwargs: Any) -> Any:
+        return np.array([self._labels[:k]], dtype=np.uint64), np.zeros((1, k), dtype=np.float32)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+@pytest.mark.parametrize("verify_below", [None, 0.5])
+def test_weak_graph_results_are_verified_exhaustively(verify_below: float | None,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(35)
+    ids, matrix = make_ids(2000), random_unit(rng, 2000)
+    gallery = Gallery.build(zip(ids, matrix, strict=True), exact_max=0, rerank_k=8, verify_below=verify_below)
+    gallery._graph.shards[0] = _BlindIndex(gallery._graph.shards[0], list(range(8)))
+    exhaustive = []
+    real = gallery._exact_search
+    monkeypatch.setattr(gallery, "_exact_search", lambda *a: exhaustive.append(1) or real(*a))
+
+    hidden = near(rng, matrix[1500:1501])[0]  # the graph never proposes face 1500
+    got = gallery.search(hidden, k=2)
+    if verify_below is None:
+        assert got[0].id != ids[1500]  # what an unverified miss looks like
+    else:
+        assert [c.id for c in got] == [i for i, _ in brute(ids, matrix, hidden, 2)]
+        assert got[0].score == pytest.approx(float(matrix[1500] @ hidden), abs=TOL)
+        assert gallery.verifications == 1
+    before = len(exhaustive)
+    strong = gallery.search(near(rng, matrix[5:6])[0], k=2)  # proposed, and well above 0.5
+    assert strong[0].id == ids[5] and strong[0].score > 0.5
+    assert len(exhaustive) == before  # a strong result is not re-checked
+
+
 # ---- concurrency -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("exact_max", [0, 100_000])
-def test_concurrent_searches_during_adds_and_removes(exact_max: int) -> None:
+@pytest.mark.parametrize(("exact_max", "shard_size"), [(0, 4096), (0, 128), (100_000, 4096), (600, 128)])
+def test_concurrent_searches_during_adds_and_removes(exact_max: int, shard_size: int) -> None:
+    """(600, 128): the graph appears mid-run, built by an add while searches wait, and new shards
+    keep appearing after it."""
     rng = np.random.default_rng(20)
     ids = make_ids(1500)
     vectors = dict(zip(ids, random_unit(rng, 1500), strict=True))
     replacement = dict(zip(ids[:100], random_unit(rng, 100), strict=True))
     preload, later = ids[:400], ids[400:]
-    gallery = Gallery(capacity=64, exact_max=exact_max)  # small, so the writer forces resizes
+    # Small capacity, so the writer forces resizes.
+    gallery = Gallery(capacity=64, exact_max=exact_max, shard_size=shard_size, rerank_k=10)
     gallery.add([(i, vectors[i]) for i in preload])
 
     # Append-only logs: list.append is atomic, and a reader snapshots a prefix by its length.
@@ -381,6 +538,7 @@ def test_concurrent_searches_during_adds_and_removes(exact_max: int) -> None:
     assert len(gallery) == 1500 - len(removed)
     assert set(gallery.ids()) == set(ids) - set(removed)
     assert gallery.capacity > 64
+    assert (gallery.graph_shards > 0) == (exact_max < 1500)
 
 
 # ---- the readers-writer lock -------------------------------------------------------------------
@@ -463,3 +621,28 @@ def test_rwlock_waiting_writer_goes_before_new_readers() -> None:
     for t in (t1, tw, t2):
         t.join()
     assert order == ["writer", "late reader"]
+
+
+def test_try_read_never_waits_for_a_writer() -> None:
+    lock = _RWLock()
+    with lock.try_read() as first, lock.try_read() as second:
+        assert first and second  # readers share
+    with lock.write(), lock.try_read() as acquired:
+        assert not acquired
+    with lock.try_read() as acquired:
+        assert acquired  # and a refused attempt left nothing behind
+
+
+def test_search_now_answers_small_galleries_without_waiting() -> None:
+    rng = np.random.default_rng(40)
+    ids, matrix = make_ids(300), random_unit(rng, 300)
+    gallery = Gallery.build(zip(ids, matrix, strict=True), exact_max=200, rerank_k=8)
+    small = Gallery.build(zip(ids[:200], matrix[:200], strict=True), exact_max=200)
+    q = near(rng, matrix[7:8])[0]
+    assert gallery.search_now(q, k=2) is None  # past exact_max: a graph search, not for an event loop
+    assert small.search_now(q, k=2) == small.search(q, k=2)
+    assert small.search_now(q, k=2)[0].id == ids[7]
+    with small._lock.write():  # a write in progress: give up rather than wait
+        assert small.search_now(q, k=2) is None
+    with pytest.raises(ValueError):
+        small.search_now(q, k=0)
