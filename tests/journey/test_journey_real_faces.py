@@ -6,7 +6,6 @@ people then clear the e-channel, enter the lounge and board, in that order.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import uuid
 from collections import Counter
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import journey as j
+from tests.support.concurrency import gather_limited
 from tests.support.faces import identities
 from tests.support.server import run_service
 
@@ -41,16 +41,6 @@ class World:
     strangers: list[Path]
 
 
-async def _gather_limited(coros, limit: int = 4):
-    gate = asyncio.Semaphore(limit)
-
-    async def run(c):
-        async with gate:
-            return await c
-
-    return await asyncio.gather(*(run(c) for c in coros))
-
-
 @pytest.fixture(scope="module")
 async def world(base_settings, database_url, face_engine):
     import msgspec
@@ -73,7 +63,7 @@ async def world(base_settings, database_url, face_engine):
                     p.token_id = r.json()["token_id"]
                 return r
 
-            responses = await _gather_limited([enrol(p) for p in passengers])
+            responses = await gather_limited([enrol(p) for p in passengers])
         # LFW is news photography: a few enrolment photos are refused by the quality gates, which
         # is the kiosk asking for a better capture. Everything else must enrol.
         codes = {r.status_code for r in responses}
@@ -108,7 +98,7 @@ async def test_boarding_before_immigration_and_lounge_before_clearance_are_refus
 
 async def test_passengers_clear_the_e_channel_with_another_photo(world: World) -> None:
     async with world.svc.client(world.keys["e_channel"]) as e_channel:
-        decisions = await _gather_limited([j.identify(e_channel, p.probe_photo) for p in world.passengers])
+        decisions = await gather_limited([j.identify(e_channel, p.probe_photo) for p in world.passengers])
     wrong = [(p.name, d) for p, d in zip(world.passengers, decisions, strict=True)
              if d["decision"] == "proceed" and d["token_id"] != p.token_id]
     assert wrong == [], "a wrong-person accept must never happen"
@@ -134,7 +124,7 @@ async def test_a_second_clearance_is_refused(world: World) -> None:
 
 async def test_cleared_passengers_enter_the_lounge(world: World) -> None:
     async with world.svc.client(world.keys["lounge"]) as lounge:
-        decisions = await _gather_limited([j.identify(lounge, p.probe_photo) for p in world.passengers])
+        decisions = await gather_limited([j.identify(lounge, p.probe_photo) for p in world.passengers])
     proceeded = [d for d in decisions if d["decision"] == "proceed"]
     assert all(d["token_id"] == p.token_id for p, d in zip(world.passengers, decisions, strict=True)
                if d["decision"] == "proceed")
@@ -163,7 +153,7 @@ async def test_passengers_board_showing_name_and_seat_and_cannot_board_twice(wor
         r = await admin.post(f"/v1/flights/{world.flight_a['id']}/state", json={"state": "boarding"})
         assert r.status_code == 200
     async with world.svc.client(world.keys["gate23"]) as gate:
-        decisions = await _gather_limited([j.identify(gate, p.probe_photo) for p in world.passengers])
+        decisions = await gather_limited([j.identify(gate, p.probe_photo) for p in world.passengers])
         boarded = [(p, d) for p, d in zip(world.passengers, decisions, strict=True) if d["decision"] == "proceed"]
         assert all(d["token_id"] == p.token_id for p, d in boarded)
         assert len(boarded) >= 0.97 * len(world.passengers)
@@ -174,7 +164,7 @@ async def test_passengers_board_showing_name_and_seat_and_cannot_board_twice(wor
 
 async def test_people_who_never_enrolled_are_refused_everywhere(world: World) -> None:
     async with world.svc.client(world.keys["e_channel"]) as e_channel:
-        decisions = await _gather_limited([j.identify(e_channel, photo) for photo in world.strangers])
+        decisions = await gather_limited([j.identify(e_channel, photo) for photo in world.strangers])
     accepted = [d for d in decisions if d["decision"] == "proceed"]
     assert accepted == []
 
@@ -234,13 +224,13 @@ async def test_identifications_during_enrolments_never_fail_or_mislead(world: Wo
             return await kiosk.post("/v1/enrolments", json=j.enrolment(
                 photos[0], world.flight_b["id"], document_number=j.document_number(10_000 + i)))
 
-        enrolled = await _gather_limited([enrol(i, photos) for i, (_, photos) in enumerate(others[:30])])
+        enrolled = await gather_limited([enrol(i, photos) for i, (_, photos) in enumerate(others[:30])])
         tokens = {others[i][0]: r.json()["token_id"] for i, r in enumerate(enrolled) if r.status_code == 201}
         probes = [(name, photos[1]) for name, photos in others[:30] if name in tokens]
         rng.shuffle(probes)
         work = [enrol(30 + i, photos) for i, (_, photos) in enumerate(others[30:])]
         work += [j.identify(e_channel, photo) for _, photo in probes]
-        results = await _gather_limited(work, limit=6)
+        results = await gather_limited(work, limit=6)
     enrol_results, decisions = results[:len(others) - 30], results[len(others) - 30:]
     assert all(r.status_code in (201, 422) for r in enrol_results)
     for (name, _), d in zip(probes, decisions, strict=True):

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from contextlib import AsyncExitStack
 
@@ -12,19 +11,11 @@ import msgspec
 import pytest
 
 from tests.support import journey as j
+from tests.support.concurrency import within
 from tests.support.faces import identities
 from tests.support.server import run_service
 
 PROPAGATION_S = 1.0
-
-
-async def _within(seconds: float, condition) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        if condition():
-            return time.monotonic() - started
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"not within {seconds} s")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +38,7 @@ async def test_an_enrolment_through_one_instance_is_searchable_on_the_other_with
         r = await kiosk.post("/v1/enrolments", json=j.enrolment(photos[0], flight["id"], document_number="S00000001"))
     assert r.status_code == 201, r.text
     token = uuid.UUID(r.json()["token_id"])
-    await _within(PROPAGATION_S, lambda: b.services.galleries.contains(token))
+    await within(PROPAGATION_S, lambda: b.services.galleries.contains(token))
     async with b.client(keys["e_channel"]) as e_channel:
         d = await j.identify(e_channel, photos[1])
     assert (d["decision"], d.get("token_id")) == ("proceed", str(token))
@@ -62,10 +53,10 @@ async def test_a_departed_flight_leaves_the_other_instance_within_1s(pair) -> No
             r = await kiosk.post("/v1/enrolments", json=j.enrolment(photos[0], flight["id"],
                                                                     document_number="S00000002"))
         token = uuid.UUID(r.json()["token_id"])
-        await _within(PROPAGATION_S, lambda: b.services.galleries.contains(token))
+        await within(PROPAGATION_S, lambda: b.services.galleries.contains(token))
         assert (await admin.post(f"/v1/flights/{flight['id']}/state", json={"state": "boarding"})).status_code == 200
         assert (await admin.post(f"/v1/flights/{flight['id']}/state", json={"state": "departed"})).status_code == 200
-    await _within(PROPAGATION_S, lambda: not b.services.galleries.contains(token))
+    await within(PROPAGATION_S, lambda: not b.services.galleries.contains(token))
 
 
 async def test_reconciliation_repairs_a_missed_notification(pair) -> None:
@@ -83,4 +74,4 @@ async def test_reconciliation_repairs_a_missed_notification(pair) -> None:
         assert not b.services.galleries.contains(token)
     finally:
         await b.services.sync.start()  # reconnect → reconcile
-    await _within(5, lambda: b.services.galleries.contains(token))
+    await within(5, lambda: b.services.galleries.contains(token))

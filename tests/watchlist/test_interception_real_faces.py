@@ -7,7 +7,6 @@ One LFW identity goes on the watchlist from one photo and enrols as a passenger 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 
 from tests.support import journey as j
+from tests.support.concurrency import gather_limited
 from tests.support.faces import identities
 from tests.support.server import run_service
 from tests.watchlist.helpers import AlertStream, Subject, extra_keys, pick_subject, subject_body
@@ -44,16 +44,6 @@ class World:
     subject_token: str
     subject_id: str
     passengers: list[Passenger]
-
-
-async def _limited(coros, limit: int = 4):
-    gate = asyncio.Semaphore(limit)
-
-    async def run(c):
-        async with gate:
-            return await c
-
-    return await asyncio.gather(*(run(c) for c in coros))
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +78,7 @@ async def world(base_settings, database_url, face_engine):
                     p.token_id = r.json()["token_id"]
                 return r.status_code
 
-            codes = await _limited([enrol(p) for p in passengers])
+            codes = await gather_limited([enrol(p) for p in passengers])
         assert set(codes) <= {201, 422}
         enrolled = [p for p in passengers if p.token_id]
         assert len(enrolled) >= 0.95 * N_PASSENGERS
@@ -227,7 +217,7 @@ async def test_200_other_passengers_pass_unaffected(world: World) -> None:
         r = await authority.post("/v1/watchlist/subjects", json=subject_body([outsider], case="HKPF/2026/0002"))
         assert r.status_code == 201, r.text
     async with world.svc.client(world.keys["e_channel"]) as e_channel:
-        decisions = await _limited([j.identify(e_channel, p.probe_photo) for p in world.passengers])
+        decisions = await gather_limited([j.identify(e_channel, p.probe_photo) for p in world.passengers])
     wrong = [p.name for p, d in zip(world.passengers, decisions, strict=True)
              if d["decision"] == "proceed" and d["token_id"] != p.token_id]
     assert wrong == []

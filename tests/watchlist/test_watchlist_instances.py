@@ -11,17 +11,9 @@ import msgspec
 import pytest
 
 from tests.support import journey as j
+from tests.support.concurrency import within
 from tests.support.server import run_service
 from tests.watchlist.helpers import AlertStream, extra_keys, pick_subject, subject_body
-
-
-async def _eventually(condition, within: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while asyncio.get_running_loop().time() < deadline:
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"not within {within} s")
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +37,7 @@ async def test_subjects_and_alerts_reach_the_other_instance(pair) -> None:
         r = await authority.post("/v1/watchlist/subjects", json=subject_body([s.watchlist_photo]))
         assert r.status_code == 201, r.text
     subject_id = uuid.UUID(r.json()["id"])
-    await _eventually(lambda: subject_id in b.services.watchlist.gallery)
+    await within(5.0, lambda: subject_id in b.services.watchlist.gallery)
 
     # Screened on B, streamed on A; and the other way round.
     async with a.client(keys["authority"]) as on_a, AlertStream(on_a) as stream_a, \
@@ -63,7 +55,7 @@ async def test_subjects_and_alerts_reach_the_other_instance(pair) -> None:
     async with a.client(keys["authority"]) as authority:
         r = await authority.post(f"/v1/watchlist/subjects/{subject_id}/remove", json={"removed_by": "Insp. Wong"})
         assert r.status_code == 200
-    await _eventually(lambda: subject_id not in b.services.watchlist.gallery)
+    await within(5.0, lambda: subject_id not in b.services.watchlist.gallery)
 
 
 async def test_reconcile_repairs_a_missed_event(pair) -> None:
@@ -73,7 +65,7 @@ async def test_reconcile_repairs_a_missed_event(pair) -> None:
     async with a.client(keys["authority"]) as authority:
         r = await authority.post("/v1/watchlist/subjects", json=subject_body([s.watchlist_photo]))
     subject_id = uuid.UUID(r.json()["id"])
-    await _eventually(lambda: subject_id in b.services.watchlist.gallery)
+    await within(5.0, lambda: subject_id in b.services.watchlist.gallery)
     await b.services.watchlist.gallery.remove([subject_id])  # as if B had missed the event
     from flighttoken.watchlist.sync import reconcile
 
