@@ -72,6 +72,9 @@ def create_app(settings: Settings, *, engine: Any = None, demo: bool = False) ->
             render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin(path="/scalar")],
         ),
         debug=False,
+        # structlog (flighttoken/logs.py) owns logging: Litestar's default config would replace the root
+        # handler with its queue listener and print every event as a Python dict, not one JSON line.
+        logging_config=None,
     )
     app.state.services = services
     app.state.metrics = metrics

@@ -67,6 +67,7 @@ async def cli_database(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, 
     """A migrated pool (and the migrations just applied) for one-off commands; the embedded server is
     started and stopped around it when there is no DATABASE_URL."""
     from flighttoken.db.embedded import EmbeddedPostgres
+    from flighttoken.db.keystore import KeyStore
     from flighttoken.db.migrate import apply_migrations
     from flighttoken.db.pool import create_pool
     from flighttoken.executor import run_blocking
@@ -79,8 +80,13 @@ async def cli_database(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, 
     try:
         pool = await create_pool(dsn, settings)
         try:
-            async with pool.acquire() as conn:
-                applied = await apply_migrations(conn)
+            # As at start-up: the key store first, since migration 0006 moves the data keys into it.
+            keystore = await KeyStore.open(dsn, settings)
+            try:
+                async with pool.acquire() as conn:
+                    applied = await apply_migrations(conn, hooks=keystore.service_migration_hooks())
+            finally:
+                await keystore.close()
             yield pool, applied
         finally:
             await pool.close()
@@ -96,12 +102,13 @@ async def _migrate(settings: Settings) -> list[str]:
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from flighttoken.db.embedded import EmbeddedDatabaseError
+    from flighttoken.db.keystore import KeyStoreError
     from flighttoken.db.migrate import MigrationError
     from flighttoken.db.pool import DatabaseUnreachable
 
     try:
         applied = asyncio.run(_migrate(settings))
-    except (EmbeddedDatabaseError, DatabaseUnreachable, MigrationError) as exc:
+    except (EmbeddedDatabaseError, DatabaseUnreachable, KeyStoreError, MigrationError) as exc:
         return _fail(f"migrate failed: {exc}")
     print("applied: " + ", ".join(applied) if applied else "schema is up to date")
     return 0

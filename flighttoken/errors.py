@@ -105,6 +105,9 @@ DATABASE_UNAVAILABLE = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.InterfaceError,
+    # A connection the server dropped mid-statement (fast shutdown) can leave asyncpg's protocol in a
+    # state it reports as an internal error; the transaction did not complete either way.
+    asyncpg.InternalClientError,
     OSError,  # refused TCP connection, or a missing Unix socket while the server restarts
     TimeoutError,
 )

@@ -1,7 +1,7 @@
 """Start-up and shutdown, in one place and in a fixed order.
 
-Start: embedded PostgreSQL (only without DATABASE_URL) → pool → migrations → face models →
-galleries. Stop: the reverse. Any failure we can explain becomes a :class:`StartupError` whose
+Start: embedded PostgreSQL (only without DATABASE_URL) → pool → key store → migrations → face
+models → galleries. Stop: the reverse. Any failure we can explain becomes a :class:`StartupError` whose
 one-line message tells the operator what to fix; the CLI prints it without a traceback.
 """
 
@@ -16,6 +16,7 @@ from litestar import Litestar
 
 from flighttoken import executor
 from flighttoken.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres
+from flighttoken.db.keystore import KeyStore, KeyStoreError
 from flighttoken.db.migrate import MigrationError, apply_migrations
 from flighttoken.db.pool import DatabaseUnreachable, create_pool
 from flighttoken.devices.registry import seed_demo_devices
@@ -75,13 +76,16 @@ async def _start(services: Services, stack: contextlib.AsyncExitStack) -> None:
         services.dsn = dsn
         services.pool = await create_pool(dsn, settings)
         stack.push_async_callback(services.pool.close)
+        # Before the service migrations: 0006 moves the wrapped data keys into it.
+        keystore = await KeyStore.open(dsn, settings)
+        stack.push_async_callback(keystore.close)
         async with services.pool.acquire() as conn:
-            await apply_migrations(conn)
-    except (EmbeddedDatabaseError, DatabaseUnreachable, MigrationError) as exc:
+            await apply_migrations(conn, hooks=keystore.service_migration_hooks())
+    except (EmbeddedDatabaseError, DatabaseUnreachable, KeyStoreError, MigrationError) as exc:
         raise StartupError(str(exc)) from None
 
     try:
-        services.vault = TemplateVault(load_master_key(settings))
+        services.vault = TemplateVault(load_master_key(settings), keystore)
     except MasterKeyError as exc:
         raise StartupError(str(exc)) from None
 

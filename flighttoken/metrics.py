@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from flighttoken.db.queries import operations as ops_q
 from flighttoken.errors import DATABASE_UNAVAILABLE, ServiceError, Unauthenticated
+from flighttoken.faces import admission
 from flighttoken.ops.summary import purge_grace_s
 from flighttoken.services import Services
 
@@ -125,6 +126,7 @@ class _StateCollector(Collector):
         services = self.metrics.services
         yield from _gallery_metrics(services)
         yield from _batch_metrics(services.engine)
+        yield from admission.collect(services.engine)
         yield from _pool_metrics(services)
         overdue = GaugeMetricFamily("flighttoken_purges_overdue",
                                     "Flights past departure + purge grace whose data key still exists.")

@@ -11,7 +11,7 @@ import importlib.util
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -123,7 +123,22 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     gate_threshold: float = 0.40
     e_channel_threshold: float = 0.40
     lounge_threshold: float = 0.40
-    """Top score needed to proceed at each touchpoint (cosine similarity)."""
+    """Lowest top score to proceed at each touchpoint (cosine similarity): a floor under the
+    gallery-size threshold below, which takes over for large galleries."""
+    # Decision threshold by gallery size (issue 8): FPIR grows with the number of faces searched
+    # (the best of N impostor scores), so the threshold is t(N) = the lowest score keeping
+    # 1 - (1 - p(t))^N <= the touchpoint's target FPIR, with the per-comparison impostor tail
+    # p(t) = 10^(-6 - (t - impostor_tail_score_1e6) / impostor_tail_decade) fitted by
+    # ops/bench/accuracy.py on every impostor pair of LFW (27 M). Touchpoint thresholds stay floors.
+    impostor_tail_score_1e6: float = 0.397
+    """Score that one impostor comparison in a million reaches (LFW, flip-averaged w600k_mbf)."""
+    impostor_tail_decade: float = 0.056
+    """Score rise that makes an impostor comparison ten times rarer (tail slope)."""
+    gate_target_fpir: float = 0.003
+    """Share of non-enrolled people a gate may accept (NIST FRVT's paperless-travel point)."""
+    e_channel_target_fpir: float = 0.001
+    """Stricter at immigration: a doubtful match never opens the doors, the traveller sees an officer."""
+    lounge_target_fpir: float = 0.003
     decision_margin: float = 0.08
     """The best candidate must beat the second best by this much, or the passenger is referred."""
     duplicate_threshold: float = 0.45
@@ -139,6 +154,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Master keyring text ("kek-id:BASE64,..."); or use master_key_file. Never stored in the database."""
     master_key_file: str = ""
     """File holding the master keyring. Both empty: a development key is created in data_dir."""
+
+    # --- key store: wrapped data keys, outside the service database (flighttoken/db/keystore.py) ---
+    keystore_url: str = ""
+    """PostgreSQL DSN of the key store. Empty: the sibling database "<service db>_keys" on the same
+    server, created at start-up. Must never be restored from a backup older than the purge promise."""
+    keystore_pool_max: int = 4
+    """Connections per instance to the key store (keys are cached; it is read rarely)."""
 
     # --- privacy: purge after departure, opt-out, audit retention (flighttoken/privacy) ---
     purge_grace_s: int = 7200
@@ -194,6 +216,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     gallery_build_threads: int = 0
     """Threads for a start-up rebuild; 0 means every core."""
 
+    # --- engine admission (flighttoken/faces/admission.py; issue 9) ---
+    engine_queue_max: Annotated[int, msgspec.Meta(ge=1)] = 12
+    """Captures in the face engine at once (running or waiting); more are refused at once with 503
+    engine_busy and Retry-After: 1 instead of queueing. 12 = 6 x engine_threads: the engine bench
+    saturates 2 cores at 8 concurrent callers, and 12 captures are ~0.9 s of work at ~13 identifies/s
+    (ops/README.md §1), the longest a passenger should wait at a gate before the retry goes elsewhere."""
+
     # --- test and benchmark data ---
     faces_dir: str = str(CHECKOUT_ROOT.parent / "shared" / "faces")
 
@@ -245,6 +274,10 @@ def _check(s: Settings) -> None:
         raise SettingsError(f"{_env_name('db_pool_max')}: must be >= {_env_name('db_pool_min')} >= 1")
     if s.database_url and not s.database_url.startswith(("postgres://", "postgresql://")):
         raise SettingsError("DATABASE_URL: must start with postgresql:// (e.g. postgresql://user@host:5432/db)")
+    if s.keystore_url and not s.keystore_url.startswith(("postgres://", "postgresql://")):
+        raise SettingsError(f"{_env_name('keystore_url')}: must start with postgresql://")
+    if s.keystore_pool_max < 1:
+        raise SettingsError(f"{_env_name('keystore_pool_max')}: must be at least 1")
     if s.engine_threads < 1:
         raise SettingsError(f"{_env_name('engine_threads')}: must be at least 1")
     _check_face_engine(s)
@@ -252,6 +285,17 @@ def _check(s: Settings) -> None:
     _check_watchlist(s)
     _check_privacy(s)
     _check_galleries(s)
+    _check_decisions(s)
+
+
+def _check_decisions(s: Settings) -> None:
+    for name in ("gate_target_fpir", "e_channel_target_fpir", "lounge_target_fpir"):
+        if not 0.0 < getattr(s, name) < 1.0:
+            raise SettingsError(f"{_env_name(name)}: a share of searches, within (0, 1)")
+    if not -1.0 < s.impostor_tail_score_1e6 < 1.0:
+        raise SettingsError(f"{_env_name('impostor_tail_score_1e6')}: a cosine similarity, within (-1, 1)")
+    if not 0.0 < s.impostor_tail_decade < 1.0:
+        raise SettingsError(f"{_env_name('impostor_tail_decade')}: must be within (0, 1)")
 
 
 def _check_galleries(s: Settings) -> None:

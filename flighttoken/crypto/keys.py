@@ -46,7 +46,8 @@ class UnknownKekError(LookupError):
 
 
 class WrappedKey(msgspec.Struct, frozen=True):
-    """A DEK encrypted under the KEK ``kek_id``; store both columns next to the flight."""
+    """A DEK encrypted under the KEK ``kek_id``; both are kept in the key store, never next to the
+    ciphertext it opens (``flighttoken/db/keystore.py``)."""
 
     kek_id: str
     wrapped: bytes
@@ -224,9 +225,10 @@ def load_or_create_key_file(path: str | os.PathLike[str]) -> str:
 class DataKeyCache:
     """Unwrapped DEKs by context, so requests don't unwrap (or read the wrapped row) every time.
 
-    Purge: delete the wrapped DEK row, commit, then :meth:`forget`. A request that read the wrapped
-    row just before the delete could re-cache the DEK; it can't write with it (the flight is gone)
-    and it is evicted in time, but the database copy is what crypto-shredding relies on.
+    Purge: delete the wrapped DEK in the key store, commit, then :meth:`forget`. A request that read
+    the wrapped key just before the delete could re-cache the DEK; it can't store a template with it
+    (the flight's key marker goes next) and it is evicted in time, but the key store copy is what
+    crypto-shredding relies on.
     Evicts the oldest entry when full.
     """
 

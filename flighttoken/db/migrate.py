@@ -4,12 +4,18 @@ Each run takes a transaction-level advisory lock, so two instances starting toge
 migration exactly once; all pending files run in that one transaction, so a failure leaves the
 schema exactly as it was and start-up stops. Applied files are recorded with a checksum; an applied
 file edited afterwards is refused rather than silently ignored.
+
+The key store (``flighttoken/db/keystore.py``) is migrated by the same code from its own folder,
+``migrations/keystore/``, under its own lock key. A *hook* runs inside the migration transaction
+just before its version is applied (with the lock held): how 0006 moves the wrapped data keys out
+of the service database before dropping their columns.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +28,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # Arbitrary but fixed: the key every FlightToken instance locks on while migrating.
 ADVISORY_LOCK_KEY = 0x466C7454  # "FlTT"
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+Hook = Callable[[asyncpg.Connection], Awaitable[None]]
 
 
 class MigrationError(Exception):
@@ -52,13 +61,16 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
-async def apply_migrations(conn: asyncpg.Connection, migrations: list[Migration] | None = None) -> list[str]:
-    """Apply pending migrations; returns the names applied (empty when up to date)."""
+async def apply_migrations(conn: asyncpg.Connection, migrations: list[Migration] | None = None, *,
+                           lock_key: int = ADVISORY_LOCK_KEY, hooks: Mapping[int, Hook] | None = None) -> list[str]:
+    """Apply pending migrations; returns the names applied (empty when up to date). ``hooks[version]``
+    runs in the same transaction right before that version is applied (and only then)."""
     migrations = discover() if migrations is None else migrations
+    hooks = hooks or {}
     applied_now: list[str] = []
     try:
         async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", ADVISORY_LOCK_KEY)
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key)
             await conn.execute(
                 """CREATE TABLE IF NOT EXISTS schema_migrations (
                        version integer PRIMARY KEY,
@@ -72,6 +84,8 @@ async def apply_migrations(conn: asyncpg.Connection, migrations: list[Migration]
                     if done[m.version]["checksum"] != m.checksum:
                         raise MigrationError(f"{m.name} was changed after it was applied; add a new migration")
                     continue
+                if m.version in hooks:
+                    await hooks[m.version](conn)
                 try:
                     await conn.execute(m.sql)
                 except asyncpg.PostgresError as exc:

@@ -8,7 +8,7 @@ for flights at its gate) is enforced by the handlers that know the flight.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -92,7 +92,9 @@ def _caller(connection: ASGIConnection[Any, Any, Any, Any]) -> Device:
     return device
 
 
-def require_device(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+# Guards are coroutines on purpose: Litestar runs a plain-function guard in a worker thread, two
+# thread hops per request for a few dictionary look-ups (ms each when the cores are busy with faces).
+async def require_device(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """App-wide guard: every route outside the public paths needs a valid key, so a route that
     forgot its own guard is still closed. Hidden routes leave the answer to their own guard."""
     path = connection.scope["path"]
@@ -101,11 +103,12 @@ def require_device(connection: ASGIConnection[Any, Any, Any, Any], handler: Base
     _caller(connection)
 
 
-def allow(*kinds: DeviceKind) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+def allow(*kinds: DeviceKind) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler],
+                                           Coroutine[Any, Any, None]]:
     """Guard: only these kinds of key may call the route."""
     allowed = frozenset(kinds)
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         device = _caller(connection)
         if device.kind not in allowed:
             raise Forbidden(f"a {device.kind.value} key may not call this endpoint")

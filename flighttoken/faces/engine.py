@@ -19,6 +19,7 @@ import structlog
 
 from flighttoken.executor import run_blocking
 from flighttoken.faces import quality
+from flighttoken.faces.admission import Admission
 from flighttoken.faces.batcher import BatchStats, MicroBatcher
 from flighttoken.faces.decode import ImageInfo, ImageLimits, decode_image
 from flighttoken.faces.detect import Face, analyse_scene
@@ -81,6 +82,7 @@ class FaceEngine:
         self.thresholds = QualityThresholds.from_settings(settings)
         self.flip = settings.flip_average
         self._single_runs = 0
+        self.admission = Admission(settings.engine_queue_max)
         self.batcher: MicroBatcher[np.ndarray, tuple[np.ndarray, float]] | None = None
         if settings.batch_max_size > 1:
             self.batcher = MicroBatcher(self._embed_batch, max_size=settings.batch_max_size,
@@ -108,6 +110,11 @@ class FaceEngine:
     # --- async API (the service) ---
 
     async def analyse(self, image_bytes: bytes, *, want_template: bool = True) -> FaceAnalysis:
+        # Bounded: a full engine queue refuses the capture at once with 503 engine_busy (admission.py).
+        with self.admission.admit():
+            return await self._analyse(image_bytes, want_template=want_template)
+
+    async def _analyse(self, image_bytes: bytes, *, want_template: bool) -> FaceAnalysis:
         if self.batcher is None:
             result = await run_blocking(self.analyse_sync, image_bytes, want_template=want_template)
             if result.template is not None:

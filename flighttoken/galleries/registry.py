@@ -20,10 +20,16 @@ import msgspec
 import numpy as np
 import structlog
 
+from flighttoken.devices.model import DeviceKind
 from flighttoken.executor import run_blocking
 from flighttoken.galleries.index import Candidate, Gallery
+from flighttoken.journey.rules import threshold_for
 
 log = structlog.get_logger(__name__)
+
+
+# Hong Kong's authorities judge contactless clearance suitable for pre-verified groups below 100,000.
+LARGEST_GALLERY = 100_000
 
 
 class GalleryParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,8 +50,11 @@ class GalleryParams(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def from_settings(cls, s: Any) -> GalleryParams:
         # Verified: anything a touchpoint could accept near its threshold, and any possible duplicate.
-        verify_below = max(max(s.gate_threshold, s.e_channel_threshold, s.lounge_threshold) + s.gallery_verify_margin,
-                           s.duplicate_threshold)
+        # Thresholds rise with gallery size (journey/rules.py), so take them at the largest gallery a
+        # clearance group may hold: a graph never decides alone near any threshold in use.
+        highest = max(threshold_for(s, kind, LARGEST_GALLERY)
+                      for kind in (DeviceKind.GATE, DeviceKind.E_CHANNEL, DeviceKind.LOUNGE))
+        verify_below = max(highest + s.gallery_verify_margin, s.duplicate_threshold)
         return cls(exact_max=s.gallery_exact_max, graph_dim=s.gallery_graph_dim, shard_size=s.gallery_shard_size,
                    M=s.gallery_m, ef_construction=s.gallery_ef_construction, ef=s.gallery_ef,
                    rerank_k=s.gallery_rerank_k, verify_below=round(verify_below, 6),

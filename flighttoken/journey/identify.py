@@ -14,12 +14,12 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from flighttoken.db.queries import audit
 from flighttoken.db.queries import flights as flight_q
+from flighttoken.db.queries import journey as journey_q
 from flighttoken.db.queries import tokens as token_q
 from flighttoken.devices.model import Device, DeviceKind
 from flighttoken.flights.windows import windows_between
-from flighttoken.journey.rules import MatchOutcome, TokenAtTouchpoint, check_journey, decide_match
+from flighttoken.journey.rules import MatchOutcome, TokenAtTouchpoint, check_journey, decide_match, threshold_for
 from flighttoken.journey.schemas import Decision, PassengerView
 from flighttoken.services import Services
 from flighttoken.watchlist.screening import screen
@@ -27,12 +27,6 @@ from flighttoken.watchlist.screening import screen
 log = structlog.get_logger(__name__)
 # Refusals that are evidence of misuse, not of a poor capture: audited beyond the journey event.
 _AUDITED_REFUSALS = frozenset({"already_cleared", "already_boarded", "token_ended", "wrong_flight"})
-
-
-def _threshold(services: Services, kind: DeviceKind) -> float:
-    s = services.settings
-    return {DeviceKind.GATE: s.gate_threshold, DeviceKind.E_CHANNEL: s.e_channel_threshold,
-            DeviceKind.LOUNGE: s.lounge_threshold}[kind]
 
 
 async def identify(services: Services, device: Device, image: bytes) -> Decision:
@@ -71,26 +65,35 @@ def _capture_refusal(device: Device, analysis) -> str | None:
 
 async def _match(services: Services, device: Device, vector, gate_flights: list[uuid.UUID], now: datetime,
                  horizon: timedelta) -> MatchOutcome:
-    threshold, margin = _threshold(services, device.kind), services.settings.decision_margin
-    windows = windows_between(now - horizon, now + horizon, services.settings.window_seconds)
+    s, galleries = services.settings, services.galleries
+    margin = s.decision_margin
+    windows = windows_between(now - horizon, now + horizon, s.window_seconds)
+    # The threshold follows the number of faces actually searched (issue 8: FPIR grows with N).
+    window_faces = sum(galleries.window_size(w) for w in windows)
     if device.kind is DeviceKind.GATE:
-        match = decide_match(await services.galleries.search_flights(gate_flights, vector), threshold, margin)
+        flight_faces = sum(galleries.flight_size(f) for f in gate_flights)
+        threshold = threshold_for(s, device.kind, flight_faces)
+        match = decide_match(await galleries.search_flights(gate_flights, vector), threshold, margin)
         if match.token_id is None and match.reason == "no_match":
             # Someone confidently known in the departure windows but not on this flight: tell the
             # agent it is the wrong gate rather than "unknown".
-            elsewhere = decide_match(await services.galleries.search_windows(windows, vector), threshold, margin)
+            elsewhere = decide_match(await galleries.search_windows(windows, vector),
+                                     threshold_for(s, device.kind, window_faces), margin)
             if elsewhere.token_id is not None:
                 return MatchOutcome(elsewhere.token_id, "wrong_flight", elsewhere.score, elsewhere.margin)
         return match
-    return decide_match(await services.galleries.search_windows(windows, vector), threshold, margin)
+    return decide_match(await galleries.search_windows(windows, vector),
+                        threshold_for(s, device.kind, window_faces), margin)
 
 
 async def _conclude(services: Services, device: Device, match: MatchOutcome, now: datetime,
                     horizon: timedelta, started: float) -> Decision:
-    pool = services.db()
-    reason, passenger, flight_id = match.reason, None, None
-    proceed = False
-    async with pool.acquire() as conn, conn.transaction():
+    # Two round trips and no transaction: read the token, apply the journey rules here, then write
+    # the whole decision in one statement (db/queries/journey.py) that moves the token only from
+    # the state read, so a concurrent decision turns this one into state_changed.
+    reason, passenger, flight_id, row = match.reason, None, None, None
+    transition, lounge_entry = None, False
+    async with services.db().acquire() as conn:
         if match.token_id is not None:
             row = await token_q.with_flight(conn, match.token_id)
             if row is None:
@@ -100,26 +103,19 @@ async def _conclude(services: Services, device: Device, match: MatchOutcome, now
                 if reason == "matched":
                     verdict = check_journey(device, _token_view(row), now, horizon)
                     reason = verdict.reason
-                    if verdict.reason == "matched" and verdict.transition:
-                        expected, new_state = verdict.transition
-                        if not await token_q.advance(conn, match.token_id, expected=expected, new_state=new_state):
-                            reason = "state_changed"  # a concurrent decision got there first
-                    if reason == "matched" and device.kind is DeviceKind.LOUNGE:
-                        await token_q.mark_lounge_entry(conn, match.token_id)
-                proceed = reason == "matched"
-                if proceed and device.kind is DeviceKind.GATE:
-                    passenger = PassengerView(name=f"{row['surname']}, {row['given_names']}".strip(", "),
-                                              seat=row["seat"], flight=f"{row['airline']}{row['number']}")
-                if reason in _AUDITED_REFUSALS:
-                    await audit.record(conn, actor=f"device:{device.id}", action=f"{device.kind.value}.identify",
-                                       outcome="refused", flight_id=flight_id, token_id=match.token_id,
-                                       detail={"reason": reason})
+                    if reason == "matched":
+                        transition = verdict.transition
+                        lounge_entry = device.kind is DeviceKind.LOUNGE
         latency_ms = (time.perf_counter() - started) * 1000
-        event_id = await token_q.insert_journey_event(
+        event_id, reason = await journey_q.record_decision(
             conn, device_id=device.id, touchpoint=device.kind.value, flight_id=flight_id,
-            token_id=match.token_id if proceed or reason in _AUDITED_REFUSALS else None,
-            decision="proceed" if proceed else "refer", reason=reason, score=match.score, margin=match.margin,
-            latency_ms=latency_ms)
+            token_id=match.token_id if row is not None else None, reason=reason, transition=transition,
+            lounge_entry=lounge_entry, audit_refusal=reason in _AUDITED_REFUSALS, score=match.score,
+            margin=match.margin, latency_ms=latency_ms)
+    proceed = reason == "matched"
+    if proceed and device.kind is DeviceKind.GATE:
+        passenger = PassengerView(name=f"{row['surname']}, {row['given_names']}".strip(", "),
+                                  seat=row["seat"], flight=f"{row['airline']}{row['number']}")
     log.info("decision", touchpoint=device.kind.value, decision="proceed" if proceed else "refer", reason=reason,
              score=match.score, ms=round(latency_ms, 2))
     return Decision(decision="proceed" if proceed else "refer", reason=reason, event_id=event_id,

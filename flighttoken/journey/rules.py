@@ -1,18 +1,22 @@
 """Touchpoint rules and the match decision, as pure functions.
 
 A doubtful match never opens a gate: ``decide_match`` proceeds only when the best score reaches
-the touchpoint's threshold AND beats the runner-up by the margin. ``check_journey`` then applies
-the journey order (clear immigration, then lounge, then board) to the matched token.
+the touchpoint's threshold AND beats the runner-up by the margin. The threshold grows with the
+gallery searched (``threshold_for``): the best of N impostor scores rises with N, so one threshold
+cannot suit a 420-face flight and a 42,000-face departure window. ``check_journey`` then applies the
+journey order (clear immigration, then lounge, then board) to the matched token.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flighttoken.devices.model import Device, DeviceKind
 from flighttoken.galleries.index import Candidate
+from flighttoken.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +25,33 @@ class MatchOutcome:
     reason: str
     score: float | None
     margin: float | None
+
+
+def impostor_rate(score: float, score_1e6: float, decade: float) -> float:
+    """Per-comparison impostor tail p(t): the share of different-person pairs scoring >= ``score``."""
+    return 10.0 ** min(0.0, -6.0 - (score - score_1e6) / decade)  # a share: at most 1
+
+
+def predicted_fpir(score: float, gallery_size: int, score_1e6: float, decade: float) -> float:
+    """FPIR of a ``gallery_size``-face search at threshold ``score``: 1 - (1 - p)^N (independent pairs)."""
+    p = impostor_rate(score, score_1e6, decade)
+    return -math.expm1(max(gallery_size, 1) * math.log1p(-p)) if p < 1.0 else 1.0
+
+
+def size_threshold(gallery_size: int, target_fpir: float, score_1e6: float, decade: float) -> float:
+    """Lowest score whose predicted FPIR in a ``gallery_size``-face search is ``target_fpir``."""
+    p = -math.expm1(math.log1p(-target_fpir) / max(gallery_size, 1))  # per-comparison budget
+    return score_1e6 - decade * (6.0 + math.log10(p))
+
+
+def threshold_for(settings: Settings, touchpoint: DeviceKind, gallery_size: int) -> float:
+    """The score to proceed at ``touchpoint`` after searching ``gallery_size`` faces: the gallery-size
+    threshold for the touchpoint's target FPIR, never below the touchpoint's configured threshold."""
+    s = settings
+    floor, fpir = {DeviceKind.GATE: (s.gate_threshold, s.gate_target_fpir),
+                   DeviceKind.E_CHANNEL: (s.e_channel_threshold, s.e_channel_target_fpir),
+                   DeviceKind.LOUNGE: (s.lounge_threshold, s.lounge_target_fpir)}[touchpoint]
+    return max(floor, size_threshold(gallery_size, fpir, s.impostor_tail_score_1e6, s.impostor_tail_decade))
 
 
 def decide_match(candidates: list[Candidate], threshold: float, margin: float) -> MatchOutcome:

@@ -1,24 +1,30 @@
 """Purge after departure by crypto-shredding.
 
-A flight's templates are sealed under its own data key (DEK). The purge destroys that key first, so
-every copy of the ciphertext that is not itself paired with the key (replicas and WAL written after
-the purge, a leaked templates table, a backup taken without ``flight_keys``) becomes noise at that
-moment; only then are the rows deleted. Order, each step durable before the next:
+A flight's templates are sealed under its own data key (DEK), kept wrapped in the key store
+(``flighttoken/db/keystore.py``), a database of its own. The purge destroys that key first, so every
+copy of the ciphertext becomes noise at that moment: replicas, WAL, and every dump of the service
+database, taken before the purge or after (none of them ever held the key; physical backups too
+once the key store is on its own cluster). Only then are the rows deleted. Order, each step durable
+before the next:
 
   1. mark the purge started (``purge_receipts`` row, first trigger wins)
-  2. delete the ``flight_keys`` row and note its key id on the receipt (one transaction: the shred)
+  2. delete the key in the key store, leaving a tombstone (committed there: the shred itself)
   3. forget the DEK from this instance's cache
-  4. delete the template rows, expire the live tokens (one transaction)
-  5. drop the flight from this instance's galleries (:func:`forget_flight_locally`)
-  6. close the receipt and write the ``flight.purge`` audit event (one transaction, exactly once)
+  4. delete the flight's key marker (``flight_keys``: from now on no template can be stored for it),
+     name the destroyed key on the receipt, announce ``flight_closed`` (one transaction)
+  5. delete the template rows, expire the live tokens (one transaction)
+  6. drop the flight from this instance's galleries (:func:`forget_flight_locally`)
+  7. close the receipt and write the ``flight.purge`` audit event (one transaction, exactly once)
 
 Every step is idempotent, so a purge interrupted anywhere (crash, kill -9, lost database) is
-finished by running it again: the sweeper does that at start-up and on every pass. Each step takes
-many flights at once (a window purged by the sweeper costs a handful of commits, not hundreds).
+finished by running it again: the sweeper does that at start-up and on every pass. A key already
+gone from the key store (an earlier run got that far) is simply found gone; its tombstone still
+names it on the receipt. Each step takes many flights at once (a window purged by the sweeper costs
+a handful of commits, not hundreds).
 
-A backup holding ``flight_keys`` rows taken before the purge still pairs key and ciphertext: such a
-copy becomes unreadable only when the master key (KEK) that wrapped the key is retired from the
-keyring after ``flighttoken keys rotate``. Back ``flight_keys`` up separately, or not at all.
+What is left: a backup of the *key store* taken before the purge still holds the key. That is why
+the key store is kept out of long-retention backups (ops/README.md); retiring the master key that
+wrapped it (after ``flighttoken keys rotate``) makes such a copy useless too.
 """
 
 from __future__ import annotations
@@ -96,15 +102,18 @@ async def purge_flights(services: Services, triggers: Mapping[uuid.UUID, str], *
 
 
 async def _destroy_keys(services: Services, flight_ids: list[uuid.UUID]) -> None:
+    # The shred: committed in the key store before the service database changes at all.
+    destroyed = await services.vault.keystore.destroy_flight_keys(flight_ids)
+    for flight_id in flight_ids:
+        services.vault.forget_flight(flight_id)
     async with services.db().acquire() as conn, conn.transaction():
+        # Waits for enrolments still holding the flight; templates they stored go in the next step.
         await q.lock_flights(conn, flight_ids)
-        keys = await q.delete_flight_keys(conn, flight_ids)
-        await q.record_keys_destroyed(conn, flight_ids, keys)
+        await q.delete_flight_keys(conn, flight_ids)
+        await q.record_keys_destroyed(conn, flight_ids, destroyed)
         # Sent at commit: other instances forget the keys and drop the flights' galleries.
         for flight_id in flight_ids:
             await publish(conn, services.instance_id, "flight_closed", flight_id=flight_id)
-    for flight_id in flight_ids:
-        services.vault.forget_flight(flight_id)
 
 
 async def _delete_biometrics(services: Services, end_reasons: dict[uuid.UUID, str]) -> None:

@@ -1,9 +1,10 @@
 """Master key rotation: rewrap every stored data key under the current master key (KEK).
 
-Templates are never read or rewritten: their data keys don't change, only the wrapping does. Steps
-for an operator (see flighttoken/crypto/keys.py): put the new KEK first in the keyring everywhere,
-run ``flighttoken keys rotate``, then remove the old KEK. Removing it is also what makes the
-``flight_keys`` rows in backups taken before a purge useless (they are still wrapped under it).
+The wrapped keys are in the key store (``flighttoken/db/keystore.py``); the service database and its
+templates are never read or rewritten: data keys don't change, only their wrapping does. Steps for
+an operator (see flighttoken/crypto/keys.py): put the new KEK first in the keyring everywhere, run
+``flighttoken keys rotate``, then remove the old KEK. Removing it is also what makes any copy of the
+key store taken before a purge useless (its keys are still wrapped under the old KEK).
 
 Each batch is read, rewrapped off the event loop and written back only where the row is unchanged
 since it was read, so a purge or a second rotation running at the same time is never overwritten.
@@ -13,14 +14,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 import msgspec
 
 from flighttoken.crypto.keys import MasterKey, UnknownKekError, WrappedKey, generate_master_key
 from flighttoken.crypto.sealing import DecryptionError
+from flighttoken.db.keystore import KeyStore, KeyStoreError
 from flighttoken.db.queries import audit
-from flighttoken.db.queries import privacy as q
+from flighttoken.db.queries import keystore as q
 from flighttoken.executor import run_blocking
 from flighttoken.privacy.vault import MasterKeyError, flight_context, load_master_key
 from flighttoken.settings import Settings
@@ -28,7 +32,7 @@ from flighttoken.watchlist.vault import key_context as watchlist_key_context
 
 BATCH = 500
 # Wrapped data key tables and the wrap context of each row.
-CONTEXTS = {"flight_keys": flight_context, "watchlist_keys": watchlist_key_context}
+CONTEXTS = {"flight_data_keys": flight_context, "watchlist_data_keys": watchlist_key_context}
 
 
 class RotationReport(msgspec.Struct):
@@ -56,36 +60,62 @@ def _rewrap_batch(master: MasterKey, table: str, rows) -> tuple[list[tuple], lis
     return out, unknown, failed
 
 
-async def rotate(pool, master: MasterKey, *, actor: str = "cli") -> RotationReport:
+async def rotate(keystore: KeyStore, pool, master: MasterKey, *, actor: str = "cli") -> RotationReport:
+    """Rewrap the key store's keys; the ``keys.rotate`` audit event goes to the service database ``pool``."""
     report = RotationReport(current_kek=master.current_id)
     unknown: set[str] = set()
+    ks = keystore.pool
     for table in CONTEXTS:
-        report.already_current += (await q.keys_by_kek(pool, table)).get(master.current_id, 0)
+        report.already_current += (await q.keys_by_kek(ks, table)).get(master.current_id, 0)
         after: uuid.UUID | None = None
-        while rows := await q.keys_to_rewrap(pool, table, master.current_id, after, BATCH):
+        while rows := await q.keys_to_rewrap(ks, table, master.current_id, after, BATCH):
             after = rows[-1]["owner_id"]
             swapped, missing, failed = await run_blocking(_rewrap_batch, master, table, rows)
             unknown.update(missing)
             report.unreadable += len(missing) + failed
-            report.rewrapped += await q.replace_wrapped(pool, table, swapped)
+            report.rewrapped += await q.replace_wrapped(ks, table, swapped)
     report.unknown_keks = sorted(unknown)
     await audit.record(pool, actor=actor, action="keys.rotate", outcome="ok" if not report.unreadable else "error",
                        detail=msgspec.to_builtins(report))
     return report
 
 
-async def _rotate_command(settings: Settings) -> RotationReport:
-    from flighttoken.cli import cli_database
+@contextlib.asynccontextmanager
+async def key_databases(settings: Settings) -> AsyncIterator[tuple[object, KeyStore]]:
+    """The migrated service pool and the key store, for one-off commands."""
+    from flighttoken.db.embedded import EmbeddedPostgres
+    from flighttoken.db.migrate import apply_migrations
+    from flighttoken.db.pool import create_pool
 
+    async with contextlib.AsyncExitStack() as stack:
+        dsn = settings.database_url
+        if not dsn:
+            embedded = EmbeddedPostgres(settings.data_dir)
+            dsn = await run_blocking(embedded.start)
+            stack.push_async_callback(run_blocking, embedded.stop)
+        pool = await create_pool(dsn, settings)
+        stack.push_async_callback(pool.close)
+        keystore = await KeyStore.open(dsn, settings)
+        stack.push_async_callback(keystore.close)
+        async with pool.acquire() as conn:
+            await apply_migrations(conn, hooks=keystore.service_migration_hooks())
+        yield pool, keystore
+
+
+async def _rotate_command(settings: Settings) -> RotationReport:
     master = load_master_key(settings)
-    async with cli_database(settings) as (pool, _):
-        return await rotate(pool, master)
+    async with key_databases(settings) as (pool, keystore):
+        return await rotate(keystore, pool, master)
 
 
 def run_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    from flighttoken.db.embedded import EmbeddedDatabaseError
+    from flighttoken.db.migrate import MigrationError
+    from flighttoken.db.pool import DatabaseUnreachable
+
     try:
         report = asyncio.run(_rotate_command(settings))
-    except MasterKeyError as exc:
+    except (MasterKeyError, KeyStoreError, EmbeddedDatabaseError, DatabaseUnreachable, MigrationError) as exc:
         print(f"flighttoken: {exc}")
         return 2
     print(f"rewrapped {report.rewrapped} data keys under {report.current_kek}; "

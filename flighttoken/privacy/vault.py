@@ -1,4 +1,5 @@
-"""Templates at rest: sealed with the flight's data key, which is wrapped by the master key.
+"""Templates at rest: sealed with the flight's data key, which is wrapped by the master key and kept
+in the key store (``flighttoken/db/keystore.py``), a database apart from the templates.
 
 The vault is the only code that sees plaintext templates on their way to or from PostgreSQL.
 """
@@ -12,9 +13,10 @@ import asyncpg
 import numpy as np
 import structlog
 
-from flighttoken.crypto.keys import DataKeyCache, MasterKey, WrappedKey, load_or_create_key_file, new_data_key
+from flighttoken.crypto.keys import DataKeyCache, MasterKey, load_or_create_key_file, new_data_key
 from flighttoken.crypto.sealing import open_sealed, seal
-from flighttoken.db.queries import flights as flight_q
+from flighttoken.db.keystore import KeyStore
+from flighttoken.db.queries import privacy as privacy_q
 from flighttoken.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -46,24 +48,29 @@ def template_aad(token_id: uuid.UUID, model_id: str) -> bytes:
 
 
 class TemplateVault:
-    def __init__(self, master: MasterKey) -> None:
+    def __init__(self, master: MasterKey, keystore: KeyStore) -> None:
         self.master = master
+        self.keystore = keystore
         self.keys = DataKeyCache(master)
 
     async def create_flight_key(self, conn: asyncpg.Connection, flight_id: uuid.UUID) -> None:
+        """A new data key for the flight: committed in the key store at once, then its marker is written
+        with ``conn`` (in the caller's transaction, next to the flight row)."""
         wrapped = self.master.wrap(new_data_key(), flight_context(flight_id))
-        await flight_q.insert_key(conn, flight_id, wrapped.kek_id, wrapped.wrapped)
+        key_id = await self.keystore.add_flight_key(flight_id, uuid.uuid4(), wrapped)
+        await privacy_q.insert_flight_key_marker(conn, flight_id, key_id)
 
-    async def flight_key(self, conn: asyncpg.Connection | asyncpg.Pool, flight_id: uuid.UUID) -> bytes | None:
-        """The flight's data key, or None once it has been destroyed (purged)."""
+    async def flight_key(self, conn: asyncpg.Connection | asyncpg.Pool | None, flight_id: uuid.UUID) -> bytes | None:
+        """The flight's data key, or None once it has been destroyed (purged). ``conn`` is unused: the
+        key comes from the key store (kept so callers need not change)."""
         context = flight_context(flight_id)
         cached = self.keys.get(context)
         if cached is not None:
             return cached
-        row = await flight_q.key_of(conn, flight_id)
-        if row is None:
+        wrapped = await self.keystore.flight_key(flight_id)
+        if wrapped is None:
             return None
-        return self.keys.unwrap(context, WrappedKey(row["kek_id"], bytes(row["wrapped"])))
+        return self.keys.unwrap(context, wrapped)
 
     def forget_flight(self, flight_id: uuid.UUID) -> None:
         self.keys.forget(flight_context(flight_id))

@@ -27,14 +27,22 @@ class SyncListener:
         self._events: asyncio.Queue[SyncEvent] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self.connected = asyncio.Event()
+        self.caught_up = asyncio.Event()
+        """Set once the first reconcile after connecting has run."""
 
     def on(self, kind: str, handler: Handler) -> None:
         """Let another context (e.g. the watchlist) react to its own event kinds."""
         self.handlers[kind] = handler
 
-    async def start(self) -> None:
+    async def start(self, catch_up_within_s: float = 10.0) -> None:
+        """Start listening and wait (bounded) for the first reconcile: an instance reports ready only
+        after catching up on changes other instances made while it was rebuilding."""
         self._tasks = [asyncio.create_task(self._listen(), name="sync-listen"),
                        asyncio.create_task(self._apply(), name="sync-apply")]
+        try:
+            await asyncio.wait_for(self.caught_up.wait(), timeout=catch_up_within_s)
+        except TimeoutError:
+            log.warning("sync_catch_up_pending", waited_s=catch_up_within_s)  # the listener keeps trying
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -64,6 +72,7 @@ class SyncListener:
                 self.connected.set()
                 backoff = 0.2
                 await reconcile(self.services)  # catch up on anything sent while we were away
+                self.caught_up.set()
                 while not lost.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), timeout=self.reconcile_every_s)

@@ -17,7 +17,7 @@ from litestar.handlers.base import BaseRouteHandler
 from flighttoken.devices.model import Device, DeviceKind
 
 
-def authority_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def authority_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     # No key, a bad key and a non-authority key all get the unknown-path 404 (the controllers are
     # marked HIDDEN_ROUTE, so the app-wide guard leaves the answer to this one).
     device: Device | None = connection.scope.get("user")

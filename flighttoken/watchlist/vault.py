@@ -2,8 +2,9 @@
 
 Same envelope as passenger templates (``privacy/vault.py``) but its own keys, bound to the context
 ``watchlist:<key id>``: a flight purge never touches them, and a watchlist key can never unwrap as
-a flight's key or the other way round. Master key rotation (``flighttoken keys rotate``) rewraps
-``watchlist_keys`` rows under this same context.
+a flight's key or the other way round. The wrapped keys live in the key store
+(``flighttoken/db/keystore.py``), written there before their id (``watchlist_keys``) is written to
+the service database; master key rotation (``flighttoken keys rotate``) rewraps them there.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import uuid
 import asyncpg
 import numpy as np
 
-from flighttoken.crypto.keys import WrappedKey, new_data_key
+from flighttoken.crypto.keys import new_data_key
 from flighttoken.crypto.sealing import open_sealed, seal
 from flighttoken.db.queries import watchlist as q
 from flighttoken.privacy.vault import TEMPLATE_DTYPE, TemplateVault
@@ -31,30 +32,27 @@ def template_aad(subject_id: uuid.UUID, n: int, model_id: str) -> bytes:
 async def current_key(vault: TemplateVault, conn: asyncpg.Connection) -> tuple[uuid.UUID, bytes]:
     """The key new templates are sealed with, created on first use (call inside a transaction)."""
     await q.lock_keys(conn)
-    row = await q.current_key(conn)
-    if row is None:
+    key_id = await q.current_key(conn)
+    if key_id is None:
         key_id = uuid.uuid4()
         dek = new_data_key()
-        wrapped = vault.master.wrap(dek, key_context(key_id))
-        await q.insert_key(conn, key_id, wrapped.kek_id, wrapped.wrapped)
+        await vault.keystore.add_watchlist_key(key_id, vault.master.wrap(dek, key_context(key_id)))
+        await q.insert_key_marker(conn, key_id)
         vault.keys.put(key_context(key_id), dek)
         return key_id, dek
-    return row["id"], _unwrap(vault, row)
+    return key_id, await key(vault, conn, key_id)
 
 
-async def key(vault: TemplateVault, conn: asyncpg.Connection | asyncpg.Pool, key_id: uuid.UUID) -> bytes:
-    cached = vault.keys.get(key_context(key_id))
+async def key(vault: TemplateVault, conn: asyncpg.Connection | asyncpg.Pool | None, key_id: uuid.UUID) -> bytes:
+    """A watchlist data key by id (``conn`` unused: keys come from the key store)."""
+    context = key_context(key_id)
+    cached = vault.keys.get(context)
     if cached is not None:
         return cached
-    row = await q.key_by_id(conn, key_id)
-    if row is None:
-        raise LookupError(f"watchlist key {key_id} is missing")
-    return _unwrap(vault, row)
-
-
-def _unwrap(vault: TemplateVault, row: asyncpg.Record) -> bytes:
-    context = key_context(row["id"])
-    return vault.keys.get(context) or vault.keys.unwrap(context, WrappedKey(row["kek_id"], bytes(row["wrapped"])))
+    wrapped = await vault.keystore.watchlist_key(key_id)
+    if wrapped is None:
+        raise LookupError(f"watchlist key {key_id} is missing from the key store")
+    return vault.keys.unwrap(context, wrapped)
 
 
 def seal_template(dek: bytes, subject_id: uuid.UUID, n: int, model_id: str, vector: np.ndarray) -> bytes:

@@ -12,6 +12,14 @@ Reported: FNIR at FPIR = 0.003 and at the service's thresholds, wrong-identity a
 table (the service's ``match_threshold`` default comes from it), the effect of flip-averaging, of
 enrolment-side quality (enrol each identity's best photo) and of probe quality gating, a watchlist
 operating point, and LFW's distribution of every quality metric (the quality gate defaults).
+
+Issue 3 (decisions): probe-side score normalisation with the gallery as cohort, a quality
+correction, the runner-up margin, and probe quality gating counted honestly (a refused mated probe
+is a miss, as FRVT counts a failure to template; the "retaken" count is shown beside it).
+Issue 8 (gallery size): the impostor tail p(t) over every different-identity pair; the fit behind
+``impostor_tail_*``; measured FPIR at N = 420 / 1,200 / 3,654 (single-photo identities as extra
+gallery entries) against 1 - (1 - p(t))^N; the service's thresholds (``rules.threshold_for``) at
+N = 420 / 3,000 / 42,000.
 Embeddings are cached in the system temp folder, keyed by model ids and detector settings.
 Ends with one line of JSON.
 """
@@ -19,8 +27,10 @@ Ends with one line of JSON.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -28,16 +38,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import msgspec
 import numpy as np
 import structlog
 
+from flighttoken.devices.model import DeviceKind
 from flighttoken.faces import quality
 from flighttoken.faces.decode import decode_image
 from flighttoken.faces.detect import analyse_scene
 from flighttoken.faces.engine import REFINE_PATCH, FaceEngine
 from flighttoken.faces.errors import ImageError
+from flighttoken.faces.models import similarity_transform
 from flighttoken.faces.quality import QualityMetrics, QualityThresholds
+from flighttoken.journey.rules import impostor_rate, predicted_fpir, size_threshold, threshold_for
 from flighttoken.settings import Settings, load_settings
 
 NIST_FPIR = 0.003
@@ -45,6 +59,7 @@ WATCHLIST_FPIR = 0.01
 GALLERY_N = 420
 DEFAULT_REFINE_IED = 40.0
 METRICS = [f for f in QualityMetrics.__struct_fields__]
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "flighttoken-bench"
 
 
 def err(*args: object) -> None:
@@ -154,12 +169,72 @@ def extract(settings: Settings, root: Path, use_cache: bool) -> Features:
     return Features(paths, identity, names, found, vecs, norm, metrics, others, use_refined)
 
 
+# Test-time augmentation (multi-crop templates): the aligned crop re-made with the landmark
+# template zoomed out/in by 6 % and shifted 2 px up/down, each with its mirror image; a template is
+# the mean of the unit vectors of a set of views. Opt-in (--tta): ~25 min to embed 10 views of 7,371
+# photos on 2 cores, cached like the main embeddings.
+TTA_VIEWS = (("base", 1.0, 0.0), ("zoom_out", 0.94, 0.0), ("zoom_in", 1.06, 0.0), ("up", 1.0, -2.0),
+             ("down", 1.0, 2.0))
+TTA_SETS = {"tta_scale3_flip": ("base", "zoom_out", "zoom_in"), "tta_shift3_flip": ("base", "up", "down"),
+            "tta_all5_flip": tuple(v[0] for v in TTA_VIEWS)}
+
+
+def tta_templates(settings: Settings, root: Path, use_cache: bool, allow_extract: bool) -> dict[str, np.ndarray] | None:
+    files = sorted(root.glob("*/*.jpg"))
+    engine = FaceEngine.load(msgspec.structs.replace(settings, engine_threads=1))
+    key_parts = [engine.detector.model_id, engine.model_id, settings.detector_input_size,
+                 settings.detector_score_threshold, len(files), TTA_VIEWS, 1]
+    key = hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()[:16]
+    cache = CACHE_DIR / f"lfw-tta-{key}.npz"
+    if use_cache and cache.exists():
+        views = np.load(cache)["V"]
+    elif not allow_extract:
+        return None
+    else:
+        rec, det = engine.recognizer, engine.detector
+        views = np.zeros((len(files), 2 * len(TTA_VIEWS), rec.dim), np.float32)
+        centre = rec._dst.mean(axis=0)
+        dsts = [centre + (rec._dst - centre) * zoom + np.array([0.0, dy]) for _, zoom, dy in TTA_VIEWS]
+
+        def one(i: int) -> None:
+            try:
+                img, info = decode_image(files[i].read_bytes(), engine.limits)
+            except ImageError:
+                return
+            dets = det.detect(img)
+            scene = analyse_scene(dets, img.shape[1], img.shape[0], info.scale, settings.tailgating_size_ratio)
+            if scene.subject is None:
+                return
+            lm = dets.landmarks[scene.subject]
+            crops = [cv2.warpAffine(img, similarity_transform(lm, d), (rec.crop_size, rec.crop_size),
+                                    borderValue=0.0) for d in dsts]
+            raw = rec.run(rec.prepare(crops, flip=True))[0]  # originals, then their mirrors
+            views[i] = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(one, range(len(files))))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, V=views)
+        err(f"TTA: embedded {len(files)} photos x {views.shape[1]} views in {time.perf_counter() - t0:.0f} s")
+    names = [v[0] for v in TTA_VIEWS]
+    out = {}
+    for label, members in TTA_SETS.items():
+        cols = [names.index(m) for m in members] + [len(names) + names.index(m) for m in members]
+        x = views[:, cols].sum(axis=1)
+        out[label] = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return out
+
+
 # --- protocol -------------------------------------------------------------------------------------
+
+
+TOP_K = 16  # scores kept per search: enough for cohort normalisation over the runner-up scores
 
 
 @dataclass
 class Searches:
-    """Rank-1 results of one gallery: mated and non-mated probes, pooled over seeds."""
+    """Results of one gallery: mated and non-mated probes, pooled over seeds."""
 
     mated_top1: np.ndarray  # score, -inf where the probe has no face
     mated_correct: np.ndarray  # rank-1 candidate is the mate
@@ -167,6 +242,35 @@ class Searches:
     non_top1: np.ndarray
     seeds: list[tuple[slice, slice]]  # per seed: (mated slice, non-mated slice)
     enrol_failures: int
+    mated_top: np.ndarray  # (n, TOP_K) best scores, best first
+    non_top: np.ndarray
+    mated_probes: np.ndarray  # photo index of each search
+    non_probes: np.ndarray
+    gallery_sizes: list[int]
+
+    @property
+    def non_margin(self) -> np.ndarray:
+        return self.non_top[:, 0] - self.non_top[:, 1]
+
+    def rescored(self, score_fn) -> Searches:
+        """The same searches with rank-1 scores replaced by ``score_fn(top, probes)`` (decision variants)."""
+        mated = np.where(np.isfinite(self.mated_top1), score_fn(self.mated_top, self.mated_probes), -np.inf)
+        return dataclasses.replace(self, mated_top1=mated, non_top1=score_fn(self.non_top, self.non_probes))
+
+    def keep_non_mated(self, keep: np.ndarray) -> Searches:
+        """Only the non-mated searches where ``keep`` (per search) holds; seed spans follow."""
+        spans, pos = [], 0
+        for ms, ns in self.seeds:
+            k = int(keep[ns].sum())
+            spans.append((ms, slice(pos, pos + k)))
+            pos += k
+        return dataclasses.replace(self, non_top1=self.non_top1[keep], non_top=self.non_top[keep],
+                                   non_probes=self.non_probes[keep], seeds=spans)
+
+    def refused(self, ok: np.ndarray) -> Searches:
+        """Probes with ``ok`` false refused before the search: a miss if mated, no alarm if not."""
+        return dataclasses.replace(self, mated_top1=np.where(ok[self.mated_probes], self.mated_top1, -np.inf),
+                                   non_top1=np.where(ok[self.non_probes], self.non_top1, -np.inf))
 
 
 def passes(features: Features, t: QualityThresholds) -> np.ndarray:
@@ -178,20 +282,27 @@ def passes(features: Features, t: QualityThresholds) -> np.ndarray:
 
 
 def run_protocol(f: Features, vecs: np.ndarray, n_gallery: int | None, seeds: int, enrol: str,
-                 probe_ok: np.ndarray | None, gate_ok: np.ndarray) -> Searches:
-    """``enrol``: "first" (the identity's first photo with a face) or "best" (best quality)."""
+                 probe_ok: np.ndarray | None, gate_ok: np.ndarray, n_single: int = 0) -> Searches:
+    """``enrol``: "first" (the identity's first photo with a face) or "best" (best quality).
+
+    ``n_single`` single-photo identities join the gallery as non-mated entries (larger galleries
+    than the 1,184 identities with a mate allow; the rest of them stay non-mated probes).
+    """
     by_id: dict[int, list[int]] = {}
     for i, ident in enumerate(f.identity):
         by_id.setdefault(int(ident), []).append(i)
     multi = sorted(i for i, photos in by_id.items() if len(photos) >= 2)
-    mt, mc, mm, nt, spans = [], [], [], [], []
+    singles = sorted(i for i, photos in by_id.items() if len(photos) == 1 and f.found[photos[0]])
+    mt, mc, nt, spans, mtop, ntop, mp, npr, sizes = [], [], [], [], [], [], [], [], []
     fte = 0
     m_pos = n_pos = 0
     for seed in range(seeds if n_gallery else 1):
         rng = np.random.default_rng(seed)
         gallery_ids = sorted(rng.choice(multi, n_gallery, replace=False)) if n_gallery else multi
+        extra = sorted(rng.choice(singles, n_single, replace=False)) if n_single else []
         in_gallery = np.zeros(len(f.names), bool)
         in_gallery[gallery_ids] = True
+        in_gallery[extra] = True
         g_vecs, g_ids, mated = [], [], []
         for ident in gallery_ids:
             photos = [p for p in by_id[ident] if f.found[p]]
@@ -207,7 +318,11 @@ def run_protocol(f: Features, vecs: np.ndarray, n_gallery: int | None, seeds: in
             g_vecs.append(vecs[pick])
             g_ids.append(ident)
             mated += [p for p in by_id[ident] if p != pick]
+        for ident in extra:
+            g_vecs.append(vecs[by_id[ident][0]])
+            g_ids.append(ident)
         gallery = np.stack(g_vecs)
+        sizes.append(len(g_vecs))
         g_ids_arr = np.array(g_ids)
         non = np.flatnonzero(~in_gallery[f.identity])
         mated_arr = np.array(mated)
@@ -216,20 +331,24 @@ def run_protocol(f: Features, vecs: np.ndarray, n_gallery: int | None, seeds: in
             non = non[probe_ok[non]]
         for probes, is_mated in ((mated_arr, True), (non, False)):
             scores = vecs[probes] @ gallery.T
-            order = np.argsort(-scores, axis=1)[:, :2]
-            top1 = scores[np.arange(len(probes)), order[:, 0]]
-            top2 = scores[np.arange(len(probes)), order[:, 1]]
-            top1 = np.where(f.found[probes], top1, -np.inf)
+            order = np.argsort(-scores, axis=1)[:, :TOP_K]
+            top = np.take_along_axis(scores, order, axis=1)
+            top1 = np.where(f.found[probes], top[:, 0], -np.inf)
             if is_mated:
                 mt.append(top1)
                 mc.append(g_ids_arr[order[:, 0]] == f.identity[probes])
-                mm.append(top1 - top2)
+                mtop.append(top)
+                mp.append(probes)
             else:
                 nt.append(top1)
+                ntop.append(top)
+                npr.append(probes)
         spans.append((slice(m_pos, m_pos + len(mated_arr)), slice(n_pos, n_pos + len(non))))
         m_pos += len(mated_arr)
         n_pos += len(non)
-    return Searches(np.concatenate(mt), np.concatenate(mc), np.concatenate(mm), np.concatenate(nt), spans, fte)
+    mated_top = np.concatenate(mtop)
+    return Searches(np.concatenate(mt), np.concatenate(mc), mated_top[:, 0] - mated_top[:, 1], np.concatenate(nt),
+                    spans, fte, mated_top, np.concatenate(ntop), np.concatenate(mp), np.concatenate(npr), sizes)
 
 
 def enrol_score(f: Features, p: int) -> float:
@@ -335,6 +454,216 @@ def gate_effect(f: Features, vecs: np.ndarray, seeds: int, s: Settings) -> dict[
     return {"threshold": thr, "by_gate": rows}
 
 
+# --- decisions: cohort score normalisation, honest quality gating (issue 3) ----------------------
+
+
+def decision_variants(searches: dict[str, Searches], f: Features) -> dict[str, dict[str, object]]:
+    """Score normalisation with the gallery itself as cohort (T-norm / AS-norm style, probe side): the
+    candidate's score corrected by the probe's other top-``TOP_K`` scores; and a probe-quality
+    correction by embedding norm. Each variant's threshold is re-set for FPIR 0.003, so FNIR compares."""
+    centre = float(np.median(f.norm[f.found]))
+    spread = float(np.std(f.norm[f.found]))
+    k = TOP_K
+
+    def cohort(top: np.ndarray) -> np.ndarray:
+        return top[:, 1:k]
+
+    fns = {
+        "raw_s1_service": lambda top, pr: top[:, 0],
+        "s1_minus_0.25_s2": lambda top, pr: top[:, 0] - 0.25 * top[:, 1],
+        "s1_minus_0.5_s2": lambda top, pr: top[:, 0] - 0.5 * top[:, 1],
+        f"s1_minus_0.5_mean_s2_s{k}": lambda top, pr: top[:, 0] - 0.5 * cohort(top).mean(1),
+        f"s1_minus_mean_s2_s{k}": lambda top, pr: top[:, 0] - cohort(top).mean(1),
+        f"znorm_s2_s{k}": lambda top, pr: (top[:, 0] - cohort(top).mean(1)) / (cohort(top).std(1) + 1e-6),
+        "s1_minus_0.01_norm_z": lambda top, pr: top[:, 0] - 0.01 * (f.norm[pr] - centre) / spread,
+    }
+    for m in (0.02, 0.05, 0.08):  # the service's runner-up margin, with the threshold re-set for FPIR 0.003
+        fns[f"margin_{m}"] = lambda top, pr, m=m: np.where(top[:, 0] - top[:, 1] >= m, top[:, 0], -np.inf)
+    out: dict[str, dict[str, object]] = {}
+    for name, fn in fns.items():
+        out[name] = {scale: at_fpir(sr.rescored(fn)) for scale, sr in searches.items()}
+        err(f"decision {name:28} " + "  ".join(f"{scale} FNIR {row['fnir']:.4f}" for scale, row in out[name].items()))
+    return out
+
+
+def gating_counted(f: Features, vecs: np.ndarray, seeds: int, gate: np.ndarray) -> dict[str, object]:
+    """Probe quality gating, counted two ways at N = 420 (enrolment on the first photo passing the
+    gates, as the kiosk retakes until one does):
+
+    * ``refused_as_miss`` (FRVT's rule for a failure to template): a mated probe the gates refuse is a
+      miss, a non-mated one raises no alarm. This is what a single capture at a touchpoint gets.
+    * ``refused_then_retaken``: refused probes are out of both sides, as if the traveller, told
+      ``head_turned`` or ``too_dark``, looked up and a good capture followed. Optimistic by design.
+    """
+    base = run_protocol(f, vecs, GALLERY_N, seeds, "best", None, gate)
+    return {"refused_share": round(float(1 - gate[f.found].mean()), 4),
+            "no_gating": at_fpir(base), "refused_as_miss": at_fpir(base.refused(gate)),
+            "refused_then_retaken": at_fpir(run_protocol(f, vecs, GALLERY_N, seeds, "best", gate, gate))}
+
+
+# --- thresholds by gallery size (issue 8) -------------------------------------------------------
+
+
+@dataclass
+class Tail:
+    edges: np.ndarray  # bin edges of impostor scores
+    survival: np.ndarray  # share of impostor pairs scoring >= edges[i]
+    pairs: int
+    score_1e6: float  # fitted: p(t) = 10^(-6 - (t - score_1e6) / decade)
+    decade: float
+    high: list[tuple[float, int, int]]  # (score, identity a, identity b) of every pair >= HIGH_PAIR
+    suspects: dict[frozenset[int], float]  # name pairs whose best pair reaches SUSPECT_SCORE
+
+    def p(self, t: float, clean: bool = False) -> float:
+        """Measured share of impostor pairs >= t; ``clean`` sets suspect name pairs aside (t >= HIGH_PAIR)."""
+        p = float(self.survival[min(np.searchsorted(self.edges, t), len(self.survival) - 1)])
+        if clean and t >= HIGH_PAIR:
+            p -= sum(1 for sc, a, b in self.high if sc >= t and frozenset((a, b)) in self.suspects) / self.pairs
+        return p
+
+    def suspect_identities(self) -> np.ndarray:
+        return np.array(sorted({i for pair in self.suspects for i in pair}), dtype=np.int64)
+
+
+TAIL_FIT = (1e-5, 1e-3)  # p range fitted: below it LFW's label errors and duplicates flatten the tail
+HIGH_PAIR = 0.30  # impostor pairs kept individually (a few thousand)
+# A pair of names with a photo pair this close is, on LFW, one person under two names, one photo
+# filed twice, two people in one photo, or identical twins: the fitted tail puts a true impostor
+# pair there at ~1.4e-8 (0.4 of the 27 M pairs; LFW has 20). Reported; set aside in *clean* FPIR only.
+SUSPECT_SCORE = 0.50
+
+
+def impostor_tail(f: Features, vecs: np.ndarray) -> Tail:
+    """Every pair of photos of different identities (27 M on lfw-train): the per-comparison tail."""
+    idx = np.flatnonzero(f.found)
+    v, ids = vecs[idx], f.identity[idx]
+    edges = np.round(np.arange(-1.0, 1.0005, 0.001), 3)
+    hist = np.zeros(len(edges), np.int64)
+    pairs = 0
+    high: list[tuple[float, int, int]] = []
+    for start in range(0, len(idx), 1024):
+        block = v[start:start + 1024] @ v.T
+        rows = np.arange(start, min(start + 1024, len(idx)))
+        keep = (ids[rows][:, None] != ids[None, :]) & (np.arange(len(idx))[None, :] > rows[:, None])
+        x = block[keep]
+        pairs += x.size
+        for r, c in zip(*np.nonzero(keep & (block >= HIGH_PAIR)), strict=True):
+            high.append((float(block[r, c]), int(ids[rows[r]]), int(ids[c])))
+        hist += np.bincount(np.clip(np.floor((x + 1.0) * 1000 + 1e-6).astype(np.int64), 0, len(edges) - 1),
+                            minlength=len(edges))
+    survival = hist[::-1].cumsum()[::-1] / pairs
+    fit = (survival >= TAIL_FIT[0]) & (survival <= TAIL_FIT[1])
+    slope, intercept = np.polyfit(edges[fit], np.log10(survival[fit]), 1)
+    suspects: dict[frozenset[int], float] = {}
+    for score, a, b in high:
+        if score >= SUSPECT_SCORE:
+            suspects[frozenset((a, b))] = max(score, suspects.get(frozenset((a, b)), 0.0))
+    return Tail(edges, survival, pairs, float((-6.0 - intercept) / slope), float(-1.0 / slope), high, suspects)
+
+
+def tail_report(tail: Tail, s: Settings, f: Features) -> dict[str, object]:
+    grid = [round(x, 2) for x in np.arange(0.20, 0.61, 0.04)]
+    rows = [{"t": t, "p_measured": float(f"{tail.p(t):.3e}"), "p_measured_clean": float(f"{tail.p(t, True):.3e}"),
+             "p_fit": float(f"{impostor_rate(t, tail.score_1e6, tail.decade):.3e}"),
+             "pairs_at_or_above": round(tail.p(t) * tail.pairs)} for t in grid]
+    print_table(f"impostor tail: {tail.pairs:,} pairs; fit log10 p linear in t over p in {TAIL_FIT}", rows)
+    err(f"fit: p(t) = 10^(-6 - (t - {tail.score_1e6:.4f}) / {tail.decade:.4f}); settings use "
+        f"{s.impostor_tail_score_1e6} / {s.impostor_tail_decade}")
+    suspects = [{"score": round(sc, 3), "names": sorted(f.names[i] for i in pair)}
+                for pair, sc in sorted(tail.suspects.items(), key=lambda kv: -kv[1])]
+    err(f"name pairs scoring >= {SUSPECT_SCORE} (label errors, duplicates, two-person photos, twins): "
+        + ", ".join(f"{'/'.join(x['names'])} {x['score']}" for x in suspects))
+    return {"pairs": tail.pairs, "fit_p_range": list(TAIL_FIT), "fit_score_1e6": round(tail.score_1e6, 4),
+            "fit_decade": round(tail.decade, 4), "settings_score_1e6": s.impostor_tail_score_1e6,
+            "settings_decade": s.impostor_tail_decade, "rows": rows, "suspect_score": SUSPECT_SCORE,
+            "suspect_name_pairs": suspects}
+
+
+# Gallery sizes with measured FPIR: (multi-photo identities enrolled, single-photo distractors added).
+MEASURED_SIZES = {"n420": (420, 0), "n1200": (592, 608), "n3654": (800, 2854)}
+
+
+def fpir_by_size(f: Features, vecs: np.ndarray, seeds: int, gate: np.ndarray, tail: Tail,
+                 s: Settings) -> tuple[dict[str, object], dict[str, tuple[Searches, Searches, np.ndarray]]]:
+    """Measured FPIR at the model's t(N) against the prediction 1 - (1 - p(t))^N (model and measured p).
+
+    ``*_clean`` figures leave out non-mated searches by the suspect identities (``SUSPECT_SCORE``):
+    with every single-photo identity enrolled, a name filed twice turns a mated search into a
+    "non-mated" one that scores 0.6-0.99 whatever the threshold.
+    """
+    out: dict[str, object] = {}
+    runs: dict[str, tuple[Searches, Searches, np.ndarray]] = {}
+    suspect = np.zeros(len(f.names), bool)
+    suspect[tail.suspect_identities()] = True
+    for name, (n_multi, n_single) in MEASURED_SIZES.items():
+        sr = run_protocol(f, vecs, n_multi, seeds, "best", None, gate, n_single)
+        clean = sr.keep_non_mated(~suspect[f.identity[sr.non_probes]])
+        runs[name] = (sr, clean, suspect[f.identity[sr.mated_probes]])
+        n = round(float(np.mean(sr.gallery_sizes)))
+        row: dict[str, object] = {"gallery": n, "non_mated_searches": len(sr.non_top1),
+                                  "non_mated_searches_clean": len(clean.non_top1),
+                                  "mated_searches": len(sr.mated_top1),
+                                  "threshold_at_fpir_0.003_measured": at_fpir(sr)["threshold"],
+                                  "threshold_at_fpir_0.003_measured_clean": at_fpir(clean)["threshold"],
+                                  "threshold_at_fpir_0.003_model": round(
+                                      size_threshold(n, NIST_FPIR, s.impostor_tail_score_1e6,
+                                                     s.impostor_tail_decade), 4)}
+        for target in (NIST_FPIR, 0.001):
+            t = size_threshold(n, target, s.impostor_tail_score_1e6, s.impostor_tail_decade)
+            row[f"fpir_{target}"] = {
+                "t": round(t, 4), "fpir_measured": round(float((sr.non_top1 >= t).mean()), 5),
+                "fpir_measured_clean": round(float((clean.non_top1 >= t).mean()), 5),
+                "fpir_predicted_model": target,
+                "fpir_predicted_measured_p": round(1 - (1 - tail.p(t)) ** n, 5),
+                "fpir_predicted_measured_p_clean": round(1 - (1 - tail.p(t, True)) ** n, 5),
+                "fnir": at_threshold(sr, t)["fnir"]}
+        out[name] = row
+        a, b = row[f"fpir_{NIST_FPIR}"], row["fpir_0.001"]
+        err(f"FPIR vs N: N={n:5} t(0.003)={a['t']:.3f} measured {a['fpir_measured']:.4f} clean "
+            f"{a['fpir_measured_clean']:.4f} (measured p predicts {a['fpir_predicted_measured_p_clean']:.4f}) | "
+            f"t(0.001)={b['t']:.3f} measured {b['fpir_measured']:.4f} clean {b['fpir_measured_clean']:.4f} | "
+            f"threshold at FPIR 0.003: model {row['threshold_at_fpir_0.003_model']}, measured "
+            f"{row['threshold_at_fpir_0.003_measured']} clean {row['threshold_at_fpir_0.003_measured_clean']}")
+    return out, runs
+
+
+THRESHOLD_SIZES = (420, 3000, 42_000)
+
+
+def thresholds_by_size(s: Settings, runs: dict[str, tuple[Searches, Searches, np.ndarray]]) -> list[dict[str, object]]:
+    """The service's decision thresholds (``rules.threshold_for``) at N = 420 / 3,000 / 42,000, with
+    FNIR measured under the full decision (threshold and margin) on the nearest LFW gallery at or
+    below that size: rank-1 errors grow with N, so the 42,000 figure is a lower bound."""
+    rows = []
+    for n in THRESHOLD_SIZES:
+        measured = "n420" if n <= 1000 else "n3654"
+        sr, clean, mated_suspect = runs[measured]
+        for kind in (DeviceKind.GATE, DeviceKind.E_CHANNEL, DeviceKind.LOUNGE):
+            t = threshold_for(s, kind, n)
+            accept_n = (sr.non_top1 >= t) & (sr.non_margin >= s.decision_margin)
+            accept_clean = (clean.non_top1 >= t) & (clean.non_margin >= s.decision_margin)
+            row = at_threshold(sr, t, s.decision_margin)
+            wrong = (sr.mated_top1 >= t) & (sr.mated_margin >= s.decision_margin) & ~sr.mated_correct
+            rows.append({"gallery": n, "touchpoint": kind.value, "threshold": round(t, 4),
+                         "size_threshold": round(size_threshold(n, _target(s, kind), s.impostor_tail_score_1e6,
+                                                                s.impostor_tail_decade), 4),
+                         "target_fpir": _target(s, kind),
+                         "fpir_predicted": round(predicted_fpir(t, n, s.impostor_tail_score_1e6,
+                                                                s.impostor_tail_decade), 6),
+                         "measured_on": measured, "fpir_measured_with_margin": round(float(accept_n.mean()), 5),
+                         "fpir_clean_with_margin": round(float(accept_clean.mean()), 5),
+                         "fnir_with_margin": row["fnir"], "wrong_accepts": row["wrong_accepts"],
+                         "wrong_accepts_suspect_names": int((wrong & mated_suspect).sum())})
+    print_table(f"decision thresholds by gallery size (margin {s.decision_margin}; FNIR/FPIR measured on the "
+                "nearest LFW gallery)", rows)
+    return rows
+
+
+def _target(s: Settings, kind: DeviceKind) -> float:
+    return {DeviceKind.GATE: s.gate_target_fpir, DeviceKind.E_CHANNEL: s.e_channel_target_fpir,
+            DeviceKind.LOUNGE: s.lounge_target_fpir}[kind]
+
+
 def label_issues(f: Features, vecs: np.ndarray, top: int = 12) -> list[dict[str, object]]:
     """Highest-scoring pairs of photos filed under different names: LFW label errors, duplicates and
     look-alikes that sit in the non-mated tail. Reported, not removed (see the data README)."""
@@ -369,6 +698,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--margin", type=float, default=0.05, help="top1-top2 margin rule shown in the table")
     ap.add_argument("--no-cache", action="store_true")
     ap.add_argument("--extract-only", action="store_true")
+    ap.add_argument("--tta", action="store_true", help="embed the multi-crop views if not cached (~25 min)")
     args = ap.parse_args(argv)
     s = load_settings()
     root = Path(s.faces_dir) / "lfw-train"
@@ -387,16 +717,22 @@ def main(argv: list[str] | None = None) -> int:
         f"service_{sv}_enrol_quality": (sv, "best", None),
         f"service_{sv}_enrol_quality_probe_gating": (sv, "best", gate),
     }
+    vec_sets = dict(f.vecs)
+    tta = tta_templates(s, root, not args.no_cache, args.tta)
+    if tta is not None:
+        vec_sets.update(tta)
+        variants.update({name: (name, "first", None) for name in tta})
     results: dict[str, object] = {"bench": "accuracy", "photos": len(f.paths), "identities": len(f.names),
                                   "faces_found": int(f.found.sum()), "gallery_draws": args.seeds,
                                   "service_variant": sv, "refine_ied_px": refine_ied(s),
                                   "detector_input_size": s.detector_input_size,
-                                  "probes_gated_out": round(float(1 - gate[f.found].mean()), 4)}
+                                  "probes_gated_out": round(float(1 - gate[f.found].mean()), 4),
+                                  "tta": "measured" if tta is not None else "not run (--tta)"}
     searches: dict[tuple[str, str], Searches] = {}
     for scale, n_gallery in (("n420", GALLERY_N), ("n_all", None)):
         block = {}
         for name, (variant, enrol, probe_ok) in variants.items():
-            sr = run_protocol(f, f.vecs[variant], n_gallery, args.seeds, enrol, probe_ok, gate)
+            sr = run_protocol(f, vec_sets[variant], n_gallery, args.seeds, enrol, probe_ok, gate)
             searches[(scale, name)] = sr
             row = at_fpir(sr)
             row["at_match_threshold"] = at_threshold(sr, s.match_threshold)
@@ -436,12 +772,35 @@ def main(argv: list[str] | None = None) -> int:
     results["lfw_label_issues"] = label_issues(f, f.vecs[sv])
     err("\nquality (LFW):", json.dumps(results["quality"], indent=None))
     err("gate effect:", json.dumps(results["quality_gate_effect"]))
+
+    err("\n-- decision variants (issue 3): cohort normalisation and quality correction --")
+    results["decision_variants"] = decision_variants(
+        {"n420": svc, "n_all": searches[("n_all", svc_name)]}, f)
+    results["quality_gating_counted"] = gating = gating_counted(f, f.vecs[sv], args.seeds, gate)
+    err(f"probe gating at N={GALLERY_N}: none {gating['no_gating']['fnir']:.4f}, refused as miss "
+        f"{gating['refused_as_miss']['fnir']:.4f}, refused then retaken {gating['refused_then_retaken']['fnir']:.4f}")
+
+    err("\n-- thresholds by gallery size (issue 8) --")
+    tail = impostor_tail(f, f.vecs[sv])
+    results["impostor_tail"] = tail_report(tail, s, f)
+    results["fpir_by_gallery_size"], runs = fpir_by_size(f, f.vecs[sv], args.seeds, gate, tail, s)
+    results["threshold_by_gallery_size"] = thresholds_by_size(s, runs)
+
     n420 = results["n420"]
     assert isinstance(n420, dict)
-    best = min(n420, key=lambda k: n420[k]["fnir"])
+    # Honest candidates only: every probe is counted (gated-out probes dropped from both sides
+    # assume a successful retake, so those variants are reported but not eligible).
+    honest = {k: v["fnir"] for k, v in n420.items() if "probe_gating" not in k}
+    honest |= {f"decision_{k}": v["n420"]["fnir"] for k, v in results["decision_variants"].items()}
+    honest["probe_gating_refused_as_miss"] = gating["refused_as_miss"]["fnir"]
+    best = min(honest, key=lambda k: honest[k])
+    optimistic = min(n420, key=lambda k: n420[k]["fnir"])
     results["target"] = {"fnir_at_fpir_0.003_n420_max": 0.012, "baseline": n420["baseline"]["fnir"],
-                         "service": n420[svc_name]["fnir"], "best": n420[best]["fnir"], "best_variant": best,
-                         "met": n420[best]["fnir"] <= 0.012}
+                         "service": n420[svc_name]["fnir"], "best": honest[best], "best_variant": best,
+                         "met": honest[best] <= 0.012, "best_with_retake_assumption": n420[optimistic]["fnir"],
+                         "best_with_retake_assumption_variant": optimistic}
+    err(f"\ntarget FNIR <= 0.012 at FPIR 0.003, N={GALLERY_N}: best counted honestly {honest[best]:.4f} ({best}); "
+        f"with the retake assumption {n420[optimistic]['fnir']:.4f} ({optimistic})")
     results["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(results, separators=(",", ":")))
     return 0

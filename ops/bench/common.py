@@ -58,9 +58,9 @@ def cpu_seconds() -> float:
 
 
 def quiet_logs() -> None:
-    """Send every log line to /dev/null, still formatted and written as the service does. (Litestar
-    replaces the root handler with its queue-listener handler when the app is created: call again
-    once the service runs.)"""
+    """Send every log line to /dev/null, still formatted and written as the service does (the app
+    keeps the root handler :func:`configure_logging` installed; calling again once the service runs
+    is harmless)."""
     devnull = open(os.devnull, "w")  # noqa: SIM115 - for the whole run
     for handler in logging.getLogger().handlers:
         targets = getattr(getattr(handler, "listener", None), "handlers", None) or [handler]

@@ -41,6 +41,7 @@ import numpy as np
 
 from flighttoken import executor
 from flighttoken.crypto.keys import MasterKey, generate_master_key
+from flighttoken.db.keystore import KeyStore
 from flighttoken.db.migrate import apply_migrations
 from flighttoken.db.pool import create_pool
 from flighttoken.devices.model import DeviceKind
@@ -160,11 +161,12 @@ async def bench_rebuild(settings: Settings, model_id: str, matrix: np.ndarray, p
     async with scratch_database(settings) as dsn:
         s = msgspec.structs.replace(settings, database_url=dsn, master_key=master)
         pool = await create_pool(dsn, s)
+        keystore = await KeyStore.open(dsn, s)
         try:
             async with pool.acquire() as conn:
                 await apply_migrations(conn)
                 kiosk, _ = await add_device(conn, name="bench-kiosk", kind=DeviceKind.KIOSK)
-            vault = TemplateVault(MasterKey.parse(master))
+            vault = TemplateVault(MasterKey.parse(master), keystore)
             seeder = WindowSeeder(pool, vault, model_id, kiosk.id, s.window_seconds)
             first = window_start(datetime.now(UTC) + timedelta(hours=6), s.window_seconds) + timedelta(minutes=5)
             t0 = time.perf_counter()
@@ -179,7 +181,7 @@ async def bench_rebuild(settings: Settings, model_id: str, matrix: np.ndarray, p
             def services_for(exact_max: int) -> Services:
                 sv = Services(settings=msgspec.structs.replace(s, gallery_exact_max=exact_max), dsn=dsn, pool=pool)
                 # A fresh vault, as at start-up: every rebuild unwraps the flights' data keys again.
-                sv.vault = TemplateVault(MasterKey.parse(master))
+                sv.vault = TemplateVault(MasterKey.parse(master), keystore)
                 sv.engine = SimpleNamespace(model_id=model_id)
                 return sv
 
@@ -217,6 +219,7 @@ async def bench_rebuild(settings: Settings, model_id: str, matrix: np.ndarray, p
             }
         finally:
             await pool.close()
+            await keystore.close()
         if startup:
             engine = await executor.run_blocking(FaceEngine.load, s)
             t0 = time.perf_counter()

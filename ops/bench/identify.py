@@ -46,6 +46,7 @@ import numpy as np
 
 from flighttoken import executor
 from flighttoken.crypto.keys import MasterKey, generate_master_key
+from flighttoken.db.keystore import KeyStore
 from flighttoken.db.migrate import apply_migrations
 from flighttoken.db.pool import create_pool
 from flighttoken.devices.model import DeviceKind
@@ -231,19 +232,21 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     async with scratch_database(settings) as dsn:
         s = msgspec.structs.replace(settings, database_url=dsn, master_key=master)
         pool = await create_pool(dsn, s)
+        keystore = await KeyStore.open(dsn, s)
         try:
             async with pool.acquire() as conn:
                 await apply_migrations(conn)
                 kiosk, _ = await add_device(conn, name="bench-kiosk", kind=DeviceKind.KIOSK)
                 gate, gate_key = await add_device(conn, name="bench-gate-23", kind=DeviceKind.GATE, gate="23")
                 _, lounge_key = await add_device(conn, name="bench-lounge", kind=DeviceKind.LOUNGE, lounge_id="L1")
-            seeder = WindowSeeder(pool, TemplateVault(MasterKey.parse(master)), engine.model_id, kiosk.id,
-                                  s.window_seconds)
+            seeder = WindowSeeder(pool, TemplateVault(MasterKey.parse(master), keystore), engine.model_id,
+                                  kiosk.id, s.window_seconds)
             await seeder.flight(np.stack([p.enrolled for p in passengers]),
                                 datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=40), gate="23",
                                 state=FlightState.BOARDING, token_state="immigration_cleared", lounge_eligible=True)
         finally:
             await pool.close()
+            await keystore.close()
 
         async with run_service(s, engine=engine) as svc, svc.client(gate_key) as gate_h, \
                 svc.client(lounge_key) as lounge_h:

@@ -7,7 +7,8 @@ dropped at the end. Flights are built as enrolment leaves them: data key, consen
 templates (random unit vectors: the purge never looks at a face), plus the galleries in memory.
 
 * flight: ``purge_flight`` of one flight (fresh flight each repeat), against the baseline: the same
-  data changes (templates and key deleted, tokens expired) as plain statements in one transaction,
+  data changes (key deleted in the key store, then templates and key marker deleted and tokens
+  expired as plain statements in one transaction),
   on a twin flight, in alternating order. The ratio is what durability buys: the resumable steps,
   row locks, receipt, audit event, sync event and gallery drop.
 * window: every flight of one departure window (``--flights`` x ``--passengers`` tokens) departed
@@ -36,6 +37,8 @@ import numpy as np
 from flighttoken import executor
 from flighttoken.crypto.keys import MasterKey, generate_master_key
 from flighttoken.db.embedded import EmbeddedPostgres
+from flighttoken.db.keystore import SUFFIX as KEYSTORE_SUFFIX
+from flighttoken.db.keystore import KeyStore
 from flighttoken.db.migrate import apply_migrations
 from flighttoken.db.pool import create_pool
 from flighttoken.db.queries import flights as flight_q
@@ -119,9 +122,11 @@ class Builder:
         await self.services.galleries.replace_all(flights, windows, homes)
 
 
-async def baseline(pool: asyncpg.Pool, flight_ids: list[uuid.UUID]) -> float:
-    """The same data changes as a purge, as plain statements: nothing durable in between, no receipt."""
+async def baseline(pool: asyncpg.Pool, flight_ids: list[uuid.UUID], keystore: KeyStore) -> float:
+    """The same data changes as a purge, as plain statements: nothing durable in between, no receipt
+    (the keys deleted in the key store, then the rest in one service transaction)."""
     t0 = time.perf_counter()
+    await keystore.pool.execute("DELETE FROM flight_data_keys WHERE flight_id = ANY($1::uuid[])", flight_ids)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("DELETE FROM flight_keys WHERE flight_id = ANY($1::uuid[])", flight_ids)
         await conn.execute("DELETE FROM templates WHERE flight_id = ANY($1::uuid[])", flight_ids)
@@ -145,7 +150,7 @@ async def bench_flight(services: Services, build: Builder, passengers: int, repe
                 purge_t.append(time.perf_counter() - t0)
                 assert receipt.templates_deleted == passengers
             else:
-                base_t.append(await baseline(services.db(), [twin.id]))
+                base_t.append(await baseline(services.db(), [twin.id], services.vault.keystore))
     out = {"passengers": passengers, "repeats": repeats, "purge_ms": ms(purge_t), "baseline_ms": ms(base_t),
            "ratio": round(float(np.median(purge_t) / np.median(base_t)), 2)}
     err(f"flight of {passengers}: purge {out['purge_ms']} ms, plain DELETEs {out['baseline_ms']} ms, "
@@ -180,7 +185,7 @@ async def bench_window(services: Services, build: Builder, passengers: int, flig
             assert len(report.purged) == flights and not report.failed, report
             assert services.galleries.sizes()["tokens"] == 0
         else:
-            times["baseline"] = await baseline(services.db(), twins)
+            times["baseline"] = await baseline(services.db(), twins, services.vault.keystore)
     out = {"flights": flights, "tokens": flights * passengers, "purge_s": round(times["purge"], 3),
            "baseline_s": round(times["baseline"], 3), "ratio": round(times["purge"] / times["baseline"], 2),
            "per_flight_ms": round(times["purge"] / flights * 1000, 2)}
@@ -222,12 +227,13 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     master = generate_master_key("kek-bench")
     settings = msgspec.structs.replace(settings, database_url=dsn, master_key=master, audit_retention_days=0)
     pool = await create_pool(dsn, settings)
+    keystore = await KeyStore.open(dsn, settings)
     try:
         async with pool.acquire() as conn:
-            await apply_migrations(conn)
+            await apply_migrations(conn, hooks=keystore.service_migration_hooks())
             kiosk, _ = await add_device(conn, name="bench-kiosk", kind=DeviceKind.KIOSK)
         services = Services(settings=settings, dsn=dsn, pool=pool)
-        services.vault = TemplateVault(MasterKey.parse(master))
+        services.vault = TemplateVault(MasterKey.parse(master), keystore)
         build = Builder(services, kiosk.id)
         out: dict[str, object] = {"bench": "purge"}
         out["flight"] = await bench_flight(services, build, args.passengers, args.repeats)
@@ -237,7 +243,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         return out
     finally:
         await pool.close()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await keystore.close()
+        for db in (name, name + KEYSTORE_SUFFIX):
+            await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         await admin.close()
         if embedded is not None:
             await executor.run_blocking(embedded.stop)

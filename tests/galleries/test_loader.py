@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from flighttoken.crypto.keys import MasterKey, generate_master_key
+from flighttoken.db.keystore import KeyStore
 from flighttoken.db.migrate import apply_migrations
 from flighttoken.db.pool import create_pool
 from flighttoken.db.queries import flights as flight_q
@@ -23,7 +24,8 @@ from flighttoken.devices.registry import add_device
 from flighttoken.flights.model import Flight, FlightState
 from flighttoken.flights.windows import window_start
 from flighttoken.galleries.loader import rebuild_galleries
-from flighttoken.galleries.registry import GalleryParams
+from flighttoken.galleries.registry import LARGEST_GALLERY, GalleryParams
+from flighttoken.journey.rules import threshold_for
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.services import Services
 from flighttoken.settings import Settings, SettingsError, load_settings
@@ -74,7 +76,8 @@ async def world(base_settings: Settings, database_url: str) -> AsyncIterator[Sim
         await apply_migrations(conn)
         kiosk, _ = await add_device(conn, name="test-kiosk", kind=DeviceKind.KIOSK)
     services = Services(settings=settings, dsn=database_url, pool=pool)
-    services.vault = TemplateVault(MasterKey.parse(master))
+    keystore = await KeyStore.open(database_url, settings)
+    services.vault = TemplateVault(MasterKey.parse(master), keystore)
     services.engine = SimpleNamespace(model_id=MODEL)
     rng = np.random.default_rng(5)
     base = datetime.now(UTC) + timedelta(hours=6)
@@ -92,6 +95,7 @@ async def world(base_settings: Settings, database_url: str) -> AsyncIterator[Sim
                               quiet=window_start(quiet, settings.window_seconds))
     finally:
         await pool.close()
+        await keystore.close()
 
 
 async def test_rebuild_loads_every_template_into_exhaustive_flights_and_sharded_windows(world) -> None:
@@ -150,7 +154,9 @@ def test_gallery_params_follow_the_settings() -> None:
 
 THRESHOLDS = {"FLIGHTTOKEN_GATE_THRESHOLD": "0.40", "FLIGHTTOKEN_E_CHANNEL_THRESHOLD": "0.42",
               "FLIGHTTOKEN_LOUNGE_THRESHOLD": "0.41", "FLIGHTTOKEN_DUPLICATE_THRESHOLD": "0.45",
-              "FLIGHTTOKEN_GALLERY_VERIFY_MARGIN": "0.05"}
+              "FLIGHTTOKEN_GALLERY_VERIFY_MARGIN": "0.05",
+              # A light impostor tail: the configured floors decide, even at 100,000 faces.
+              "FLIGHTTOKEN_IMPOSTOR_TAIL_SCORE_1E6": "0.10"}
 
 
 @pytest.mark.parametrize(("changes", "verify_below"), [
@@ -161,3 +167,13 @@ THRESHOLDS = {"FLIGHTTOKEN_GATE_THRESHOLD": "0.40", "FLIGHTTOKEN_E_CHANNEL_THRES
 def test_graph_results_near_any_threshold_are_verified(changes: dict[str, str], verify_below: float) -> None:
     settings = load_settings(THRESHOLDS | changes)
     assert GalleryParams.from_settings(settings).verify_below == pytest.approx(verify_below)
+
+
+def test_verification_covers_the_threshold_of_the_largest_clearance_group() -> None:
+    # With the measured impostor tail, a 100,000-face window needs a higher score than any floor.
+    settings = load_settings({})
+    highest = max(threshold_for(settings, kind, LARGEST_GALLERY)
+                  for kind in (DeviceKind.GATE, DeviceKind.E_CHANNEL, DeviceKind.LOUNGE))
+    assert highest > max(settings.gate_threshold, settings.e_channel_threshold, settings.lounge_threshold)
+    assert GalleryParams.from_settings(settings).verify_below == pytest.approx(
+        highest + settings.gallery_verify_margin, abs=1e-6)

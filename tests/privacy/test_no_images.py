@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 
 from flighttoken.crypto.keys import MasterKey, WrappedKey
+from flighttoken.db.keystore import sibling_database
 from flighttoken.db.migrate import apply_migrations
 from flighttoken.privacy.vault import TemplateVault, flight_context
 from flighttoken.settings import CHECKOUT_ROOT
@@ -101,12 +102,18 @@ async def _journey(base: str, keys: dict[str, str], faces_dir: str) -> tuple[lis
     return uploaded, flight["id"]
 
 
-async def _a_plaintext_template(conn: asyncpg.Connection, data_dir: Path) -> bytes:
-    """Decrypt one stored template with the service's (development) master key: the needle."""
+async def _a_plaintext_template(conn: asyncpg.Connection, data_dir: Path, database_url: str) -> bytes:
+    """Decrypt one stored template with the service's (development) master key and its data key from
+    the key store: the needle."""
     master = MasterKey.parse((data_dir / "master.key").read_text())
-    row = await conn.fetchrow("SELECT t.token_id, t.flight_id, t.model_id, t.sealed, k.kek_id, k.wrapped"
-                              " FROM templates t JOIN flight_keys k USING (flight_id) LIMIT 1")
-    dek = master.unwrap(WrappedKey(row["kek_id"], bytes(row["wrapped"])), flight_context(row["flight_id"]))
+    row = await conn.fetchrow("SELECT token_id, flight_id, model_id, sealed FROM templates LIMIT 1")
+    keystore = await asyncpg.connect(sibling_database(database_url)[1])
+    try:
+        key = await keystore.fetchrow("SELECT kek_id, wrapped FROM flight_data_keys WHERE flight_id = $1",
+                                      row["flight_id"])
+    finally:
+        await keystore.close()
+    dek = master.unwrap(WrappedKey(key["kek_id"], bytes(key["wrapped"])), flight_context(row["flight_id"]))
     return TemplateVault.open_template(dek, row["token_id"], row["model_id"], row["sealed"]).tobytes()
 
 
@@ -136,7 +143,7 @@ async def test_no_image_or_template_bytes_reach_logs_files_or_the_database(datab
         uploaded, flight_id = await _journey(f"http://127.0.0.1:{port}", keys, base_settings.faces_dir)
         conn = await asyncpg.connect(database_url)
         try:
-            template = await _a_plaintext_template(conn, tmp_path / "data")
+            template = await _a_plaintext_template(conn, tmp_path / "data", database_url)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
                                          headers={"Authorization": f"Bearer {keys['admin']}"}) as admin:
                 for state in ("boarding", "departed"):

@@ -1,7 +1,8 @@
 """Purge after departure, end to end with real faces: once flight A departs its data key is destroyed
 and its templates deleted; no table holds its template bytes or key any more; its passengers match
-nowhere while flight B's still do; the purge is idempotent; and a backup taken before the purge
-cannot decrypt A's templates once restored (keys are not in backups, or their master key is retired).
+nowhere while flight B's still do; the purge is idempotent; and a full pg_dump of the service
+database taken before the purge, restored after it, cannot decrypt A's templates even with the master
+key (the data key was never in the service database), while B's templates in the same dump still open.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import msgspec
 import numpy as np
 import pytest
 
-from flighttoken.crypto.keys import MasterKey, UnknownKekError, WrappedKey, generate_master_key
+from flighttoken.crypto.keys import MasterKey, WrappedKey, generate_master_key
 from flighttoken.crypto.sealing import DecryptionError
-from flighttoken.privacy import rotation
+from flighttoken.db.keystore import sibling_database
 from flighttoken.privacy.purge import purge_flight
 from flighttoken.privacy.vault import TemplateVault, flight_context
 from tests.privacy.helpers import Backup, tables_containing
@@ -28,7 +29,6 @@ from tests.support.server import run_service
 
 N_A, N_B = 12, 4
 OLD_KEK = generate_master_key("kek-2026-old")
-NEW_KEK = generate_master_key("kek-2026-new")
 
 
 @dataclass
@@ -94,8 +94,10 @@ async def _collect_secrets(w: World) -> None:
     """Everything that could decrypt or is a face template of flight A, before the purge."""
     services, fid = w.svc.services, uuid.UUID(w.flight_a["id"])
     model_id = services.engine.model_id
+    key = await services.vault.keystore.pool.fetchrow(
+        "SELECT key_id, wrapped FROM flight_data_keys WHERE flight_id = $1", fid)
     async with services.db().acquire() as conn:
-        key = await conn.fetchrow("SELECT key_id, wrapped FROM flight_keys WHERE flight_id = $1", fid)
+        assert await conn.fetchval("SELECT key_id FROM flight_keys WHERE flight_id = $1", fid) == key["key_id"]
         rows = await conn.fetch("SELECT token_id, sealed FROM templates WHERE flight_id = $1", fid)
         dek = await services.vault.flight_key(conn, fid)
     w.key_id = key["key_id"]
@@ -181,64 +183,73 @@ async def test_purging_again_changes_nothing(world: World) -> None:
         await services.db().execute("UPDATE purge_receipts SET templates_deleted = 0 WHERE flight_id = $1", fid)
 
 
-async def test_a_backup_taken_before_the_purge_cannot_decrypt_the_flights_templates_once_restored(
-        world: World, admin_dsn: str) -> None:
-    """The backup brings A's ciphertext back; what would open it does not come back with it.
+async def test_the_key_store_holds_a_tombstone_not_the_key(world: World) -> None:
+    ks, fid = world.svc.services.vault.keystore, uuid.UUID(world.flight_a["id"])
+    async with ks.pool.acquire() as conn:
+        assert await tables_containing(conn, world.secrets["wrapped_key"]) == []
+        tomb = await conn.fetchrow("SELECT key_id, kek_id FROM destroyed_flight_keys WHERE flight_id = $1", fid)
+        assert (tomb["key_id"], tomb["kek_id"]) == (world.key_id, "kek-2026-old")
+        # A purged flight can never be given a key again (no late enrolment can resurrect it).
+        with pytest.raises(asyncpg.ObjectNotInPrerequisiteStateError):
+            await conn.execute("INSERT INTO flight_data_keys (flight_id, key_id, kek_id, wrapped)"
+                               " VALUES ($1, gen_random_uuid(), 'k', '\\x00')", fid)
 
-    * A backup made as operators must make them (``flight_keys`` excluded: keys live and die with
-      the live database) holds no key for A, and the live database's key is destroyed.
-    * A full backup still pairs A's wrapped key with its ciphertext: it is shredded when the master
-      key that wrapped it is retired after ``keys rotate``. Until then it is readable, shown here too
-      so nobody mistakes a full backup for a shredded one.
+
+async def test_a_full_dump_taken_before_the_purge_and_restored_after_it_cannot_decrypt_the_flight(
+        world: World, admin_dsn: str, database_url: str) -> None:
+    """The routine backup brings A's ciphertext back; what would open it does not come back with it.
+
+    The dump is a whole-database ``pg_dump`` of the service database taken while A was live; it is
+    restored with ``pg_restore`` into a fresh database after A's purge. The master key is at hand
+    (every instance has it). A's data key was never in the service database, so it is not in the
+    dump; its only copy, in the key store, was destroyed. B's templates in the same dump still open
+    with the key store, and a service started on the restored database searches B, never A.
     """
-    services, fid = world.svc.services, uuid.UUID(world.flight_a["id"])
-    model_id = services.engine.model_id
-    master_old = MasterKey.parse(OLD_KEK)
-    names = []
+    services, fid, bid = world.svc.services, uuid.UUID(world.flight_a["id"]), uuid.UUID(world.flight_b["id"])
+    model_id, master = services.engine.model_id, MasterKey.parse(OLD_KEK)
+    keystore = services.vault.keystore
+    name, url = await create_database(admin_dsn)
     try:
-        for with_keys in (False, True):
-            name, url = await create_database(admin_dsn)
-            names.append(name)
-            await world.backup.restore(url, with_keys=with_keys)
-            conn = await asyncpg.connect(url)
-            try:
-                sealed = await conn.fetch("SELECT token_id, sealed FROM templates WHERE flight_id = $1", fid)
-                wrapped = await conn.fetch("SELECT flight_id, kek_id, wrapped FROM flight_keys")
-            finally:
-                await conn.close()
-            assert len(sealed) == N_A, f"the restore ({world.backup.how}) brought A's ciphertext back"
-            live = await services.db().fetch("SELECT flight_id, kek_id, wrapped FROM flight_keys")
-            assert fid not in {r["flight_id"] for r in live}
-            if not with_keys:
-                assert wrapped == []
-                # Every data key that still exists anywhere (live database) fails on every template.
-                for k in live:
-                    other = WrappedKey(k["kek_id"], bytes(k["wrapped"]))
-                    dek = master_old.unwrap(other, flight_context(k["flight_id"]))
-                    for r in sealed:
-                        with pytest.raises(DecryptionError):
-                            TemplateVault.open_template(dek, r["token_id"], model_id, r["sealed"])
-                continue
-            # Full backup: readable while kek-2026-old is in the ring...
-            a_key = next(WrappedKey(k["kek_id"], bytes(k["wrapped"])) for k in wrapped if k["flight_id"] == fid)
-            dek = master_old.unwrap(a_key, flight_context(fid))
-            plain = TemplateVault.open_template(dek, sealed[0]["token_id"], model_id, sealed[0]["sealed"])
-            assert plain.tobytes() == world.secrets[f"template:{sealed[0]['token_id']}"]
-            # ...so rotate the live database onto a new master key and retire the old one.
-            report = await rotation.rotate(services.db(), MasterKey.parse(f"{NEW_KEK},{OLD_KEK}"), actor="test")
-            assert report.unreadable == 0 and report.rewrapped == len(live)
-            retired = MasterKey.parse(NEW_KEK)
-            with pytest.raises(UnknownKekError):
-                retired.unwrap(a_key, flight_context(fid))
-            # The live flight B is still readable under the new ring alone: retiring cost nothing.
-            b = await services.db().fetchrow("SELECT kek_id, wrapped FROM flight_keys WHERE flight_id = $1",
-                                             uuid.UUID(world.flight_b["id"]))
-            b_dek = retired.unwrap(WrappedKey(b["kek_id"], bytes(b["wrapped"])),
-                                   flight_context(uuid.UUID(world.flight_b["id"])))
-            b_row = await services.db().fetchrow("SELECT token_id, sealed FROM templates WHERE token_id = $1",
-                                                 uuid.UUID(world.b[0].token_id))
-            vector = TemplateVault.open_template(b_dek, b_row["token_id"], model_id, b_row["sealed"])
-            assert np.isclose(np.linalg.norm(vector), 1.0, atol=1e-3)
+        world.backup.restore(url)
+        conn = await asyncpg.connect(url)
+        try:
+            a_sealed = await conn.fetch("SELECT token_id, sealed FROM templates WHERE flight_id = $1", fid)
+            b_sealed = await conn.fetch("SELECT token_id, sealed FROM templates WHERE flight_id = $1", bid)
+            tables = {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables"
+                                                                " WHERE schemaname = 'public'")}
+            # Nothing in the dump is a key: no key table, and neither A's wrapped nor its raw key anywhere.
+            assert not tables & {"flight_data_keys", "watchlist_data_keys", "destroyed_flight_keys"}
+            assert await tables_containing(conn, world.secrets["wrapped_key"]) == []
+            assert await tables_containing(conn, world.secrets["data_key"]) == []
+            marker = await conn.fetchrow("SELECT * FROM flight_keys WHERE flight_id = $1", fid)
+            assert marker is not None and set(marker.keys()) == {"flight_id", "key_id", "created_at"}, \
+                "the service database keeps the key's id, never the key"
+        finally:
+            await conn.close()
+        assert len(a_sealed) == N_A and len(b_sealed) == N_B, f"the restore ({world.backup.how}) brought them back"
+        assert await keystore.flight_key(fid) is None
+        live = await keystore.pool.fetch("SELECT flight_id, kek_id, wrapped FROM flight_data_keys")
+        assert bid in {k["flight_id"] for k in live} and fid not in {k["flight_id"] for k in live}
+        # Every data key that still exists anywhere, with the master key, fails on every template of A.
+        for k in live:
+            dek = master.unwrap(WrappedKey(k["kek_id"], bytes(k["wrapped"])), flight_context(k["flight_id"]))
+            for r in a_sealed:
+                with pytest.raises(DecryptionError):
+                    TemplateVault.open_template(dek, r["token_id"], model_id, r["sealed"])
+        # The same dump is a good backup of B: its templates open with B's key from the key store.
+        b_dek = await services.vault.flight_key(None, bid)
+        for r in b_sealed:
+            assert np.isclose(np.linalg.norm(TemplateVault.open_template(b_dek, r["token_id"], model_id,
+                                                                         r["sealed"])), 1.0, atol=1e-3)
+        # A service brought up on the restored database, sharing the live key store, loads B and not A.
+        restored = msgspec.structs.replace(services.settings, database_url=url,
+                                           keystore_url=sibling_database(database_url)[1])
+        async with run_service(restored, engine=services.engine) as again:
+            galleries = again.services.galleries
+            assert (galleries.flight_size(fid), galleries.flight_size(bid)) == (0, N_B)
+            async with again.client(world.keys["e_channel"]) as e_channel:
+                for p in world.matched_before:
+                    d = await j.identify(e_channel, p.probe)
+                    assert d.get("token_id") not in {q.token_id for q in world.a}, d
     finally:
-        for name in names:
-            await drop_database(admin_dsn, name)
+        await drop_database(admin_dsn, name)

@@ -1,5 +1,6 @@
-"""`flighttoken keys rotate`: every data key is rewrapped under the current master key; templates are
-not touched; keys under a master key missing from the ring are reported and left as they were."""
+"""`flighttoken keys rotate`: every data key in the key store is rewrapped under the current master key;
+templates (in the service database) are not touched; keys under a master key missing from the ring are
+reported and left as they were."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import msgspec
 import pytest
 
 from flighttoken.crypto.keys import MasterKey, WrappedKey, generate_master_key
+from flighttoken.db.keystore import KeyStore
 from flighttoken.db.migrate import apply_migrations
 from flighttoken.db.pool import create_pool
 from flighttoken.devices.model import DeviceKind
@@ -38,28 +40,32 @@ def _cli(database_url: str, tmp_path: Path, *args: str, master_key: str | None =
 @pytest.fixture(scope="module")
 async def world(base_settings, database_url):
     pool = await create_pool(database_url, base_settings)
+    keystore = await KeyStore.open(database_url, base_settings)  # the one the CLI finds: <db>_keys
     async with pool.acquire() as conn:
-        await apply_migrations(conn)
+        await apply_migrations(conn, hooks=keystore.service_migration_hooks())
         kiosk, _ = await add_device(conn, name="rotation-kiosk", kind=DeviceKind.KIOSK)
     seeded = []
     for i in range(3):
         services = Services(settings=msgspec.structs.replace(base_settings, master_key=KEK_A), pool=pool)
-        services.vault = TemplateVault(MasterKey.parse(KEK_A))
+        services.vault = TemplateVault(MasterKey.parse(KEK_A), keystore)
         seeded.append(await seed_flight(services, number=f"50{i}", passengers=5, device_id=kiosk.id, model_id=MODEL))
     async with pool.acquire() as conn, conn.transaction():
         await watchlist_vault.current_key(services.vault, conn)  # the watchlist's own data key
     try:
-        yield pool, seeded, kiosk.id
+        yield pool, keystore, seeded, kiosk.id
     finally:
         await pool.close()
+        await keystore.close()
 
 
-async def _keys(pool):
-    return {r["flight_id"]: r for r in await pool.fetch("SELECT flight_id, key_id, kek_id, wrapped FROM flight_keys")}
+async def _keys(keystore):
+    return {r["flight_id"]: r for r in await keystore.pool.fetch(
+        "SELECT flight_id, key_id, kek_id, wrapped FROM flight_data_keys")}
 
 
-async def _watchlist_keys(pool):
-    return {r["id"]: (r["kek_id"], bytes(r["wrapped"])) for r in await pool.fetch("SELECT * FROM watchlist_keys")}
+async def _watchlist_keys(keystore):
+    return {r["id"]: (r["kek_id"], bytes(r["wrapped"]))
+            for r in await keystore.pool.fetch("SELECT * FROM watchlist_data_keys")}
 
 
 async def _templates(pool):
@@ -67,22 +73,22 @@ async def _templates(pool):
 
 
 async def test_rotation_rewraps_every_data_key_and_leaves_templates_alone(world, database_url, tmp_path) -> None:
-    pool, seeded, _ = world
-    keys_before, watchlist_before = await _keys(pool), await _watchlist_keys(pool)
+    pool, keystore, seeded, _ = world
+    keys_before, watchlist_before = await _keys(keystore), await _watchlist_keys(keystore)
     templates_before = await _templates(pool)
 
     proc = _cli(database_url, tmp_path, "keys", "rotate", master_key=f"{KEK_B},{KEK_A}")
 
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "rewrapped 4 data keys under kek-b; 0 already current; 0 unreadable"
-    keys_after = await _keys(pool)
+    keys_after = await _keys(keystore)
     assert {r["kek_id"] for r in keys_after.values()} == {"kek-b"}
     for flight_id, before in keys_before.items():
         assert keys_after[flight_id]["key_id"] == before["key_id"]
         assert bytes(keys_after[flight_id]["wrapped"]) != bytes(before["wrapped"])
     templates_after = await _templates(pool)
     [(watchlist_key_id, (_, old_wrapped))] = watchlist_before.items()
-    new_kek, new_wrapped = (await _watchlist_keys(pool))[watchlist_key_id]
+    new_kek, new_wrapped = (await _watchlist_keys(keystore))[watchlist_key_id]
     assert new_kek == "kek-b" and new_wrapped != old_wrapped
     assert len(MasterKey.parse(KEK_B).unwrap(WrappedKey(new_kek, new_wrapped),
                                              watchlist_vault.key_context(watchlist_key_id))) == 32
@@ -105,17 +111,17 @@ async def test_rotation_rewraps_every_data_key_and_leaves_templates_alone(world,
 
 async def test_keys_under_a_master_key_missing_from_the_ring_are_reported_and_kept(world, base_settings,
                                                                                    database_url, tmp_path) -> None:
-    pool, _, kiosk_id = world
+    pool, keystore, _, kiosk_id = world
     services = Services(settings=msgspec.structs.replace(base_settings, master_key=KEK_Z), pool=pool)
-    services.vault = TemplateVault(MasterKey.parse(KEK_Z))
+    services.vault = TemplateVault(MasterKey.parse(KEK_Z), keystore)
     lost = await seed_flight(services, number="599", passengers=2, device_id=kiosk_id, model_id=MODEL)
-    before = (await _keys(pool))[lost.flight.id]
+    before = (await _keys(keystore))[lost.flight.id]
 
     proc = _cli(database_url, tmp_path, "keys", "rotate", master_key=f"{KEK_B},{KEK_A}")
 
     assert proc.returncode == 1
     assert "1 unreadable" in proc.stdout and "kek-z" in proc.stdout
-    after = (await _keys(pool))[lost.flight.id]
+    after = (await _keys(keystore))[lost.flight.id]
     assert (after["kek_id"], bytes(after["wrapped"])) == (before["kek_id"], bytes(before["wrapped"]))
 
 

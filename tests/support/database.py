@@ -1,7 +1,8 @@
 """Real PostgreSQL for tests: ``DATABASE_URL`` when set (CI), else the embedded server.
 
 Each test module that asks for a database gets a brand-new one, so tests never see each
-other's rows and can run migrations from scratch.
+other's rows and can run migrations from scratch. The service creates its key store next to it
+(``<name>_keys``); dropping the database drops that too.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+
+from flighttoken.db.keystore import SUFFIX as KEYSTORE_SUFFIX
 
 
 def with_database(dsn: str, name: str) -> str:
@@ -28,8 +31,10 @@ async def create_database(admin_dsn: str) -> tuple[str, str]:
 
 
 async def drop_database(admin_dsn: str, name: str) -> None:
+    """Drop the database and its default key store (``<name>_keys``, created by the service)."""
     conn = await asyncpg.connect(admin_dsn)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for db in (name, name + KEYSTORE_SUFFIX):
+            await conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     finally:
         await conn.close()

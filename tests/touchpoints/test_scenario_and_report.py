@@ -141,6 +141,21 @@ def test_cpu_per_identify_is_priced_over_identify_only_windows() -> None:
     assert report.throughput(_day(seen, samples))["cpu"]["status"].startswith("not measured")
 
 
+def test_the_ratio_is_also_held_to_the_cores_the_simulator_left_the_service() -> None:
+    samples = [(k / 10, 6, 0) for k in range(400)]
+    seen = [obs(done=s + 0.5) for s in range(40) for _ in range(8)]
+    day = _day(seen, samples, raw=[{"faces_per_s": 10.0, "cpu_ms_per_face": 20.0}])
+    day.machine = {"cpus": 2}
+    day.cpu = [(5.0 * k, 100.0 + 1.5 * k) for k in range(9)]  # the service: another process
+    day.client_cpu = [(5.0 * k, 2.0 * k) for k in range(9)]  # the simulator: 0.4 CPU-s per second
+    t = report.throughput(day)
+    assert t["ratio"] == 0.8 and t["simulator_cpu_s_per_s"] == 0.4
+    # 8/s against 10/s x (2 - 0.4) / 2 = 8/s.
+    assert t["ratio_client_adjusted"] == 1.0 and t["target_met_client_adjusted"] and not t["target_met"]
+    day.client_cpu = [(5.0 * k, 100.0 + 1.5 * k) for k in range(9)]  # the service ran inside the simulator
+    assert report.throughput(day)["ratio_client_adjusted"] is None
+
+
 def test_an_unfinished_or_leaky_purge_is_incomplete() -> None:
     done = {"completed": True, "key_destroyed_at": "2026-01-01T00:00:00Z"}
     clean = {"templates": 0, "flight_keys": 0, "live_tokens": 0}

@@ -89,7 +89,7 @@ async def test_unusable_photos_are_reported_and_templates_are_sealed(env) -> Non
     with pytest.raises(DecryptionError):  # bound to its subject and photo: a copied row won't open
         vault.open_template(dek, subject_id, 1, rows[0]["model_id"], bytes(rows[0]["sealed"]))
     # The watchlist key is its own: a flight's context cannot unwrap it.
-    key_row = await svc.services.db().fetchrow("SELECT id, kek_id, wrapped FROM watchlist_keys")
+    key_row = await svc.services.vault.keystore.pool.fetchrow("SELECT id, kek_id, wrapped FROM watchlist_data_keys")
     with pytest.raises(DecryptionError):
         svc.services.vault.master.unwrap(WrappedKey(key_row["kek_id"], bytes(key_row["wrapped"])),
                                          b"flight:" + str(key_row["id"]).encode())

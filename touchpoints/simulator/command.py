@@ -68,6 +68,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="bearer token for the service's /metrics (FLIGHTTOKEN_METRICS_TOKEN), if it has one")
     p.add_argument("--saturation-level", type=int, default=4,
                    help="identify requests in flight at which the service counts as saturated")
+    p.add_argument("--acknowledged-out", type=Path, default=None,
+                   help="write JSON: every enrolment the service acknowledged (201/200: token id, booking "
+                        "reference, flight id) and the final HTTP status of every request (ops/load checks "
+                        "them against PostgreSQL)")
 
 
 def options_from(args: argparse.Namespace) -> Options:
@@ -101,7 +105,7 @@ async def simulate(options: Options, *, url: str, faces_dir: str, admin_key: str
                    database_url: str | None = None, devices_file: Path | None = None, out: Path | None = None,
                    engine: Any = None, raw_seconds: float = 6.0, saturation_level: int = 4,
                    request_timeout_s: float = 30.0, keep_devices: bool = False, metrics_token: str | None = None,
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True, acknowledged_out: Path | None = None) -> dict[str, Any]:
     """Run one airport day and return its report (also written to ``out`` with the chart)."""
     plan = build_plan(load_identities(faces_dir), options)
     run_id = uuid.uuid4().hex[:6]
@@ -155,7 +159,7 @@ async def simulate(options: Options, *, url: str, faces_dir: str, admin_key: str
             if not keep_devices:
                 await runner._quietly(devices.retire(keys, runner.admin, database_url, features.devices_api))
     result = report_mod.DayResult(
-        plan=plan, obs=rec.obs, samples=rec.samples, events=rec.events, cpu=rec.cpu,
+        plan=plan, obs=rec.obs, samples=rec.samples, events=rec.events, cpu=rec.cpu, client_cpu=rec.client_cpu,
         flights=[{"code": f.plan.code, "bank": f.plan.bank, "gate": f.plan.gate, "facts": f.facts}
                  for f in runner.flights],
         outcomes=[p.outcome or "unfinished" for p in runner.people], features=features.table(),
@@ -167,11 +171,29 @@ async def simulate(options: Options, *, url: str, faces_dir: str, admin_key: str
         machine={"cpus": os.cpu_count(), "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
                  "loadavg_1_5_15_after": [round(x, 2) for x in load_after]})
     report = report_mod.build(result)
+    if acknowledged_out is not None:
+        await asyncio.to_thread(_write_acknowledged, acknowledged_out, runner, rec)
     if out is not None:
         await asyncio.to_thread(_write, out, report, rec, [f.plan.code for f in runner.flights],
                                 f"{len(plan.flights)} flights, {len(plan.passengers)} passengers, one instance")
         say(f"simulate: wrote {out / 'report.json'} and {out / 'day.png'}")
     return report
+
+
+def _write_acknowledged(path: Path, runner: Runner, rec: Recorder) -> None:
+    """What the service promised (tokens it acknowledged) and how every request ended, for a check
+    of the service's database after the run (``python -m ops.load``)."""
+    enrolments = [{"token_id": str(me.token_id), "booking_reference": runner.plan.passengers[i].booking_reference,
+                   "flight_id": str(runner.flights[runner.plan.passengers[i].flight].id)}
+                  for i, me in enumerate(runner.people) if me.token_id is not None]
+    by_status: dict[str, dict[str, int]] = {}
+    for o in rec.obs:
+        kind = by_status.setdefault("enrol" if o.touchpoint == "kiosk" else "identify", {})
+        kind[str(o.status)] = kind.get(str(o.status), 0) + 1
+    slowest = max((o.done - o.sent for o in rec.obs), default=0.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"enrolments": enrolments, "requests_by_status": by_status,
+                                "slowest_answer_s": round(slowest, 2)}, indent=1) + "\n")
 
 
 def _write(out: Path, report: dict[str, Any], rec: Recorder, flights: list[str], title: str) -> None:
@@ -236,7 +258,7 @@ def run_command(args: argparse.Namespace) -> int:
             options_from(args), url=args.url, faces_dir=args.faces_dir, admin_key=args.admin_key,
             database_url=args.database_url, devices_file=args.devices, out=out, raw_seconds=args.raw_seconds,
             saturation_level=args.saturation_level, request_timeout_s=args.timeout, keep_devices=args.keep_devices,
-            metrics_token=args.metrics_token))
+            metrics_token=args.metrics_token, acknowledged_out=args.acknowledged_out))
     except (ScenarioError, devices.ProvisioningError, TouchpointError) as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2

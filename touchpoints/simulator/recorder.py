@@ -55,6 +55,9 @@ class Recorder:
     retries: dict[str, int] = field(default_factory=dict)
     cpu: list[tuple[float, float]] = field(default_factory=list)
     """(t, the service process's CPU seconds so far), from its /metrics, every ``cpu_every_s``."""
+    client_cpu: list[tuple[float, float]] = field(default_factory=list)
+    """(t, this simulator process's CPU seconds so far), sampled with ``cpu``: the touchpoints' own
+    share of the cores they share with the service here (they are other machines at an airport)."""
 
     def now(self) -> float:
         return time.perf_counter() - self.t0
@@ -77,6 +80,7 @@ class Recorder:
             value = await read()
             if value is not None:
                 self.cpu.append((t, value))
+                self.client_cpu.append((t, time.process_time()))
             await asyncio.sleep(every_s)
 
     async def sample(self, every_s: float = 0.1) -> None:

@@ -101,12 +101,3 @@ async def existing_codes(conn: Executor, keys: list[tuple[str, str, datetime]]) 
         " ON f.airline = k.airline AND f.number = k.number AND f.scheduled_departure = k.departure",
         [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
     return {(r["airline"], r["number"], r["scheduled_departure"]) for r in rows}
-
-
-async def insert_key(conn: Executor, flight_id: uuid.UUID, kek_id: str, wrapped: bytes) -> None:
-    await conn.execute("INSERT INTO flight_keys (flight_id, kek_id, wrapped) VALUES ($1, $2, $3)",
-                       flight_id, kek_id, wrapped)
-
-
-async def key_of(conn: Executor, flight_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT kek_id, wrapped FROM flight_keys WHERE flight_id = $1", flight_id)

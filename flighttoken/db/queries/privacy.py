@@ -37,20 +37,23 @@ async def lock_flights(conn: asyncpg.Connection, flight_ids: Sequence[uuid.UUID]
 
 
 async def delete_flight_keys(conn: Executor, flight_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
-    return await conn.fetch("DELETE FROM flight_keys WHERE flight_id = ANY($1::uuid[]) RETURNING flight_id, key_id,"
-                            " kek_id", list(flight_ids))
+    """Delete the flights' key markers (the keys themselves are in the key store, destroyed first)."""
+    return await conn.fetch("DELETE FROM flight_keys WHERE flight_id = ANY($1::uuid[]) RETURNING flight_id, key_id",
+                            list(flight_ids))
 
 
 async def record_keys_destroyed(conn: Executor, flight_ids: Sequence[uuid.UUID],
                                 keys: Sequence[asyncpg.Record]) -> None:
-    """Name each destroyed key on its receipt; a flight without a row here lost its key in an earlier run."""
+    """Name each destroyed key on its receipt from the key store's tombstones (flight_id, key_id, kek_id,
+    destroyed_at); a flight without one had no key to destroy."""
     await conn.execute(
-        "UPDATE purge_receipts r SET key_id = coalesce(k.key_id, r.key_id), kek_id = coalesce(k.kek_id, r.kek_id),"
-        " key_destroyed_at = coalesce(r.key_destroyed_at, now())"
-        " FROM unnest($1::uuid[]) AS f(id) LEFT JOIN unnest($2::uuid[], $3::uuid[], $4::text[])"
-        " AS k(flight_id, key_id, kek_id) ON k.flight_id = f.id"
+        "UPDATE purge_receipts r SET key_id = coalesce(r.key_id, k.key_id), kek_id = coalesce(r.kek_id, k.kek_id),"
+        " key_destroyed_at = coalesce(r.key_destroyed_at, k.destroyed_at, now())"
+        " FROM unnest($1::uuid[]) AS f(id) LEFT JOIN unnest($2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[])"
+        " AS k(flight_id, key_id, kek_id, destroyed_at) ON k.flight_id = f.id"
         " WHERE r.flight_id = f.id AND r.completed_at IS NULL",
-        list(flight_ids), [k["flight_id"] for k in keys], [k["key_id"] for k in keys], [k["kek_id"] for k in keys])
+        list(flight_ids), [k["flight_id"] for k in keys], [k["key_id"] for k in keys], [k["kek_id"] for k in keys],
+        [k["destroyed_at"] for k in keys])
 
 
 async def delete_flight_templates(conn: Executor, flight_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
@@ -163,43 +166,29 @@ async def withdraw_consents(conn: Executor, document_key: bytes, flight_ids: Seq
     return int(status.split()[-1])
 
 
-# ---- master key rotation ------------------------------------------------------------------------
-
-# Tables of wrapped data keys, and their id column. Only these names ever reach the SQL below.
-KEY_TABLES = {"flight_keys": "flight_id", "watchlist_keys": "id"}
+# ---- data key markers (the wrapped keys live in the key store: flighttoken/db/keystore.py) ---------
 
 
-def _key_table(table: str) -> str:
-    if table not in KEY_TABLES:
-        raise ValueError(f"{table} is not a data key table")
-    return KEY_TABLES[table]
+async def insert_flight_key_marker(conn: Executor, flight_id: uuid.UUID, key_id: uuid.UUID) -> None:
+    await conn.execute("INSERT INTO flight_keys (flight_id, key_id) VALUES ($1, $2) ON CONFLICT (flight_id) DO NOTHING",
+                       flight_id, key_id)
 
 
-async def keys_to_rewrap(conn: Executor, table: str, current_kek: str, after: uuid.UUID | None,
-                         limit: int) -> list[asyncpg.Record]:
-    """Keys not wrapped under the current master key, in id order after ``after``."""
-    id_col = _key_table(table)
-    return await conn.fetch(
-        f"SELECT {id_col} AS owner_id, kek_id, wrapped FROM {table} WHERE kek_id <> $1"
-        f" AND ($2::uuid IS NULL OR {id_col} > $2) ORDER BY {id_col} LIMIT $3", current_kek, after, limit)
+async def has_legacy_wrapped_keys(conn: Executor) -> bool:
+    """Does the service database still have the wrapped-key columns (before migration 0006)?"""
+    return await conn.fetchval(
+        "SELECT count(*) = 2 FROM information_schema.columns WHERE table_schema = current_schema()"
+        " AND column_name = 'wrapped' AND table_name IN ('flight_keys', 'watchlist_keys')")
 
 
-async def replace_wrapped(conn: Executor, table: str, rows: Sequence[tuple[uuid.UUID, str, bytes, str, bytes]]) -> int:
-    """(owner, old kek, old wrapped, new kek, new wrapped): swap only rows unchanged since read."""
-    id_col = _key_table(table)
-    if not rows:
-        return 0
-    owners, old_keks, old_wrapped, new_keks, new_wrapped = (list(c) for c in zip(*rows, strict=True))
-    status = await conn.execute(
-        f"UPDATE {table} k SET kek_id = n.new_kek, wrapped = n.new_wrapped"
-        " FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::text[], $5::bytea[])"
-        " AS n(owner_id, old_kek, old_wrapped, new_kek, new_wrapped)"
-        f" WHERE k.{id_col} = n.owner_id AND k.kek_id = n.old_kek AND k.wrapped = n.old_wrapped",
-        owners, old_keks, old_wrapped, new_keks, new_wrapped)
-    return int(status.split()[-1])
+async def lock_legacy_keys(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+    """Every wrapped key still in the service database, locked against new ones until commit."""
+    await conn.execute("LOCK TABLE flight_keys, watchlist_keys IN EXCLUSIVE MODE")
+    flights = await conn.fetch("SELECT flight_id, key_id, kek_id, wrapped FROM flight_keys ORDER BY flight_id")
+    watchlist = await conn.fetch("SELECT id, kek_id, wrapped FROM watchlist_keys ORDER BY id")
+    return flights, watchlist
 
 
-async def keys_by_kek(conn: Executor, table: str) -> dict[str, int]:
-    _key_table(table)
-    rows = await conn.fetch(f"SELECT kek_id, count(*) AS n FROM {table} GROUP BY kek_id ORDER BY kek_id")
-    return {r["kek_id"]: r["n"] for r in rows}
+async def declare_keys_moved(conn: asyncpg.Connection) -> None:
+    """Tell migration 0006 (same transaction) that every wrapped key is safe in the key store."""
+    await conn.execute("SET LOCAL flighttoken.keys_in_keystore = 'on'")

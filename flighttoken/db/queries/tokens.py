@@ -72,29 +72,6 @@ async def with_flight(conn: Executor, token_id: uuid.UUID) -> asyncpg.Record | N
     return await conn.fetchrow(_TOKEN_AND_FLIGHT + " WHERE t.id = $1", token_id)
 
 
-async def advance(conn: Executor, token_id: uuid.UUID, *, expected: str, new_state: str) -> bool:
-    """Move a token one step, only from the state the decision was based on (no double boarding)."""
-    column = {"immigration_cleared": "cleared_at", "boarded": "boarded_at"}[new_state]
-    status = await conn.execute(
-        f"UPDATE tokens SET state = $3, {column} = now() WHERE id = $1 AND state = $2 AND NOT on_hold",
-        token_id, expected, new_state)
-    return status == "UPDATE 1"
-
-
-async def mark_lounge_entry(conn: Executor, token_id: uuid.UUID) -> None:
-    await conn.execute("UPDATE tokens SET last_lounge_at = now() WHERE id = $1", token_id)
-
-
-async def insert_journey_event(conn: Executor, *, device_id: uuid.UUID, touchpoint: str,
-                               flight_id: uuid.UUID | None, token_id: uuid.UUID | None, decision: str,
-                               reason: str, score: float | None, margin: float | None,
-                               latency_ms: float) -> int:
-    return await conn.fetchval(
-        "INSERT INTO journey_events (device_id, touchpoint, flight_id, token_id, decision, reason, score,"
-        " margin, latency_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-        device_id, touchpoint, flight_id, token_id, decision, reason, score, margin, latency_ms)
-
-
 # Templates that belong in a gallery: open flights, live tokens, made by the running model.
 _SEARCHABLE = (
     " FROM templates tp JOIN tokens t ON t.id = tp.token_id JOIN flights f ON f.id = t.flight_id"

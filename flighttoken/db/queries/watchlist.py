@@ -18,24 +18,13 @@ async def lock_keys(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('flighttoken.watchlist_keys'))")
 
 
-async def current_key(conn: Executor) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT id, kek_id, wrapped FROM watchlist_keys ORDER BY created_at DESC, id LIMIT 1")
+async def current_key(conn: Executor) -> uuid.UUID | None:
+    """The id of the newest watchlist data key (its wrapped key is in the key store)."""
+    return await conn.fetchval("SELECT id FROM watchlist_keys ORDER BY created_at DESC, id LIMIT 1")
 
 
-async def key_by_id(conn: Executor, key_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT id, kek_id, wrapped FROM watchlist_keys WHERE id = $1", key_id)
-
-
-async def insert_key(conn: Executor, key_id: uuid.UUID, kek_id: str, wrapped: bytes) -> None:
-    await conn.execute("INSERT INTO watchlist_keys (id, kek_id, wrapped) VALUES ($1, $2, $3)", key_id, kek_id, wrapped)
-
-
-async def all_keys(conn: Executor) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT id, kek_id, wrapped FROM watchlist_keys ORDER BY created_at")
-
-
-async def set_wrapped(conn: Executor, key_id: uuid.UUID, kek_id: str, wrapped: bytes) -> None:
-    await conn.execute("UPDATE watchlist_keys SET kek_id = $2, wrapped = $3 WHERE id = $1", key_id, kek_id, wrapped)
+async def insert_key_marker(conn: Executor, key_id: uuid.UUID) -> None:
+    await conn.execute("INSERT INTO watchlist_keys (id) VALUES ($1)", key_id)
 
 
 # ---- subjects -------------------------------------------------------------------------------------
