@@ -18,7 +18,9 @@ from tests.support.server import run_service
 from touchpoints.simulator.command import simulate
 from touchpoints.simulator.scenario import Options
 
-OPTIONS = Options(flights=4, passengers=300, arrival_rate=20.0, dwell_s=0.2, seed=8)
+# final_wave: after check-in closes the passengers go airside together (what the full run uses to
+# measure sustained identify throughput); a wave that never released would hang the day here.
+OPTIONS = Options(flights=4, passengers=300, arrival_rate=20.0, dwell_s=0.2, seed=8, final_wave=1)
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +87,9 @@ def test_throughput_latency_report_and_chart(day) -> None:
     report, out, _ = day
     t = report["throughput"]
     assert t["identifies"] > OPTIONS.passengers * 2 and t["raw_model_per_s"] > 0 and t["ratio"] is not None
+    # The final wave: passengers who checked in early waited airside-bound until check-in closed.
+    wave = report["simulation"]["final_wave"]
+    assert wave["enabled"] is True and wave["passengers_held"] > OPTIONS.passengers // 2, wave
     for touchpoint in ("kiosk", "e_channel", "lounge", "gate"):
         assert report["latency_ms"][touchpoint]["service_ms"]["n"] > 0
     assert json.loads((out / "report.json").read_text())["simulation"]["passengers"] == OPTIONS.passengers

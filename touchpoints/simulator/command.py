@@ -167,7 +167,7 @@ async def simulate(options: Options, *, url: str, faces_dir: str, admin_key: str
         raw=raw, retries=runner.retries(), errors=runner.errors, opt_outs=runner.opt_out_results, alerts=alerts,
         watch_subjects=runner.watch_subjects,
         token_owner={str(p.token_id): i for i, p in enumerate(runner.people) if p.token_id},
-        saturation_level=saturation_level,
+        saturation_level=saturation_level, wave_held=runner.wave_held,
         machine={"cpus": os.cpu_count(), "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
                  "loadavg_1_5_15_after": [round(x, 2) for x in load_after]})
     report = report_mod.build(result)

@@ -82,6 +82,8 @@ class DayResult:
     """(t, simulator process CPU seconds), sampled with ``cpu``."""
     machine: dict[str, Any] = field(default_factory=dict)
     """CPU count and load averages around the day: other work on the machine skews every rate."""
+    wave_held: int = 0
+    """Passengers held after check-in for the final wave (``--final-wave``)."""
 
 
 def _pct(values: list[float]) -> dict[str, float]:
@@ -388,7 +390,8 @@ def build(r: DayResult) -> dict[str, Any]:
                        "non_enrolled": len(r.plan.strangers), "banks": r.plan.banks, "seed": r.plan.options.seed,
                        "arrival_rate_per_s": r.plan.options.arrival_rate, "started_at": r.started_at,
                        "duration_s": round(r.duration_s, 1), "service": r.service, "devices": r.devices,
-                       "lfw": r.plan.pool_sizes, "machine": r.machine},
+                       "lfw": r.plan.pool_sizes, "machine": r.machine,
+                       "final_wave": {"enabled": bool(r.plan.options.final_wave), "passengers_held": r.wave_held}},
         "throughput": tput,
         "latency_ms": latency(r.obs),
         "accuracy": acc,

@@ -123,6 +123,14 @@ class Runner:
         self.flights = [FlightState(plan=f, gate=f.gate) for f in plan.flights]
         self.people = [PassengerState() for _ in plan.passengers]
         self.bank_purged = [asyncio.Event() for _ in range(plan.banks)]
+        # --final-wave: the last bank goes airside only once all of it is past the kiosks.
+        self.last_bank = plan.banks - 1
+        self.last_bank_at_kiosk = sum(1 for p in plan.passengers if p.bank == self.last_bank)
+        self.check_in_closed = asyncio.Event()
+        self.wave_held = 0
+        """Passengers who reached the airside door before check-in closed and waited there."""
+        if not self.o.final_wave or self.last_bank_at_kiosk == 0:
+            self.check_in_closed.set()
         self.watch_subjects: dict[str, int] = {}
         """watchlist subject id → passenger index."""
         self.opt_out_results: list[dict[str, Any]] = []
@@ -256,6 +264,7 @@ class Runner:
             me.token_id = await self._enrol(p)
             past_kiosk = True
             f.kiosk_done()
+            self._left_kiosk(p)
             if me.token_id is None:
                 me.outcome = "kiosk_refused"
                 return
@@ -273,6 +282,9 @@ class Runner:
                 return
             if "lounge_first" in p.roles:
                 await self._identify(self.lounges, "lounge", "lounge_first", index, p.flight)
+            if p.bank == self.last_bank and not self.check_in_closed.is_set():
+                self.wave_held += 1
+                await self.check_in_closed.wait()
             await self._walk()
             if not await self._touch(self.e_channels, "e_channel", index, p.flight):
                 me.outcome = "manual"
@@ -302,9 +314,16 @@ class Runner:
         finally:
             if not past_kiosk:
                 f.kiosk_done()
+                self._left_kiosk(p)
             if not airside:
                 f.pre_done()
             f.gate_done()
+
+    def _left_kiosk(self, p: PassengerPlan) -> None:
+        if p.bank == self.last_bank:
+            self.last_bank_at_kiosk -= 1
+            if self.last_bank_at_kiosk <= 0:
+                self.check_in_closed.set()
 
     async def _stranger(self, index: int) -> None:
         s = self.plan.strangers[index]

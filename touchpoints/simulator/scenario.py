@@ -60,6 +60,10 @@ class Options:
     """Further captures a touchpoint takes after a refer for a capture or matching reason."""
     purge_probes: int = 5
     """Boarded passengers per departed flight shown to an e-channel again: none may be recognised."""
+    final_wave: int = 0
+    """1: the last bank's passengers wait after check-in until the whole bank has checked in, then go
+    airside together, as when check-in closes: a rush of identifies with no enrolment beside it,
+    long enough to measure the identify throughput the service sustains."""
 
 
 @dataclass
