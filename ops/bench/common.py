@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
-import cv2
 import msgspec
 import numpy as np
 
@@ -35,7 +34,7 @@ from flighttoken.flights.model import Flight, FlightState
 from flighttoken.flights.windows import window_start
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.settings import Settings
-from ops.bench.engine import err
+from ops.bench.engine import canvas_frame, err
 from tests.support.database import create_database, drop_database
 
 __all__ = ["LfwTemplates", "WindowSeeder", "canvas_frame", "cpu_seconds", "err", "lfw_templates", "percentiles_ms",
@@ -74,16 +73,6 @@ def random_unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def canvas_frame(photo: Path) -> bytes:
-    """A 640x480 camera-like JPEG: the 250x250 LFW photo on a grey canvas (as ops/bench/engine.py)."""
-    img = cv2.imread(str(photo))
-    if img is None:
-        raise SystemExit(f"cannot read {photo}: set FLIGHTTOKEN_FACES_DIR")
-    canvas = np.full((480, 640, 3), 120, np.uint8)
-    canvas[115:365, 195:445] = img
-    ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 92])
-    assert ok
-    return buf.tobytes()
 
 
 # ---- LFW templates ---------------------------------------------------------------------------------

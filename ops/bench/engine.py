@@ -41,7 +41,11 @@ def err(*args: object) -> None:
 
 
 def one_face_frame(settings: Settings) -> bytes:
-    photo = Path(settings.faces_dir) / "lfw-train" / "Tony_Blair" / "Tony_Blair_0002.jpg"
+    return canvas_frame(Path(settings.faces_dir) / "lfw-train" / "Tony_Blair" / "Tony_Blair_0002.jpg")
+
+
+def canvas_frame(photo: Path) -> bytes:
+    """A 640x480 camera-like JPEG: the 250x250 LFW photo on a grey canvas."""
     img = cv2.imread(str(photo))
     if img is None:
         raise SystemExit(f"cannot read {photo}: set FLIGHTTOKEN_FACES_DIR")
