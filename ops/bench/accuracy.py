@@ -46,10 +46,10 @@ import structlog
 from flighttoken.devices.model import DeviceKind
 from flighttoken.faces import quality
 from flighttoken.faces.decode import decode_image
-from flighttoken.faces.detect import analyse_scene
+from flighttoken.faces.detect import Scene, analyse_scene
 from flighttoken.faces.engine import REFINE_PATCH, FaceEngine
 from flighttoken.faces.errors import ImageError
-from flighttoken.faces.models import similarity_transform
+from flighttoken.faces.models import Detections, similarity_transform
 from flighttoken.faces.quality import QualityMetrics, QualityThresholds
 from flighttoken.journey.rules import impostor_rate, predicted_fpir, size_threshold, threshold_for
 from flighttoken.settings import Settings, load_settings
@@ -135,14 +135,10 @@ def extract(settings: Settings, root: Path, use_cache: bool) -> Features:
     others = np.zeros(n, np.int32)
 
     def one(i: int) -> None:
-        try:
-            img, info = decode_image(files[i].read_bytes(), engine.limits)
-        except ImageError:
+        seen = _subject(engine, settings, files[i])
+        if seen is None:
             return
-        dets = det.detect(img)
-        scene = analyse_scene(dets, img.shape[1], img.shape[0], info.scale, settings.tailgating_size_ratio)
-        if scene.subject is None:
-            return
+        img, dets, scene = seen
         first = dets.landmarks[scene.subject]
         refined = det.refine(img, first, REFINE_PATCH, refine_ied(settings))
         refined = first if refined is None else refined
@@ -169,6 +165,17 @@ def extract(settings: Settings, root: Path, use_cache: bool) -> Features:
     return Features(paths, identity, names, found, vecs, norm, metrics, others, use_refined)
 
 
+def _subject(engine: FaceEngine, settings: Settings, path: Path) -> tuple[np.ndarray, Detections, Scene] | None:
+    """Decoded image, detections and scene of one photo, or None when it is unreadable or faceless."""
+    try:
+        img, info = decode_image(path.read_bytes(), engine.limits)
+    except ImageError:
+        return None
+    dets = engine.detector.detect(img)
+    scene = analyse_scene(dets, img.shape[1], img.shape[0], info.scale, settings.tailgating_size_ratio)
+    return None if scene.subject is None else (img, dets, scene)
+
+
 # Test-time augmentation (multi-crop templates): the aligned crop re-made with the landmark
 # template zoomed out/in by 6 % and shifted 2 px up/down, each with its mirror image; a template is
 # the mean of the unit vectors of a set of views. Opt-in (--tta): ~25 min to embed 10 views of 7,371
@@ -191,20 +198,16 @@ def tta_templates(settings: Settings, root: Path, use_cache: bool, allow_extract
     elif not allow_extract:
         return None
     else:
-        rec, det = engine.recognizer, engine.detector
+        rec = engine.recognizer
         views = np.zeros((len(files), 2 * len(TTA_VIEWS), rec.dim), np.float32)
         centre = rec._dst.mean(axis=0)
         dsts = [centre + (rec._dst - centre) * zoom + np.array([0.0, dy]) for _, zoom, dy in TTA_VIEWS]
 
         def one(i: int) -> None:
-            try:
-                img, info = decode_image(files[i].read_bytes(), engine.limits)
-            except ImageError:
+            seen = _subject(engine, settings, files[i])
+            if seen is None:
                 return
-            dets = det.detect(img)
-            scene = analyse_scene(dets, img.shape[1], img.shape[0], info.scale, settings.tailgating_size_ratio)
-            if scene.subject is None:
-                return
+            img, dets, scene = seen
             lm = dets.landmarks[scene.subject]
             crops = [cv2.warpAffine(img, similarity_transform(lm, d), (rec.crop_size, rec.crop_size),
                                     borderValue=0.0) for d in dsts]
