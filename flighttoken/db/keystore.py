@@ -35,6 +35,7 @@ import structlog
 
 from flighttoken.crypto.keys import WrappedKey
 from flighttoken.db.migrate import MIGRATIONS_DIR, Hook, MigrationError, apply_migrations, discover
+from flighttoken.db.pool import DatabaseUnreachable, create_pool
 from flighttoken.db.queries import keystore as q
 from flighttoken.db.queries import privacy as privacy_q
 from flighttoken.settings import Settings
@@ -94,24 +95,17 @@ class KeyStore:
     async def open(cls, service_dsn: str, settings: Settings) -> KeyStore:
         """Connect (creating the default sibling database if needed) and migrate."""
         dsn = settings.keystore_url
-        try:
-            if not dsn:
-                name, dsn = sibling_database(service_dsn)
+        if not dsn:
+            name, dsn = sibling_database(service_dsn)
+            try:
                 await _create_sibling(service_dsn, name)
-            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=settings.keystore_pool_max,
-                                             command_timeout=settings.db_command_timeout_s,
-                                             timeout=settings.db_command_timeout_s)
-        except KeyStoreError:
-            raise
-        except asyncpg.InvalidCatalogNameError:
-            raise KeyStoreError(f"{SETTING}: the key store database does not exist (create it first)") from None
-        except asyncpg.InvalidPasswordError:
-            raise KeyStoreError(f"{SETTING}: authentication failed (check user and password)") from None
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise KeyStoreError(f"{SETTING}: cannot connect ({type(exc).__name__}: {exc})") from None
-        except ValueError as exc:
-            raise KeyStoreError(f"{SETTING}: not a valid PostgreSQL URL ({exc})") from None
-        assert pool is not None
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise KeyStoreError(f"{SETTING}: cannot create the key store database {name!r} "
+                                    f"({type(exc).__name__}: {exc})") from None
+        try:
+            pool = await create_pool(dsn, settings, setting=SETTING, min_size=1, max_size=settings.keystore_pool_max)
+        except DatabaseUnreachable as exc:
+            raise KeyStoreError(str(exc)) from None
         store = cls(pool)
         try:
             await store._migrate()

@@ -25,23 +25,25 @@ async def _reset(conn: asyncpg.Connection) -> None:
     don't add any (tests/foundation/test_pool.py)."""
 
 
-async def create_pool(dsn: str, settings: Settings) -> asyncpg.Pool:
+async def create_pool(dsn: str, settings: Settings, *, setting: str = "DATABASE_URL", min_size: int | None = None,
+                      max_size: int | None = None) -> asyncpg.Pool:
+    """A pool, or DatabaseUnreachable with one line naming ``setting`` (the variable that holds ``dsn``)."""
     try:
         pool = await asyncpg.create_pool(
             dsn,
-            min_size=settings.db_pool_min,
-            max_size=settings.db_pool_max,
+            min_size=settings.db_pool_min if min_size is None else min_size,
+            max_size=settings.db_pool_max if max_size is None else max_size,
             command_timeout=settings.db_command_timeout_s,
             timeout=settings.db_command_timeout_s,
             reset=_reset,
         )
     except asyncpg.InvalidPasswordError:
-        raise DatabaseUnreachable("DATABASE_URL: authentication failed (check user and password)") from None
+        raise DatabaseUnreachable(f"{setting}: authentication failed (check user and password)") from None
     except asyncpg.InvalidCatalogNameError:
-        raise DatabaseUnreachable("DATABASE_URL: the database does not exist (create it first)") from None
+        raise DatabaseUnreachable(f"{setting}: the database does not exist (create it first)") from None
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise DatabaseUnreachable(f"DATABASE_URL: cannot connect ({type(exc).__name__}: {exc})") from None
+        raise DatabaseUnreachable(f"{setting}: cannot connect ({type(exc).__name__}: {exc})") from None
     except ValueError as exc:  # asyncpg's DSN parser
-        raise DatabaseUnreachable(f"DATABASE_URL: not a valid PostgreSQL URL ({exc})") from None
+        raise DatabaseUnreachable(f"{setting}: not a valid PostgreSQL URL ({exc})") from None
     assert pool is not None
     return pool
