@@ -42,9 +42,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     configure_logging(settings.log_format, settings.log_level)
     logging.getLogger("uvicorn.error").addFilter(_DropKnownStartupTraceback())
     app = create_app(settings, demo=args.demo)
+    # uvloop and httptools, not asyncio's loop and h11: in a saturated airport day they took the
+    # event loop's CPU per request from X to Y ms (ops/README.md, sizing).
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
                             lifespan="on", access_log=False, timeout_graceful_shutdown=10,
-                            timeout_keep_alive=5)
+                            timeout_keep_alive=5, loop="uvloop", http="httptools")
     server = uvicorn.Server(config)
     try:
         server.run()

@@ -6,8 +6,11 @@ build the app around a pre-loaded engine to avoid loading models per test.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -30,6 +33,10 @@ class Services:
     key_cache: KeyCache = field(default_factory=KeyCache)
     sync: Any = None  # flighttoken.sync.listener.SyncListener, started by the lifespan
     watchlist: WatchlistState = field(default_factory=WatchlistState)
+    enrolment_locks: defaultdict[datetime, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    """One enrolment at a time per departure window on this instance: the duplicate-face check and
+    the gallery insert must not interleave with another enrolment in the same window. Per instance,
+    not per module: an asyncio lock belongs to the event loop that first waits on it."""
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     """Names this instance in sync events, so it skips the ones it published itself."""
     models_loaded: bool = False

@@ -7,10 +7,16 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from flighttoken.db.embedded import EmbeddedPostgres
 from flighttoken.settings import CHECKOUT_ROOT, Settings, load_settings
 from tests.support.database import create_database, drop_database
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict:
+    """Async tests run on uvloop, the loop the service runs on (flighttoken/cli.py)."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(scope="session")

@@ -593,13 +593,20 @@ class Gallery:
 
     def _exact_search(self, query: np.ndarray, k: int, lo: int = 0,
                       hi: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        # Score every slot in [lo, hi) in place (no gather copy) and sink tombstones. k is capped at
-        # the live count of the range, so a sunk row can never be returned.
+        # Score every slot in [lo, hi) in place and sink tombstones; k is capped at the live count
+        # of the range, so a sunk row can never be returned.
         hi = self._next_label if hi is None else hi
-        scores = np.asarray(self._vectors[lo:hi] @ query, dtype=np.float32)
         live = self._live[lo:hi]
+        n_live = int(np.count_nonzero(live))
+        if 2 * n_live < hi - lo:
+            # Mostly tombstones (a window whose early flights have left): copying out the live
+            # rows reads less memory than scoring every slot.
+            rows = np.flatnonzero(live)
+            found, best = exact_top_k(self._vectors[rows + lo], query, k)
+            return rows[found] + lo, best
+        scores = np.asarray(self._vectors[lo:hi] @ query, dtype=np.float32)
         scores[~live] = -np.inf
-        rows, best = _top_k(scores, min(k, int(np.count_nonzero(live))))
+        rows, best = _top_k(scores, min(k, n_live))
         return rows + lo, best
 
 

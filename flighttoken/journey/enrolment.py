@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections import defaultdict
 from datetime import datetime
 
 import asyncpg
@@ -28,9 +27,6 @@ from flighttoken.sync.events import publish
 from flighttoken.watchlist.screening import screen_enrolment
 
 log = structlog.get_logger(__name__)
-# One enrolment at a time per departure window on this instance: the duplicate-face check and the
-# gallery insert must not interleave with another enrolment in the same window.
-_window_locks: defaultdict[datetime, asyncio.Lock] = defaultdict(asyncio.Lock)
 
 
 def document_key(doc: TravelDocument) -> bytes:
@@ -77,7 +73,7 @@ async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> En
                                 code="chip_photo_mismatch")
 
     doc_key = document_key(req.document)
-    async with _window_locks[flight.window_start]:
+    async with services.enrolment_locks[flight.window_start]:
         await _refuse_duplicate_face(services, actor, flight.id, flight.window_start, vector, doc_key)
         try:
             async with pool.acquire() as conn, conn.transaction():

@@ -25,6 +25,7 @@ import cv2
 import msgspec
 import numpy as np
 import structlog
+import uvloop
 
 from flighttoken import executor
 from flighttoken.faces.decode import decode_image
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-caller", type=int, default=10)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    result = asyncio.run(run(args))
+    result = uvloop.run(run(args))  # the loop the service runs on
     result["seconds"] = round(time.perf_counter() - t0, 1)
     executor.shutdown()
     print(json.dumps(result, separators=(",", ":")))

@@ -27,7 +27,6 @@ Ends with one line of JSON.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import random
@@ -38,6 +37,7 @@ from types import SimpleNamespace
 
 import msgspec
 import numpy as np
+import uvloop
 
 from flighttoken import executor
 from flighttoken.crypto.keys import MasterKey, generate_master_key
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-rebuild", action="store_true")
     ap.add_argument("--no-startup", action="store_true", help="skip timing the whole service start-up")
     args = ap.parse_args(argv)
-    result = asyncio.run(run(args))
+    result = uvloop.run(run(args))  # the loop the service runs on
     executor.shutdown()
     print(json.dumps(result, separators=(",", ":")))
     return 0

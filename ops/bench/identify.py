@@ -43,6 +43,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import msgspec
 import numpy as np
+import uvloop
 
 from flighttoken import executor
 from flighttoken.crypto.keys import MasterKey, generate_master_key
@@ -326,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="sequential runs' HTTP client: a bare keep-alive connection, or httpx")
     ap.add_argument("--no-cache", action="store_true", help="recompute the LFW templates")
     args = ap.parse_args(argv)
-    result = asyncio.run(run(args))
+    result = uvloop.run(run(args))  # the loop the service runs on
     executor.shutdown()
     print(json.dumps(result, separators=(",", ":")))
     return 0

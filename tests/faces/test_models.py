@@ -6,12 +6,14 @@ import asyncio
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
+from skimage.transform import SimilarityTransform
 
 from flighttoken.faces.batcher import MicroBatcher
 from flighttoken.faces.engine import FaceEngine
 from flighttoken.faces.errors import ModelLoadError
-from flighttoken.faces.models import Detector, Recognizer
+from flighttoken.faces.models import ARCFACE_DST, Detector, Recognizer, similarity_transform
 from flighttoken.settings import Settings, SettingsError, load_settings
 
 
@@ -62,6 +64,19 @@ def test_face_engine_settings_are_validated(env: dict[str, str], named: str) -> 
     with pytest.raises(SettingsError) as exc:
         load_settings(env)
     assert named in str(exc.value)
+
+
+def test_alignment_estimate_is_the_one_insightface_norm_crop_makes() -> None:
+    # The recogniser was trained on crops aligned by skimage's similarity estimate; ours is its
+    # closed form and must agree on faces of any size, rotation and landmark noise.
+    rng = np.random.default_rng(3)
+    for _ in range(500):
+        theta = rng.uniform(-1.2, 1.2)
+        rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+        src = (ARCFACE_DST * rng.uniform(0.3, 4.0) + rng.normal(0, 5, (5, 2))) @ rot.T + rng.uniform(0, 600, 2)
+        src = src.astype(np.float32)
+        expected = SimilarityTransform.from_estimate(src, ARCFACE_DST).params[:2]
+        assert similarity_transform(src, ARCFACE_DST) == pytest.approx(expected, rel=1e-6, abs=1e-3)
 
 
 async def test_batcher_respects_max_size_and_order() -> None:

@@ -646,3 +646,22 @@ def test_search_now_answers_small_galleries_without_waiting() -> None:
         assert small.search_now(q, k=2) is None
     with pytest.raises(ValueError):
         small.search_now(q, k=0)
+
+
+def test_a_gallery_of_mostly_departed_faces_searches_only_the_live_ones() -> None:
+    # A departure window after its early flights left: most slots are tombstones, and the
+    # exhaustive search copies out the live rows instead of scoring every slot.
+    rng = np.random.default_rng(21)
+    ids, matrix = make_ids(900), random_unit(rng, 900)
+    gallery = Gallery.build(zip(ids, matrix, strict=True), exact_max=1024)
+    keep = set(ids[::7])
+    gallery.remove([i for i in ids if i not in keep])
+    live_ids = [i for i in ids if i in keep]
+    live = matrix[::7]
+    assert len(gallery) == len(live_ids) == 129 and gallery.deleted_count == 771
+    for q in [*near(rng, live[:40]), *random_unit(rng, 10)]:
+        for k in (1, 2, len(live_ids), len(live_ids) + 5):
+            got = gallery.search(q, k=k)
+            want = brute(live_ids, live, q, k)
+            assert [c.id for c in got] == [i for i, _ in want]
+            assert [c.score for c in got] == pytest.approx([s for _, s in want], abs=TOL)

@@ -37,7 +37,7 @@ async def run_service(settings: Settings, *, engine: Any = None) -> AsyncIterato
     app = create_app(settings, engine=engine)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on",
-                            access_log=False)
+                            access_log=False, http="httptools")  # as flighttoken/cli.py serves
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # tests own the signals
     task = asyncio.create_task(server.serve())
