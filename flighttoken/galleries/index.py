@@ -593,8 +593,6 @@ class Gallery:
 
     def _exact_search(self, query: np.ndarray, k: int, lo: int = 0,
                       hi: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        # Score every slot in [lo, hi) in place and sink tombstones; k is capped at the live count
-        # of the range, so a sunk row can never be returned.
         hi = self._next_label if hi is None else hi
         live = self._live[lo:hi]
         n_live = int(np.count_nonzero(live))
@@ -604,6 +602,8 @@ class Gallery:
             rows = np.flatnonzero(live)
             found, best = exact_top_k(self._vectors[rows + lo], query, k)
             return rows[found] + lo, best
+        # Score every slot in place and sink the tombstones; k is capped at the live count of the
+        # range, so a sunk row can never be returned.
         scores = np.asarray(self._vectors[lo:hi] @ query, dtype=np.float32)
         scores[~live] = -np.inf
         rows, best = _top_k(scores, min(k, n_live))
