@@ -10,6 +10,7 @@ import cv2
 import msgspec
 import numpy as np
 import pytest
+import threadpoolctl
 
 from flighttoken.faces import quality
 from flighttoken.faces.engine import FaceAnalysis, FaceEngine
@@ -232,3 +233,10 @@ async def test_event_loop_stays_responsive_during_analysis(engine: FaceEngine, t
     # Had inference run on the loop, the ticker could only have run between the awaits (a handful).
     assert ticks > 50
 
+
+
+async def test_blocking_work_runs_with_single_threaded_blas(engine: FaceEngine, t1_bytes: bytes) -> None:
+    # The executor is the parallelism: a second OpenBLAS thread only spins between gallery scans.
+    await engine.analyse(t1_bytes)  # the service's executor is configured on first use
+    blas = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    assert blas and all(p["num_threads"] == 1 for p in blas)
