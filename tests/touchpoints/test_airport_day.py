@@ -87,6 +87,11 @@ def test_throughput_latency_report_and_chart(day) -> None:
     report, out, _ = day
     t = report["throughput"]
     assert t["identifies"] > OPTIONS.passengers * 2 and t["raw_model_per_s"] > 0 and t["ratio"] is not None
+    # Raw was also measured with the day paused just before the final wave (and through its rush,
+    # every 15 s: this day's is shorter), and the ratio is held to that, matched to the rush.
+    whens = [m["when"] for m in t["raw_measurements"]]
+    assert whens[:2] == ["day_start", "wave_release"] and whens[-1] == "day_end", whens
+    assert t["raw_basis"] == whens[1:-1] and t["raw_reference"] == "time-matched"
     # The final wave: passengers who checked in early waited airside-bound until check-in closed.
     wave = report["simulation"]["final_wave"]
     assert wave["enabled"] is True and wave["passengers_held"] > OPTIONS.passengers // 2, wave

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, defaultdict
 
 import pytest
 
 from touchpoints.simulator import report
-from touchpoints.simulator.recorder import Obs
+from touchpoints.simulator.baseline import RushBaseline
+from touchpoints.simulator.recorder import Obs, Recorder
 from touchpoints.simulator.scenario import (
     DEPARTURE_SPAN_MIN,
     FIRST_DEPARTURE_MIN,
@@ -129,6 +131,32 @@ def test_sustained_throughput_counts_only_saturated_identify_only_seconds() -> N
     assert t["saturated_s"] == 40 and t["sustained_analyses_per_s"] == (30 * 8 + 10 * 3) / 40
 
 
+def test_with_a_final_wave_the_ratio_is_held_to_raw_measured_through_the_rush() -> None:
+    samples = [(k / 10, 6, 0) for k in range(400)]
+    seen = [obs(done=s + 0.5) for s in range(40) for _ in range(8)]
+    # The machine was faster at the day's start; through the rush raw fell from 12 to 8 faces/s.
+    raw = [{"when": "day_start", "faces_per_s": 14.0, "cpu_ms_per_face": 15.0},
+           {"when": "wave_release", "t_s": 0.0, "faces_per_s": 12.0, "cpu_ms_per_face": 20.0,
+            "service_cpu_s_per_s": 0.02},
+           {"when": "rush_end", "t_s": 40.0, "faces_per_s": 8.0, "cpu_ms_per_face": 30.0},
+           {"when": "day_end", "faces_per_s": 13.0}]
+    t = report.throughput(_day(seen, samples, raw=raw))
+    # Each saturated second is held to raw interpolated at that second: their mean is 10/s.
+    assert t["raw_basis"] == ["wave_release", "rush_end"] and t["raw_reference"] == "time-matched"
+    assert t["raw_model_per_s"] == 10.0 and t["ratio"] == 0.8
+    assert t["ratio_vs_best_raw_of_the_day"] == round(8 / 14, 3)
+    # A measurement taken while the service was busy is never a basis: it would flatter the ratio.
+    raw[2]["service_cpu_s_per_s"] = 0.5
+    t = report.throughput(_day(seen, samples, raw=raw))
+    assert t["raw_basis"] == ["wave_release"] and t["raw_model_per_s"] == 12.0
+    raw[2]["service_cpu_s_per_s"], raw[2]["other_cpu_s_per_s"] = 0.0, 0.3  # e.g. PostgreSQL vacuuming
+    assert report.throughput(_day(seen, samples, raw=raw))["raw_basis"] == ["wave_release"]
+    # Without a final wave: the best of every quiet measurement.
+    t = report.throughput(_day(seen, samples, raw=[raw[0], raw[3]]))
+    assert t["raw_basis"] == ["day_start", "day_end"] and t["raw_model_per_s"] == 14.0
+    assert t["raw_reference"] == "best"
+
+
 def test_cpu_per_identify_is_priced_over_identify_only_windows() -> None:
     samples = [(k / 10, 6, 0 if k < 300 else 1) for k in range(400)]
     seen = [obs(done=s + 0.5) for s in range(40) for _ in range(8)]
@@ -170,3 +198,48 @@ def test_an_unfinished_or_leaky_purge_is_incomplete() -> None:
     leaked = [obs(purpose="purge_probe", outcome="refer", reason="token_ended")]
     assert purge(done, clean, leaked)["recognised_after_departure"] == 1
     assert purge(done, clean, leaked)["complete"] is False
+
+
+async def test_a_paused_day_sends_nothing_until_the_requests_in_flight_are_done() -> None:
+    rec = Recorder()
+    sent: list[str] = []
+
+    async def request(name: str, hold_s: float) -> None:
+        await rec.wait_open()
+        with rec.in_flight("identify"):
+            sent.append(name)
+            await asyncio.sleep(hold_s)
+
+    first = asyncio.create_task(request("in flight", 0.2))
+    await asyncio.sleep(0.05)
+    async with rec.paused() as drained:
+        late = asyncio.create_task(request("late", 0.0))
+        await asyncio.sleep(0.05)
+        assert drained and first.done() and sent == ["in flight"] and rec.inflight["identify"] == 0
+    await late
+    assert sent == ["in flight", "late"] and len(rec.pauses) == 1 and rec.pauses[0][1] - rec.pauses[0][0] >= 0.1
+
+
+async def test_the_rush_baseline_measures_at_the_wave_then_paused_until_the_rush_is_over() -> None:
+    rec = Recorder()
+    taken: list[tuple[str, int]] = []
+
+    async def measure(when: str) -> dict:
+        taken.append((when, rec.inflight["identify"]))
+        return {"when": when, "faces_per_s": 10.0, "t_s": rec.now()}
+
+    rush = RushBaseline(measure, rec, saturation_level=4, every_s=0.05)
+    rec.samples.append((rec.now(), 6, 0))
+    rec.inflight["identify"] = 6  # the rush: requests in flight when the first pause comes
+    await rush.at_wave()
+
+    async def rush_ends() -> None:
+        await asyncio.sleep(0.12)
+        rec.inflight["identify"] = 0  # the requests in flight finish, and no more come
+        rec.samples.append((rec.now(), 0, 0))
+
+    await asyncio.gather(rush_ends(), asyncio.wait_for(rush._task, 5))
+    # Never measured with a request in flight: each pause drained the day first.
+    assert taken[0] == ("wave_release", 6)  # the runner's hook: its pause is the runner's
+    assert [w for w, _ in taken[1:]][-1] == "rush_end" and all(n == 0 for _, n in taken[1:])
+    assert [m["when"] for m in rush.measurements] == [w for w, _ in taken]

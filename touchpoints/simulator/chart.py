@@ -14,7 +14,7 @@ MAX_POINTS = 20_000
 
 
 def draw(obs: list[Obs], flights: list[str], events: list[tuple[float, int, str]], path: Path,
-         title: str = "") -> Path:
+         title: str = "", pauses: list[tuple[float, float]] = ()) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")  # no display; safe in threads and on servers
@@ -43,6 +43,8 @@ def draw(obs: list[Obs], flights: list[str], events: list[tuple[float, int, str]
         ck = range(0, max(counts) + 1)
         rate.plot([k * 5 + 2.5 for k in ck], [counts.get(k, 0) / 5 for k in ck], color="#ff7f0e", lw=1, alpha=0.8)
         rate.set_ylabel("identifies / s (5 s)", color="#ff7f0e")
+    for k, (a, b) in enumerate(pauses):
+        top.axvspan(a, b, color="grey", alpha=0.15, lw=0, label="day paused: bare models timed" if k == 0 else None)
     top.set_yscale("log")
     top.set_ylabel("service latency, ms (log)")
     top.legend(loc="upper left", fontsize=8, markerscale=3, ncol=5)

@@ -28,6 +28,7 @@ from touchpoints.capabilities import Capabilities
 from touchpoints.clients import AdminClient
 from touchpoints.simulator import chart, devices, rawspeed
 from touchpoints.simulator import report as report_mod
+from touchpoints.simulator.baseline import RushBaseline
 from touchpoints.simulator.features import Features
 from touchpoints.simulator.recorder import Recorder
 from touchpoints.simulator.runner import Runner
@@ -35,6 +36,7 @@ from touchpoints.simulator.scenario import Options, Plan, ScenarioError, build_p
 from touchpoints.transport import TouchpointError, Transport
 
 RAW_SAMPLE = 48
+RUSH_RAW_SECONDS = 6.0
 
 
 def _default_faces_dir() -> str:
@@ -63,7 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None, help="where report.json and day.png go")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request attempt")
     p.add_argument("--raw-seconds", type=float, default=6.0,
-                   help="time spent measuring raw model throughput, before and again after the day; 0 skips")
+                   help="time spent measuring raw model throughput before and after the day (with a final "
+                        "wave, also up to 6 s before it and every 15 s of its rush, the day paused); 0 skips")
     p.add_argument("--metrics-token", default=os.environ.get("TOUCHPOINT_METRICS_TOKEN"),
                    help="bearer token for the service's /metrics (FLIGHTTOKEN_METRICS_TOKEN), if it has one")
     p.add_argument("--saturation-level", type=int, default=4,
@@ -78,13 +81,28 @@ def options_from(args: argparse.Namespace) -> Options:
     return Options(**{f.name: getattr(args, f.name) for f in fields(Options)})
 
 
-async def _raw(engine: Any, plan: Plan, seconds: float) -> dict[str, Any] | None:
+async def _raw(engine: Any, plan: Plan, seconds: float, when: str,
+               service_cpu: Any = None, clock: Any = None) -> dict[str, Any] | None:
+    """One raw model measurement, tagged ``when`` (day_start, wave_release, rush, rush_end,
+    day_end). With ``service_cpu`` (a reader of the service's CPU seconds) it also records how busy
+    the service was meanwhile: the measurement must have the machine to itself. With ``clock``
+    (the day's), ``t_s`` is its midpoint on that clock."""
     if seconds <= 0 or engine is None:
         return None
     photos = [p.probes[0] for p in plan.passengers[:RAW_SAMPLE] if p.probes]
     data = [await asyncio.to_thread(path.read_bytes) for path in photos]
+    before = await service_cpu() if service_cpu is not None else None
+    if before is not None and abs(before - time.process_time()) <= 0.02 * max(before, 1.0):
+        before = None  # the service runs in this process (tests): its CPU is the measurement's own
+    t0, started = time.perf_counter(), clock() if clock is not None else None
     result = await asyncio.to_thread(rawspeed.measure, engine, data, seconds)
+    after = await service_cpu() if before is not None else None
+    result["when"] = when
+    if clock is not None:
+        result["t_s"] = round((started + clock()) / 2, 2)
     result["at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    if before is not None and after is not None:
+        result["service_cpu_s_per_s"] = round((after - before) / (time.perf_counter() - t0), 3)
     return result
 
 
@@ -120,16 +138,25 @@ async def simulate(options: Options, *, url: str, faces_dir: str, admin_key: str
         keys = await _provision(plan, url, http, features, run_id, admin_key, database_url, devices_file,
                                 request_timeout_s)
         rec = Recorder()
+        raw: list[dict[str, Any]] = []
+
+        async def measure_in_the_rush(when: str) -> dict[str, Any] | None:
+            # Shorter than the day's ends: the rush is paused while it runs.
+            return await _raw(engine, plan, min(raw_seconds, RUSH_RAW_SECONDS), when,
+                              _cpu_reader(features) if features.metrics is not None else None, rec.now)
+
+        rush = RushBaseline(measure_in_the_rush, rec, saturation_level=saturation_level, say=say)
         runner = Runner(plan, url, keys, features, http=http, recorder=rec, dsn=database_url,
-                        timeout=request_timeout_s)
+                        timeout=request_timeout_s, before_wave=rush.at_wave if raw_seconds > 0 else None)
         try:
             await features.detect_watchlist(runner.authority)
             await features.detect_metrics(Transport(url, metrics_token, http=http, timeout=request_timeout_s))
             say(f"simulate: devices from {keys.source}; capabilities {features.table()}")
             if engine is None and raw_seconds > 0:
                 engine = await asyncio.to_thread(_load_engine)
-            raw = [r for r in [await _raw(engine, plan, raw_seconds)] if r]
-            say(f"simulate: raw model throughput {raw[0]['faces_per_s'] if raw else 'not measured'} faces/s")
+            first = await _raw(engine, plan, raw_seconds, "day_start")
+            raw += [first] if first else []
+            say(f"simulate: raw model throughput {first['faces_per_s'] if first else 'not measured'} faces/s")
             started = datetime.now(UTC)
             load_before = os.getloadavg()
             rec.t0 = time.perf_counter()
@@ -141,6 +168,8 @@ async def simulate(options: Options, *, url: str, faces_dir: str, admin_key: str
             try:
                 await runner.run()
             finally:
+                await rush.stop()
+                raw += rush.measurements
                 for task in samplers:
                     task.cancel()
             if features.metrics is not None:
@@ -149,7 +178,7 @@ async def simulate(options: Options, *, url: str, faces_dir: str, admin_key: str
                     rec.cpu.append((rec.now(), last))
             duration = rec.now()
             load_after = os.getloadavg()
-            after = await _raw(engine, plan, raw_seconds)
+            after = await _raw(engine, plan, raw_seconds, "day_end")
             if after:
                 raw.append(after)
             alerts = None
@@ -167,7 +196,7 @@ async def simulate(options: Options, *, url: str, faces_dir: str, admin_key: str
         raw=raw, retries=runner.retries(), errors=runner.errors, opt_outs=runner.opt_out_results, alerts=alerts,
         watch_subjects=runner.watch_subjects,
         token_owner={str(p.token_id): i for i, p in enumerate(runner.people) if p.token_id},
-        saturation_level=saturation_level, wave_held=runner.wave_held,
+        saturation_level=saturation_level, wave_held=runner.wave_held, pauses=rec.pauses,
         machine={"cpus": os.cpu_count(), "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
                  "loadavg_1_5_15_after": [round(x, 2) for x in load_after]})
     report = report_mod.build(result)
@@ -199,7 +228,7 @@ def _write_acknowledged(path: Path, runner: Runner, rec: Recorder) -> None:
 def _write(out: Path, report: dict[str, Any], rec: Recorder, flights: list[str], title: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-    chart.draw(rec.obs, flights, rec.events, out / "day.png", title=title)
+    chart.draw(rec.obs, flights, rec.events, out / "day.png", title=title, pauses=rec.pauses)
 
 
 async def _provision(plan: Plan, url: str, http: httpx.AsyncClient, features: Features, run_id: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 IDENTIFY_TOUCHPOINTS = ("e_channel", "lounge", "gate")
@@ -58,6 +58,13 @@ class Recorder:
     client_cpu: list[tuple[float, float]] = field(default_factory=list)
     """(t, this simulator process's CPU seconds so far), sampled with ``cpu``: the touchpoints' own
     share of the cores they share with the service here (they are other machines at an airport)."""
+    open: asyncio.Event = field(default_factory=asyncio.Event)
+    """Cleared while the day is paused (:meth:`paused`): no touchpoint sends a request then."""
+    pauses: list[tuple[float, float]] = field(default_factory=list)
+    """(start, end) of every pause, on the day's clock."""
+
+    def __post_init__(self) -> None:
+        self.open.set()
 
     def now(self) -> float:
         return time.perf_counter() - self.t0
@@ -69,6 +76,30 @@ class Recorder:
             yield
         finally:
             self.inflight[what] -= 1
+
+    async def wait_open(self) -> None:
+        """Every touchpoint request waits here before it is sent."""
+        if not self.open.is_set():
+            await self.open.wait()
+
+    @contextlib.asynccontextmanager
+    async def paused(self, drain_timeout_s: float = 60.0) -> AsyncIterator[bool]:
+        """Hold every new request and wait for those in flight to finish, so that the service is
+        idle inside the block (the raw model measurement beside the final wave). Yields whether
+        it drained in time."""
+        started, t_start = time.perf_counter(), self.now()
+        self.open.clear()
+        try:
+            drained = True
+            while any(self.inflight.values()):
+                if time.perf_counter() - started > drain_timeout_s:
+                    drained = False
+                    break
+                await asyncio.sleep(0.05)
+            yield drained
+        finally:
+            self.open.set()
+            self.pauses.append((t_start, self.now()))
 
     def event(self, flight: int, what: str) -> None:
         self.events.append((self.now(), flight, what))

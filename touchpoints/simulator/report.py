@@ -15,7 +15,8 @@ tested without a service. Definitions:
   flight at every sample, no enrolment in flight); with fewer than ``MIN_SATURATED_S`` such seconds,
   faces analysed per second over every saturated second (an enrolment carries one capture).
   Divided by the raw model throughput (:mod:`touchpoints.simulator.rawspeed`) measured in the same
-  run: ``ratio``.
+  run; with a final wave, through its rush and matched to its seconds (:func:`raw_reference`):
+  ``ratio``.
 * **Client-adjusted ratio**: here the touchpoints (this simulator) run on the cores the service
   uses, which at an airport they never do; the raw figure was measured with the simulator idle.
   ``ratio_client_adjusted`` holds the sustained rate to the raw rate scaled to the cores the
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +42,10 @@ from touchpoints.simulator.scenario import Plan
 
 TARGET_RATIO = 0.85
 MIN_SATURATED_S = 20
+RUSH_TAGS = frozenset({"wave_release", "rush", "rush_end"})
+BUSY_SERVICE_CPU = 0.1
+"""CPU-seconds per second of the service (or of the rest of the machine) above which a raw
+measurement was disturbed."""
 CAPTURE_REASONS = frozenset({"no_face", "face_too_small", "too_blurry", "too_dark", "too_bright", "head_turned",
                              "head_tilted", "low_detection_score", "tailgating"})
 MATCHING_REASONS = frozenset({"no_match", "ambiguous_match"})
@@ -67,7 +73,7 @@ class DayResult:
     service: str
     devices: str
     raw: list[dict[str, Any]] = field(default_factory=list)
-    """Raw model throughput measurements (before and after the day)."""
+    """Raw model throughput measurements: before the day, before the final wave, after the day."""
     retries: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     opt_outs: list[dict[str, Any]] = field(default_factory=list)
@@ -83,6 +89,8 @@ class DayResult:
     machine: dict[str, Any] = field(default_factory=dict)
     """CPU count and load averages around the day: other work on the machine skews every rate."""
     wave_held: int = 0
+    pauses: list[tuple[float, float]] = field(default_factory=list)
+    """When the day was paused to time the bare models (simulator/baseline.py)."""
     """Passengers held after check-in for the final wave (``--final-wave``)."""
 
 
@@ -214,20 +222,21 @@ def throughput(r: DayResult) -> dict[str, Any]:
     done_en = Counter(int(o.done) for o in enrol)
     sustained = sum(done_id[k] for k in id_secs) / len(id_secs) if id_secs else None
     analyses = sum(done_id[k] + done_en[k] for k in any_secs) / len(any_secs) if any_secs else None
-    raw_best = max((m["faces_per_s"] for m in r.raw), default=None)
+    basis_raw = raw_basis(r.raw)
     raw_mean = sum(m["faces_per_s"] for m in r.raw) / len(r.raw) if r.raw else None
-    basis, value = None, None
+    raw_best_any = max((m["faces_per_s"] for m in r.raw), default=None)
+    basis, value, secs = None, None, []
     if sustained is not None and len(id_secs) >= MIN_SATURATED_S:
-        basis, value = "identify-only saturated seconds", sustained
+        basis, value, secs = "identify-only saturated seconds", sustained, id_secs
     elif analyses is not None:
-        basis, value = "all saturated seconds, identifies + enrolment captures", analyses
-    # Against the best raw measurement: a machine busier during one of them never flatters the ratio.
-    ratio = round(value / raw_best, 3) if value and raw_best else None
+        basis, value, secs = "all saturated seconds, identifies + enrolment captures", analyses, any_secs
+    raw_ref, raw_how = raw_reference(basis_raw, "faces_per_s", secs, max)
+    ratio = round(value / raw_ref, 3) if value and raw_ref else None
     cores = r.machine.get("cpus") or 0
     client = client_cpu_share(r, set(id_secs) if basis == "identify-only saturated seconds" else set(any_secs))
     adjusted = None
-    if value and raw_best and cores and client is not None and client < cores:
-        adjusted = round(value / (raw_best * (cores - client) / cores), 3)
+    if value and raw_ref and cores and client is not None and client < cores:
+        adjusted = round(value / (raw_ref * (cores - client) / cores), 3)
     return {
         "identifies": len(identify), "enrolments": len(enrol),
         "identify_per_s_overall": round(len(identify) / duration, 2),
@@ -237,9 +246,12 @@ def throughput(r: DayResult) -> dict[str, Any]:
         "saturated_identify_only_s": len(id_secs),
         "sustained_analyses_per_s": round(analyses, 2) if analyses is not None else None,
         "saturated_s": len(any_secs),
-        "raw_model_per_s": raw_best, "raw_measurements": r.raw,
+        "raw_model_per_s": round(raw_ref, 2) if raw_ref else None, "raw_reference": raw_how,
+        "raw_basis": [m.get("when", "unlabelled") for m in basis_raw],
+        "raw_measurements": r.raw,
         "ratio": ratio, "ratio_basis": basis,
         "ratio_vs_mean_raw": round(value / raw_mean, 3) if value and raw_mean else None,
+        "ratio_vs_best_raw_of_the_day": round(value / raw_best_any, 3) if value and raw_best_any else None,
         "simulator_cpu_s_per_s": round(client, 3) if client is not None else None, "cores": cores or None,
         "ratio_client_adjusted": adjusted,
         "target_ratio": TARGET_RATIO,
@@ -247,6 +259,30 @@ def throughput(r: DayResult) -> dict[str, Any]:
         "target_met_client_adjusted": adjusted is not None and adjusted >= TARGET_RATIO,
         "cpu": cpu_cost(r, set(id_secs), identify, enrol),
     }
+
+
+def raw_basis(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The raw measurements the ratio is held to. A shared machine's speed drifts over a day (by a
+    fifth within minutes here), so with a final wave it is those taken through its identify-only
+    rush, the day paused (simulator/baseline.py); without one, all of them. A measurement during
+    which the service or anything else on the machine was busy never counts: it would understate
+    raw and flatter the ratio."""
+    quiet = [m for m in raw if max(m.get("service_cpu_s_per_s") or 0.0, m.get("other_cpu_s_per_s") or 0.0)
+             <= BUSY_SERVICE_CPU] or raw
+    return [m for m in quiet if m.get("when") in RUSH_TAGS and "t_s" in m] or quiet
+
+
+def raw_reference(basis: list[dict[str, Any]], key: str, secs: list[int],
+                  otherwise: Callable[[Iterable[float]], float]) -> tuple[float | None, str]:
+    """(the raw figure ``key`` the rush is held to, how it was taken). Measurements on the day's
+    clock are interpolated to each of ``secs`` and averaged: the machine's speed during those very
+    seconds, as near as it was measured. Otherwise ``otherwise`` of them (the best)."""
+    timed = sorted((m["t_s"], m[key]) for m in basis if "t_s" in m and key in m)
+    if timed and secs and len(timed) == len(basis):
+        at = np.interp(np.asarray(secs, float) + 0.5, [t for t, _ in timed], [v for _, v in timed])
+        return float(at.mean()), "time-matched"
+    values = [m[key] for m in basis if key in m]
+    return (otherwise(values) if values else None), "best"
 
 
 def client_cpu_share(r: DayResult, secs: set[int]) -> float | None:
@@ -270,7 +306,8 @@ def cpu_cost(r: DayResult, id_secs: set[int], identify: list[Obs], enrol: list[O
     where the bare models may leave some idle."""
     if len(r.cpu) < 2:
         return {"status": "not measured (the service has no readable /metrics)"}
-    raw_cpu = min((m["cpu_ms_per_face"] for m in r.raw if "cpu_ms_per_face" in m), default=None)
+    raw_cpu, _ = raw_reference(raw_basis(r.raw), "cpu_ms_per_face", sorted(id_secs), min)
+    raw_cpu = round(raw_cpu, 2) if raw_cpu else None
     (t_first, c_first), (t_last, c_last) = r.cpu[0], r.cpu[-1]
     analyses = sum(t_first < o.done <= t_last for o in (*identify, *enrol))
     per_analysis = (c_last - c_first) * 1000 / analyses if analyses else None
@@ -391,7 +428,11 @@ def build(r: DayResult) -> dict[str, Any]:
                        "arrival_rate_per_s": r.plan.options.arrival_rate, "started_at": r.started_at,
                        "duration_s": round(r.duration_s, 1), "service": r.service, "devices": r.devices,
                        "lfw": r.plan.pool_sizes, "machine": r.machine,
-                       "final_wave": {"enabled": bool(r.plan.options.final_wave), "passengers_held": r.wave_held}},
+                       "final_wave": {"enabled": bool(r.plan.options.final_wave),
+                                      "banks": min(r.plan.options.final_wave, r.plan.banks),
+                                      "passengers_held": r.wave_held,
+                                      "pauses_to_time_the_models": len(r.pauses),
+                                      "paused_s": round(sum(b - a for a, b in r.pauses), 1)}},
         "throughput": tput,
         "latency_ms": latency(r.obs),
         "accuracy": acc,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -98,8 +98,12 @@ class PassengerState:
 
 class Runner:
     def __init__(self, plan: Plan, base_url: str, keys: DeviceKeys, features: Features, *,
-                 http: httpx.AsyncClient, recorder: Recorder, dsn: str | None = None, timeout: float = 30.0) -> None:
+                 http: httpx.AsyncClient, recorder: Recorder, dsn: str | None = None, timeout: float = 30.0,
+                 before_wave: Callable[[], Awaitable[None]] | None = None) -> None:
         self.plan, self.o, self.features, self.rec, self.dsn = plan, plan.options, features, recorder, dsn
+        self.before_wave = before_wave
+        """Run with the day paused and the service idle, just before the final wave goes airside."""
+        self._wave_release: asyncio.Task[None] | None = None
         self.rng = random.Random(plan.options.seed + 1)
         retry = RetryPolicy(max_attempts=5, max_total_wait_s=30.0)
 
@@ -123,13 +127,13 @@ class Runner:
         self.flights = [FlightState(plan=f, gate=f.gate) for f in plan.flights]
         self.people = [PassengerState() for _ in plan.passengers]
         self.bank_purged = [asyncio.Event() for _ in range(plan.banks)]
-        # --final-wave: the last bank goes airside only once all of it is past the kiosks.
-        self.last_bank = plan.banks - 1
-        self.last_bank_at_kiosk = sum(1 for p in plan.passengers if p.bank == self.last_bank)
+        # --final-wave N: the last N banks go airside only once all of them are past the kiosks.
+        self.wave_banks = frozenset(range(max(0, plan.banks - self.o.final_wave), plan.banks))
+        self.wave_at_kiosk = sum(1 for p in plan.passengers if p.bank in self.wave_banks)
         self.check_in_closed = asyncio.Event()
         self.wave_held = 0
         """Passengers who reached the airside door before check-in closed and waited there."""
-        if not self.o.final_wave or self.last_bank_at_kiosk == 0:
+        if not self.o.final_wave or self.wave_at_kiosk == 0:
             self.check_in_closed.set()
         self.watch_subjects: dict[str, int] = {}
         """watchlist subject id → passenger index."""
@@ -282,7 +286,7 @@ class Runner:
                 return
             if "lounge_first" in p.roles:
                 await self._identify(self.lounges, "lounge", "lounge_first", index, p.flight)
-            if p.bank == self.last_bank and not self.check_in_closed.is_set():
+            if p.bank in self.wave_banks and not self.check_in_closed.is_set():
                 self.wave_held += 1
                 await self.check_in_closed.wait()
             await self._walk()
@@ -320,10 +324,20 @@ class Runner:
             f.gate_done()
 
     def _left_kiosk(self, p: PassengerPlan) -> None:
-        if p.bank == self.last_bank:
-            self.last_bank_at_kiosk -= 1
-            if self.last_bank_at_kiosk <= 0:
-                self.check_in_closed.set()
+        if p.bank in self.wave_banks:
+            self.wave_at_kiosk -= 1
+            if self.wave_at_kiosk <= 0 and self._wave_release is None:
+                self._wave_release = asyncio.create_task(self._release_wave())
+
+    async def _release_wave(self) -> None:
+        try:
+            if self.before_wave is not None:
+                async with self.rec.paused():
+                    await self.before_wave()
+        except Exception as exc:  # the day goes on without it; the report says so
+            self.errors.append(f"before the final wave: {type(exc).__name__}: {exc}")
+        finally:
+            self.check_in_closed.set()
 
     async def _stranger(self, index: int) -> None:
         s = self.plan.strangers[index]
@@ -368,8 +382,10 @@ class Runner:
         else:
             photo, label, own = self.plan.strangers[-1 - who].photo, f"s{-1 - who}", None
         image = await asyncio.to_thread(photo.read_bytes)
+        await self.rec.wait_open()
         queued = self.rec.now()
         async with lanes.use() as client:
+            await self.rec.wait_open()
             sent = self.rec.now()
             with self.rec.in_flight("identify"):
                 try:
@@ -401,8 +417,10 @@ class Runner:
         captures = [p.enrol_photo] + ([p.probes[0]] if purpose == "enrol" and len(p.probes) >= 2 else [])
         for turn, capture in enumerate(captures):
             request = await asyncio.to_thread(self._enrolment, p, capture)
+            await self.rec.wait_open()
             queued = self.rec.now()
             async with self.kiosks.use() as kiosk:
+                await self.rec.wait_open()
                 sent = self.rec.now()
                 with self.rec.in_flight("enrol"):
                     try:
