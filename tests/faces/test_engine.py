@@ -234,7 +234,6 @@ async def test_event_loop_stays_responsive_during_analysis(engine: FaceEngine, t
     assert ticks > 50
 
 
-
 async def test_blocking_work_runs_with_single_threaded_blas(engine: FaceEngine, t1_bytes: bytes) -> None:
     # The executor is the parallelism: a second OpenBLAS thread only spins between gallery scans.
     await engine.analyse(t1_bytes)  # the service's executor is configured on first use

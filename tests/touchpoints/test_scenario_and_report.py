@@ -212,10 +212,10 @@ async def test_a_paused_day_sends_nothing_until_the_requests_in_flight_are_done(
 
     first = asyncio.create_task(request("in flight", 0.2))
     await asyncio.sleep(0.05)
-    async with rec.paused() as drained:
+    async with rec.paused():
         late = asyncio.create_task(request("late", 0.0))
         await asyncio.sleep(0.05)
-        assert drained and first.done() and sent == ["in flight"] and rec.inflight["identify"] == 0
+        assert first.done() and sent == ["in flight"] and rec.inflight["identify"] == 0
     await late
     assert sent == ["in flight", "late"] and len(rec.pauses) == 1 and rec.pauses[0][1] - rec.pauses[0][0] >= 0.1
 
@@ -228,17 +228,20 @@ async def test_the_rush_baseline_measures_at_the_wave_then_paused_until_the_rush
         taken.append((when, rec.inflight["identify"]))
         return {"when": when, "faces_per_s": 10.0, "t_s": rec.now()}
 
+    async def request() -> None:
+        with rec.in_flight("identify"):
+            await asyncio.sleep(0.12)
+
     rush = RushBaseline(measure, rec, saturation_level=4, every_s=0.05)
     rec.samples.append((rec.now(), 6, 0))
-    rec.inflight["identify"] = 6  # the rush: requests in flight when the first pause comes
+    # The rush: six requests in flight when the wave's measurement and the first pause come; they
+    # finish, and no more come.
+    in_flight = [asyncio.create_task(request()) for _ in range(6)]
+    await asyncio.sleep(0)
     await rush.at_wave()
-
-    async def rush_ends() -> None:
-        await asyncio.sleep(0.12)
-        rec.inflight["identify"] = 0  # the requests in flight finish, and no more come
-        rec.samples.append((rec.now(), 0, 0))
-
-    await asyncio.gather(rush_ends(), asyncio.wait_for(rush._task, 5))
+    await asyncio.gather(*in_flight)
+    rec.samples.append((rec.now(), 0, 0))
+    await asyncio.wait_for(rush._task, 5)
     # Never measured with a request in flight: each pause drained the day first.
     assert taken[0] == ("wave_release", 6)  # the runner's hook: its pause is the runner's
     assert [w for w, _ in taken[1:]][-1] == "rush_end" and all(n == 0 for _, n in taken[1:])

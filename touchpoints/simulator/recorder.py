@@ -62,9 +62,12 @@ class Recorder:
     """Cleared while the day is paused (:meth:`paused`): no touchpoint sends a request then."""
     pauses: list[tuple[float, float]] = field(default_factory=list)
     """(start, end) of every pause, on the day's clock."""
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while no request is in flight."""
 
     def __post_init__(self) -> None:
         self.open.set()
+        self.idle.set()
 
     def now(self) -> float:
         return time.perf_counter() - self.t0
@@ -72,10 +75,13 @@ class Recorder:
     @contextlib.contextmanager
     def in_flight(self, what: str) -> Iterator[None]:
         self.inflight[what] += 1
+        self.idle.clear()
         try:
             yield
         finally:
             self.inflight[what] -= 1
+            if not any(self.inflight.values()):
+                self.idle.set()
 
     async def wait_open(self) -> None:
         """Every touchpoint request waits here before it is sent."""
@@ -83,20 +89,16 @@ class Recorder:
             await self.open.wait()
 
     @contextlib.asynccontextmanager
-    async def paused(self, drain_timeout_s: float = 60.0) -> AsyncIterator[bool]:
-        """Hold every new request and wait for those in flight to finish, so that the service is
-        idle inside the block (the raw model measurement beside the final wave). Yields whether
-        it drained in time."""
-        started, t_start = time.perf_counter(), self.now()
+    async def paused(self, drain_timeout_s: float = 60.0) -> AsyncIterator[None]:
+        """Hold every new request and wait (up to ``drain_timeout_s``) for those in flight to
+        finish, so that the service idles inside the block (the raw model measurements through the
+        final wave; one taken while the service was still busy says so and is not used)."""
+        t_start = self.now()
         self.open.clear()
         try:
-            drained = True
-            while any(self.inflight.values()):
-                if time.perf_counter() - started > drain_timeout_s:
-                    drained = False
-                    break
-                await asyncio.sleep(0.05)
-            yield drained
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.idle.wait(), drain_timeout_s)
+            yield
         finally:
             self.open.set()
             self.pauses.append((t_start, self.now()))

@@ -73,7 +73,7 @@ class DayResult:
     service: str
     devices: str
     raw: list[dict[str, Any]] = field(default_factory=list)
-    """Raw model throughput measurements: before the day, before the final wave, after the day."""
+    """Raw model throughput measurements: before the day, through the final wave's rush, after the day."""
     retries: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     opt_outs: list[dict[str, Any]] = field(default_factory=list)
@@ -89,9 +89,9 @@ class DayResult:
     machine: dict[str, Any] = field(default_factory=dict)
     """CPU count and load averages around the day: other work on the machine skews every rate."""
     wave_held: int = 0
+    """Passengers held after check-in for the final wave (``--final-wave``)."""
     pauses: list[tuple[float, float]] = field(default_factory=list)
     """When the day was paused to time the bare models (simulator/baseline.py)."""
-    """Passengers held after check-in for the final wave (``--final-wave``)."""
 
 
 def _pct(values: list[float]) -> dict[str, float]:

@@ -382,10 +382,10 @@ class Runner:
         else:
             photo, label, own = self.plan.strangers[-1 - who].photo, f"s{-1 - who}", None
         image = await asyncio.to_thread(photo.read_bytes)
-        await self.rec.wait_open()
+        await self.rec.wait_open()  # a pause is not queueing at the touchpoint
         queued = self.rec.now()
         async with lanes.use() as client:
-            await self.rec.wait_open()
+            await self.rec.wait_open()  # nor may a request leave during one
             sent = self.rec.now()
             with self.rec.in_flight("identify"):
                 try:
