@@ -78,7 +78,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Re-detect the subject's landmarks with the face scaled to this inter-eye distance; 0 = off
     (at 40 px: no FNIR change on LFW, +1 small detector run per frame)."""
     tailgating_size_ratio: float = 0.6
-    """Another face with inter-eye distance >= this x the subject's is a possible tailgater."""
+    """Another face whose size (square root of its box area) is >= this x the subject's is a possible tailgater."""
     # Quality gates. LFW (news photos, harder than a kiosk) sets the floor: each gate rejects about
     # 1 % of LFW photos or fewer, and LFW probes failing it miss far more often than those passing
     # (the ``quality`` and ``quality_gate_effect`` sections of the accuracy benchmark).
@@ -113,7 +113,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     FPIR 0.003 on LFW (N = 420 and N = 1,184) for one more crop in the recogniser batch (~+8 ms)."""
     match_threshold: float = 0.35
     """Cosine similarity at or above which two templates are taken as the same person: the lowest
-    threshold keeping FPIR <= 0.003 in a 420-person 1:N search on LFW (FNIR ≈ 1.8 % there)."""
+    threshold keeping FPIR <= 0.003 in a 420-person 1:N search on LFW (FNIR ≈ 1.4 % there)."""
 
     # --- journey: windows, decisions (defaults from ops/bench/accuracy.py) ---
     window_seconds: int = 7200

@@ -22,7 +22,7 @@ from flighttoken.faces import quality
 from flighttoken.faces.admission import Admission
 from flighttoken.faces.batcher import BatchStats, MicroBatcher
 from flighttoken.faces.decode import ImageInfo, ImageLimits, decode_image
-from flighttoken.faces.detect import Face, analyse_scene
+from flighttoken.faces.detect import Face, find_faces
 from flighttoken.faces.errors import NoFace
 from flighttoken.faces.models import Detector, Recognizer
 from flighttoken.faces.quality import QualityMetrics, QualityThresholds
@@ -158,9 +158,7 @@ class FaceEngine:
 
     def _front(self, image_bytes: bytes) -> _Front:
         img, info = decode_image(image_bytes, self.limits)
-        dets = self.detector.detect(img)
-        h, w = img.shape[:2]
-        scene = analyse_scene(dets, w, h, info.scale, self.settings.tailgating_size_ratio)
+        dets, scene = find_faces(self.detector, img, info.scale, self.settings.tailgating_size_ratio)
         if scene.subject is None:
             return _Front(info, None, [], 0, None, None)
         i = scene.subject

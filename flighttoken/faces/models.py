@@ -236,15 +236,28 @@ class Detector(_Timed):
                           kps[keep_idx].astype(np.float32))
 
     def detect(self, img: np.ndarray) -> Detections:
+        """The full-size pass."""
         blob, scale = self.prepare(img)
-        dets = self.decode(self.run(blob), scale)
-        if len(dets) == 0 and self.input_size >= 2 * FALLBACK_MIN_INPUT:
-            # A face filling the frame (traveller close to the kiosk camera) outgrows SCRFD's largest
-            # anchors at full size; at half size it is found. Costs a quarter run, only when empty.
-            half = self.input_size // 2
-            blob, scale = self.prepare(img, half)
-            dets = self.decode(self.run(blob), scale, size=half)
-        return dets
+        return self.decode(self.run(blob), scale)
+
+    def add_close_faces(self, img: np.ndarray, found: Detections) -> Detections:
+        """``found`` plus what a half-size pass sees, overlaps merged by NMS.
+
+        A face filling the frame (a traveller close to the kiosk camera) outgrows SCRFD's largest
+        anchors at full size; at half size it is found. A quarter of a full run; the caller decides
+        when a frame needs it (scene.needs_close_look).
+        """
+        if self.input_size < 2 * FALLBACK_MIN_INPUT:
+            return found
+        half = self.input_size // 2
+        blob, scale = self.prepare(img, half)
+        close = self.decode(self.run(blob), scale, size=half)
+        if len(found) == 0 or len(close) == 0:
+            return close if len(found) == 0 else found
+        boxes = np.concatenate([found.boxes, close.boxes])
+        scores = np.concatenate([found.scores, close.scores])
+        keep = _nms(boxes, scores, self.nms_threshold)
+        return Detections(boxes[keep], scores[keep], np.concatenate([found.landmarks, close.landmarks])[keep])
 
     def _anchor_centers(self, size: int, stride: int) -> np.ndarray:
         key = (size, stride)

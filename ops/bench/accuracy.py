@@ -15,7 +15,10 @@ operating point, and LFW's distribution of every quality metric (the quality gat
 
 Issue 3 (decisions): probe-side score normalisation with the gallery as cohort, a quality
 correction, the runner-up margin, and probe quality gating counted honestly (a refused mated probe
-is a miss, as FRVT counts a failure to template; the "retaken" count is shown beside it).
+is a miss, as FRVT counts a failure to template; the "retaken" count is shown beside it). Each
+decision variant also shows its FPIR on the poorest third of captures (lowest embedding norms): a
+variant raising it by more than a quarter does not count towards the target. The target is met
+only by what the service does (its template variant, raw top score).
 Issue 8 (gallery size): the impostor tail p(t) over every different-identity pair; the fit behind
 ``impostor_tail_*``; measured FPIR at N = 420 / 1,200 / 3,654 (single-photo identities as extra
 gallery entries) against 1 - (1 - p(t))^N; the service's thresholds (``rules.threshold_for``) at
@@ -46,7 +49,7 @@ import structlog
 from flighttoken.devices.model import DeviceKind
 from flighttoken.faces import quality
 from flighttoken.faces.decode import decode_image
-from flighttoken.faces.detect import Scene, analyse_scene
+from flighttoken.faces.detect import Scene, find_faces
 from flighttoken.faces.engine import REFINE_PATCH, FaceEngine
 from flighttoken.faces.errors import ImageError
 from flighttoken.faces.models import Detections, similarity_transform
@@ -110,7 +113,7 @@ def extract(settings: Settings, root: Path, use_cache: bool) -> Features:
     # One session thread and two workers: on 2 cores that beats one 2-thread session by ~25%.
     engine = FaceEngine.load(msgspec.structs.replace(settings, engine_threads=1))
     key_parts = [engine.detector.model_id, engine.model_id, settings.detector_input_size,
-                 settings.detector_score_threshold, refine_ied(settings), len(files), 3]
+                 settings.detector_score_threshold, refine_ied(settings), len(files), 5]
     if not settings.landmark_refine_ied_px:
         key_parts.append("first-pass metrics")  # quality metrics come from the service's alignment
     key = hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()[:16]
@@ -171,8 +174,7 @@ def _subject(engine: FaceEngine, settings: Settings, path: Path) -> tuple[np.nda
         img, info = decode_image(path.read_bytes(), engine.limits)
     except ImageError:
         return None
-    dets = engine.detector.detect(img)
-    scene = analyse_scene(dets, img.shape[1], img.shape[0], info.scale, settings.tailgating_size_ratio)
+    dets, scene = find_faces(engine.detector, img, info.scale, settings.tailgating_size_ratio)
     return None if scene.subject is None else (img, dets, scene)
 
 
@@ -190,7 +192,7 @@ def tta_templates(settings: Settings, root: Path, use_cache: bool, allow_extract
     files = sorted(root.glob("*/*.jpg"))
     engine = FaceEngine.load(msgspec.structs.replace(settings, engine_threads=1))
     key_parts = [engine.detector.model_id, engine.model_id, settings.detector_input_size,
-                 settings.detector_score_threshold, len(files), TTA_VIEWS, 1]
+                 settings.detector_score_threshold, len(files), TTA_VIEWS, 3]
     key = hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()[:16]
     cache = CACHE_DIR / f"lfw-tta-{key}.npz"
     if use_cache and cache.exists():
@@ -483,10 +485,26 @@ def decision_variants(searches: dict[str, Searches], f: Features) -> dict[str, d
     for m in (0.02, 0.05, 0.08):  # the service's runner-up margin, with the threshold re-set for FPIR 0.003
         fns[f"margin_{m}"] = lambda top, pr, m=m: np.where(top[:, 0] - top[:, 1] >= m, top[:, 0], -np.inf)
     out: dict[str, dict[str, object]] = {}
+    low_norm = np.quantile(f.norm[f.found], 1 / 3)
     for name, fn in fns.items():
         out[name] = {scale: at_fpir(sr.rescored(fn)) for scale, sr in searches.items()}
-        err(f"decision {name:28} " + "  ".join(f"{scale} FNIR {row['fnir']:.4f}" for scale, row in out[name].items()))
+        # A correction may buy FNIR with false accepts on poor captures: FPIR over the non-mated
+        # probes in the lowest third of embedding norms, at the variant's own thresholds.
+        out[name]["fpir_low_norm_third"] = fpir_where(searches["n420"].rescored(fn), f.norm < low_norm)
+        err(f"decision {name:28} " + "  ".join(f"{scale} FNIR {out[name][scale]['fnir']:.4f}" for scale in searches)
+            + f"  FPIR of the poorest third {out[name]['fpir_low_norm_third']:.4f}")
     return out
+
+
+def fpir_where(s: Searches, probe_mask: np.ndarray, fpir: float = NIST_FPIR) -> float:
+    """FPIR among the non-mated searches whose probe is in ``probe_mask``, thresholds set per draw."""
+    alarms = n = 0
+    for _, ns in s.seeds:
+        t = threshold_at_fpir(s.non_top1[ns], fpir)
+        sel = probe_mask[s.non_probes[ns]]
+        alarms += int((s.non_top1[ns][sel] >= t).sum())
+        n += int(sel.sum())
+    return round(alarms / max(n, 1), 5)
 
 
 def gating_counted(f: Features, vecs: np.ndarray, seeds: int, gate: np.ndarray) -> dict[str, object]:
@@ -792,17 +810,24 @@ def main(argv: list[str] | None = None) -> int:
     n420 = results["n420"]
     assert isinstance(n420, dict)
     # Honest candidates only: every probe is counted (gated-out probes dropped from both sides
-    # assume a successful retake, so those variants are reported but not eligible).
+    # assume a successful retake, so those variants are reported but not eligible), and no decision
+    # variant raising FPIR on the poorest third of captures by more than a quarter (the norm
+    # correction does: it lowers the bar for exactly the captures least able to tell people apart).
+    decisions = results["decision_variants"]
+    assert isinstance(decisions, dict)
+    ceiling = 1.25 * float(decisions["raw_s1_service"]["fpir_low_norm_third"])
     honest = {k: v["fnir"] for k, v in n420.items() if "probe_gating" not in k}
-    honest |= {f"decision_{k}": v["n420"]["fnir"] for k, v in results["decision_variants"].items()}
+    honest |= {f"decision_{k}": v["n420"]["fnir"] for k, v in decisions.items() if v["fpir_low_norm_third"] <= ceiling}
     honest["probe_gating_refused_as_miss"] = gating["refused_as_miss"]["fnir"]
     best = min(honest, key=lambda k: honest[k])
     optimistic = min(n420, key=lambda k: n420[k]["fnir"])
+    service = n420[svc_name]["fnir"]
     results["target"] = {"fnir_at_fpir_0.003_n420_max": 0.012, "baseline": n420["baseline"]["fnir"],
-                         "service": n420[svc_name]["fnir"], "best": honest[best], "best_variant": best,
-                         "met": honest[best] <= 0.012, "best_with_retake_assumption": n420[optimistic]["fnir"],
+                         "service": service, "met": service <= 0.012, "best": honest[best], "best_variant": best,
+                         "best_with_retake_assumption": n420[optimistic]["fnir"],
                          "best_with_retake_assumption_variant": optimistic}
-    err(f"\ntarget FNIR <= 0.012 at FPIR 0.003, N={GALLERY_N}: best counted honestly {honest[best]:.4f} ({best}); "
+    err(f"\ntarget FNIR <= 0.012 at FPIR 0.003, N={GALLERY_N}: the service {service:.4f} "
+        f"({'met' if service <= 0.012 else 'not met'}); best counted honestly {honest[best]:.4f} ({best}); "
         f"with the retake assumption {n420[optimistic]['fnir']:.4f} ({optimistic})")
     results["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(results, separators=(",", ":")))

@@ -87,6 +87,32 @@ async def test_face_filling_the_frame_is_found(engine: FaceEngine, lfw: Photo) -
     assert r.template is not None and similarity(r.template, tb) > 0.5
 
 
+async def test_turned_traveller_in_the_middle_is_the_subject_not_a_frontal_face_at_the_edge(
+        engine: FaceEngine, face_settings: Settings, lfw: Photo) -> None:
+    # Tung_Chee-hwa_0001: he looks aside in the middle (eyes ~25 px apart); a frontal face cut by the
+    # left edge has eyes ~43 px apart. Chosen by inter-eye distance, the passer-by was enrolled.
+    r = await engine.analyse(lfw("Tung_Chee-hwa", 1))
+    assert r.subject is not None and r.other_faces == 1
+    x1, _, x2, _ = r.subject.box
+    assert 60 < (x1 + x2) / 2 < 190  # the middle of the 250 px photo
+    assert r.subject.inter_eye_px < r.others[0].inter_eye_px
+    mate = await engine.template(lfw("Tung_Chee-hwa", 3))
+    assert r.template is not None and similarity(r.template, mate) >= face_settings.match_threshold
+
+
+@pytest.mark.parametrize(("name", "number", "mate"), [("Don_Nickles", 2, 1), ("Nabil_Shaath", 2, 3)])
+async def test_face_too_close_is_found_beside_a_passer_by_cut_by_the_edge(
+        engine: FaceEngine, face_settings: Settings, lfw: Photo, name: str, number: int, mate: int) -> None:
+    # The full-size pass sees only a small face cut by the edge; the traveller's face, filling the
+    # photo, outgrows SCRFD's anchors. A subject cut by the edge earns the half-size second look.
+    r = await engine.analyse(lfw(name, number))
+    assert r.subject is not None and r.other_faces >= 1
+    x1, y1, x2, y2 = r.subject.box
+    assert x2 - x1 > 100 and y2 - y1 > 150 and 60 < (x1 + x2) / 2 < 190
+    other = await engine.template(lfw(name, mate))
+    assert r.template is not None and similarity(r.template, other) >= face_settings.match_threshold
+
+
 async def test_landmark_refinement_moves_points_a_little(engine: FaceEngine, face_settings: Settings,
                                                          lfw: Photo) -> None:
     on = FaceEngine(msgspec.structs.replace(face_settings, landmark_refine_ied_px=40.0), engine.detector,
