@@ -195,9 +195,9 @@ class Detector(_Timed):
     def refine(self, img: np.ndarray, landmarks: np.ndarray, size: int, target_ied: float) -> np.ndarray | None:
         """Landmarks re-detected with the face at a canonical scale, in image coordinates.
 
-        Off by default (``landmark_refine_ied_px``): on LFW it left FNIR unchanged once the half-size
-        fallback in :meth:`detect` caught the faces too big for the full-size pass. None when the
-        re-detection finds no face there.
+        Off by default (``landmark_refine_ied_px``): on LFW it cost FNIR (1.27 % against 1.18 % at FPIR
+        0.003, N = 420, with flip-averaging) once the half-size second look (:meth:`add_close_faces`)
+        caught the faces too big for the full-size pass. None when the re-detection finds no face there.
         """
         blob, m = self.prepare_refine(img, landmarks, size, target_ied)
         dets = self.decode(self.run(blob), 1.0, size=size)
