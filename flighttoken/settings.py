@@ -76,7 +76,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """SCRFD score to report a face at all (other faces, tailgating); insightface's own default."""
     landmark_refine_ied_px: float = 0.0
     """Re-detect the subject's landmarks with the face scaled to this inter-eye distance; 0 = off
-    (at 40 px: no FNIR change on LFW, +1 small detector run per frame)."""
+    (at 40 px on LFW: FNIR 1.27 % against 1.18 % off, and +1 small detector run per frame)."""
     tailgating_size_ratio: float = 0.6
     """Another face whose size (square root of its box area) is >= this x the subject's is a possible tailgater."""
     # Quality gates. LFW (news photos, harder than a kiosk) sets the floor: each gate rejects about
