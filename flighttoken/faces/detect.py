@@ -86,9 +86,9 @@ def analyse_scene(dets: Detections, width: int, height: int, scale: float, tailg
 def find_faces(detector: Detector, img: np.ndarray, scale: float, tailgating_ratio: float) -> tuple[Detections, Scene]:
     """Detections and scene of a decoded frame.
 
-    The full-size pass misses a face too close to the camera. When it finds no face, or only a
-    subject cut off by the frame's edge (a passer-by, while the traveller's face fills the frame),
-    a half-size pass looks again. On LFW, 5 photos in 7,371 take the second look.
+    The full-size pass misses a face too close to the camera. When it finds no face, or its subject
+    is cut off by the frame's edge (perhaps a passer-by, while the traveller's face fills the
+    frame), a half-size pass looks again. On LFW, 5 photos in 7,371 take the second look.
     """
     h, w = img.shape[:2]
     dets = detector.detect(img)

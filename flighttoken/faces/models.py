@@ -244,8 +244,8 @@ class Detector(_Timed):
         """``found`` plus what a half-size pass sees, overlaps merged by NMS.
 
         A face filling the frame (a traveller close to the kiosk camera) outgrows SCRFD's largest
-        anchors at full size; at half size it is found. A quarter of a full run; the caller decides
-        when a frame needs it (scene.needs_close_look).
+        anchors at full size; at half size it is found. A quarter of a full run; :func:`find_faces`
+        in faces/detect.py decides when a frame needs it.
         """
         if self.input_size < 2 * FALLBACK_MIN_INPUT:
             return found

@@ -29,7 +29,7 @@ import uvloop
 
 from flighttoken import executor
 from flighttoken.faces.decode import decode_image
-from flighttoken.faces.detect import analyse_scene
+from flighttoken.faces.detect import cut_by_edge, find_faces
 from flighttoken.faces.engine import REFINE_PATCH, FaceEngine
 from flighttoken.settings import Settings, load_settings
 
@@ -73,10 +73,11 @@ def model_inputs(engine: FaceEngine, data: bytes) -> tuple[list[np.ndarray], np.
     """The exact tensors the engine feeds its sessions for this frame: detector blob(s), recogniser blob."""
     img, info = decode_image(data, engine.limits)
     det, rec = engine.detector, engine.recognizer
-    det_blob, scale = det.prepare(img)
-    dets = det.decode(det.run(det_blob), scale)
-    scene = analyse_scene(dets, img.shape[1], img.shape[0], info.scale, engine.settings.tailgating_size_ratio)
+    det_blob, _ = det.prepare(img)
+    dets, scene = find_faces(det, img, info.scale, engine.settings.tailgating_size_ratio)
     assert scene.subject is not None, "benchmark frame has no face"
+    # One detector blob stands for the frame only if it takes no half-size second look.
+    assert not cut_by_edge(dets.boxes[scene.subject], img.shape[1], img.shape[0]), "frame takes the second look"
     landmarks = dets.landmarks[scene.subject]
     det_blobs = [det_blob]
     ied = engine.settings.landmark_refine_ied_px

@@ -113,6 +113,14 @@ async def test_face_too_close_is_found_beside_a_passer_by_cut_by_the_edge(
     assert r.template is not None and similarity(r.template, other) >= face_settings.match_threshold
 
 
+@pytest.mark.parametrize(("name", "number", "passes"), [("Tony_Blair", 2, 1), ("Don_Nickles", 2, 2)])
+def test_second_look_only_when_the_subject_is_cut_by_the_edge(engine: FaceEngine, lfw: Photo, name: str,
+                                                               number: int, passes: int) -> None:
+    engine.detector.reset_stats()
+    engine.analyse_sync(lfw(name, number))
+    assert engine.detector.reset_stats().calls == passes
+
+
 async def test_landmark_refinement_moves_points_a_little(engine: FaceEngine, face_settings: Settings,
                                                          lfw: Photo) -> None:
     on = FaceEngine(msgspec.structs.replace(face_settings, landmark_refine_ied_px=40.0), engine.detector,

@@ -55,3 +55,4 @@ def test_cut_by_edge() -> None:
     assert cut_by_edge(np.array([500, 100, 639, 220]), W, H)
     assert cut_by_edge(np.array([200, -8, 320, 100]), W, H)
     assert not cut_by_edge(np.array([200, 100, 320, 220]), W, H)
+    assert not cut_by_edge(np.array([10, 100, 120, 220]), W, H)  # the margin is 2 % of 480 px: 9.6 px
