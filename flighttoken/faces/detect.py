@@ -52,12 +52,12 @@ def face_sizes(boxes: np.ndarray) -> np.ndarray:
     return np.sqrt(wh[:, 0] * wh[:, 1])
 
 
-def subject_scores(dets: Detections, width: int, height: int) -> np.ndarray:
+def subject_scores(boxes: np.ndarray, sizes: np.ndarray, width: int, height: int) -> np.ndarray:
     """Face size, discounted by up to ``CENTRING_WEIGHT`` for distance from the centre."""
-    centres = (dets.boxes[:, :2] + dets.boxes[:, 2:]) / 2
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
     half_diag = math.hypot(width, height) / 2
     off = np.linalg.norm(centres - np.array([width / 2, height / 2]), axis=1) / max(half_diag, 1e-6)
-    return face_sizes(dets.boxes) * (1.0 - CENTRING_WEIGHT * np.clip(off, 0.0, 1.0))
+    return sizes * (1.0 - CENTRING_WEIGHT * np.clip(off, 0.0, 1.0))
 
 
 def cut_by_edge(box: np.ndarray, width: int, height: int) -> bool:
@@ -71,7 +71,7 @@ def analyse_scene(dets: Detections, width: int, height: int, scale: float, tailg
     if len(dets) == 0:
         return Scene(subject=None, faces=[], other_faces=0, tailgaters=0)
     sizes = face_sizes(dets.boxes)
-    subject = int(np.argmax(subject_scores(dets, width, height)))
+    subject = int(np.argmax(subject_scores(dets.boxes, sizes, width, height)))
     tailgaters = int(np.sum(sizes >= tailgating_ratio * sizes[subject])) - 1
     ied = inter_eye_distances(dets.landmarks)
     faces = [

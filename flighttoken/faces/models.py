@@ -123,7 +123,8 @@ class Detections:
         return int(self.scores.shape[0])
 
 
-FALLBACK_MIN_INPUT = 160
+# Smallest input the half-size second look runs at (detector_input_size below twice this: no second look).
+CLOSE_LOOK_MIN_INPUT = 160
 
 
 class Detector(_Timed):
@@ -247,13 +248,15 @@ class Detector(_Timed):
         anchors at full size; at half size it is found. A quarter of a full run; :func:`find_faces`
         in faces/detect.py decides when a frame needs it.
         """
-        if self.input_size < 2 * FALLBACK_MIN_INPUT:
+        if self.input_size < 2 * CLOSE_LOOK_MIN_INPUT:
             return found
         half = self.input_size // 2
         blob, scale = self.prepare(img, half)
         close = self.decode(self.run(blob), scale, size=half)
-        if len(found) == 0 or len(close) == 0:
-            return close if len(found) == 0 else found
+        if len(close) == 0:
+            return found
+        if len(found) == 0:
+            return close
         boxes = np.concatenate([found.boxes, close.boxes])
         scores = np.concatenate([found.scores, close.scores])
         keep = _nms(boxes, scores, self.nms_threshold)
