@@ -311,7 +311,7 @@ def test_build_is_equivalent_to_incremental_adds() -> None:
     assert len(built) == len(incremental) == 1500
     assert sorted(built.ids()) == sorted(incremental.ids())
     for i in (0, 5, 9, 10, 777, 1499):
-        np.testing.assert_array_equal(built.vector(ids[i]), incremental.vector(ids[i]))
+        np.testing.assert_allclose(built.vector(ids[i]), incremental.vector(ids[i]), rtol=0, atol=1e-7)
     for q in near(rng, np.vstack([matrix[10:300], replaced])):
         a, b = built.search(q, k=1)[0], incremental.search(q, k=1)[0]
         assert a.id == b.id and a.score == pytest.approx(b.score, abs=1e-6)

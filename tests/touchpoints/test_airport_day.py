@@ -89,9 +89,15 @@ def test_throughput_latency_report_and_chart(day) -> None:
     assert t["identifies"] > OPTIONS.passengers * 2 and t["raw_model_per_s"] > 0 and t["ratio"] is not None
     # Raw was also measured with the day paused just before the final wave (and through its rush,
     # every 15 s: this day's is shorter), and the ratio is held to that, matched to the rush.
+    # How many rush measurements fit, and which of them a busy machine disqualifies, depend on the
+    # machine's speed: assert what the basis is made of, never how many it holds.
     whens = [m["when"] for m in t["raw_measurements"]]
     assert whens[:2] == ["day_start", "wave_release"] and whens[-1] == "day_end", whens
-    assert t["raw_basis"] == whens[1:-1] and t["raw_reference"] == "time-matched"
+    basis = t["raw_basis"]
+    assert basis and set(basis) <= {"wave_release", "rush", "rush_end"}, basis
+    rest = iter(whens[1:-1])
+    assert all(any(w == b for w in rest) for b in basis), (basis, whens)  # in the day's order
+    assert t["raw_reference"] == "time-matched"
     # The final wave: passengers who checked in early waited airside-bound until check-in closed.
     wave = report["simulation"]["final_wave"]
     assert wave["enabled"] is True and wave["passengers_held"] > OPTIONS.passengers // 2, wave
