@@ -70,12 +70,12 @@ def _mac_batch(keys: DocumentKeys, rows) -> list[tuple[uuid.UUID, bytes]]:
 async def _key_old_digests(keystore: KeyStore, master: MasterKey, conn: asyncpg.Connection) -> None:
     """Inside 0010's transaction, lock held: every stored SHA-256 digest becomes HMAC(k, digest), so
     look-ups and opt-out find pre-0010 tokens with the new key. A failure rolls it all back."""
+    await q.lock_tables(conn)  # first: no row may slip in unkeyed between the look and the declaration
     if await q.has_rows(conn):
         try:
             keys = await load(keystore, master)
         except (DocumentKeyError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise MigrationError(f"0010: no document MAC key ({exc}); nothing was changed") from None
-        await q.lock_tables(conn)
         keyed = {}
         for table in q.TABLES:
             keyed[table], after = 0, None
