@@ -1,8 +1,9 @@
 """Start-up and shutdown, in one place and in a fixed order.
 
-Start: embedded PostgreSQL (only without DATABASE_URL) → pool → key store → migrations → face
-models → galleries. Stop: the reverse. Any failure we can explain becomes a :class:`StartupError` whose
-one-line message tells the operator what to fix; the CLI prints it without a traceback.
+Start: embedded PostgreSQL (only without DATABASE_URL) → pool → key store → master key → migrations →
+document MAC key → face models → galleries. Stop: the reverse. Any failure we can explain becomes a
+:class:`StartupError` whose one-line message tells the operator what to fix; the CLI prints it without
+a traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from flighttoken.db.migrate import MigrationError, apply_migrations
 from flighttoken.db.pool import DatabaseUnreachable, create_pool
 from flighttoken.devices.registry import seed_demo_devices
 from flighttoken.galleries.loader import rebuild_galleries
+from flighttoken.privacy import document_keys
 from flighttoken.privacy.sweeper import start_sweeper
 from flighttoken.privacy.vault import MasterKeyError, TemplateVault, load_master_key
 from flighttoken.services import Services
@@ -76,18 +78,19 @@ async def _start(services: Services, stack: contextlib.AsyncExitStack) -> None:
         services.dsn = dsn
         services.pool = await create_pool(dsn, settings)
         stack.push_async_callback(services.pool.close)
-        # Before the service migrations: 0006 moves the wrapped data keys into it.
+        # Before the service migrations: 0006 moves the wrapped data keys into it, 0010 keys the
+        # stored document digests with the document MAC key it holds (under the master key).
         keystore = await KeyStore.open(dsn, settings)
         stack.push_async_callback(keystore.close)
+        master = load_master_key(settings)
         async with services.pool.acquire() as conn:
-            await apply_migrations(conn, hooks=keystore.service_migration_hooks())
-    except (EmbeddedDatabaseError, DatabaseUnreachable, KeyStoreError, MigrationError) as exc:
+            await apply_migrations(conn, hooks=document_keys.migration_hooks(keystore, master))
+        services.document_keys = await document_keys.load(keystore, master)
+        await document_keys.bind(services.pool, services.document_keys)
+    except (EmbeddedDatabaseError, DatabaseUnreachable, KeyStoreError, MigrationError, MasterKeyError,
+            document_keys.DocumentKeyError) as exc:
         raise StartupError(str(exc)) from None
-
-    try:
-        services.vault = TemplateVault(load_master_key(settings), keystore)
-    except MasterKeyError as exc:
-        raise StartupError(str(exc)) from None
+    services.vault = TemplateVault(master, keystore)
 
     if services.engine is None:
         services.engine = await executor.run_blocking(_load_engine, services)

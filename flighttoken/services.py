@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from flighttoken.crypto.document_key import DocumentKeys
 from flighttoken.devices.auth import KeyCache
 from flighttoken.galleries.registry import GalleryRegistry
 from flighttoken.privacy.vault import TemplateVault
@@ -29,6 +30,7 @@ class Services:
     pool: asyncpg.Pool | None = None
     dsn: str = ""
     vault: TemplateVault = None  # type: ignore[assignment]  # set by the lifespan
+    document_keys: DocumentKeys = None  # type: ignore[assignment]  # set by the lifespan
     galleries: GalleryRegistry = field(default_factory=GalleryRegistry)
     key_cache: KeyCache = field(default_factory=KeyCache)
     sync: Any = None  # flighttoken.sync.listener.SyncListener, started by the lifespan

@@ -23,7 +23,8 @@ class TokenView(msgspec.Struct):
     booking_reference: str
     seat: str | None
     document_type: str
-    document_last4: str
+    document_last4: str | None
+    """Only while the token lives: gone once it is revoked, opted out or expired."""
     issuing_state: str
     nationality: str
     lounge_eligible: bool

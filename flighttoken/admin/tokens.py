@@ -7,7 +7,6 @@ airline_ops key finds only its airline's tokens; any other token is "not found".
 from __future__ import annotations
 
 import uuid
-from types import SimpleNamespace
 
 import asyncpg
 import structlog
@@ -19,7 +18,6 @@ from flighttoken.devices.model import Device
 from flighttoken.errors import Conflict, InvalidRequest, NotFound
 from flighttoken.flights.scope import airline_of, can_see
 from flighttoken.flights.service import actor_of
-from flighttoken.journey.enrolment import document_key
 from flighttoken.services import Services
 from flighttoken.sync.events import publish
 
@@ -49,10 +47,10 @@ async def lookup(services: Services, viewer: Device, *, booking_reference: str |
         rows = await ops_q.tokens_by_booking(pool, booking_reference.strip().upper(), scope)
         by = "booking_reference"
     elif document_number and issuing_state and not booking_reference:
-        # The same digest enrolment stores: the number itself is never kept or logged.
-        doc = SimpleNamespace(issuing_state=issuing_state.strip().upper(), type=document_type.strip().upper(),
-                              number=document_number.strip().upper())
-        rows = await ops_q.tokens_by_document(pool, document_key(doc), scope)  # type: ignore[arg-type]
+        # The same keyed MAC enrolment stores: the number itself is never kept or logged.
+        doc_key = services.document_keys.of(issuing_state.strip().upper(), document_type.strip().upper(),
+                                            document_number.strip().upper())
+        rows = await ops_q.tokens_by_document(pool, doc_key, scope)
         by = "document"
     else:
         raise InvalidRequest("look up by booking_reference, or by document_number with issuing_state",

@@ -161,6 +161,16 @@ class KeyStore:
         row = await q.watchlist_key(self.pool, key_id)
         return WrappedKey(row["kek_id"], bytes(row["wrapped"])) if row else None
 
+    # ---- the document MAC key (flighttoken/crypto/document_key.py) ----------------------------------
+
+    async def add_document_mac_key(self, key_id: uuid.UUID, wrapped: WrappedKey) -> None:
+        """Store it unless the deployment has one already; read :meth:`document_mac_key` for the winner."""
+        await q.insert_document_mac_key(self.pool, key_id, wrapped.kek_id, wrapped.wrapped)
+
+    async def document_mac_key(self) -> tuple[uuid.UUID, WrappedKey] | None:
+        row = await q.document_mac_key(self.pool)
+        return (row["id"], WrappedKey(row["kek_id"], bytes(row["wrapped"]))) if row else None
+
     # ---- moving keys out of the service database (migration 0006) -----------------------------------
 
     def service_migration_hooks(self) -> dict[int, Hook]:

@@ -7,7 +7,6 @@ write is one transaction, so a refused enrolment leaves no trace but its audit e
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 from datetime import datetime
 
@@ -20,17 +19,13 @@ from flighttoken.db.queries import flights as flight_q
 from flighttoken.db.queries import tokens as token_q
 from flighttoken.devices.model import Device
 from flighttoken.errors import Conflict, NotFound, Unprocessable
-from flighttoken.journey.schemas import EnrolmentRequest, EnrolmentResult, TravelDocument
+from flighttoken.journey.schemas import EnrolmentRequest, EnrolmentResult
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.services import Services
 from flighttoken.sync.events import publish
 from flighttoken.watchlist.screening import screen_enrolment
 
 log = structlog.get_logger(__name__)
-
-
-def document_key(doc: TravelDocument) -> bytes:
-    return hashlib.sha256(f"{doc.issuing_state}|{doc.type}|{doc.number}".encode()).digest()
 
 
 async def _live_template(services: Services, captures: list[bytes]) -> tuple[np.ndarray, float]:
@@ -72,7 +67,7 @@ async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> En
             raise Unprocessable("the live face does not match the document's chip photo",
                                 code="chip_photo_mismatch")
 
-    doc_key = document_key(req.document)
+    doc_key = services.document_keys.of_document(req.document)
     async with services.enrolment_locks[flight.window_start]:
         await _refuse_duplicate_face(services, actor, flight.id, flight.window_start, vector, doc_key)
         try:

@@ -20,7 +20,6 @@ from flighttoken.db.queries import privacy as q
 from flighttoken.devices.model import Device, DeviceKind
 from flighttoken.errors import NotFound
 from flighttoken.flights.scope import airline_of
-from flighttoken.journey.enrolment import document_key
 from flighttoken.privacy.schemas import OptOutRequest, OptOutResult
 from flighttoken.services import Services
 from flighttoken.sync.events import publish
@@ -40,7 +39,7 @@ async def opt_out(services: Services, device: Device, req: OptOutRequest) -> Opt
     channel = "kiosk" if device.kind is DeviceKind.KIOSK else "agent"
     # An airline's agents act only for their own airline's passengers; to them others don't exist.
     airline = airline_of(device)
-    doc_key = document_key(req.document)
+    doc_key = services.document_keys.of_document(req.document)
     async with services.db().acquire() as conn, conn.transaction():
         tokens = await q.tokens_for_opt_out(conn, document_key=doc_key, booking_reference=req.booking_reference,
                                             flight_id=req.flight_id, airline=airline)

@@ -1,7 +1,9 @@
 """Master key rotation: rewrap every stored data key under the current master key (KEK).
 
 The wrapped keys are in the key store (``flighttoken/db/keystore.py``); the service database and its
-templates are never read or rewritten: data keys don't change, only their wrapping does. Steps for
+templates are never read or rewritten: data keys don't change, only their wrapping does. The document
+MAC key (``flighttoken/crypto/document_key.py``) is rewrapped the same way, so document keys stored in
+the service database keep matching after the old master key is gone. Steps for
 an operator (see flighttoken/crypto/keys.py): put the new KEK first in the keyring everywhere, run
 ``flighttoken keys rotate``, then remove the old KEK. Removing it is also what makes any copy of the
 key store taken before a purge useless (its keys are still wrapped under the old KEK).
@@ -20,19 +22,22 @@ from collections.abc import AsyncIterator
 
 import msgspec
 
+from flighttoken.crypto.document_key import document_mac_context
 from flighttoken.crypto.keys import MasterKey, UnknownKekError, WrappedKey, generate_master_key
 from flighttoken.crypto.sealing import DecryptionError
 from flighttoken.db.keystore import KeyStore, KeyStoreError
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import keystore as q
 from flighttoken.executor import run_blocking
+from flighttoken.privacy import document_keys
 from flighttoken.privacy.vault import MasterKeyError, flight_context, load_master_key
 from flighttoken.settings import Settings
 from flighttoken.watchlist.vault import key_context as watchlist_key_context
 
 BATCH = 500
-# Wrapped data key tables and the wrap context of each row.
-CONTEXTS = {"flight_data_keys": flight_context, "watchlist_data_keys": watchlist_key_context}
+# Wrapped key tables and the wrap context of each row.
+CONTEXTS = {"flight_data_keys": flight_context, "watchlist_data_keys": watchlist_key_context,
+            "document_mac_keys": document_mac_context}
 
 
 class RotationReport(msgspec.Struct):
@@ -81,8 +86,9 @@ async def rotate(keystore: KeyStore, pool, master: MasterKey, *, actor: str = "c
 
 
 @contextlib.asynccontextmanager
-async def key_databases(settings: Settings) -> AsyncIterator[tuple[object, KeyStore]]:
-    """The migrated service pool and the key store, for one-off commands."""
+async def key_databases(settings: Settings, master: MasterKey | None = None) -> AsyncIterator[tuple[object, KeyStore]]:
+    """The migrated service pool and the key store, for one-off commands (0010 needs ``master`` on a
+    database that still holds unkeyed document digests)."""
     from flighttoken.db.embedded import EmbeddedPostgres
     from flighttoken.db.migrate import apply_migrations
     from flighttoken.db.pool import create_pool
@@ -98,13 +104,13 @@ async def key_databases(settings: Settings) -> AsyncIterator[tuple[object, KeySt
         keystore = await KeyStore.open(dsn, settings)
         stack.push_async_callback(keystore.close)
         async with pool.acquire() as conn:
-            await apply_migrations(conn, hooks=keystore.service_migration_hooks())
+            await apply_migrations(conn, hooks=document_keys.migration_hooks(keystore, master))
         yield pool, keystore
 
 
 async def _rotate_command(settings: Settings) -> RotationReport:
     master = load_master_key(settings)
-    async with key_databases(settings) as (pool, keystore):
+    async with key_databases(settings, master) as (pool, keystore):
         return await rotate(keystore, pool, master)
 
 

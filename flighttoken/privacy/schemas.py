@@ -12,7 +12,7 @@ from flighttoken.journey.schemas import Alpha3
 
 
 class DocumentRef(msgspec.Struct, forbid_unknown_fields=True):
-    """The travel document as the holder presents it; only its hash is ever compared."""
+    """The travel document as the holder presents it; only its keyed MAC is ever compared."""
 
     type: Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z<]?$", examples=["P"])]
     number: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9<]{1,20}$", examples=["K12345678"])]

@@ -35,6 +35,7 @@ import msgspec
 import numpy as np
 
 from flighttoken import executor
+from flighttoken.crypto.document_key import DocumentKeys
 from flighttoken.crypto.keys import MasterKey, generate_master_key
 from flighttoken.db.embedded import EmbeddedPostgres
 from flighttoken.db.keystore import SUFFIX as KEYSTORE_SUFFIX
@@ -58,6 +59,7 @@ from flighttoken.settings import load_settings
 
 MODEL = "bench-model"
 TERMS_SHA = hashlib.sha256(b"bench terms").hexdigest()
+DOCUMENT_KEYS = DocumentKeys.generate()  # keyed as the service keys them; bench rows are never looked up
 
 
 def with_database(dsn: str, name: str) -> str:
@@ -97,7 +99,7 @@ class Builder:
             dek = await s.vault.flight_key(conn, flight.id)
             tokens = [uuid.uuid4() for _ in range(passengers)]
             consents = [uuid.uuid4() for _ in range(passengers)]
-            docs = [hashlib.sha256(f"HKG|P|B{self.counter}X{i}".encode()).digest() for i in range(passengers)]
+            docs = [DOCUMENT_KEYS.of("HKG", "P", f"B{self.counter}X{i}") for i in range(passengers)]
             sealed = await executor.run_blocking(
                 lambda: [TemplateVault.seal_template(dek, t, MODEL, v) for t, v in zip(tokens, vectors, strict=True)])
             now = datetime.now(UTC)

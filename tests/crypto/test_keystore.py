@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
+from flighttoken.app import create_app
 from flighttoken.crypto.keys import MasterKey, generate_master_key, new_data_key
 from flighttoken.db.keystore import KeyStore, KeyStoreError, sibling_database
 from flighttoken.db.migrate import MigrationError, apply_migrations, discover
@@ -24,6 +25,8 @@ from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
 from flighttoken.flights.model import Flight, FlightState
 from flighttoken.flights.windows import window_start
+from flighttoken.lifecycle import StartupError, lifespan
+from flighttoken.privacy import document_keys
 from flighttoken.privacy.vault import TemplateVault, flight_context
 from flighttoken.settings import SettingsError, load_settings
 from flighttoken.watchlist import vault as watchlist_vault
@@ -64,7 +67,8 @@ async def test_instances_starting_together_create_and_migrate_one_key_store(base
             await admin.close()
         tables = {r["tablename"] for r in await stores[0].pool.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-        assert tables == {"schema_migrations", "flight_data_keys", "destroyed_flight_keys", "watchlist_data_keys"}
+        assert tables == {"schema_migrations", "flight_data_keys", "destroyed_flight_keys", "watchlist_data_keys",
+                      "document_mac_keys"}
         # Keys written through one instance are read through another: they share the store.
         master = MasterKey.parse(KEK)
         flight_id = uuid.uuid4()
@@ -198,7 +202,9 @@ async def test_a_crash_after_the_copy_drops_nothing_and_the_next_start_finishes(
                 await apply_migrations(conn, hooks={6: copy_then_crash})
             assert "flight_keys.wrapped" in await _columns(url), "the service database still has its keys"
             assert await store.flight_key(legacy["flight"].id) == legacy["wrapped"], "and the key store a copy"
-            assert await apply_migrations(conn, hooks=store.service_migration_hooks()) == [
+            # 0010 keys the legacy rows' document digests: it needs the master key too.
+            hooks = document_keys.migration_hooks(store, MasterKey.parse(KEK))
+            assert await apply_migrations(conn, hooks=hooks) == [
                 m.name for m in discover() if m.version >= 6]
         finally:
             await conn.close()
@@ -245,4 +251,25 @@ async def test_the_service_moves_an_existing_deployments_keys_at_start_and_serve
                                                             fid)
         assert "flight_keys.wrapped" not in await _columns(url)
     finally:
+        await drop_database(admin_dsn, name)
+
+
+async def test_a_key_store_with_another_document_mac_key_is_refused_at_start(base_settings, admin_dsn,
+                                                                             face_engine) -> None:
+    """Document keys made under one deployment's document MAC key never silently meet another's: a
+    look-up or opt-out would find nothing, a re-enrolment would make a second token."""
+    name, url = await create_database(admin_dsn)
+    other, other_url = await create_database(admin_dsn)
+    try:
+        settings = msgspec.structs.replace(base_settings, database_url=url, master_key=KEK, purge_sweep_interval_s=3600)
+        async with run_service(settings, engine=face_engine) as svc:
+            first = svc.services.document_keys.key_id
+        elsewhere = msgspec.structs.replace(settings, keystore_url=other_url)
+        with pytest.raises(StartupError, match=f"document MAC key .* not the one .*{first}"):
+            async with lifespan(create_app(elsewhere, engine=face_engine)):
+                pass
+        async with run_service(settings, engine=face_engine) as svc:
+            assert svc.services.document_keys.key_id == first, "its own key store still opens it"
+    finally:
+        await drop_database(admin_dsn, other)
         await drop_database(admin_dsn, name)

@@ -198,7 +198,8 @@ async def test_a_face_enrolled_under_another_document_is_refused_and_audited(wor
             " AND detail->>'reason' = 'face_already_enrolled' AND token_id = $1",
             uuid.UUID(first.json()["token_id"]))
         second_tokens = await conn.fetchval(
-            "SELECT count(*) FROM tokens WHERE document_key = sha256('HKG|P|D20000002')")
+            "SELECT count(*) FROM tokens WHERE document_key = $1",
+            world.svc.services.document_keys.of("HKG", "P", "D20000002"))
     assert audited == 1
     assert second_tokens == 0
 

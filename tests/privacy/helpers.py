@@ -14,6 +14,7 @@ from pathlib import Path
 import asyncpg
 import numpy as np
 
+from flighttoken.crypto.document_key import DocumentKeys
 from flighttoken.db.queries import flights as flight_q
 from flighttoken.db.queries import tokens as token_q
 from flighttoken.flights.model import Flight, FlightState
@@ -40,13 +41,14 @@ async def seed_flight(services, *, number: str, passengers: int, device_id: uuid
                     international=True, state=FlightState.SCHEDULED, gate="23")
     rng = np.random.default_rng(seed)
     out = SeededFlight(flight)
+    doc_keys = services.document_keys or DocumentKeys.generate()
     async with services.db().acquire() as conn, conn.transaction():
         assert await flight_q.insert(conn, flight)
         await services.vault.create_flight_key(conn, flight.id)
         dek = await services.vault.flight_key(conn, flight.id)
         for i in range(passengers):
             token_id, consent_id = uuid.uuid4(), uuid.uuid4()
-            doc_key = hashlib.sha256(f"HKG|P|S{number}{i:05d}".encode()).digest()
+            doc_key = doc_keys.of("HKG", "P", f"S{number}{i:05d}")
             await token_q.insert_consent(conn, consent_id=consent_id, flight_id=flight.id, document_key=doc_key,
                                          terms_version="v1", terms_sha256=TERMS_SHA, consented_at=departure,
                                          device_id=device_id)

@@ -1,5 +1,5 @@
 """Key store SQL (the key store's own database, see ``flighttoken/db/keystore.py``): wrapped data keys
-of flights and of the watchlist, the shredding of flight keys, master key rotation."""
+of flights and of the watchlist, the document MAC key, the shredding of flight keys, master key rotation."""
 
 from __future__ import annotations
 
@@ -56,6 +56,19 @@ async def watchlist_key(conn: Executor, key_id: uuid.UUID) -> asyncpg.Record | N
     return await conn.fetchrow("SELECT id, kek_id, wrapped FROM watchlist_data_keys WHERE id = $1", key_id)
 
 
+# ---- the document MAC key ------------------------------------------------------------------------
+
+
+async def insert_document_mac_key(conn: Executor, key_id: uuid.UUID, kek_id: str, wrapped: bytes) -> None:
+    """Store the deployment's document MAC key unless it has one already (the first instance wins)."""
+    await conn.execute("INSERT INTO document_mac_keys (id, kek_id, wrapped) VALUES ($1, $2, $3)"
+                       " ON CONFLICT DO NOTHING", key_id, kek_id, wrapped)
+
+
+async def document_mac_key(conn: Executor) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT id, kek_id, wrapped FROM document_mac_keys")
+
+
 # ---- keys moved from the service database (migration 0006) --------------------------------------
 
 
@@ -92,7 +105,7 @@ async def adopt_watchlist_keys(conn: Executor, rows: Sequence[tuple[uuid.UUID, s
 # ---- master key rotation ------------------------------------------------------------------------
 
 # Tables of wrapped data keys, and their id column. Only these names ever reach the SQL below.
-KEY_TABLES = {"flight_data_keys": "flight_id", "watchlist_data_keys": "id"}
+KEY_TABLES = {"flight_data_keys": "flight_id", "watchlist_data_keys": "id", "document_mac_keys": "id"}
 
 
 def _key_table(table: str) -> str:
