@@ -183,3 +183,43 @@ async def test_two_gates_boarding_one_passenger_at_once_board_them_once(db) -> N
                                " device_id = ANY($2::uuid[])", token, [g.id for g in gates])
     assert sorted(r["decision"] for r in rows) == ["proceed", "refer"]
     assert (await _token_row(db.pool, token))["state"] == "boarded"
+
+
+async def test_a_referral_is_written_by_the_decision_itself_and_holds_only_a_live_token(db) -> None:
+    kiosk, e_channel = await _device(db.pool, DeviceKind.KIOSK), await _device(db.pool, DeviceKind.E_CHANNEL)
+    flight = await _flight(db.pool, state=FlightState.SCHEDULED)
+    token = await _token(db.pool, flight, kiosk)
+
+    def referral(hold: uuid.UUID) -> journey_q.Referral:
+        return journey_q.Referral(kind="random", subject_id=None, score=None, hold_token_id=hold, terminal="T1",
+                                  gate=None, lounge_id=None, channel="flighttoken_test", origin="test")
+
+    results = []
+    for hold in (token, uuid.uuid4()):  # a live token, then one purged meanwhile
+        results.append(await journey_q.record_decision(
+            db.pool, device_id=e_channel.id, touchpoint="e_channel", flight_id=flight.id, token_id=token,
+            reason="see_officer", transition=None, lounge_entry=False, audit_refusal=False, score=0.7, margin=0.3,
+            latency_ms=1.0, referral=referral(hold)))
+    (first, reason, alert_id), (_, _, orphan_id) = results
+    assert reason == "see_officer" and alert_id is not None and orphan_id is not None
+    alerts = {r["id"]: r for r in await db.pool.fetch(
+        "SELECT id, kind, subject_id, score, token_id, flight_id FROM alerts WHERE id = ANY($1::bigint[])",
+        [alert_id, orphan_id])}
+    assert (alerts[alert_id]["kind"], alerts[alert_id]["token_id"], alerts[alert_id]["flight_id"]) == (
+        "random", token, flight.id)
+    assert alerts[alert_id]["subject_id"] is None and alerts[alert_id]["score"] is None
+    assert alerts[orphan_id]["token_id"] is None
+    holds = await db.pool.fetch("SELECT token_id, holder, alert_id FROM token_holds WHERE alert_id = ANY($1::bigint[])",
+                                [alert_id, orphan_id])
+    assert [(h["token_id"], h["holder"], h["alert_id"]) for h in holds] == [(token, "authority", alert_id)]
+    row = await db.pool.fetchrow("SELECT state, on_hold FROM tokens WHERE id = $1", token)
+    assert (row["state"], row["on_hold"]) == ("enrolled", True)
+    event = await _event(db.pool, first)
+    assert (event["decision"], event["reason"], event["token_id"], event["flight_id"]) == (
+        "refer", "see_officer", None, flight.id)
+    # No referral: nothing of the kind is written.
+    before = await db.pool.fetchval("SELECT count(*) FROM alerts")
+    _, _, none = await journey_q.record_decision(
+        db.pool, device_id=e_channel.id, touchpoint="e_channel", flight_id=None, token_id=None, reason="no_match",
+        transition=None, lounge_entry=False, audit_refusal=False, score=0.2, margin=None, latency_ms=1.0)
+    assert none is None and await db.pool.fetchval("SELECT count(*) FROM alerts") == before
