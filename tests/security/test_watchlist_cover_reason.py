@@ -17,6 +17,7 @@ from flighttoken.faces import quality
 from tests.support import journey as j
 from tests.support.cover import CoverWorld, cover_world, header_names, strip
 from tests.support.server import run_service
+from tests.watchlist.helpers import pick_subject, subject_body
 
 CAPTURE_REASONS = {quality.NO_FACE, quality.LOW_DETECTION_SCORE, quality.FACE_TOO_SMALL, quality.TOO_BLURRY,
                    quality.TOO_DARK, quality.TOO_BRIGHT, quality.HEAD_TURNED, quality.HEAD_TILTED, "tailgating"}
@@ -59,6 +60,26 @@ async def test_replaying_the_hit_frame_contradicts_nothing(world: CoverWorld, an
     async with world.svc.client(world.keys["lounge"]) as lounge:
         replays = [await j.identify(lounge, t.subject.probe_photo) for t in (world.wanted, world.clean)]
     assert strip(replays[0]) == strip(replays[1]) == {"decision": "refer", "reason": "see_officer"}
+
+
+async def test_replaying_a_listed_strangers_frame_gives_what_any_stranger_gets(world: CoverWorld, answers) -> None:
+    """The issue's own replay: someone on the list but not travelling (no token to hold)."""
+    svc, settings = world.svc, world.svc.services.settings
+    listed, unlisted = (pick_subject(svc.services.engine, settings.faces_dir, settings.watchlist_threshold,
+                                     settings.e_channel_threshold, skip=k) for k in (2, 3))
+    async with svc.client(world.keys["authority"]) as authority:
+        r = await authority.post("/v1/watchlist/subjects", json=subject_body([listed.watchlist_photo], case="X/2"))
+        assert r.status_code == 201, r.text
+        before = len((await authority.get("/v1/alerts", params={"status": "all"})).json()["alerts"])
+    seen = {}
+    for kind in ("e_channel", "lounge"):
+        async with svc.client(world.keys[kind]) as touchpoint:
+            seen[kind] = [await j.identify(touchpoint, s.probe_photo) for s in (listed, unlisted)]
+    for kind, (hit, stranger) in seen.items():
+        assert strip(hit) == strip(stranger) == {"decision": "refer", "reason": "no_match"}, kind
+    async with svc.client(world.keys["authority"]) as authority:
+        after = (await authority.get("/v1/alerts", params={"status": "all"})).json()["alerts"]
+    assert [(a["kind"], a["case_reference"], a["token"]) for a in after[before:]] == [("watchlist", "X/2", None)]
 
 
 async def test_only_the_authority_tells_a_hit_from_a_random_referral(world: CoverWorld, answers) -> None:
