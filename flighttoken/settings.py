@@ -186,6 +186,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     lower than the passengers' thresholds, accepting more alarms (an officer reviews each one)."""
     watchlist_touchpoints: str = "e_channel"
     """Comma list of device kinds whose captures are screened: e_channel, lounge, gate, kiosk."""
+    secondary_referral_share: float = 0.01
+    """Share of passengers who would proceed at a screened touchpoint (or enrol at a screened kiosk)
+    who are referred to an officer and held at random, drawn with a CSPRNG: the cover that makes a
+    watchlist hit look like any other referral (issue 17). 0 turns the cover off, so only a hit
+    sends someone to an officer: set it only on purpose (start-up then warns)."""
     watchlist_max_days: int = 366
     """Longest time ahead an authority may set a subject's expiry."""
     watchlist_sweep_s: float = 60.0
@@ -361,6 +366,8 @@ def _check_watchlist(s: Settings) -> None:
                             f"{', '.join(WATCHLIST_TOUCHPOINT_KINDS)}")
     if not -1.0 < s.watchlist_threshold < 1.0:
         raise SettingsError(f"{_env_name('watchlist_threshold')}: a cosine similarity, within (-1, 1)")
+    if not 0.0 <= s.secondary_referral_share <= 1.0:
+        raise SettingsError(f"{_env_name('secondary_referral_share')}: a share of passengers, within 0-1")
     if s.watchlist_max_days < 1:
         raise SettingsError(f"{_env_name('watchlist_max_days')}: must be at least 1")
     for name in ("watchlist_sweep_s", "alert_stream_max_s", "alert_stream_heartbeat_s"):

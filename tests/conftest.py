@@ -21,7 +21,9 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
 
 @pytest.fixture(scope="session")
 def base_settings() -> Settings:
-    return load_settings(log_format="console")
+    # No random secondary referrals (issue 17) unless a test sets its share: tests expect a matched
+    # passenger to proceed. The service's default is never 0.
+    return load_settings(log_format="console", secondary_referral_share=0.0)
 
 
 @pytest.fixture(scope="session")

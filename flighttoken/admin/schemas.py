@@ -34,6 +34,13 @@ class TokenView(msgspec.Struct):
     boarded_at: datetime | None
     ended_at: datetime | None
     end_reason: str | None
+    on_hold: bool
+    """Every touchpoint refers this token (see_officer) while any hold is in force."""
+    staff_hold: bool
+    """An airline agent's or admin's hold is in force (``PUT /v1/tokens/{id}/hold``)."""
+    officer_referral: bool
+    """The passenger was referred to an immigration officer and is held until the officer releases
+    them. Random secondary referrals and every other cause look alike here, by design."""
 
 
 class TokenList(msgspec.Struct):

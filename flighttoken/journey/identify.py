@@ -22,7 +22,9 @@ from flighttoken.flights.windows import windows_between
 from flighttoken.journey.rules import MatchOutcome, TokenAtTouchpoint, check_journey, decide_match, threshold_for
 from flighttoken.journey.schemas import Decision, PassengerView
 from flighttoken.services import Services
-from flighttoken.watchlist.screening import screen
+from flighttoken.sync.events import CHANNEL
+from flighttoken.watchlist import alerts, screening
+from flighttoken.watchlist.gallery import WatchlistHit
 
 log = structlog.get_logger(__name__)
 # Refusals that are evidence of misuse, not of a poor capture: audited beyond the journey event.
@@ -48,9 +50,9 @@ async def identify(services: Services, device: Device, image: bytes) -> Decision
             match = MatchOutcome(None, "gate_not_boarding", None, None)
         else:
             match = await _match(services, device, analysis.template.vector, gate_flights, now, horizon)
-    # Watchlist screening (issue 5): on a hit this returns the refusal a poor capture would get.
-    match = await screen(services, device, analysis, match)
-    return await _conclude(services, device, match, now, horizon, started)
+    # Watchlist screening (issues 5, 17): searched here, decided and recorded with the decision.
+    hit = await screening.search(services, device, analysis)
+    return await _conclude(services, device, match, hit, now, horizon, started)
 
 
 def _capture_refusal(device: Device, analysis) -> str | None:
@@ -86,13 +88,13 @@ async def _match(services: Services, device: Device, vector, gate_flights: list[
                         threshold_for(s, device.kind, window_faces), margin)
 
 
-async def _conclude(services: Services, device: Device, match: MatchOutcome, now: datetime,
-                    horizon: timedelta, started: float) -> Decision:
+async def _conclude(services: Services, device: Device, match: MatchOutcome, hit: WatchlistHit | None,
+                    now: datetime, horizon: timedelta, started: float) -> Decision:
     # Two round trips and no transaction: read the token, apply the journey rules here, then write
     # the whole decision in one statement (db/queries/journey.py) that moves the token only from
     # the state read, so a concurrent decision turns this one into state_changed.
     reason, passenger, flight_id, row = match.reason, None, None, None
-    transition, lounge_entry = None, False
+    transition, lounge_entry, referral = None, False, None
     async with services.db().acquire() as conn:
         if match.token_id is not None:
             row = await token_q.with_flight(conn, match.token_id)
@@ -106,12 +108,19 @@ async def _conclude(services: Services, device: Device, match: MatchOutcome, now
                     if reason == "matched":
                         transition = verdict.transition
                         lounge_entry = device.kind is DeviceKind.LOUNGE
+        if screening.screens(services.settings, device):
+            referral = _referral(services, device, hit, reason, match.token_id if row is not None else None)
+            if referral is not None and reason == "matched":
+                # Hit or drawn at random, the same answer, hold and event (watchlist/screening.py).
+                reason, transition, lounge_entry = screening.COVER_REASON, None, False
         latency_ms = (time.perf_counter() - started) * 1000
-        event_id, reason = await journey_q.record_decision(
+        event_id, reason, alert_id = await journey_q.record_decision(
             conn, device_id=device.id, touchpoint=device.kind.value, flight_id=flight_id,
             token_id=match.token_id if row is not None else None, reason=reason, transition=transition,
             lounge_entry=lounge_entry, audit_refusal=reason in _AUDITED_REFUSALS, score=match.score,
-            margin=match.margin, latency_ms=latency_ms)
+            margin=match.margin, latency_ms=latency_ms, referral=referral)
+    if alert_id is not None:
+        alerts.publish_soon(services, alert_id)
     proceed = reason == "matched"
     if proceed and device.kind is DeviceKind.GATE:
         passenger = PassengerView(name=f"{row['surname']}, {row['given_names']}".strip(", "),
@@ -120,6 +129,18 @@ async def _conclude(services: Services, device: Device, match: MatchOutcome, now
              score=match.score, ms=round(latency_ms, 2))
     return Decision(decision="proceed" if proceed else "refer", reason=reason, event_id=event_id,
                     token_id=match.token_id if proceed else None, passenger=passenger)
+
+
+def _referral(services: Services, device: Device, hit: WatchlistHit | None, reason: str,
+              token_id: uuid.UUID | None) -> journey_q.Referral | None:
+    """The officer referral this screened decision records, if any. The draw is made for every
+    screened decision, so each does the same work."""
+    kind = screening.referral(hit, reason == "matched", screening.drawn(services.settings.secondary_referral_share))
+    if kind is None:
+        return None
+    return journey_q.Referral(kind=kind, subject_id=hit.subject_id if hit else None, score=hit.score if hit else None,
+                              hold_token_id=token_id, terminal=device.terminal, gate=device.gate,
+                              lounge_id=device.lounge_id, channel=CHANNEL, origin=services.instance_id)
 
 
 def _token_view(row) -> TokenAtTouchpoint:

@@ -1,8 +1,9 @@
-"""Alerts: raised by screening, streamed to officers, resolved as confirmed or false alarm.
+"""Alerts: officer referrals raised by screening, streamed to officers, resolved by them.
 
-A confirmed alert keeps its hold on the token; a false alarm releases it (the token stays held
-while any other hold — another alert, a staff hold — is in force). Every step is audited under
-``watchlist.*`` actions.
+Two kinds share the table, the stream and the API: ``watchlist`` (a hit) and ``random`` (a random
+secondary referral, the hit's cover: see ``screening``). A confirmed alert keeps its hold on the
+token; a false alarm or a cleared passenger releases it (the token stays held while any other
+hold — another alert, a staff hold — is in force). Every step is audited under ``watchlist.*``.
 """
 
 from __future__ import annotations
@@ -34,30 +35,48 @@ def to_alert(row: asyncpg.Record) -> Alert:
     if row["token_id"] is not None:
         name = f"{row['surname']}, {row['given_names']}".strip(", ") if row["surname"] is not None else None
         token = MatchedToken(token_id=row["token_id"], flight_id=row["flight_id"], flight=row["flight"], name=name)
-    return Alert(id=row["id"], at=row["at"], subject_id=row["subject_id"], case_reference=row["case_reference"],
+    score = row["score"]
+    return Alert(id=row["id"], kind=row["kind"], at=row["at"], subject_id=row["subject_id"],
+                 case_reference=row["case_reference"],
                  reason_code=row["reason_code"], device_id=row["device_id"], device_name=row["device_name"],
                  touchpoint=row["touchpoint"],
                  location=Location(terminal=row["terminal"], gate=row["gate"], lounge_id=row["lounge_id"]),
-                 score=round(float(row["score"]), 4), token=token, status=row["status"],
+                 score=None if score is None else round(float(score), 4), token=token, status=row["status"],
                  resolved_at=row["resolved_at"], resolved_by=row["resolved_by"], note=row["note"])
 
 
-async def raise_alert(services: Services, device: Device, subject_id: uuid.UUID, score: float,
-                      token_id: uuid.UUID | None) -> int:
-    """Record the alert, hold the token (if the face matched one) and audit it, then notify officers."""
-    pool = services.db()
-    alert_id = await q.raise_alert(pool, subject_id=subject_id, device_id=device.id, touchpoint=device.kind.value,
-                                   terminal=device.terminal, gate=device.gate, lounge_id=device.lounge_id,
-                                   score=score, token_id=token_id, actor="system:watchlist", channel=CHANNEL,
-                                   origin=services.instance_id)
-    # Not logged: a log line would carry the touchpoint request's id and tie the hit to its decision.
+async def raise_alert(services: Services, device: Device, kind: str | None, subject_id: uuid.UUID | None,
+                      score: float | None, token_id: uuid.UUID | None) -> int | None:
+    """Record the referral (``kind`` None: write nothing, in the same statement), hold the token (if
+    any) and audit it; officers are notified off the caller's path."""
+    alert_id = await q.raise_alert(services.db(), kind=kind, subject_id=subject_id, device_id=device.id,
+                                   touchpoint=device.kind.value, terminal=device.terminal, gate=device.gate,
+                                   lounge_id=device.lounge_id, score=score, token_id=token_id,
+                                   actor="system:watchlist", channel=CHANNEL, origin=services.instance_id)
+    if alert_id is not None:
+        publish_soon(services, alert_id)
+    return alert_id
+
+
+_publishing: set[asyncio.Task[None]] = set()
+
+
+def publish_soon(services: Services, alert_id: int) -> None:
+    """Stream a committed alert to this instance's officers without the touchpoint waiting for it:
+    reading the alert back is a round trip only a referral would make. Not logged in the request's
+    context: a log line carrying the touchpoint request's id would tie the alert to its decision."""
+    task = asyncio.get_running_loop().create_task(_publish_quietly(services, alert_id), context=contextvars.Context())
+    _publishing.add(task)
+    task.add_done_callback(_publishing.discard)
+
+
+async def _publish_quietly(services: Services, alert_id: int) -> None:
     try:
         await publish(services, alert_id)
     except Exception:
         # The alert is committed and a reconnecting console replays it; the touchpoint must not see
-        # an error that only a hit can cause. Logged outside the request's context, for that reason.
-        contextvars.Context().run(log.exception, "alert_stream_publish_failed")
-    return alert_id
+        # an error that only a referral can cause.
+        log.exception("alert_stream_publish_failed")
 
 
 async def publish(services: Services, alert_id: int) -> None:
@@ -91,7 +110,7 @@ async def resolve(services: Services, device: Device, alert_id: int, res: Resolu
         await q.resolve(conn, alert_id, status=res.outcome, resolved_by=res.resolved_by, device_id=device.id,
                         note=res.note)
         released = []
-        if res.outcome == "false_alarm":
+        if res.outcome in ("false_alarm", "cleared"):
             released = await q.release_alert_hold(conn, alert_id, f"device:{device.id}")
             for token_id in released:
                 await q.sync_on_hold(conn, token_id)

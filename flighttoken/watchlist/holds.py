@@ -1,8 +1,10 @@
 """Staff holds: an airline agent or admin stops a token at every touchpoint ("see an officer").
 
 They exist beside the authority's holds on purpose: touchpoints say ``see_officer`` for any hold,
-so a lounge or gate that sees it cannot tell a document check from a watchlist alert. Staff see
-and release only their own kind of hold; a token stays held while any hold is in force.
+so a lounge or gate that sees it cannot tell a document check from an officer referral. Staff
+place and release only their own kind of hold; a token stays held while any hold is in force.
+The answer also says whether an officer referral is in force (``officer_referral``), so staff can
+explain a see_officer, never why: random referrals and watchlist hits look the same (issue 17).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ async def place(services: Services, device: Device, token_id: uuid.UUID, reason:
             await q.sync_on_hold(conn, token_id)
             await audit.record(conn, actor=f"device:{device.id}", action="token.hold", outcome="ok",
                                flight_id=row["flight_id"], token_id=token_id, detail={"reason": reason})
-    return HoldState(token_id=token_id, staff_hold=True)
+        return await _state(conn, token_id)
 
 
 async def release(services: Services, device: Device, token_id: uuid.UUID) -> HoldState:
@@ -42,4 +44,9 @@ async def release(services: Services, device: Device, token_id: uuid.UUID) -> Ho
             await q.sync_on_hold(conn, token_id)
             await audit.record(conn, actor=f"device:{device.id}", action="token.hold.release", outcome="ok",
                                flight_id=row["flight_id"], token_id=token_id)
-    return HoldState(token_id=token_id, staff_hold=False)
+        return await _state(conn, token_id)
+
+
+async def _state(conn, token_id: uuid.UUID) -> HoldState:
+    row = await q.referral_state(conn, token_id)
+    return HoldState(token_id=token_id, staff_hold=row["staff_hold"], officer_referral=row["officer_referral"])

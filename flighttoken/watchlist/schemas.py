@@ -13,7 +13,8 @@ Photo = Annotated[bytes, msgspec.Meta(min_length=1, description="JPEG or PNG, ba
 Printable = r"^[^\x00-\x1f\x7f]*$"
 Officer = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=Printable, examples=["Insp. Wong 4411"])]
 SubjectStatus = Literal["active", "expired", "removed"]
-AlertStatus = Literal["open", "confirmed", "false_alarm"]
+AlertStatus = Literal["open", "confirmed", "false_alarm", "cleared"]
+AlertKind = Literal["watchlist", "random"]
 
 
 class NewSubject(msgspec.Struct, forbid_unknown_fields=True):
@@ -76,16 +77,20 @@ class MatchedToken(msgspec.Struct):
 
 
 class Alert(msgspec.Struct):
+    """An officer referral: a watchlist hit (``kind`` watchlist) or a random secondary referral
+    (``kind`` random: no subject, case or score). The passenger was told the same in both cases."""
+
     id: int
+    kind: AlertKind
     at: datetime
-    subject_id: uuid.UUID
-    case_reference: str
-    reason_code: str
+    subject_id: uuid.UUID | None
+    case_reference: str | None
+    reason_code: str | None
     device_id: uuid.UUID
     device_name: str
     touchpoint: str
     location: Location
-    score: float
+    score: float | None
     token: MatchedToken | None
     status: AlertStatus
     resolved_at: datetime | None = None
@@ -100,8 +105,9 @@ class AlertPage(msgspec.Struct):
 
 
 class Resolution(msgspec.Struct, forbid_unknown_fields=True):
-    outcome: Literal["confirmed", "false_alarm"]
-    """confirmed keeps the token on hold; false_alarm releases this alert's hold."""
+    outcome: Literal["confirmed", "false_alarm", "cleared"]
+    """confirmed keeps the token on hold; false_alarm (a wrong hit) and cleared (the passenger was
+    checked and let go: how a random referral usually ends) release this alert's hold."""
     resolved_by: Officer
     note: Annotated[str, msgspec.Meta(max_length=500, pattern=r"^[^\x00]*$")] | None = None
 
@@ -114,4 +120,7 @@ class StaffHold(msgspec.Struct, forbid_unknown_fields=True):
 class HoldState(msgspec.Struct):
     token_id: uuid.UUID
     staff_hold: bool
-    """Whether this staff hold is in force (other holders' holds are not shown)."""
+    """Whether this staff hold is in force."""
+    officer_referral: bool
+    """Whether the passenger is also held for an immigration officer (a referral at a touchpoint,
+    released only by the officer). Its cause is never shown: random referrals look the same."""

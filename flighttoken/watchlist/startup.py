@@ -16,6 +16,9 @@ log = structlog.get_logger(__name__)
 async def start(services: Services, stack: contextlib.AsyncExitStack) -> None:
     """Called by the lifespan after the passenger galleries and the sync listener."""
     sync.register(services)
+    if services.settings.secondary_referral_share == 0 and services.settings.watchlist_touchpoints.strip():
+        # Set on purpose only: with no random referrals, every officer referral at a touchpoint is a hit.
+        log.warning("secondary_referral_off", setting="FLIGHTTOKEN_SECONDARY_REFERRAL_SHARE")
     await service.load_gallery(services)
     task = asyncio.create_task(_sweep(services), name="watchlist-sweep")
     stack.push_async_callback(_stop, task)

@@ -1,6 +1,11 @@
 """Watchlist screening accuracy on LFW: hit rate and false-alarm rate at the watchlist threshold.
 
     .venv/bin/python -m ops.bench.watchlist [--subjects 420] [--seeds 10] [--alarm-budget 0.01] [--no-cache]
+                                            [--cover-only | --no-cover] [--cover-* ...]
+
+Two parts: screening accuracy (below), then the cover's timing over HTTP (``ops.bench.watchlist_cover``:
+hits, random secondary referrals and proceeds, compared with Kolmogorov-Smirnov). The run fails
+(exit 1) if any pair of those latency distributions differs significantly.
 
 Protocol (open-set 1:N in the style of NIST FRVT Part 7, as the service screens e-channel captures):
 a watchlist of ``--subjects`` people drawn at random from the LFW identities with >= 2 photos, each
@@ -30,10 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import uvloop
 
+from flighttoken import executor
+from flighttoken.faces.engine import FaceEngine
 from flighttoken.faces.quality import QualityThresholds
+from flighttoken.logs import configure_logging
 from flighttoken.settings import load_settings
+from ops.bench import watchlist_cover
 from ops.bench.accuracy import Features, extract, passes
+from ops.bench.common import quiet_logs
 
 SUBJECTS = 420
 GRID = np.round(np.arange(0.15, 0.60001, 0.005), 3)
@@ -103,8 +114,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=10, help="random watchlists to pool")
     ap.add_argument("--alarm-budget", type=float, default=0.01, help="false-alarm rate the threshold may spend")
     ap.add_argument("--no-cache", action="store_true")
+    ap.add_argument("--cover-only", action="store_true", help="only the cover's latency comparison")
+    ap.add_argument("--no-cover", action="store_true", help="only the screening accuracy")
+    ap.add_argument("--cover-hits", type=int, default=100, help="travellers on the watchlist")
+    ap.add_argument("--cover-others", type=int, default=260, help="travellers on no list")
+    ap.add_argument("--cover-share", type=float, default=0.4,
+                    help="random referral share for the timing run (enough referrals to compare)")
+    ap.add_argument("--cover-alpha", type=float, default=0.01, help="significance level of each KS test")
     args = ap.parse_args(argv)
     s = load_settings()
+    out: dict[str, object] = {"bench": "watchlist"}
+    if not args.cover_only:
+        out.update(accuracy(args, s))
+    if not args.no_cover:
+        out["cover"] = uvloop.run(cover(args, s))  # the loop the service runs on
+        executor.shutdown()
+    print(json.dumps(out, separators=(",", ":")))
+    cover_ok = args.no_cover or out["cover"]["no_significant_difference"]
+    return 0 if cover_ok else 1
+
+
+async def cover(args: argparse.Namespace, s) -> dict[str, object]:
+    configure_logging("json", s.log_level)
+    quiet_logs()
+    executor.configure()
+    engine = FaceEngine.load(s)
+    err("cover: latency of hits, random referrals and proceeds over HTTP")
+    return await watchlist_cover.run(s, engine, args.cover_hits, args.cover_others, args.cover_share,
+                                     args.cover_alpha)
+
+
+def accuracy(args: argparse.Namespace, s) -> dict[str, object]:
     t0 = time.perf_counter()
     f = extract(s, Path(s.faces_dir) / "lfw-train", not args.no_cache)
     vecs = f.flip if s.flip_average else f.plain
@@ -139,14 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         err(f"  list of {sizes[label]['subjects']}: hit {sizes[label]['hit_rate']:.4f}  false alarms "
             f"{sizes[label]['false_alarm_rate']:.5f}")
 
-    out = {"bench": "watchlist", "photos": len(f.paths), "faces_found": int(f.found.sum()),
+    return {"photos": len(f.paths), "faces_found": int(f.found.sum()),
            "alarm_budget": args.alarm_budget, "chosen_threshold": chosen, "configured_threshold": configured,
            "at_threshold": result, "baseline_e_channel_threshold": baseline,
            "misses_vs_baseline": round(misses_ratio, 3) if misses_ratio is not None else None,
            "false_alarms_vs_baseline": round(alarms_ratio, 3) if alarms_ratio is not None else None,
            "other_list_sizes": sizes, "table": table, "seconds": round(time.perf_counter() - t0, 1)}
-    print(json.dumps(out, separators=(",", ":")))
-    return 0
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ async def test_a_clearance_moves_the_token_and_records_a_proceed_event(db) -> No
     kiosk, e_channel = await _device(db.pool, DeviceKind.KIOSK), await _device(db.pool, DeviceKind.E_CHANNEL)
     flight = await _flight(db.pool, state=FlightState.SCHEDULED)
     token = await _token(db.pool, flight, kiosk)
-    event_id, reason = await journey_q.record_decision(
+    event_id, reason, _ = await journey_q.record_decision(
         db.pool, device_id=e_channel.id, touchpoint="e_channel", flight_id=flight.id, token_id=token,
         reason="matched", transition=("enrolled", "immigration_cleared"), lounge_entry=False, audit_refusal=False,
         score=0.71, margin=0.3, latency_ms=12.5)
@@ -110,7 +110,7 @@ async def test_a_transition_from_a_state_no_longer_there_is_state_changed_and_ch
     flight = await _flight(db.pool)
     # The decision was based on 'enrolled'; meanwhile the token moved on (or was put on hold).
     token = await _token(db.pool, flight, kiosk, state=state, on_hold=on_hold)
-    event_id, reason = await journey_q.record_decision(
+    event_id, reason, _ = await journey_q.record_decision(
         db.pool, device_id=gate.id, touchpoint="gate", flight_id=flight.id, token_id=token, reason="matched",
         transition=("enrolled", "boarded"), lounge_entry=False, audit_refusal=False, score=0.8, margin=0.4,
         latency_ms=1.0)
@@ -127,7 +127,7 @@ async def test_a_lounge_entry_is_stamped_without_moving_the_token(db) -> None:
     lounge = await _device(db.pool, DeviceKind.LOUNGE, lounge_id="L1")
     flight = await _flight(db.pool, state=FlightState.SCHEDULED)
     token = await _token(db.pool, flight, kiosk, state="immigration_cleared")
-    event_id, reason = await journey_q.record_decision(
+    event_id, reason, _ = await journey_q.record_decision(
         db.pool, device_id=lounge.id, touchpoint="lounge", flight_id=flight.id, token_id=token, reason="matched",
         transition=None, lounge_entry=True, audit_refusal=False, score=0.6, margin=None, latency_ms=1.0)
     row = await _token_row(db.pool, token)
@@ -139,7 +139,7 @@ async def test_a_misuse_refusal_is_audited_and_keeps_the_token_on_its_event(db) 
     kiosk, gate = await _device(db.pool, DeviceKind.KIOSK), await _device(db.pool, DeviceKind.GATE, gate="23")
     flight = await _flight(db.pool)
     token = await _token(db.pool, flight, kiosk, state="boarded")
-    event_id, reason = await journey_q.record_decision(
+    event_id, reason, _ = await journey_q.record_decision(
         db.pool, device_id=gate.id, touchpoint="gate", flight_id=flight.id, token_id=token,
         reason="already_boarded", transition=None, lounge_entry=False, audit_refusal=True, score=0.8, margin=0.4,
         latency_ms=1.0)
@@ -156,7 +156,7 @@ async def test_a_misuse_refusal_is_audited_and_keeps_the_token_on_its_event(db) 
 async def test_a_refusal_without_a_token_is_an_event_only(db) -> None:
     gate = await _device(db.pool, DeviceKind.GATE, gate="23")
     before = await db.pool.fetchval("SELECT count(*) FROM audit_events")
-    event_id, reason = await journey_q.record_decision(
+    event_id, reason, _ = await journey_q.record_decision(
         db.pool, device_id=gate.id, touchpoint="gate", flight_id=None, token_id=None, reason="no_match",
         transition=None, lounge_entry=False, audit_refusal=False, score=0.2, margin=None, latency_ms=1.0)
     event = await _event(db.pool, event_id)
@@ -172,7 +172,7 @@ async def test_two_gates_boarding_one_passenger_at_once_board_them_once(db) -> N
     services = SimpleNamespace(db=lambda: db.pool, settings=db.settings)
     match = MatchOutcome(token, "matched", 0.8, 0.4)
     now, horizon = datetime.now(UTC), timedelta(hours=3)
-    decisions = await asyncio.gather(*(_conclude(services, g, match, now, horizon, time.perf_counter())
+    decisions = await asyncio.gather(*(_conclude(services, g, match, None, now, horizon, time.perf_counter())
                                        for g in gates))
     reasons = sorted(d.reason for d in decisions)
     # The loser either read the token before the winner's write (state_changed) or after it.
@@ -183,3 +183,43 @@ async def test_two_gates_boarding_one_passenger_at_once_board_them_once(db) -> N
                                " device_id = ANY($2::uuid[])", token, [g.id for g in gates])
     assert sorted(r["decision"] for r in rows) == ["proceed", "refer"]
     assert (await _token_row(db.pool, token))["state"] == "boarded"
+
+
+async def test_a_referral_is_written_by_the_decision_itself_and_holds_only_a_live_token(db) -> None:
+    kiosk, e_channel = await _device(db.pool, DeviceKind.KIOSK), await _device(db.pool, DeviceKind.E_CHANNEL)
+    flight = await _flight(db.pool, state=FlightState.SCHEDULED)
+    token = await _token(db.pool, flight, kiosk)
+
+    def referral(hold: uuid.UUID) -> journey_q.Referral:
+        return journey_q.Referral(kind="random", subject_id=None, score=None, hold_token_id=hold, terminal="T1",
+                                  gate=None, lounge_id=None, channel="flighttoken_test", origin="test")
+
+    results = []
+    for hold in (token, uuid.uuid4()):  # a live token, then one purged meanwhile
+        results.append(await journey_q.record_decision(
+            db.pool, device_id=e_channel.id, touchpoint="e_channel", flight_id=flight.id, token_id=token,
+            reason="see_officer", transition=None, lounge_entry=False, audit_refusal=False, score=0.7, margin=0.3,
+            latency_ms=1.0, referral=referral(hold)))
+    (first, reason, alert_id), (_, _, orphan_id) = results
+    assert reason == "see_officer" and alert_id is not None and orphan_id is not None
+    alerts = {r["id"]: r for r in await db.pool.fetch(
+        "SELECT id, kind, subject_id, score, token_id, flight_id FROM alerts WHERE id = ANY($1::bigint[])",
+        [alert_id, orphan_id])}
+    assert (alerts[alert_id]["kind"], alerts[alert_id]["token_id"], alerts[alert_id]["flight_id"]) == (
+        "random", token, flight.id)
+    assert alerts[alert_id]["subject_id"] is None and alerts[alert_id]["score"] is None
+    assert alerts[orphan_id]["token_id"] is None
+    holds = await db.pool.fetch("SELECT token_id, holder, alert_id FROM token_holds WHERE alert_id = ANY($1::bigint[])",
+                                [alert_id, orphan_id])
+    assert [(h["token_id"], h["holder"], h["alert_id"]) for h in holds] == [(token, "authority", alert_id)]
+    row = await db.pool.fetchrow("SELECT state, on_hold FROM tokens WHERE id = $1", token)
+    assert (row["state"], row["on_hold"]) == ("enrolled", True)
+    event = await _event(db.pool, first)
+    assert (event["decision"], event["reason"], event["token_id"], event["flight_id"]) == (
+        "refer", "see_officer", None, flight.id)
+    # No referral: nothing of the kind is written.
+    before = await db.pool.fetchval("SELECT count(*) FROM alerts")
+    _, _, none = await journey_q.record_decision(
+        db.pool, device_id=e_channel.id, touchpoint="e_channel", flight_id=None, token_id=None, reason="no_match",
+        transition=None, lounge_entry=False, audit_refusal=False, score=0.2, margin=None, latency_ms=1.0)
+    assert none is None and await db.pool.fetchval("SELECT count(*) FROM alerts") == before

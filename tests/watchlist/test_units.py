@@ -3,6 +3,8 @@ screening decision (the face engine's analysis is faked here, as only these unit
 
 from __future__ import annotations
 
+import random
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -12,10 +14,9 @@ import numpy as np
 import pytest
 
 from flighttoken.devices.model import Device, DeviceKind
-from flighttoken.journey.rules import MatchOutcome
-from flighttoken.settings import SettingsError, load_settings
+from flighttoken.settings import Settings, SettingsError, load_settings
 from flighttoken.watchlist import screening
-from flighttoken.watchlist.gallery import WatchlistGallery
+from flighttoken.watchlist.gallery import WatchlistGallery, WatchlistHit
 from flighttoken.watchlist.hub import AlertHub
 from flighttoken.watchlist.schemas import Alert, Location
 from flighttoken.watchlist.state import WatchlistState
@@ -33,7 +34,7 @@ def near(v: np.ndarray, noise: float) -> np.ndarray:
 
 
 def alert(alert_id: int) -> Alert:
-    return Alert(id=alert_id, at=NOW, subject_id=uuid.uuid4(), case_reference="C", reason_code="r",
+    return Alert(id=alert_id, kind="watchlist", at=NOW, subject_id=uuid.uuid4(), case_reference="C", reason_code="r",
                  device_id=uuid.uuid4(), device_name="d", touchpoint="e_channel", location=Location(), score=0.5,
                  token=None, status="open")
 
@@ -119,15 +120,16 @@ class FakeServices:
 
 @pytest.fixture
 async def wanted(monkeypatch):
-    """Fake services with one subject on the watchlist; raised alerts are recorded, not stored."""
+    """Fake services with one subject on the watchlist; kiosk referrals are recorded, not stored."""
     raised = []
 
-    async def raise_alert(services, device, subject_id, score, token_id):
-        raised.append((device.kind, subject_id, round(score, 3), token_id))
-        return len(raised)
+    async def raise_alert(services, device, kind, subject_id, score, token_id):
+        raised.append((device.kind, kind, subject_id, None if score is None else round(score, 3), token_id))
+        return len(raised) if kind else None
 
     monkeypatch.setattr(screening.alerts, "raise_alert", raise_alert)
-    settings = msgspec.structs.replace(load_settings(), watchlist_touchpoints="e_channel,gate")
+    settings = msgspec.structs.replace(load_settings(), watchlist_touchpoints="e_channel,gate",
+                                       secondary_referral_share=0.0)
     services = FakeServices(settings)
     face = unit(rng.standard_normal(512))
     subject = uuid.uuid4()
@@ -139,50 +141,30 @@ def device(kind: DeviceKind) -> Device:
     return Device(id=uuid.uuid4(), name="d", kind=kind, terminal="T1")
 
 
-async def test_a_hit_on_a_matched_face_becomes_a_poor_capture_and_holds_the_token(wanted) -> None:
-    services, face, subject, raised = wanted
-    token = uuid.uuid4()
-    out = await screening.screen(services, device(DeviceKind.E_CHANNEL), FakeAnalysis(FakeTemplate(face)),
-                                 MatchOutcome(token, "matched", 0.8, 0.3))
-    assert out == MatchOutcome(None, "low_detection_score", None, None)
-    assert raised == [(DeviceKind.E_CHANNEL, subject, 1.0, token)]
+async def test_a_screened_capture_finds_the_subject(wanted) -> None:
+    services, face, subject, _ = wanted
+    hit = await screening.search(services, device(DeviceKind.E_CHANNEL), FakeAnalysis(FakeTemplate(face)))
+    assert hit is not None and hit.subject_id == subject and hit.score == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("reason", ["too_dark", "tailgating", "head_turned"])
-async def test_a_hit_on_a_refused_capture_keeps_the_captures_own_reason(wanted, reason: str) -> None:
-    services, face, _, raised = wanted
-    out = await screening.screen(services, device(DeviceKind.E_CHANNEL), FakeAnalysis(FakeTemplate(face), [reason]),
-                                 MatchOutcome(None, reason, None, None))
-    assert out == MatchOutcome(None, reason, None, None)
-    assert len(raised) == 1 and raised[0][3] is None
-
-
-@pytest.mark.parametrize("reason", ["no_match", "ambiguous_match", "gate_not_boarding", "wrong_flight"])
-async def test_any_other_outcome_on_a_hit_becomes_low_detection_score(wanted, reason: str) -> None:
-    services, face, _, _ = wanted
-    out = await screening.screen(services, device(DeviceKind.GATE), FakeAnalysis(FakeTemplate(face)),
-                                 MatchOutcome(None, reason, 0.3, 0.1))
-    assert out == MatchOutcome(None, "low_detection_score", None, None)
-
-
-async def test_below_the_threshold_nothing_changes(wanted) -> None:
-    services, _, _, raised = wanted
+async def test_below_the_threshold_there_is_no_hit(wanted) -> None:
+    services, _, _, _ = wanted
     stranger = unit(rng.standard_normal(512))
-    match = MatchOutcome(uuid.uuid4(), "matched", 0.8, 0.3)
-    assert await screening.screen(services, device(DeviceKind.E_CHANNEL), FakeAnalysis(FakeTemplate(stranger)),
-                                  match) == match
-    assert raised == []
+    assert await screening.search(services, device(DeviceKind.E_CHANNEL), FakeAnalysis(FakeTemplate(stranger))) is None
 
 
 async def test_unlisted_kinds_and_faceless_captures_are_not_screened(wanted) -> None:
-    services, face, _, raised = wanted
-    match = MatchOutcome(uuid.uuid4(), "matched", 0.8, 0.3)
-    assert await screening.screen(services, device(DeviceKind.LOUNGE), FakeAnalysis(FakeTemplate(face)),
-                                  match) == match
-    assert await screening.screen(services, device(DeviceKind.E_CHANNEL), FakeAnalysis(None, ["no_face"]),
-                                  MatchOutcome(None, "no_face", None, None)) == MatchOutcome(None, "no_face", None,
-                                                                                             None)
-    assert raised == []
+    services, face, _, _ = wanted
+    assert await screening.search(services, device(DeviceKind.LOUNGE), FakeAnalysis(FakeTemplate(face))) is None
+    assert await screening.search(services, device(DeviceKind.E_CHANNEL), FakeAnalysis(None, ["no_face"])) is None
+
+
+def test_every_hit_is_referred_and_a_random_pick_only_when_it_would_proceed() -> None:
+    hit = WatchlistHit(uuid.uuid4(), 0.6)
+    assert screening.referral(hit, True, False) == screening.referral(hit, False, False) == "watchlist"
+    assert screening.referral(hit, True, True) == "watchlist"
+    assert screening.referral(None, True, True) == "random"
+    assert screening.referral(None, False, True) is None and screening.referral(None, True, False) is None
 
 
 async def test_kiosk_screening_only_when_listed(wanted) -> None:
@@ -192,7 +174,39 @@ async def test_kiosk_screening_only_when_listed(wanted) -> None:
     assert raised == []
     services.settings = msgspec.structs.replace(services.settings, watchlist_touchpoints="kiosk")
     await screening.screen_enrolment(services, device(DeviceKind.KIOSK), face, token)
-    assert raised == [(DeviceKind.KIOSK, subject, 1.0, token)]
+    # A clean enrolment runs the same write, with nothing to record (no extra round trip on a hit).
+    await screening.screen_enrolment(services, device(DeviceKind.KIOSK), unit(rng.standard_normal(512)), token)
+    assert raised == [(DeviceKind.KIOSK, "watchlist", subject, 1.0, token),
+                      (DeviceKind.KIOSK, None, None, None, token)]
+
+
+# ---- the random share (issue 17) ----------------------------------------------------------------
+
+
+def test_the_random_share_is_never_zero_unless_set() -> None:
+    assert load_settings({}).secondary_referral_share > 0
+    assert Settings().secondary_referral_share > 0
+    assert load_settings({"FLIGHTTOKEN_SECONDARY_REFERRAL_SHARE": "0"}).secondary_referral_share == 0
+    for bad in ("", "-0.01", "1.5", "one percent"):
+        with pytest.raises(SettingsError, match="FLIGHTTOKEN_SECONDARY_REFERRAL_SHARE"):
+            load_settings({"FLIGHTTOKEN_SECONDARY_REFERRAL_SHARE": bad})
+
+
+@pytest.mark.parametrize("share", [0.01, 0.05, 0.2])
+def test_a_share_p_refers_about_p_of_passengers(share: float) -> None:
+    uniform = random.Random(20261203).random  # injected and seeded: the service uses secrets
+    n = 40_000
+    picked = sum(screening.drawn(share, uniform) for _ in range(n))
+    sd = (n * share * (1 - share)) ** 0.5
+    assert abs(picked - n * share) < 6 * sd, (picked, n * share)
+
+
+def test_share_zero_refers_nobody_and_the_default_source_is_the_csprng() -> None:
+    uniform = random.Random(1).random
+    assert not any(screening.drawn(0.0, uniform) for _ in range(10_000))
+    assert screening.drawn.__defaults__[0].__self__.__class__ is secrets.SystemRandom
+    # The operating system's generator: on its own, share 0.5 picks some and not all of 200.
+    assert 0 < sum(screening.drawn(0.5) for _ in range(200)) < 200
 
 
 # ---- settings ----------------------------------------------------------------------------------

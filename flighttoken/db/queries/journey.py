@@ -3,12 +3,19 @@
 A decision is one round trip, atomic on its own (no BEGIN/COMMIT, nothing for the pool to roll
 back): the token's move (only from the state the decision read, never while on hold, so a
 concurrent decision makes this one ``state_changed``), the lounge entry time, the audit row for a
-refusal that is evidence of misuse, and the journey event carrying the final reason.
+refusal that is evidence of misuse, the journey event carrying the final reason, and, for an
+officer referral (a watchlist hit or a random secondary referral), the alert-like record, the
+token's hold, the authority's audit row and the notification to other instances.
+
+Every decision runs this same statement, referral or not (issue 17): a referral costs no extra
+round trip, so neither the touchpoint nor anyone timing it can tell a referral's cause, or that
+there was one, from the statement's shape.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -35,6 +42,33 @@ WITH moved AS (
     SELECT 'device:' || $1::uuid, $2::text || '.identify', 'refused', $3::uuid, $4::uuid,
            jsonb_build_object('reason', $8::text)
     WHERE $9::boolean
+-- The referral: empty unless $13 (the alert kind) is set. The hold is taken only if the token
+-- still exists; ``moved`` never touches a referred token (a referral has no transition).
+), tok AS (
+    SELECT id, flight_id FROM tokens WHERE id = $19::uuid AND $13::text IS NOT NULL
+), alert AS (
+    INSERT INTO alerts (kind, subject_id, device_id, touchpoint, terminal, gate, lounge_id, score, token_id,
+                        flight_id)
+    SELECT $13::text, $14::uuid, $1::uuid, $2::text, $16::text, $17::text, $18::text, $15::real,
+           (SELECT id FROM tok), (SELECT flight_id FROM tok)
+    WHERE $13::text IS NOT NULL
+    RETURNING id, token_id
+), hold AS (
+    INSERT INTO token_holds (token_id, holder, alert_id, reason, placed_by)
+    SELECT token_id, 'authority', id, 'officer_referral', 'watchlist' FROM alert WHERE token_id IS NOT NULL
+    RETURNING token_id
+), held AS (
+    UPDATE tokens SET on_hold = true WHERE id IN (SELECT token_id FROM hold)
+), alert_audited AS (
+    INSERT INTO audit_events (actor, action, outcome, detail)
+    SELECT 'system:watchlist', 'watchlist.alert', 'ok',
+           jsonb_build_object('alert_id', id, 'kind', $13::text, 'subject_id', $14::uuid, 'held', token_id IS NOT NULL)
+    FROM alert
+), notified AS (
+    -- A sync event (flighttoken.sync.events wire format) so other instances stream the alert too.
+    SELECT pg_notify($20::text, jsonb_build_object('kind', 'alert', 'origin', $21::text,
+                                                   'payload', jsonb_build_object('alert_id', id::text))::text)
+    FROM alert
 )
 INSERT INTO journey_events (device_id, touchpoint, flight_id, token_id, decision, reason, score, margin, latency_ms)
 SELECT $1::uuid, $2::text, $3::uuid,
@@ -42,17 +76,42 @@ SELECT $1::uuid, $2::text, $3::uuid,
        CASE WHEN o.reason = 'matched' THEN 'proceed' ELSE 'refer' END,
        o.reason, $10::real, $11::real, $12::real
 FROM outcome o
-RETURNING id, reason"""
+-- ``notified`` is a plain SELECT: it runs only because it is read here.
+RETURNING id, reason, (SELECT id FROM alert) AS alert_id, (SELECT count(*) FROM notified) AS notified"""
+
+
+@dataclass(frozen=True, slots=True)
+class Referral:
+    """An officer referral to record with the decision: a watchlist hit or a random one."""
+
+    kind: str
+    """'watchlist' or 'random'."""
+    subject_id: uuid.UUID | None
+    score: float | None
+    hold_token_id: uuid.UUID | None
+    terminal: str | None
+    gate: str | None
+    lounge_id: str | None
+    channel: str
+    origin: str
 
 
 async def record_decision(conn: Executor, *, device_id: uuid.UUID, touchpoint: str, flight_id: uuid.UUID | None,
                           token_id: uuid.UUID | None, reason: str, transition: tuple[str, str] | None,
                           lounge_entry: bool, audit_refusal: bool, score: float | None, margin: float | None,
-                          latency_ms: float) -> tuple[int, str]:
-    """Write one decision; returns (journey event id, final reason). ``reason`` is the decision
-    before the write: ``matched`` proceeds unless ``transition`` (expected state, new state) no
-    longer applies. ``audit_refusal`` adds the audit row (and keeps the token on the event)."""
+                          latency_ms: float, referral: Referral | None = None) -> tuple[int, str, int | None]:
+    """Write one decision; returns (journey event id, final reason, alert id or None). ``reason``
+    is the decision before the write: ``matched`` proceeds unless ``transition`` (expected state,
+    new state) no longer applies. ``audit_refusal`` adds the audit row (and keeps the token on the
+    event). ``referral`` adds the alert, the hold and the authority's audit row."""
     expected, new_state = transition if transition else (None, None)
+    r = referral or _NO_REFERRAL
     row = await conn.fetchrow(_RECORD_DECISION, device_id, touchpoint, flight_id, token_id, new_state,
-                              lounge_entry, expected, reason, audit_refusal, score, margin, latency_ms)
-    return row["id"], row["reason"]
+                              lounge_entry, expected, reason, audit_refusal, score, margin, latency_ms,
+                              r.kind or None, r.subject_id, r.score, r.terminal, r.gate, r.lounge_id,
+                              r.hold_token_id, r.channel, r.origin)
+    return row["id"], row["reason"], row["alert_id"]
+
+
+_NO_REFERRAL = Referral(kind="", subject_id=None, score=None, hold_token_id=None, terminal=None, gate=None,
+                        lounge_id=None, channel="", origin="")

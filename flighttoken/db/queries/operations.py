@@ -99,7 +99,13 @@ _TOKEN_VIEW = """
     SELECT t.id, t.flight_id, f.airline, f.number, f.scheduled_departure, t.state, t.surname, t.given_names,
            t.booking_reference, t.seat, t.document_type, t.document_last4, t.issuing_state, t.nationality,
            t.lounge_eligible, t.enrolled_at, t.cleared_at, t.last_lounge_at, t.boarded_at, t.ended_at,
-           t.end_reason
+           t.end_reason, t.on_hold,
+           -- Which holds are in force, as airline staff may know them: their own kind, and an officer
+           -- referral whatever its cause (a watchlist hit and a random referral look the same).
+           EXISTS (SELECT 1 FROM token_holds h WHERE h.token_id = t.id AND h.released_at IS NULL
+                   AND h.holder = 'staff') AS staff_hold,
+           EXISTS (SELECT 1 FROM token_holds h WHERE h.token_id = t.id AND h.released_at IS NULL
+                   AND h.holder = 'authority') AS officer_referral
     FROM tokens t JOIN flights f ON f.id = t.flight_id"""
 
 

@@ -110,47 +110,52 @@ async def searchable_subject_ids(conn: Executor, model_id: str, now: datetime) -
 # ---- alerts ---------------------------------------------------------------------------------------
 
 _ALERT = """
-    SELECT a.id, a.at, a.subject_id, s.case_reference, s.reason_code, a.device_id, d.name AS device_name,
+    SELECT a.id, a.kind, a.at, a.subject_id, s.case_reference, s.reason_code, a.device_id, d.name AS device_name,
            a.touchpoint, a.terminal, a.gate, a.lounge_id, a.score, a.token_id, a.flight_id,
            f.airline || f.number AS flight, t.surname, t.given_names, a.status, a.resolved_at, a.resolved_by, a.note
     FROM alerts a
-    JOIN watchlist_subjects s ON s.id = a.subject_id
+    LEFT JOIN watchlist_subjects s ON s.id = a.subject_id
     JOIN devices d ON d.id = a.device_id
     LEFT JOIN tokens t ON t.id = a.token_id
     LEFT JOIN flights f ON f.id = a.flight_id"""
 
-# The alert, the hold on the token the face also matched, and the audit event: one statement, so a
-# hit costs the touchpoint one database round trip and can never be half recorded. The hold is
-# taken only if the token still exists.
+# The kiosk's screening write (a touchpoint's is part of its decision, db/queries/journey.py): the
+# alert, the hold on the new token and the audit event in one statement, so a referral can never be
+# half recorded. Run for every screened enrolment: with $1 (the kind) NULL it writes nothing, so a
+# referral costs the kiosk no extra round trip. The hold is taken only if the token still exists.
 _RAISE = """
-WITH tok AS (SELECT id, flight_id FROM tokens WHERE id = $8::uuid),
+WITH tok AS (SELECT id, flight_id FROM tokens WHERE id = $9::uuid AND $1::text IS NOT NULL),
 alert AS (
-    INSERT INTO alerts (subject_id, device_id, touchpoint, terminal, gate, lounge_id, score, token_id, flight_id)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT id FROM tok), (SELECT flight_id FROM tok))
+    INSERT INTO alerts (kind, subject_id, device_id, touchpoint, terminal, gate, lounge_id, score, token_id, flight_id)
+    SELECT $1::text, $2::uuid, $3::uuid, $4::text, $5::text, $6::text, $7::text, $8::real,
+           (SELECT id FROM tok), (SELECT flight_id FROM tok)
+    WHERE $1::text IS NOT NULL
     RETURNING id, token_id),
 hold AS (
     INSERT INTO token_holds (token_id, holder, alert_id, reason, placed_by)
-    SELECT token_id, 'authority', id, 'watchlist_alert', 'watchlist' FROM alert WHERE token_id IS NOT NULL
+    SELECT token_id, 'authority', id, 'officer_referral', 'watchlist' FROM alert WHERE token_id IS NOT NULL
     RETURNING token_id),
 held AS (UPDATE tokens SET on_hold = true WHERE id IN (SELECT token_id FROM hold) RETURNING id),
 audited AS (
     INSERT INTO audit_events (actor, action, outcome, detail)
-    SELECT $9, 'watchlist.alert', 'ok',
-           jsonb_build_object('alert_id', id, 'subject_id', $1::uuid, 'held', token_id IS NOT NULL)
+    SELECT $10, 'watchlist.alert', 'ok',
+           jsonb_build_object('alert_id', id, 'kind', $1::text, 'subject_id', $2::uuid, 'held', token_id IS NOT NULL)
     FROM alert RETURNING id),
 -- A sync event (flighttoken.sync.events wire format) so other instances stream the alert too.
 notified AS (
-    SELECT pg_notify($10, jsonb_build_object('kind', 'alert', 'origin', $11::text,
+    SELECT pg_notify($11, jsonb_build_object('kind', 'alert', 'origin', $12::text,
                                              'payload', jsonb_build_object('alert_id', id::text))::text)
     FROM alert)
-SELECT id FROM alert, (SELECT count(*) FROM held) h, (SELECT count(*) FROM audited) au,
+SELECT (SELECT id FROM alert), (SELECT count(*) FROM held) h, (SELECT count(*) FROM audited) au,
        (SELECT count(*) FROM notified) n"""
 
 
-async def raise_alert(conn: Executor, *, subject_id: uuid.UUID, device_id: uuid.UUID, touchpoint: str,
-                      terminal: str | None, gate: str | None, lounge_id: str | None, score: float,
-                      token_id: uuid.UUID | None, actor: str, channel: str, origin: str) -> int:
-    return await conn.fetchval(_RAISE, subject_id, device_id, touchpoint, terminal, gate, lounge_id, score,
+async def raise_alert(conn: Executor, *, kind: str | None, subject_id: uuid.UUID | None, device_id: uuid.UUID,
+                      touchpoint: str, terminal: str | None, gate: str | None, lounge_id: str | None,
+                      score: float | None, token_id: uuid.UUID | None, actor: str, channel: str,
+                      origin: str) -> int | None:
+    """The new alert's id; None (nothing written) when ``kind`` is None."""
+    return await conn.fetchval(_RAISE, kind, subject_id, device_id, touchpoint, terminal, gate, lounge_id, score,
                                token_id, actor, channel, origin)
 
 
@@ -177,6 +182,16 @@ async def resolve(conn: Executor, alert_id: int, *, status: str, resolved_by: st
 
 
 # ---- holds ----------------------------------------------------------------------------------------
+
+
+async def referral_state(conn: Executor, token_id: uuid.UUID) -> asyncpg.Record:
+    """(staff_hold, officer_referral): a staff hold in force; an officer referral in force, whatever
+    its cause (watchlist hit or random) — what airline staff may know of a token's holds."""
+    return await conn.fetchrow(
+        "SELECT EXISTS (SELECT 1 FROM token_holds WHERE token_id = $1 AND released_at IS NULL"
+        "               AND holder = 'staff') AS staff_hold,"
+        " EXISTS (SELECT 1 FROM token_holds WHERE token_id = $1 AND released_at IS NULL"
+        "         AND holder = 'authority') AS officer_referral", token_id)
 
 
 async def release_alert_hold(conn: Executor, alert_id: int, released_by: str) -> list[uuid.UUID]:
