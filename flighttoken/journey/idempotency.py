@@ -1,8 +1,10 @@
 """``Idempotency-Key`` on the kiosk's POSTs (enrolment, opt-out): a retry gets the first answer again.
 
-A key is honoured per device for :data:`TTL` from its first use. Its row keeps the operation, a
-SHA-256 of the request body (never the body: an enrolment carries face images) and, once answered,
-the status and response body. The same key with the same body replays that answer and writes
+A key is honoured per device for :data:`TTL` from its first use. Its row keeps the operation, an
+HMAC-SHA256 of the request body (never the body: an enrolment carries face images) and, once
+answered, the status and response body. The MAC is keyed from the master key, which never enters
+the database: a plain SHA-256 of an opt-out body (booking reference and document number) could be
+reversed by hashing guesses. The same key with the same body replays that answer and writes
 nothing; with another body (or on the other POST) it is 422 ``idempotency_key_reused``.
 
 Replayed: every answer the handler gave, successes and its 4xx refusals (the same body meets the
@@ -20,7 +22,7 @@ over after :data:`CLAIM_LEASE`. Expired rows are deleted by the privacy sweeper.
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import hmac
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -31,6 +33,7 @@ import msgspec
 import structlog
 from litestar import Request, Response
 
+from flighttoken.crypto.keys import MasterKey, UnknownKekError
 from flighttoken.db.queries import idempotency as q
 from flighttoken.errors import (
     DATABASE_UNAVAILABLE,
@@ -53,6 +56,7 @@ HEADER = "idempotency-key"
 _KEY = re.compile(r"[\x20-\x7e]{1,255}")  # printable ASCII, as the IETF draft's sf-string allows
 _NOT_REPLAYED = frozenset({408, 429})
 REPLAYED_HEADER = "Idempotent-Replayed"
+MAC_PURPOSE = b"idempotency-body"
 
 Execute = Callable[[], Awaitable[tuple[int, Any]]]
 """Runs the operation; returns (status, msgspec-encodable result). Raises ServiceError to refuse."""
@@ -76,7 +80,9 @@ async def once(services: Services, request: Request, operation: str, execute: Ex
         status, result = await execute()
         return _answer(status, msgspec.json.encode(result))
     device_id: uuid.UUID = request.user.id
-    digest = hashlib.sha256(await request.body()).digest()
+    body = await request.body()
+    master = services.vault.master
+    kek_id, digest = master.mac(MAC_PURPOSE, body)
     running, slot = services.idempotent_requests, (device_id, key)
     while True:
         first = running.get(slot)
@@ -91,12 +97,13 @@ async def once(services: Services, request: Request, operation: str, execute: Ex
         try:
             claim_id = uuid.uuid4()
             row = await q.claim(services.db(), device_id=device_id, key=key, operation=operation,
-                                body_sha256=digest, claim_id=claim_id, ttl=TTL, lease=CLAIM_LEASE)
+                                body_mac=digest, body_kek_id=kek_id, claim_id=claim_id, ttl=TTL,
+                                lease=CLAIM_LEASE)
             if row is None:
                 continue  # another instance's claim committed after our snapshot: read it now
             if row["claim"] == claim_id:
                 return await _execute_claimed(services, request, device_id, key, claim_id, execute)
-            if row["operation"] != operation or row["body_sha256"] != digest:
+            if row["operation"] != operation or not _same_body(master, row, body, kek_id, digest):
                 raise Unprocessable("this Idempotency-Key was used for another request; send a new key with a "
                                     "new request", code="idempotency_key_reused")
             if row["status"] is None:
@@ -106,6 +113,15 @@ async def once(services: Services, request: Request, operation: str, execute: Ex
         finally:
             del running[slot]
             done.set()
+
+
+def _same_body(master: MasterKey, row: Any, body: bytes, kek_id: str, digest: bytes) -> bool:
+    if row["body_kek_id"] != kek_id:  # the master key rotated since the first request
+        try:
+            _, digest = master.mac(MAC_PURPOSE, body, row["body_kek_id"])
+        except UnknownKekError:
+            return False
+    return hmac.compare_digest(row["body_mac"], digest)
 
 
 def _in_progress() -> Conflict:

@@ -257,13 +257,16 @@ async def test_one_key_on_two_kiosks_is_two_requests(world: World) -> None:
     assert other.headers.get("idempotent-replayed") is None
 
 
-async def test_the_key_keeps_a_digest_never_the_body_and_expires_after_24_hours(world: World) -> None:
+async def test_the_key_keeps_a_keyed_digest_never_the_body_and_expires_after_24_hours(world: World) -> None:
     pool = world.svc.services.db()
     content, key = _body(world, 10, "K10000011"), str(uuid.uuid4())
     first = await _post(world, content, key)
     assert first.status_code == 201
     row = await pool.fetchrow("SELECT * FROM idempotency_keys WHERE key = $1", key)
-    assert row["body_sha256"] == hashlib.sha256(content).digest()
+    # A MAC under the master key, which never enters the database, not a digest anyone can recompute.
+    master = world.svc.services.vault.master
+    assert (row["body_kek_id"], bytes(row["body_mac"])) == master.mac(b"idempotency-body", content)
+    assert bytes(row["body_mac"]) != hashlib.sha256(content).digest()
     capture = json.loads(content)["captures"][0].encode()
     assert all(capture[:64] not in bytes(v) for v in row.values() if isinstance(v, bytes))
     assert json.loads(row["response"]) == first.json()
@@ -298,3 +301,6 @@ async def test_a_retried_opt_out_replays_the_first_answer_and_audits_once(world:
         "SELECT count(*) FROM audit_events WHERE action = 'token.opt_out' AND token_id = $1",
         uuid.UUID(enrolled.json()["token_id"]))
     assert audits == 1
+    # The opt-out body is little more than the document number: no unkeyed digest of it is kept.
+    macs = await world.svc.services.db().fetch("SELECT body_mac FROM idempotency_keys WHERE key = $1", key)
+    assert [bytes(m["body_mac"]) for m in macs] != [hashlib.sha256(body).digest()] and len(macs) == 1

@@ -14,26 +14,26 @@ Executor = asyncpg.Connection | asyncpg.Pool
 # No row at all means a concurrent claim committed after this statement's snapshot: ask again.
 _CLAIM = """
 WITH claimed AS (
-    INSERT INTO idempotency_keys AS k (device_id, key, operation, body_sha256, claim)
-    VALUES ($1, $2, $3, $4, $5)
+    INSERT INTO idempotency_keys AS k (device_id, key, operation, body_mac, body_kek_id, claim)
+    VALUES ($1, $2, $3, $4, $8, $5)
     ON CONFLICT (device_id, key) DO UPDATE
-        SET operation = excluded.operation, body_sha256 = excluded.body_sha256, claim = excluded.claim,
-            status = NULL, response = NULL, created_at = now(), completed_at = NULL
+        SET operation = excluded.operation, body_mac = excluded.body_mac, body_kek_id = excluded.body_kek_id,
+            claim = excluded.claim, status = NULL, response = NULL, created_at = now(), completed_at = NULL
         WHERE k.created_at <= now() - $6::interval
            OR (k.status IS NULL AND k.created_at <= now() - $7::interval)
-    RETURNING operation, body_sha256, claim, status, response
+    RETURNING operation, body_mac, body_kek_id, claim, status, response
 )
-SELECT operation, body_sha256, claim, status, response FROM claimed
+SELECT operation, body_mac, body_kek_id, claim, status, response FROM claimed
 UNION ALL
-SELECT operation, body_sha256, claim, status, response FROM idempotency_keys
+SELECT operation, body_mac, body_kek_id, claim, status, response FROM idempotency_keys
 WHERE device_id = $1 AND key = $2 AND NOT EXISTS (SELECT FROM claimed)"""
 
 
-async def claim(conn: Executor, *, device_id: uuid.UUID, key: str, operation: str, body_sha256: bytes,
-                claim_id: uuid.UUID, ttl: timedelta, lease: timedelta) -> asyncpg.Record | None:
+async def claim(conn: Executor, *, device_id: uuid.UUID, key: str, operation: str, body_mac: bytes,
+                body_kek_id: str, claim_id: uuid.UUID, ttl: timedelta, lease: timedelta) -> asyncpg.Record | None:
     """The key's row after trying to claim it for ``claim_id``: ``row['claim'] == claim_id`` when
     this request is to execute. None: retry (a concurrent claim is not visible yet)."""
-    return await conn.fetchrow(_CLAIM, device_id, key, operation, body_sha256, claim_id, ttl, lease)
+    return await conn.fetchrow(_CLAIM, device_id, key, operation, body_mac, claim_id, ttl, lease, body_kek_id)
 
 
 async def complete(conn: Executor, *, device_id: uuid.UUID, key: str, claim_id: uuid.UUID, status: int,
