@@ -65,16 +65,26 @@ class Unavailable(ServiceError):
     status, code, title = 503, "unavailable", "The service is temporarily unavailable"
 
 
-def problem(status: int, code: str, title: str, detail: str, request: Request,
-            headers: dict[str, str] | None = None, **extra: Any) -> Response[dict[str, Any]]:
+def problem_body(status: int, code: str, title: str, detail: str, request: Request,
+                 **extra: Any) -> dict[str, Any]:
     body = {"type": f"urn:flighttoken:error:{code}", "title": title, "status": status,
             "code": code, "detail": detail, "instance": request.url.path, **extra}
     # Unknown paths never reach the request-context middleware: give them an id here, so every
     # problem looks alike whether or not a route matched.
-    request_id = request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
-    body["request_id"] = request_id
-    headers = {**(headers or {}), "x-request-id": request_id}
+    body["request_id"] = request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
+    return body
+
+
+def problem(status: int, code: str, title: str, detail: str, request: Request,
+            headers: dict[str, str] | None = None, **extra: Any) -> Response[dict[str, Any]]:
+    body = problem_body(status, code, title, detail, request, **extra)
+    headers = {**(headers or {}), "x-request-id": body["request_id"]}
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def service_error_body(exc: ServiceError, request: Request) -> dict[str, Any]:
+    """The problem body ``exc`` is answered with (what an idempotent replay sends again)."""
+    return problem_body(exc.status, exc.code, exc.title, exc.detail, request, **exc.extra)
 
 
 def _from_http_exception(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:

@@ -39,6 +39,9 @@ class Services:
     """One enrolment at a time per departure window on this instance: the duplicate-face check and
     the gallery insert must not interleave with another enrolment in the same window. Per instance,
     not per module: an asyncio lock belongs to the event loop that first waits on it."""
+    idempotent_requests: dict[tuple[uuid.UUID, str], asyncio.Event] = field(default_factory=dict)
+    """Idempotency keys (device, key) whose first request runs on this instance: a concurrent retry
+    here waits for its answer (flighttoken/journey/idempotency.py)."""
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     """Names this instance in sync events, so it skips the ones it published itself."""
     models_loaded: bool = False

@@ -47,10 +47,12 @@ class KioskClient(DeviceClient):
     async def enrol(self, request: EnrolmentRequest, *, idempotency_key: str | None = None) -> EnrolmentResult:
         """201 → ``created=True``; 200 → the same token for a document already enrolled on the flight.
 
-        Sent with an ``Idempotency-Key`` (by default derived from document and flight), so a retry after
-        a timeout is safe and returns the token of the first attempt.
+        Sent with an ``Idempotency-Key``, new for each call unless given: every retry of this call (a
+        timeout, a dropped connection, 409 ``idempotency_key_in_progress``) repeats it, so the service
+        enrols once and answers each try with the first answer. A new capture is a new call, a new key:
+        the service refuses a key reused with another body (422 ``idempotency_key_reused``).
         """
-        key = idempotency_key or request.idempotency_key()
+        key = idempotency_key or str(uuid.uuid4())
         return await self.transport.call("POST", "/v1/enrolments", EnrolmentResult, json=request,
                                          headers={"Idempotency-Key": key}, repeatable=True)
 

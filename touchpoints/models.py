@@ -119,12 +119,6 @@ class EnrolmentRequest(msgspec.Struct, omit_defaults=True):
     chip_photo: bytes | None = None
     """The document chip's face image (DG2), for a 1:1 check against the live face."""
 
-    def idempotency_key(self) -> str:
-        """Stable for one document on one flight: a retried or repeated enrolment sends the same key."""
-        d = self.document
-        return str(uuid.uuid5(uuid.NAMESPACE_URL,
-                              f"flighttoken:enrol:{d.issuing_state}|{d.type}|{d.number}|{self.booking.flight_id}"))
-
 
 class NewFlight(msgspec.Struct, omit_defaults=True):
     airline: str

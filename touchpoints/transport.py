@@ -3,7 +3,9 @@
 Retried, because the service did nothing with the request:
   * 429 (rate limited) and 503 (starting, database away): after ``Retry-After`` (seconds or an HTTP
     date), capped at ``RetryPolicy.max_retry_after_s``; without the header, exponential backoff;
-  * a connection that could not be opened (the request never left).
+  * a connection that could not be opened (the request never left);
+  * for a call safe to repeat, 409 ``idempotency_key_in_progress`` (its first try still runs on
+    another instance) after ``Retry-After``.
 Not retried: a timeout or a dropped connection after the request was sent, unless the call says it
 is safe to repeat (enrolment with its ``Idempotency-Key``): an identify that timed out may already
 have cleared the passenger, and repeating it would report ``already_cleared``.
@@ -27,6 +29,7 @@ from touchpoints.models import Problem
 
 T = TypeVar("T")
 RETRY_STATUSES = frozenset({429, 503})
+IN_PROGRESS = "idempotency_key_in_progress"
 USER_AGENT = "flighttoken-touchpoints/0.1"
 
 
@@ -106,7 +109,7 @@ class Transport:
         self.http = http or httpx.AsyncClient()
         self._sleep = sleep
         self.retries: Counter[str] = Counter()
-        """Retries so far, by cause ("429", "503", "connect", "timeout")."""
+        """Retries so far, by cause ("429", "503", "409", "connect", "timeout")."""
 
     async def aclose(self) -> None:
         if self._own_http:
@@ -149,7 +152,8 @@ class Transport:
                     return response
                 retry_after = retry_after_seconds(response.headers.get("retry-after"))
                 failure = ApiError(response.status_code, _problem(response), retry_after)
-                if response.status_code not in RETRY_STATUSES:
+                in_progress = repeatable and response.status_code == 409 and failure.code == IN_PROGRESS
+                if response.status_code not in RETRY_STATUSES and not in_progress:
                     raise failure
                 cause, delay = str(response.status_code), retry_after
             wait = self._next_wait(delay, attempt)

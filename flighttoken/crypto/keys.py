@@ -24,6 +24,7 @@ import binascii
 import contextlib
 import datetime as dt
 import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -179,6 +180,17 @@ class MasterKey:
     def rewrap(self, wrapped: WrappedKey, context: bytes) -> WrappedKey:
         """Re-encrypt the same DEK under the current KEK (fresh nonce); templates stay valid."""
         return self.wrap(self.unwrap(wrapped, context), context)
+
+    def mac(self, purpose: bytes, data: bytes, kek_id: str | None = None) -> tuple[str, bytes]:
+        """(KEK id, HMAC-SHA256 of ``data``) under a key derived from that KEK (default: current) for
+        ``purpose``: a digest stored in the database that no one without the master key can test
+        guesses against. :class:`UnknownKekError` if ``kek_id`` is not in the ring."""
+        kek_id = kek_id or self._current
+        kek = self._keys.get(kek_id)
+        if kek is None:
+            raise UnknownKekError(f"KEK {kek_id!r} is not in the master keyring")
+        derived = hmac.digest(kek, b"flighttoken:mac\x00" + purpose, "sha256")
+        return kek_id, hmac.digest(derived, data, "sha256")
 
 
 def _validated(path: Path) -> str:

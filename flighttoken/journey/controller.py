@@ -7,7 +7,7 @@ from litestar.params import JSONBody
 from flighttoken.devices.auth import DeviceRequest, allow
 from flighttoken.devices.model import DeviceKind
 from flighttoken.errors import InvalidRequest
-from flighttoken.journey import enrolment, identify
+from flighttoken.journey import enrolment, idempotency, identify
 from flighttoken.journey.schemas import Decision, EnrolmentRequest, EnrolmentResult
 from flighttoken.metrics import record_decision
 from flighttoken.services import Services
@@ -22,12 +22,17 @@ class EnrolmentController(Controller):
 
     @post("/", summary="Enrol a passenger at a check-in kiosk",
           description="201 with a new token; 200 with the same token when this document is already "
-                      "enrolled on this flight (idempotent).",
+                      "enrolled on this flight. With an `Idempotency-Key` header (per device, 24 h), a "
+                      "retry with the same body gets the first answer again and writes nothing; the same "
+                      "key with another body is 422 `idempotency_key_reused`.",
           request_max_body_size=32 * 1024 * 1024)
     async def enrol(self, data: JSONBody[EnrolmentRequest], services: NamedDependency[Services],
                     request: DeviceRequest) -> Response[EnrolmentResult]:
-        result = await enrolment.enrol(services, request.user, data)
-        return Response(result, status_code=201 if result.created else 200)
+        async def execute() -> tuple[int, EnrolmentResult]:
+            result = await enrolment.enrol(services, request.user, data)
+            return (201 if result.created else 200), result
+
+        return await idempotency.once(services, request, "enrolment", execute)
 
 
 class IdentifyController(Controller):

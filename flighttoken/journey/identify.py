@@ -91,8 +91,9 @@ async def _match(services: Services, device: Device, vector, gate_flights: list[
 async def _conclude(services: Services, device: Device, match: MatchOutcome, hit: WatchlistHit | None,
                     now: datetime, horizon: timedelta, started: float) -> Decision:
     # Two round trips and no transaction: read the token, apply the journey rules here, then write
-    # the whole decision in one statement (db/queries/journey.py) that moves the token only from
-    # the state read, so a concurrent decision turns this one into state_changed.
+    # the whole decision in one statement (db/queries/journey.py) that moves the token (or stamps a
+    # lounge entry) only from the state read and not on hold, so a concurrent decision, hold or
+    # revoke turns this one into state_changed.
     reason, passenger, flight_id, row = match.reason, None, None, None
     transition, lounge_entry, referral = None, False, None
     async with services.db().acquire() as conn:

@@ -82,7 +82,8 @@ class Verdict:
     reason: str
     """'matched' to proceed; otherwise the refer reason."""
     transition: tuple[str, str] | None = None
-    """(expected state, new state) to apply atomically when proceeding."""
+    """(expected state, new state) to apply atomically when proceeding; the same state twice (a
+    lounge entry) moves nothing but still proceeds only if the token is in it, and not on hold."""
 
 
 def check_journey(device: Device, token: TokenAtTouchpoint, now: datetime, horizon: timedelta) -> Verdict:
@@ -123,7 +124,8 @@ def _lounge(token: TokenAtTouchpoint, now: datetime, horizon: timedelta) -> Verd
         return Verdict("not_lounge_eligible")
     if token.scheduled_departure - now > horizon:
         return Verdict("flight_not_in_window")
-    return Verdict("matched")
+    # Checked again by the write: a hold or revoke landing after this read must not admit.
+    return Verdict("matched", (token.state, token.state))
 
 
 def _gate(device: Device, token: TokenAtTouchpoint) -> Verdict:

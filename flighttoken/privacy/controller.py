@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from litestar import Controller, get, post
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
@@ -15,6 +15,7 @@ from flighttoken.db.queries import privacy as q
 from flighttoken.devices.auth import DeviceRequest, allow
 from flighttoken.devices.model import DeviceKind
 from flighttoken.errors import InvalidRequest, NotFound
+from flighttoken.journey import idempotency
 from flighttoken.privacy import audit_log, optout
 from flighttoken.privacy.purge import to_receipt
 from flighttoken.privacy.schemas import (
@@ -37,11 +38,15 @@ class OptOutController(Controller):
 
     @post("/", status_code=200, summary="A passenger withdraws consent: template deleted, token revoked",
           description="Booking reference and travel document must both match (404 passenger_not_found "
-                      "otherwise, whichever is wrong). Idempotent: a repeat returns 200 with zero counts. "
+                      "otherwise, whichever is wrong). Idempotent: a repeat returns 200 with zero counts; "
+                      "a retry with the same `Idempotency-Key` and body gets the first answer again. "
                       "Every later touchpoint refers the passenger to the manual lane.")
     async def opt_out(self, data: JSONBody[OptOutRequest], services: NamedDependency[Services],
-                      request: DeviceRequest) -> OptOutResult:
-        return await optout.opt_out(services, request.user, data)
+                      request: DeviceRequest) -> Response[OptOutResult]:
+        async def execute() -> tuple[int, OptOutResult]:
+            return 200, await optout.opt_out(services, request.user, data)
+
+        return await idempotency.once(services, request, "opt_out", execute)
 
 
 class PurgeReceiptController(Controller):

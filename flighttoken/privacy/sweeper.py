@@ -4,7 +4,7 @@ Each pass (the first one at start-up):
   * finishes purges a crash interrupted, and purges flights that are due: departed or cancelled
     but not purged (the process died before its closure hook ran), or not closed by scheduled
     departure + ``purge_grace_s``;
-  * applies audit retention (at most hourly).
+  * applies audit retention and expires idempotency keys past their 24 h (at most hourly).
 Purges are idempotent, so several instances sweeping at once only repeat no-ops. Other instances
 learn of a purge from its ``flight_closed`` sync event (and their periodic reconcile).
 """
@@ -20,6 +20,7 @@ import msgspec
 import structlog
 
 from flighttoken.db.queries import privacy as q
+from flighttoken.journey import idempotency
 from flighttoken.privacy.purge import purge_flight, purge_flights
 from flighttoken.privacy.retention import apply_retention
 from flighttoken.services import Services
@@ -33,6 +34,7 @@ class SweepReport(msgspec.Struct):
     purged: list[str] = msgspec.field(default_factory=list)
     failed: list[str] = msgspec.field(default_factory=list)
     retention: dict[str, int] | None = None
+    idempotency_keys_expired: int | None = None
 
 
 class Sweeper:
@@ -67,6 +69,7 @@ class Sweeper:
         if time.monotonic() - self._last_retention >= RETENTION_EVERY_S:
             self._last_retention = time.monotonic()
             report.retention = (await apply_retention(self.services)).deleted
+            report.idempotency_keys_expired = await idempotency.expire(self.services)
         if report.purged or report.failed:
             log.info("privacy_sweep", purged=report.purged, failed=len(report.failed))
         return report

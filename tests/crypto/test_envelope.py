@@ -326,3 +326,18 @@ def test_key_file_with_bad_content_is_reported_not_replaced(tmp_path):
     with pytest.raises(ValueError, match=r"master key file .*master\.key: .*empty"):
         load_or_create_key_file(path)
     assert path.read_text() == ""
+
+
+def test_a_mac_is_keyed_by_kek_and_purpose_and_checkable_after_rotation() -> None:
+    entry_a = generate_master_key("kek-a")
+    ring = MasterKey.parse(entry_a)
+    kek_id, digest = ring.mac(b"idempotency-body", b"body")
+    assert kek_id == "kek-a" and len(digest) == 32 and ring.mac(b"idempotency-body", b"body") == (kek_id, digest)
+    assert ring.mac(b"other-purpose", b"body")[1] != digest
+    assert ring.mac(b"idempotency-body", b"bodY")[1] != digest
+    assert _ring("kek-a").mac(b"idempotency-body", b"body")[1] != digest  # another key, another MAC
+    rotated = MasterKey.parse(generate_master_key("kek-b") + "," + entry_a)
+    assert rotated.mac(b"idempotency-body", b"body")[0] == "kek-b"
+    assert rotated.mac(b"idempotency-body", b"body", "kek-a") == (kek_id, digest)
+    with pytest.raises(UnknownKekError):
+        ring.mac(b"idempotency-body", b"body", "kek-gone")

@@ -129,10 +129,36 @@ async def test_a_lounge_entry_is_stamped_without_moving_the_token(db) -> None:
     token = await _token(db.pool, flight, kiosk, state="immigration_cleared")
     event_id, reason, _ = await journey_q.record_decision(
         db.pool, device_id=lounge.id, touchpoint="lounge", flight_id=flight.id, token_id=token, reason="matched",
-        transition=None, lounge_entry=True, audit_refusal=False, score=0.6, margin=None, latency_ms=1.0)
+        transition=("immigration_cleared", "immigration_cleared"), lounge_entry=True, audit_refusal=False,
+        score=0.6, margin=None, latency_ms=1.0)
     row = await _token_row(db.pool, token)
     assert reason == "matched" and row["state"] == "immigration_cleared" and row["last_lounge_at"] is not None
+    assert row["cleared_at"] is None  # staying cleared is not clearing again
     assert (await _event(db.pool, event_id))["decision"] == "proceed"
+
+
+@pytest.mark.parametrize("state, on_hold", [("revoked", False), ("immigration_cleared", True)])
+async def test_a_lounge_entry_for_a_token_revoked_or_held_since_it_was_read_is_state_changed(
+        db, state: str, on_hold: bool) -> None:
+    kiosk = await _device(db.pool, DeviceKind.KIOSK)
+    lounge = await _device(db.pool, DeviceKind.LOUNGE, lounge_id="L1")
+    flight = await _flight(db.pool, state=FlightState.SCHEDULED)
+    token = await _token(db.pool, flight, kiosk, state=state, on_hold=on_hold)
+    event_id, reason = await journey_q.record_decision(
+        db.pool, device_id=lounge.id, touchpoint="lounge", flight_id=flight.id, token_id=token, reason="matched",
+        transition=("immigration_cleared", "immigration_cleared"), lounge_entry=True, audit_refusal=False,
+        score=0.6, margin=None, latency_ms=1.0)
+    assert reason == "state_changed"
+    assert (await _token_row(db.pool, token))["last_lounge_at"] is None
+    assert (await _event(db.pool, event_id))["decision"] == "refer"
+
+
+async def test_a_lounge_entry_without_the_state_it_was_decided_on_is_refused(db) -> None:
+    with pytest.raises(ValueError):
+        await journey_q.record_decision(
+            db.pool, device_id=uuid.uuid4(), touchpoint="lounge", flight_id=None, token_id=uuid.uuid4(),
+            reason="matched", transition=None, lounge_entry=True, audit_refusal=False, score=0.6, margin=None,
+            latency_ms=1.0)
 
 
 async def test_a_misuse_refusal_is_audited_and_keeps_the_token_on_its_event(db) -> None:

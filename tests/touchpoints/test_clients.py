@@ -180,10 +180,42 @@ async def test_enrolment_body_and_idempotency_key() -> None:
     assert base64.b64decode(body["captures"][0]) == b"\xff\xd8first"
     assert body["document"]["date_of_birth"] == "1990-01-01" and body["booking"]["flight_id"] == str(FLIGHT)
     assert len(body["consent"]["terms_sha256"]) == 64 and "chip_photo" not in body
-    # Same document and flight: same key, whatever the captures; another flight or document: another key.
-    assert sent.headers["idempotency-key"] == enrolment(capture=b"other").idempotency_key()
-    assert enrolment(flight=uuid.uuid4()).idempotency_key() != enrolment().idempotency_key()
-    assert enrolment(number="K7654321").idempotency_key() != enrolment().idempotency_key()
+    # Each enrol() call is one attempt with its own key: a new capture is a new request, never a
+    # "reused key" the service would refuse.
+    assert uuid.UUID(sent.headers["idempotency-key"]).version == 4
+
+
+async def test_each_enrolment_call_sends_a_new_idempotency_key_unless_given() -> None:
+    async with stub_service() as stub:
+        stub.on("/v1/enrolments", Reply(201, enrolment_result()), Reply(200, enrolment_result(False)),
+                Reply(200, enrolment_result(False)))
+        async with KioskClient(stub.base_url, "ftk_kiosk") as kiosk:
+            await kiosk.enrol(enrolment())
+            await kiosk.enrol(enrolment())
+            await kiosk.enrol(enrolment(), idempotency_key="kiosk-7:attempt-1")
+    keys = [h.headers["idempotency-key"] for h in stub.hits("/v1/enrolments")]
+    assert len(set(keys[:2])) == 2 and keys[2] == "kiosk-7:attempt-1"
+
+
+async def test_an_enrolment_still_running_elsewhere_is_retried_with_the_same_key() -> None:
+    async with stub_service() as stub:
+        stub.on("/v1/enrolments", Reply(409, problem(409, "idempotency_key_in_progress"), {"Retry-After": "1"}),
+                Reply(201, enrolment_result()))
+        async with KioskClient(stub.base_url, "ftk_kiosk") as kiosk:
+            kiosk.transport._sleep = sleeps = Sleeps()
+            result = await kiosk.enrol(enrolment())
+    assert result.created is True and sleeps.waits == [1.0]
+    assert len({h.headers["idempotency-key"] for h in stub.hits("/v1/enrolments")}) == 1
+    assert dict(kiosk.transport.retries) == {"409": 1}
+
+
+async def test_another_409_is_not_retried() -> None:
+    async with stub_service() as stub:
+        stub.on("/v1/enrolments", Reply(409, problem(409, "face_already_enrolled")))
+        async with KioskClient(stub.base_url, "ftk_kiosk") as kiosk:
+            with pytest.raises(ApiError) as refused:
+                await kiosk.enrol(enrolment())
+    assert refused.value.code == "face_already_enrolled" and len(stub.hits("/v1/enrolments")) == 1
 
 
 def test_retry_after_values() -> None:

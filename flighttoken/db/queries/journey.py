@@ -1,9 +1,9 @@
 """The touchpoint decision write: one statement per identify.
 
 A decision is one round trip, atomic on its own (no BEGIN/COMMIT, nothing for the pool to roll
-back): the token's move (only from the state the decision read, never while on hold, so a
-concurrent decision makes this one ``state_changed``), the lounge entry time, the audit row for a
-refusal that is evidence of misuse, the journey event carrying the final reason, and, for an
+back): the token's move or lounge entry time (only from the state the decision read, never while
+on hold, so a concurrent decision, hold or revoke makes this one ``state_changed``), the audit row
+for a refusal that is evidence of misuse, the journey event carrying the final reason, and, for an
 officer referral (a watchlist hit or a random secondary referral), the alert-like record, the
 token's hold, the authority's audit row and the notification to other instances.
 
@@ -22,8 +22,9 @@ import asyncpg
 Executor = asyncpg.Connection | asyncpg.Pool
 
 # Data-modifying CTEs all run to completion whether or not the main query reads them. ``moved`` is
-# empty when the token was not to move or its state changed since it was read: a transition that
-# did not happen turns the decision into ``state_changed`` (not audited, no token on the event).
+# empty when the token was not to move (or be stamped), or its state or hold changed since it was
+# read: a write that did not happen turns the decision into ``state_changed`` (not audited, no token
+# on the event). $5 is the new state (NULL: stay), $7 the state the decision read.
 _RECORD_DECISION = """
 WITH moved AS (
     UPDATE tokens SET
@@ -32,10 +33,10 @@ WITH moved AS (
         boarded_at = CASE WHEN $5::text = 'boarded' THEN now() ELSE boarded_at END,
         last_lounge_at = CASE WHEN $6::boolean THEN now() ELSE last_lounge_at END
     WHERE id = $4::uuid
-      AND (($5::text IS NOT NULL AND state = $7::text AND NOT on_hold) OR ($5::text IS NULL AND $6::boolean))
+      AND state = $7::text AND NOT on_hold AND ($5::text IS NOT NULL OR $6::boolean)
     RETURNING id
 ), outcome AS (
-    SELECT CASE WHEN $5::text IS NOT NULL AND NOT EXISTS (SELECT FROM moved) THEN 'state_changed'
+    SELECT CASE WHEN $7::text IS NOT NULL AND NOT EXISTS (SELECT FROM moved) THEN 'state_changed'
                 ELSE $8::text END AS reason
 ), audited AS (
     INSERT INTO audit_events (actor, action, outcome, flight_id, token_id, detail)
@@ -102,9 +103,14 @@ async def record_decision(conn: Executor, *, device_id: uuid.UUID, touchpoint: s
                           latency_ms: float, referral: Referral | None = None) -> tuple[int, str, int | None]:
     """Write one decision; returns (journey event id, final reason, alert id or None). ``reason``
     is the decision before the write: ``matched`` proceeds unless ``transition`` (expected state,
-    new state) no longer applies. ``audit_refusal`` adds the audit row (and keeps the token on the
-    event). ``referral`` adds the alert, the hold and the authority's audit row."""
+    new state; the same state twice for a lounge entry) no longer applies. ``audit_refusal`` adds
+    the audit row (and keeps the token on the event). ``referral`` adds the alert, the hold and the
+    authority's audit row."""
+    if lounge_entry and transition is None:
+        raise ValueError("a lounge entry carries the state it was decided on")
     expected, new_state = transition if transition else (None, None)
+    if new_state == expected:
+        new_state = None  # a lounge entry: the token stays where it is
     r = referral or _NO_REFERRAL
     row = await conn.fetchrow(_RECORD_DECISION, device_id, touchpoint, flight_id, token_id, new_state,
                               lounge_entry, expected, reason, audit_refusal, score, margin, latency_ms,
