@@ -144,7 +144,7 @@ async def test_a_lounge_entry_for_a_token_revoked_or_held_since_it_was_read_is_s
     lounge = await _device(db.pool, DeviceKind.LOUNGE, lounge_id="L1")
     flight = await _flight(db.pool, state=FlightState.SCHEDULED)
     token = await _token(db.pool, flight, kiosk, state=state, on_hold=on_hold)
-    event_id, reason = await journey_q.record_decision(
+    event_id, reason, _ = await journey_q.record_decision(
         db.pool, device_id=lounge.id, touchpoint="lounge", flight_id=flight.id, token_id=token, reason="matched",
         transition=("immigration_cleared", "immigration_cleared"), lounge_entry=True, audit_refusal=False,
         score=0.6, margin=None, latency_ms=1.0)

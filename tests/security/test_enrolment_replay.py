@@ -72,7 +72,7 @@ async def _post(world: World, content: bytes, key: str | None, *, device: str = 
 async def _writes(world: World, document: str) -> dict[str, int]:
     """What an enrolment of ``document`` wrote: consent rows, tokens and enrol audit events."""
     pool = world.svc.services.db()
-    doc_key = hashlib.sha256(f"HKG|P|{document}".encode()).digest()
+    doc_key = world.svc.services.document_keys.of("HKG", "P", document)
     return {
         "consents": await pool.fetchval("SELECT count(*) FROM consents WHERE document_key = $1", doc_key),
         "tokens": await pool.fetchval("SELECT count(*) FROM tokens WHERE document_key = $1", doc_key),
