@@ -33,6 +33,8 @@ class TokenView(msgspec.Struct):
     boarded_at: datetime | None
     ended_at: datetime | None
     end_reason: str | None
+    on_hold: bool = False
+    """Held (staff, authority or an unreadable template): every touchpoint says see_officer."""
 
 
 class TokenList(msgspec.Struct):

@@ -35,7 +35,8 @@ def _view(row: asyncpg.Record) -> TokenView:
         document_type=row["document_type"], document_last4=row["document_last4"],
         issuing_state=row["issuing_state"], nationality=row["nationality"], lounge_eligible=row["lounge_eligible"],
         enrolled_at=row["enrolled_at"], cleared_at=row["cleared_at"], last_lounge_at=row["last_lounge_at"],
-        boarded_at=row["boarded_at"], ended_at=row["ended_at"], end_reason=row["end_reason"])
+        boarded_at=row["boarded_at"], ended_at=row["ended_at"], end_reason=row["end_reason"],
+        on_hold=row["on_hold"])
 
 
 def _not_found() -> NotFound:

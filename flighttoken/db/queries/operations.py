@@ -99,7 +99,7 @@ _TOKEN_VIEW = """
     SELECT t.id, t.flight_id, f.airline, f.number, f.scheduled_departure, t.state, t.surname, t.given_names,
            t.booking_reference, t.seat, t.document_type, t.document_last4, t.issuing_state, t.nationality,
            t.lounge_eligible, t.enrolled_at, t.cleared_at, t.last_lounge_at, t.boarded_at, t.ended_at,
-           t.end_reason
+           t.end_reason, t.on_hold
     FROM tokens t JOIN flights f ON f.id = t.flight_id"""
 
 
