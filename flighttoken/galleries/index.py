@@ -49,8 +49,9 @@ _MIN_CAPACITY = 64
 # fewer vectors the graph keeps the full dimension. (Fitting on a sample of 8,192 out of 42,000
 # saved ~1.5 s of CPU but doubled the graph's misses in ops/bench/galleries.py.)
 _MIN_FIT_PER_DIM = 4
-# Erasing more than one label in this many of a shard's slots rewrites the shard once instead of
-# overwriting each label in place (measured: an in-place overwrite costs ~2,500 slots' copying).
+# Removed labels are overwritten in place while they are fewer than one in this many of their
+# shard's slots; more rewrite the shard once (measured: one in-place overwrite, ~3 ms at 42,000,
+# costs about as much as copying ~2,500 slots of a shard).
 _REWRITE_AT = 2048
 
 
@@ -577,17 +578,17 @@ class Gallery:
                     keep = self._live[:start].copy()
                     keep[replaced] = False
                     new_graph = self._new_graph(np.concatenate([np.flatnonzero(keep), labels]), num_threads)
-            replaced = []
+            retired = []
             for id_, label in zip(ids, labels.tolist(), strict=True):
                 old = self._id_labels.get(id_)
                 if old is not None:
-                    replaced.append(old)
+                    retired.append(old)
                 self._id_labels[id_] = label
                 self._label_ids[label] = id_
                 self._live[label] = True
             if new_graph is not None:
                 self._graph = new_graph
-            self._tombstone(replaced)
+            self._tombstone(retired)
 
     def _new_graph(self, labels: np.ndarray, num_threads: int) -> _Graph:
         """A graph over ``labels`` (ascending). Nothing is published unless it all succeeds."""
@@ -626,14 +627,16 @@ class Gallery:
         if not labels:
             return
         rows = np.asarray(labels, dtype=np.int64)
-        if self._graph is not None:
-            in_graph = np.sort(rows[self._in_graph[rows]])
-            if len(in_graph):
-                self._graph.erase(in_graph)
+        # Our own books first: should the graph fail below, a label it still proposes scores 0
+        # against a zero row and maps to no id, so it can never be returned.
         self._vectors[rows] = 0.0
         self._live[rows] = False
         for label in labels:
             self._label_ids[label] = None
+        if self._graph is not None:
+            in_graph = np.sort(rows[self._in_graph[rows]])
+            if len(in_graph):
+                self._graph.erase(in_graph)
 
     def _ensure_capacity(self, needed: int) -> None:
         if needed <= self._capacity:
