@@ -14,6 +14,10 @@ class Health(msgspec.Struct):
     models_loaded: bool = False
     galleries_loaded: bool = False
     database: str = "unknown"
+    quarantined_templates: list[str] = []
+    """Tokens whose template row failed to decrypt: set aside and held for staff; still ready."""
+    quarantined_watchlist_templates: int = 0
+    """Watchlist template rows set aside the same way (counted only: subjects are the authority's)."""
 
 
 class HealthController(Controller):
@@ -36,5 +40,7 @@ class HealthController(Controller):
                 database = "down"
         ok = services.ready and database == "up"
         body = Health(status="ready" if ok else "not_ready", models_loaded=services.models_loaded,
-                      galleries_loaded=services.galleries_loaded, database=database)
+                      galleries_loaded=services.galleries_loaded, database=database,
+                      quarantined_templates=sorted(str(t) for t in services.quarantine.tokens),
+                      quarantined_watchlist_templates=len(services.quarantine.watchlist))
         return Response(body, status_code=200 if ok else 503, headers={} if ok else {"Retry-After": "1"})

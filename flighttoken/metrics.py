@@ -125,6 +125,12 @@ class _StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         services = self.metrics.services
         yield from _gallery_metrics(services)
+        quarantined = GaugeMetricFamily("flighttoken_quarantined_templates",
+                                        "Template rows this instance could not decrypt and set aside.",
+                                        labels=["kind"])
+        quarantined.add_metric(["passenger"], len(services.quarantine.tokens))
+        quarantined.add_metric(["watchlist"], len(services.quarantine.watchlist))
+        yield quarantined
         yield from _batch_metrics(services.engine)
         yield from admission.collect(services.engine)
         yield from _pool_metrics(services)

@@ -17,6 +17,7 @@ import asyncpg
 
 from flighttoken.crypto.document_key import DocumentKeys
 from flighttoken.devices.auth import KeyCache
+from flighttoken.galleries.quarantine import Quarantine
 from flighttoken.galleries.registry import GalleryRegistry
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.settings import Settings
@@ -35,6 +36,8 @@ class Services:
     key_cache: KeyCache = field(default_factory=KeyCache)
     sync: Any = None  # flighttoken.sync.listener.SyncListener, started by the lifespan
     watchlist: WatchlistState = field(default_factory=WatchlistState)
+    quarantine: Quarantine = field(default_factory=Quarantine)
+    """Template rows this instance could not decrypt and set aside (galleries/quarantine.py)."""
     enrolment_locks: defaultdict[datetime, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     """One enrolment at a time per departure window on this instance: the duplicate-face check and
     the gallery insert must not interleave with another enrolment in the same window. Per instance,

@@ -35,7 +35,8 @@ class TokenView(msgspec.Struct):
     ended_at: datetime | None
     end_reason: str | None
     on_hold: bool
-    """Every touchpoint refers this token (see_officer) while any hold is in force."""
+    """Every touchpoint refers this token (see_officer) while any hold is in force: staff, an officer
+    referral, or a template that could not be decrypted (quarantined, held for staff)."""
     staff_hold: bool
     """An airline agent's or admin's hold is in force (``PUT /v1/tokens/{id}/hold``)."""
     officer_referral: bool

@@ -49,6 +49,10 @@ _MIN_CAPACITY = 64
 # fewer vectors the graph keeps the full dimension. (Fitting on a sample of 8,192 out of 42,000
 # saved ~1.5 s of CPU but doubled the graph's misses in ops/bench/galleries.py.)
 _MIN_FIT_PER_DIM = 4
+# Removed labels are overwritten in place while they are fewer than one in this many of their
+# shard's slots; more rewrite the shard once (measured: one in-place overwrite, ~3 ms at 42,000,
+# costs about as much as copying ~2,500 slots of a shard).
+_REWRITE_AT = 2048
 
 
 class Candidate(msgspec.Struct, frozen=True):
@@ -216,12 +220,44 @@ class _Graph:
         for s, rows in groups:
             self.live[s] += len(rows)
 
-    def mark_deleted(self, label: int) -> None:
-        s = label // self.shard_size
-        index = self.shards[s]
-        assert index is not None
-        index.mark_deleted(label)
-        self.live[s] -= 1
+    def erase(self, labels: np.ndarray) -> None:
+        """Tombstone ``labels`` and overwrite their stored (projected) vectors with zeros.
+
+        hnswlib's ``mark_deleted`` keeps a tombstone's vector in the graph's memory, and so would
+        its ``replace_deleted`` until a new item happened to take that slot. A few labels are
+        overwritten in place (``add_items`` on an existing label rewrites its data and repairs its
+        links: ~3 ms each at 42,000); many (a departed flight leaving its window) rewrite the
+        shard's serialised state once (~50 ms at 42,000, links untouched) rather than pay ~1 s.
+        """
+        for s, rows in _by_shard(labels, self.shard_size):
+            index = self.shards[s]
+            assert index is not None
+            ids = labels[rows]
+            if len(ids) * _REWRITE_AT < index.get_current_count():
+                index.add_items(np.zeros((len(ids), self.dim), dtype=np.float32), ids, num_threads=1)
+                for label in ids.tolist():
+                    index.mark_deleted(label)
+            else:
+                for label in ids.tolist():
+                    index.mark_deleted(label)
+                self.shards[s] = self._zeroed(index, ids)
+            self.live[s] -= len(ids)
+
+    def _zeroed(self, index: hnswlib.Index, labels: np.ndarray) -> hnswlib.Index:
+        """A copy of ``index`` (through hnswlib's pickle state) with ``labels``' vectors zeroed."""
+        state = index.__getstate__()
+        params = state[0]
+        internal = dict(zip(params["label_lookup_external"].tolist(), params["label_lookup_internal"].tolist(),
+                            strict=True))
+        rows = params["data_level0"].reshape(-1, params["size_data_per_element"])
+        start = params["offset_data"]
+        for label in labels.tolist():
+            rows[internal[label], start : start + self.dim * 4] = 0
+        copy = hnswlib.Index.__new__(hnswlib.Index)  # pickle's path: unpickling constructs from the state
+        copy.__setstate__(state)
+        copy.set_ef(self.params["ef"])
+        copy.set_num_threads(1)
+        return copy
 
     def set_ef(self, ef: int) -> None:
         self.params["ef"] = ef
@@ -236,6 +272,8 @@ class _Graph:
                 continue
             for label in wanted.intersection(index.get_ids_list()):
                 with contextlib.suppress(RuntimeError):  # already deleted
+                    # Overwritten first: a tombstone keeps its vector in hnswlib's memory.
+                    index.add_items(np.zeros((1, self.dim), dtype=np.float32), [label], num_threads=1)
                     index.mark_deleted(label)
 
 
@@ -264,7 +302,8 @@ class Gallery:
       per item once there is a graph, plus an occasional resize (a copy of the matrix or of the
       graph). The ``add`` that first crosses ``exact_max`` builds the graph (~0.1-0.3 s at 1,000
       faces). Keep batches small: every search waits while it runs.
-    * ``remove``, ``set_ef`` — cheap, but take the write lock (so wait for running searches).
+    * ``remove`` — zeroes the rows; with a graph, ~3 ms a removed face in place, or one rewrite of
+      the shard for many (~50 ms at 42,000). ``set_ef`` — cheap. Both take the write lock.
     * ``search`` — exhaustive: ~0.02 ms at 420 faces, ~0.2 ms at 1,024 (in cache); graph: ~0.5-1 ms
       at 42,000, plus an exhaustive pass (~5-15 ms, memory-bound) for the few weak results.
     * ``search_now`` — ``search`` for galleries of at most ``exact_max``, or None rather than wait.
@@ -275,8 +314,10 @@ class Gallery:
     with ``max(ef, that)``) and re-scores them all exactly; if the best is below ``verify_below``
     (None: never) the search is redone exhaustively. Returned scores are always exact.
 
-    Tombstones stay in the graph (they are still traversed) and in memory; ``deleted_count``
-    tells the owner when a rebuild from the database is worth it.
+    Tombstones stay in the graph (they are still traversed) but their vectors do not: removing or
+    replacing an id zeroes its row of the exact store and its vector in the graph at once, so a
+    removed face is nowhere in the gallery's memory. ``deleted_count`` tells the owner when a
+    rebuild from the database is worth it.
     """
 
     def __init__(
@@ -381,13 +422,20 @@ class Gallery:
         self._add_prepared(ids, matrix, num_threads)
 
     def remove(self, ids: Iterable[str]) -> None:
-        """Tombstone ``ids``; unknown ids are ignored. Takes the write lock."""
+        """Tombstone ``ids`` and overwrite their vectors (here and in the graph); unknown ids are
+        ignored. Takes the write lock."""
         wanted = [ids] if isinstance(ids, str) else list(ids)
         with self._lock.write():
-            for id_ in wanted:
-                label = self._id_labels.pop(id_, None)
-                if label is not None:
-                    self._tombstone(label)
+            labels = [label for label in (self._id_labels.pop(i, None) for i in wanted) if label is not None]
+            self._tombstone(labels)
+
+    def clear(self) -> None:
+        """Remove every id (a gallery being dropped): nothing biometric stays behind in its arrays,
+        even for a caller still holding a reference to it. Takes the write lock."""
+        with self._lock.write():
+            labels = list(self._id_labels.values())
+            self._id_labels.clear()
+            self._tombstone(labels)
 
     def set_ef(self, ef: int) -> None:
         """Change hnswlib's search breadth (recall/latency). Takes the write lock."""
@@ -530,15 +578,17 @@ class Gallery:
                     keep = self._live[:start].copy()
                     keep[replaced] = False
                     new_graph = self._new_graph(np.concatenate([np.flatnonzero(keep), labels]), num_threads)
+            retired = []
             for id_, label in zip(ids, labels.tolist(), strict=True):
                 old = self._id_labels.get(id_)
                 if old is not None:
-                    self._tombstone(old)
+                    retired.append(old)
                 self._id_labels[id_] = label
                 self._label_ids[label] = id_
                 self._live[label] = True
             if new_graph is not None:
                 self._graph = new_graph
+            self._tombstone(retired)
 
     def _new_graph(self, labels: np.ndarray, num_threads: int) -> _Graph:
         """A graph over ``labels`` (ascending). Nothing is published unless it all succeeds."""
@@ -571,11 +621,22 @@ class Gallery:
                 lists.append(rows)
         return np.concatenate(lists) if lists else np.empty(0, dtype=np.int64)
 
-    def _tombstone(self, label: int) -> None:
-        if self._graph is not None and self._in_graph[label]:
-            self._graph.mark_deleted(label)
-        self._label_ids[label] = None
-        self._live[label] = False
+    def _tombstone(self, labels: list[int]) -> None:
+        """Retire labels no id points to any more, overwriting their vectors with zeros: a removed
+        face must not stay in memory until a rebuild (exact store and graph alike)."""
+        if not labels:
+            return
+        rows = np.asarray(labels, dtype=np.int64)
+        # Our own books first: should the graph fail below, a label it still proposes scores 0
+        # against a zero row and maps to no id, so it can never be returned.
+        self._vectors[rows] = 0.0
+        self._live[rows] = False
+        for label in labels:
+            self._label_ids[label] = None
+        if self._graph is not None:
+            in_graph = np.sort(rows[self._in_graph[rows]])
+            if len(in_graph):
+                self._graph.erase(in_graph)
 
     def _ensure_capacity(self, needed: int) -> None:
         if needed <= self._capacity:

@@ -9,15 +9,14 @@ the galleries (a large window's graph on every core; ``ops/bench/galleries.py`` 
 from __future__ import annotations
 
 import time
-import uuid
 
 import msgspec
 import structlog
 
 from flighttoken.db.queries import tokens as token_q
 from flighttoken.executor import run_blocking
+from flighttoken.galleries.quarantine import open_templates, set_aside
 from flighttoken.galleries.registry import GalleryParams, build_galleries
-from flighttoken.privacy.vault import TemplateVault
 from flighttoken.services import Services
 
 log = structlog.get_logger(__name__)
@@ -27,6 +26,7 @@ class RebuildReport(msgspec.Struct, frozen=True):
     """What a rebuild loaded and where its time went (seconds, wall clock)."""
 
     tokens: int
+    quarantined: int
     flights: int
     windows: int
     largest_window: int
@@ -35,17 +35,6 @@ class RebuildReport(msgspec.Struct, frozen=True):
     open_s: float
     build_s: float
     seconds: float
-
-
-def _open_all(rows, keys: dict[uuid.UUID, bytes], model_id: str) -> list:
-    out = []
-    for r in rows:
-        dek = keys.get(r["flight_id"])
-        if dek is None:  # key already destroyed: the flight is being purged
-            continue
-        vector = TemplateVault.open_template(dek, r["token_id"], model_id, r["sealed"])
-        out.append((r["token_id"], r["flight_id"], r["window_start"], vector))
-    return out
 
 
 async def rebuild_galleries(services: Services) -> RebuildReport:
@@ -60,14 +49,17 @@ async def rebuild_galleries(services: Services) -> RebuildReport:
         if dek is not None:
             keys[flight_id] = dek
     fetched = time.perf_counter()
-    opened = await run_blocking(_open_all, rows, keys, model_id)
+    # A row that fails to open is set aside, never a reason to stop: see galleries/quarantine.py.
+    opened, unreadable = await run_blocking(open_templates, rows, keys, model_id)
     del rows  # the sealed copies: ~2 KB a face
+    await set_aside(services, unreadable, where="rebuild")
+    services.quarantine.released(t for t, *_ in opened)
     decrypted = time.perf_counter()
     flights, windows, homes = await run_blocking(build_galleries, opened, params)
     built = time.perf_counter()
     await services.galleries.replace_all(flights, windows, homes)
     report = RebuildReport(
-        tokens=len(opened), flights=len(flights), windows=len(windows),
+        tokens=len(opened), quarantined=len(unreadable), flights=len(flights), windows=len(windows),
         largest_window=max((len(g) for g in windows.values()), default=0),
         graph_shards=sum(g.graph_shards for g in windows.values()),
         fetch_s=round(fetched - started, 3), open_s=round(decrypted - fetched, 3),

@@ -156,7 +156,11 @@ class GalleryRegistry:
     async def drop_flight(self, flight_id: uuid.UUID) -> int:
         """Forget a closed flight everywhere; returns how many tokens left memory."""
         async with self._structure:
-            self._flights.pop(flight_id, None)
+            dropped = self._flights.pop(flight_id, None)
+            if dropped is not None:
+                # Wiped, not just dropped: a search already holding it must find nothing, and its
+                # arrays must not carry the faces until the memory happens to be reused.
+                await run_blocking(dropped.clear)
             leaving = [t for t, (f, _) in self._homes.items() if f == flight_id]
             by_window: dict[datetime, list[str]] = {}
             for t in leaving:

@@ -14,7 +14,7 @@ import structlog
 
 from flighttoken.db.queries import tokens as token_q
 from flighttoken.executor import run_blocking
-from flighttoken.privacy.vault import TemplateVault
+from flighttoken.galleries.quarantine import open_templates, set_aside
 from flighttoken.services import Services
 from flighttoken.sync.events import SyncEvent
 
@@ -23,20 +23,16 @@ Handler = Callable[[Services, SyncEvent], Awaitable[None]]
 
 
 async def load_into_galleries(services: Services, rows: Sequence) -> int:
-    """Decrypt template rows (token_id, flight_id, window_start, sealed) and add them."""
+    """Decrypt template rows (token_id, flight_id, window_start, sealed) and add them; a row that
+    fails to decrypt is quarantined (galleries/quarantine.py), the others still load."""
     keys: dict[uuid.UUID, bytes] = {}
     for flight_id in {r["flight_id"] for r in rows}:
         dek = await services.vault.flight_key(services.db(), flight_id)
         if dek is not None:
             keys[flight_id] = dek
-    model_id = services.engine.model_id
-
-    def open_all() -> list:
-        return [(r["token_id"], r["flight_id"], r["window_start"],
-                 TemplateVault.open_template(keys[r["flight_id"]], r["token_id"], model_id, r["sealed"]))
-                for r in rows if r["flight_id"] in keys]
-
-    opened = await run_blocking(open_all)
+    opened, unreadable = await run_blocking(open_templates, rows, keys, services.engine.model_id)
+    await set_aside(services, unreadable, where="sync")
+    services.quarantine.released(t for t, *_ in opened)
     for token_id, flight_id, window, vector in opened:
         await services.galleries.add(token_id, flight_id, window, vector)
     return len(opened)

@@ -21,6 +21,7 @@ async def reconcile(services: Services) -> tuple[int, int]:
     pool, model_id = services.db(), services.engine.model_id
     wanted = {r["token_id"]: (r["flight_id"], r["window_start"])
               for r in await token_q.searchable_index(pool, model_id)}
+    services.quarantine.keep_only(set(wanted))
     have = services.galleries.homes()
     missing = [t for t, home in wanted.items() if have.get(t) != home]
     extra = [t for t in have if t not in wanted]

@@ -15,6 +15,7 @@ import asyncpg
 import msgspec
 import structlog
 
+from flighttoken.crypto.sealing import DecryptionError
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import watchlist as q
 from flighttoken.devices.model import Device
@@ -124,16 +125,35 @@ async def expire_due(services: Services) -> int:
 
 
 async def open_rows(services: Services, rows: list[asyncpg.Record]) -> list:
-    """Decrypt template rows into (subject, photo number, vector, expiry) entries."""
+    """Decrypt template rows into (subject, photo number, vector, expiry) entries. A row that fails
+    to decrypt is set aside (logged, counted, audited once per instance) and the others still load:
+    the subject is screened on its remaining photos (see galleries/quarantine.py)."""
     pool, model_id = services.db(), services.engine.model_id
     keys = {k: await vault.key(services.vault, pool, k) for k in {r["key_id"] for r in rows}}
 
-    def open_all() -> list:
-        return [(r["subject_id"], r["n"],
-                 vault.open_template(keys[r["key_id"]], r["subject_id"], r["n"], model_id, r["sealed"]),
-                 r["expires_at"]) for r in rows]
+    def open_all() -> tuple[list, list]:
+        opened, bad = [], []
+        for r in rows:
+            try:
+                vector = vault.open_template(keys[r["key_id"]], r["subject_id"], r["n"], model_id, r["sealed"])
+            except DecryptionError:
+                bad.append((r["subject_id"], r["n"]))
+                continue
+            opened.append((r["subject_id"], r["n"], vector, r["expires_at"]))
+        return opened, bad
 
-    return await run_blocking(open_all)
+    opened, bad = await run_blocking(open_all)
+    quarantine = services.quarantine.watchlist
+    quarantine.difference_update((s, n) for s, n, _, _ in opened)
+    for subject_id, n in bad:
+        if (subject_id, n) in quarantine:
+            continue
+        log.error("watchlist_template_quarantined", subject_id=str(subject_id), photo=n,
+                  reason="watchlist template row failed to decrypt")
+        await audit.record(pool, actor="system", action="watchlist.template.quarantine", outcome="error",
+                           detail={"subject_id": str(subject_id), "photo": n, "instance": services.instance_id})
+        quarantine.add((subject_id, n))
+    return opened
 
 
 async def load_gallery(services: Services) -> int:

@@ -47,6 +47,8 @@ async def reload_subjects(services: Services, subject_ids: list[uuid.UUID]) -> N
 async def reconcile(services: Services) -> tuple[int, int]:
     """Compare subject ids in memory with PostgreSQL; load the missing, drop the extra."""
     wanted = await q.searchable_subject_ids(services.db(), services.engine.model_id, datetime.now(UTC))
+    quarantine = services.quarantine.watchlist  # forget removed or expired subjects
+    quarantine.intersection_update({k for k in quarantine if k[0] in wanted})
     have = set(services.watchlist.gallery.subjects())
     missing, extra = wanted - have, have - wanted
     if missing or extra:

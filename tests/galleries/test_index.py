@@ -665,3 +665,35 @@ def test_a_gallery_of_mostly_departed_faces_searches_only_the_live_ones() -> Non
             want = brute(live_ids, live, q, k)
             assert [c.id for c in got] == [i for i, _ in want]
             assert [c.score for c in got] == pytest.approx([s for _, s in want], abs=TOL)
+
+
+def _graph_vectors(g: Gallery) -> np.ndarray:
+    """Every vector hnswlib stores, tombstones included (read from its serialised state)."""
+    assert g._graph is not None
+    parts = []
+    for index in g._graph.shards:
+        st = index.__getstate__()[0]
+        rows = st["data_level0"].reshape(-1, st["size_data_per_element"])[: st["cur_element_count"]]
+        parts.append(np.ascontiguousarray(rows[:, st["offset_data"]: st["offset_data"] + g._graph.dim * 4]))
+    return np.concatenate(parts).view(np.float32)
+
+
+@pytest.mark.parametrize("removed", [1, 600], ids=["one_in_place", "many_by_shard_rewrite"])
+def test_removal_overwrites_the_vector_in_the_exact_store_and_the_graph(removed: int) -> None:
+    rng = np.random.default_rng(11)
+    ids, matrix = make_ids(3000), faces_like(rng, 3000)
+    g = Gallery.build(zip(ids, matrix, strict=True), exact_max=64, graph_dim=64, num_threads=2)
+    assert g.graph_dim == 64  # projected
+    probes = near(rng, matrix)
+    before = [g.search(q, k=2) for q in probes[removed:]]
+    g.remove(ids[:removed])
+    projected = g._graph.project(matrix[:removed])
+    stored = _graph_vectors(g)
+    for v, p in zip(matrix[:removed], projected, strict=True):
+        assert np.min(np.linalg.norm(g._vectors - v, axis=1)) > 0.5
+        assert np.min(np.linalg.norm(stored - p, axis=1)) > 0.01 * np.linalg.norm(p)
+    assert len(g) == 3000 - removed and g.deleted_count == removed
+    # The others are found as before, and a removed id never comes back.
+    after = [g.search(q, k=2) for q in probes[removed:]]
+    assert [r[0].id for r in after] == [r[0].id for r in before]
+    assert not {c.id for q in probes[:removed] for c in g.search(q, k=2)} & set(ids[:removed])
