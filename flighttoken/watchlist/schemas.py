@@ -115,3 +115,14 @@ class HoldState(msgspec.Struct):
     token_id: uuid.UUID
     staff_hold: bool
     """Whether this staff hold is in force (other holders' holds are not shown)."""
+
+
+class StaffHoldView(msgspec.Struct, omit_defaults=True):
+    token_id: uuid.UUID
+    staff_hold: bool
+    """Whether a staff hold is in force (other holders' holds are not shown)."""
+    reason: str | None = None
+    """e.g. ``enrolment_fraud_suspected``: placed by the service when a re-enrolment's chip photo
+    (DG2) matched the new face and not the enrolled one."""
+    placed_by: str | None = None
+    placed_at: datetime | None = None
