@@ -2,6 +2,11 @@
 
 Order matters: everything that can refuse the request runs before anything is written, and the
 write is one transaction, so a refused enrolment leaves no trace but its audit event.
+
+Re-enrolment (the document already has a token on the flight) is bound to what was enrolled: the
+same booking reference, and a live face matching the enrolled template 1:1; a token past check-in
+never gets a new template. Otherwise anyone at any kiosk could put their face on a passenger's
+token and board as them (issue 16).
 """
 
 from __future__ import annotations
