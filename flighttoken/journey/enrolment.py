@@ -157,8 +157,8 @@ async def _check_reenrolment(services: Services, conn, req: EnrolmentRequest, ex
     threshold = services.settings.verify_threshold
     enrolled = await _enrolled_template(services, conn, existing["id"], req.booking.flight_id)
     if enrolled is None:
-        # No template made by the running model (or none at all): nothing to verify against, so
-        # nothing may replace it; staff re-enrol after checking the passenger.
+        # No template made by the running model (or none at all): nothing to verify the face
+        # against, so no kiosk may put one there; the passenger goes to the staffed counter.
         return Refusal(_mismatch(), {"reason": "face_mismatch", "enrolled_template": "none"})
     score = float(np.dot(enrolled, vector))
     if score >= threshold:
