@@ -7,7 +7,7 @@ UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export HNSWLIB_NO_NATIVE := 1
 
-.PHONY: install run test lint bench-engine bench-accuracy bench-watchlist bench-purge bench-galleries bench-identify simulate load clean-data
+.PHONY: install run test lint bench-engine bench-accuracy bench-verification bench-watchlist bench-purge bench-galleries bench-identify simulate load clean-data
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -35,6 +35,9 @@ bench-engine: install
 
 bench-accuracy: install
 	.venv/bin/python -m ops.bench.accuracy
+
+bench-verification: install
+	.venv/bin/python -m ops.bench.verification
 
 bench-watchlist: install
 	.venv/bin/python -m ops.bench.watchlist

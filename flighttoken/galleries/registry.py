@@ -76,6 +76,12 @@ class GalleryRegistry:
         self._windows: dict[datetime, Gallery] = {}
         # token id → (flight, window): where a token lives, so removal needs no database read.
         self._homes: dict[str, tuple[uuid.UUID, datetime]] = {}
+        # Flights dropped for good (boarding closed, departed, cancelled, purged: none reopens, see
+        # flights/model.py TRANSITIONS). An add for one is refused, so an enrolment that committed
+        # before a purge but adds its face after it cannot leave that face searchable: whichever of
+        # the add and the drop takes ``_structure`` first, the face ends up out. One UUID per closed
+        # flight this process has seen: a few thousand a day.
+        self._closed: set[uuid.UUID] = set()
         self._structure = asyncio.Lock()
 
     # ---- reads -------------------------------------------------------------------------------
@@ -130,9 +136,14 @@ class GalleryRegistry:
     def _new_gallery(self) -> Gallery:
         return Gallery(**self.params.gallery_kwargs())
 
-    async def add(self, token_id: uuid.UUID, flight_id: uuid.UUID, window: datetime, vector: np.ndarray) -> None:
+    async def add(self, token_id: uuid.UUID, flight_id: uuid.UUID, window: datetime, vector: np.ndarray) -> bool:
+        """Put a token's face in its flight's and window's galleries; False (nothing added) when
+        the flight has already been dropped."""
         key = str(token_id)
         async with self._structure:
+            if flight_id in self._closed:
+                log.info("gallery_add_refused_flight_closed", token_id=key, flight_id=str(flight_id))
+                return False
             flight_g = self._flights.get(flight_id) or await run_blocking(self._new_gallery)
             window_g = self._windows.get(window) or await run_blocking(self._new_gallery)
             old = self._homes.get(key)
@@ -142,6 +153,7 @@ class GalleryRegistry:
             self._flights[flight_id] = flight_g
             self._windows[window] = window_g
             self._homes[key] = (flight_id, window)
+            return True
 
     async def remove(self, token_ids: Iterable[uuid.UUID]) -> None:
         """Take tokens out of every gallery (revocation, opt-out, hold release is separate)."""
@@ -154,8 +166,10 @@ class GalleryRegistry:
                 await run_blocking(_remove_from, (flight_g, window_g), str(token_id))
 
     async def drop_flight(self, flight_id: uuid.UUID) -> int:
-        """Forget a closed flight everywhere; returns how many tokens left memory."""
+        """Forget a closed flight everywhere, for good (later adds for it are refused); returns how
+        many tokens left memory."""
         async with self._structure:
+            self._closed.add(flight_id)
             dropped = self._flights.pop(flight_id, None)
             if dropped is not None:
                 # Wiped, not just dropped: a search already holding it must find nothing, and its

@@ -2,12 +2,18 @@
 
 Order matters: everything that can refuse the request runs before anything is written, and the
 write is one transaction, so a refused enrolment leaves no trace but its audit event.
+
+Re-enrolment (the document already has a token on the flight) is bound to what was enrolled: the
+same booking reference, and a live face matching the enrolled template 1:1; a token past check-in
+never gets a new template. Otherwise anyone at any kiosk could put their face on a passenger's
+token and board as them (issue 16).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -23,6 +29,7 @@ from flighttoken.journey.schemas import EnrolmentRequest, EnrolmentResult
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.services import Services
 from flighttoken.sync.events import publish
+from flighttoken.watchlist import holds
 from flighttoken.watchlist.screening import screen_enrolment
 
 log = structlog.get_logger(__name__)
@@ -56,12 +63,14 @@ async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> En
         raise Unprocessable("the travel document expires before departure", code="document_expired")
 
     vector, quality = await _live_template(services, req.captures)
+    chip_vector = None
     if req.chip_photo is not None:
         chip = await engine.analyse(req.chip_photo)
         if chip.template is None:
             raise Unprocessable("no face found in the chip photo", code="chip_photo_unusable")
-        score = float(np.dot(chip.template.vector, vector))
-        if score < settings.chip_match_threshold:
+        chip_vector = chip.template.vector
+        score = float(np.dot(chip_vector, vector))
+        if score < settings.verify_threshold:
             await audit.record(pool, actor=actor, action="token.enrol", outcome="refused",
                                flight_id=flight.id, detail={"reason": "chip_photo_mismatch"})
             raise Unprocessable("the live face does not match the document's chip photo",
@@ -70,26 +79,115 @@ async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> En
     doc_key = services.document_keys.of_document(req.document)
     async with services.enrolment_locks[flight.window_start]:
         await _refuse_duplicate_face(services, actor, flight.id, flight.window_start, vector, doc_key)
+        refusal: Refusal | None = None
         try:
             async with pool.acquire() as conn, conn.transaction():
-                result = await _store(services.vault, conn, device, req, flight.id, doc_key, vector, quality,
-                                      engine.model_id)
-                await audit.record(conn, actor=actor, action="token.enrol", outcome="ok", flight_id=flight.id,
-                                   token_id=result.token_id,
-                                   detail={"created": result.created, "template_updated": result.template_updated})
-                if result.template_updated:
-                    await publish(conn, services.instance_id, "token_upserted", flight_id=flight.id,
-                                  token_ids=[result.token_id])
+                existing = await token_q.by_document(conn, flight.id, doc_key)
+                if existing is not None:
+                    refusal = await _check_reenrolment(services, conn, req, existing, vector, chip_vector)
+                if refusal is not None:
+                    # Committed without a consent, booking or template change: only the refusal's
+                    # audit event (and, for suspected fraud, the staff hold) is written.
+                    await audit.record(conn, actor=actor, action="token.enrol", outcome="refused",
+                                       flight_id=flight.id, token_id=existing["id"], detail=refusal.detail)
+                    if refusal.hold_reason:
+                        await holds.place_in(conn, token_id=existing["id"], flight_id=flight.id,
+                                             reason=refusal.hold_reason, actor=actor)
+                else:
+                    result = await _store(services.vault, conn, device, req, flight.id, doc_key, existing,
+                                          vector, quality, engine.model_id)
+                    await audit.record(conn, actor=actor, action="token.enrol", outcome="ok", flight_id=flight.id,
+                                       token_id=result.token_id,
+                                       detail={"created": result.created, "template_updated": result.template_updated})
+                    if result.template_updated:
+                        await publish(conn, services.instance_id, "token_upserted", flight_id=flight.id,
+                                      token_ids=[result.token_id])
         except asyncpg.ObjectNotInPrerequisiteStateError:
             # Purged between our checks and the write (a trigger refuses templates without a key):
             # the same answer as for any closed flight; the transaction left nothing behind.
             raise Conflict(f"flight {flight.code} has closed", code="flight_closed") from None
+        if refusal is not None:
+            log.warning("re_enrolment_refused", token_id=str(existing["id"]), flight=flight.code,
+                        reason=refusal.detail["reason"], held=bool(refusal.hold_reason))
+            raise refusal.error
         if result.template_updated:
+            # After the commit, so a face is never searchable for an enrolment that did not happen.
+            # A purge committed in between has dropped the flight from the registry, which then
+            # refuses this add (galleries/registry.py): the face cannot outlive the purge.
             await services.galleries.add(result.token_id, flight.id, flight.window_start, vector)
     # After the commit: a hit holds the new token (and alerts officers); the kiosk's answer is the same.
     await screen_enrolment(services, device, vector, result.token_id)
     log.info("token_enrolled", token_id=str(result.token_id), flight=flight.code, created=result.created)
     return result
+
+
+@dataclass
+class Refusal:
+    error: Conflict
+    detail: dict[str, object]
+    hold_reason: str | None = None
+
+
+# A token past check-in keeps the face the e-channel (and the lounge) recognised: a kiosk never
+# replaces it, whoever asks.
+_PAST_CHECK_IN = frozenset({"immigration_cleared", "boarded"})
+
+
+async def _check_reenrolment(services: Services, conn, req: EnrolmentRequest, existing, vector: np.ndarray,
+                             chip_vector: np.ndarray | None) -> Refusal | None:
+    """Whether this kiosk may touch the (flight, document) token at all: None, or why not.
+
+    The template is bound to the enrolled face: the new live face must match it 1:1 at
+    ``verify_threshold`` (one decrypt and one dot product, no search), whatever else the request
+    carries. A booking reference is bound to the token too.
+    """
+    if existing["state"] in ("revoked", "expired", "boarded"):
+        return Refusal(Conflict(f"this passenger's token has ended ({existing['state']})", code="token_ended"),
+                       {"reason": "token_ended", "state": existing["state"]})
+    if existing["booking_reference"] != req.booking.booking_reference:
+        return Refusal(Conflict("this travel document is enrolled on this flight under another booking",
+                                code="booking_mismatch"), {"reason": "booking_mismatch"})
+    if existing["on_hold"]:
+        return Refusal(_held(), {"reason": "token_held"})
+    threshold = services.settings.verify_threshold
+    enrolled = await _enrolled_template(services, conn, existing["id"], req.booking.flight_id)
+    if enrolled is None:
+        # No template made by the running model (or none at all): nothing to verify the face
+        # against, so no kiosk may put one there; the passenger goes to the staffed counter.
+        return Refusal(_mismatch(), {"reason": "face_mismatch", "enrolled_template": "none"})
+    score = float(np.dot(enrolled, vector))
+    if score >= threshold:
+        return None
+    detail: dict[str, object] = {"reason": "face_mismatch", "score": round(score, 3), "threshold": threshold}
+    if chip_vector is not None:
+        # The chip photo already matched this live face (checked before). If it does not match
+        # the enrolled face either, the document holder is here now and someone else enrolled
+        # with their document: hold the token for staff, everywhere.
+        chip_score = float(np.dot(chip_vector, enrolled))
+        detail["chip_vs_enrolled"] = round(chip_score, 3)
+        if chip_score < threshold:
+            detail["reason"] = "enrolled_face_not_document_holder"
+            return Refusal(_held(), detail, hold_reason="enrolment_fraud_suspected")
+    return Refusal(_mismatch(), detail)
+
+
+def _mismatch() -> Conflict:
+    return Conflict("this face does not match the face enrolled with this travel document; the token is "
+                    "unchanged (ask staff)", code="face_mismatch")
+
+
+def _held() -> Conflict:
+    return Conflict("this passenger's token is held: send the passenger to an officer", code="token_held")
+
+
+async def _enrolled_template(services: Services, conn, token_id: uuid.UUID, flight_id: uuid.UUID) -> np.ndarray | None:
+    row = await token_q.template_of(conn, token_id)
+    if row is None or row["model_id"] != services.engine.model_id:
+        return None
+    dek = await services.vault.flight_key(conn, flight_id)
+    if dek is None:
+        raise Conflict("the flight's data has been purged", code="flight_closed")
+    return TemplateVault.open_template(dek, token_id, row["model_id"], row["sealed"])
 
 
 async def _refuse_duplicate_face(services: Services, actor: str, flight_id: uuid.UUID, window: datetime,
@@ -111,25 +209,26 @@ async def _refuse_duplicate_face(services: Services, actor: str, flight_id: uuid
 
 
 async def _store(vault: TemplateVault, conn, device: Device, req: EnrolmentRequest, flight_id: uuid.UUID,
-                 doc_key: bytes, vector: np.ndarray, quality: float, model_id: str) -> EnrolmentResult:
+                 doc_key: bytes, existing, vector: np.ndarray, quality: float, model_id: str) -> EnrolmentResult:
+    """Write an accepted enrolment: ``existing`` (locked) has passed :func:`_check_reenrolment`."""
     consent = req.consent
     assert consent is not None
     consent_id = uuid.uuid4()
     await token_q.insert_consent(conn, consent_id=consent_id, flight_id=flight_id, document_key=doc_key,
                                  terms_version=consent.terms_version, terms_sha256=consent.terms_sha256,
                                  consented_at=consent.consented_at, device_id=device.id)
-    existing = await token_q.by_document(conn, flight_id, doc_key)
     booking, doc = req.booking, req.document
     if existing is not None:
-        if existing["state"] in ("revoked", "expired", "boarded"):
-            raise Conflict(f"this passenger's token has ended ({existing['state']})", code="token_ended")
         token_id, created = existing["id"], False
-        await token_q.refresh_booking(conn, token_id, booking_reference=booking.booking_reference,
-                                      seat=booking.seat, lounge_eligible=booking.lounge_eligible,
+        # Same booking reference (checked): seat and lounge eligibility may change with it.
+        await token_q.refresh_booking(conn, token_id, seat=booking.seat, lounge_eligible=booking.lounge_eligible,
                                       consent_id=consent_id)
-        # Re-enrolment may improve the template, never degrade it.
-        previous = await token_q.template_quality(conn, token_id)
-        update = previous is None or quality >= previous
+        if existing["state"] in _PAST_CHECK_IN or existing["last_lounge_at"] is not None:
+            update = False
+        else:
+            # Re-enrolment may improve the template, never degrade it.
+            previous = await token_q.template_of(conn, token_id)
+            update = previous is None or quality >= previous["quality"]
         state, enrolled_at = existing["state"], existing["enrolled_at"]
     else:
         row = await token_q.insert_token(

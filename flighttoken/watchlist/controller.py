@@ -29,6 +29,7 @@ from flighttoken.watchlist.schemas import (
     Removal,
     Resolution,
     StaffHold,
+    StaffHoldView,
     Subject,
     SubjectPage,
 )
@@ -112,6 +113,11 @@ class StaffHoldController(Controller):
     path = "/v1/tokens/{token_id:uuid}/hold"
     tags = ["admin"]
     guards = [allow(DeviceKind.ADMIN, DeviceKind.AIRLINE_OPS)]
+
+    @get("/", summary="The staff hold in force on this token, if any (reason, who placed it, when)")
+    async def read(self, token_id: FromPath[uuid.UUID], services: NamedDependency[Services],
+                   request: DeviceRequest) -> StaffHoldView:
+        return await holds.read(services, request.user, token_id)
 
     @put("/", status_code=200, summary="Hold a token: every touchpoint refers it (see_officer)")
     async def place(self, token_id: FromPath[uuid.UUID], data: JSONBody[StaffHold],

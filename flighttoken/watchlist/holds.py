@@ -16,7 +16,7 @@ from flighttoken.db.queries import watchlist as q
 from flighttoken.devices.model import Device, DeviceKind
 from flighttoken.errors import NotFound
 from flighttoken.services import Services
-from flighttoken.watchlist.schemas import HoldState
+from flighttoken.watchlist.schemas import HoldState, StaffHoldView
 
 
 async def _token(conn, device: Device, token_id: uuid.UUID):
@@ -27,14 +27,35 @@ async def _token(conn, device: Device, token_id: uuid.UUID):
     return row
 
 
+async def place_in(conn, *, token_id: uuid.UUID, flight_id: uuid.UUID, reason: str, actor: str) -> bool:
+    """Place a staff hold inside the caller's transaction (staff, or the service itself on suspected
+    enrolment fraud: journey/enrolment.py); audited. False when one was already in force."""
+    if not await q.place_staff_hold(conn, token_id, reason, actor):
+        return False
+    await q.sync_on_hold(conn, token_id)
+    await audit.record(conn, actor=actor, action="token.hold", outcome="ok", flight_id=flight_id,
+                       token_id=token_id, detail={"reason": reason})
+    return True
+
+
 async def place(services: Services, device: Device, token_id: uuid.UUID, reason: str) -> HoldState:
     async with services.db().acquire() as conn, conn.transaction():
         row = await _token(conn, device, token_id)
-        if await q.place_staff_hold(conn, token_id, reason, f"device:{device.id}"):
-            await q.sync_on_hold(conn, token_id)
-            await audit.record(conn, actor=f"device:{device.id}", action="token.hold", outcome="ok",
-                               flight_id=row["flight_id"], token_id=token_id, detail={"reason": reason})
+        await place_in(conn, token_id=token_id, flight_id=row["flight_id"], reason=reason,
+                       actor=f"device:{device.id}")
         return await _state(conn, token_id)
+
+
+async def read(services: Services, device: Device, token_id: uuid.UUID) -> StaffHoldView:
+    """The staff hold in force on a token, if any: what the airline sees of a hold the service placed."""
+    async with services.db().acquire() as conn, conn.transaction():
+        await _token(conn, device, token_id)
+        row = await q.staff_hold_of(conn, token_id)
+        referral = (await _state(conn, token_id)).officer_referral
+    if row is None:
+        return StaffHoldView(token_id=token_id, staff_hold=False, officer_referral=referral)
+    return StaffHoldView(token_id=token_id, staff_hold=True, officer_referral=referral, reason=row["reason"],
+                         placed_by=row["placed_by"], placed_at=row["placed_at"])
 
 
 async def release(services: Services, device: Device, token_id: uuid.UUID) -> HoldState:

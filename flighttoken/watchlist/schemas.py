@@ -124,3 +124,16 @@ class HoldState(msgspec.Struct):
     officer_referral: bool
     """Whether the passenger is also held for an immigration officer (a referral at a touchpoint,
     released only by the officer). Its cause is never shown: random referrals look the same."""
+
+
+class StaffHoldView(msgspec.Struct, omit_defaults=True):
+    token_id: uuid.UUID
+    staff_hold: bool
+    """Whether a staff hold is in force."""
+    officer_referral: bool = False
+    """As in ``HoldState``: an officer referral is in force, whatever its cause."""
+    reason: str | None = None
+    """e.g. ``enrolment_fraud_suspected``: placed by the service when a re-enrolment's chip photo
+    (DG2) matched the new face and not the enrolled one."""
+    placed_by: str | None = None
+    placed_at: datetime | None = None

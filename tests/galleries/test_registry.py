@@ -78,3 +78,19 @@ async def test_a_write_in_progress_sends_a_small_search_to_the_executor(hops: li
             gallery._lock._writers_waiting -= 1
             gallery._lock._cond.notify_all()
     assert (await search)[0].id == str(token)
+
+
+async def test_a_dropped_flight_takes_no_more_faces() -> None:
+    """A flight leaves the galleries for good (closed, departed, cancelled, purged): an add arriving
+    after the drop (an enrolment committed just before a purge) is refused, other flights unaffected."""
+    rng = np.random.default_rng(2)
+    reg = GalleryRegistry()
+    closed, still_open = uuid.uuid4(), uuid.uuid4()
+    v = unit(rng.standard_normal((3, 512)))
+    assert await reg.add(uuid.uuid4(), closed, WINDOW, v[0]) is True
+    assert await reg.drop_flight(closed) == 1
+    late = uuid.uuid4()
+    assert await reg.add(late, closed, WINDOW, v[1]) is False
+    assert not reg.contains(late) and reg.flight_size(closed) == 0 and reg.window_size(WINDOW) == 0
+    assert await reg.add(uuid.uuid4(), still_open, WINDOW, v[2]) is True
+    assert reg.window_size(WINDOW) == 1

@@ -26,8 +26,10 @@ async def insert_consent(conn: Executor, *, consent_id: uuid.UUID, flight_id: uu
 
 
 async def by_document(conn: Executor, flight_id: uuid.UUID, document_key: bytes) -> asyncpg.Record | None:
+    """The (flight, document) token, locked for the re-enrolment deciding about it."""
     return await conn.fetchrow(
-        "SELECT id, state, enrolled_at FROM tokens WHERE flight_id = $1 AND document_key = $2 FOR UPDATE",
+        "SELECT id, state, enrolled_at, booking_reference, on_hold, last_lounge_at FROM tokens"
+        " WHERE flight_id = $1 AND document_key = $2 FOR UPDATE",
         flight_id, document_key)
 
 
@@ -43,11 +45,12 @@ async def insert_token(conn: Executor, *, token_id: uuid.UUID, flight_id: uuid.U
         given_names, booking_reference, seat, lounge_eligible, consent_id)
 
 
-async def refresh_booking(conn: Executor, token_id: uuid.UUID, *, booking_reference: str, seat: str | None,
-                          lounge_eligible: bool, consent_id: uuid.UUID) -> None:
-    await conn.execute(
-        "UPDATE tokens SET booking_reference = $2, seat = $3, lounge_eligible = $4, consent_id = $5"
-        " WHERE id = $1", token_id, booking_reference, seat, lounge_eligible, consent_id)
+async def refresh_booking(conn: Executor, token_id: uuid.UUID, *, seat: str | None, lounge_eligible: bool,
+                          consent_id: uuid.UUID) -> None:
+    """Seat, lounge eligibility and consent of a re-enrolment; never the booking reference (a
+    different one is refused before this)."""
+    await conn.execute("UPDATE tokens SET seat = $2, lounge_eligible = $3, consent_id = $4 WHERE id = $1",
+                       token_id, seat, lounge_eligible, consent_id)
 
 
 async def upsert_template(conn: Executor, *, token_id: uuid.UUID, flight_id: uuid.UUID, model_id: str,
@@ -59,8 +62,9 @@ async def upsert_template(conn: Executor, *, token_id: uuid.UUID, flight_id: uui
         token_id, flight_id, model_id, sealed, quality)
 
 
-async def template_quality(conn: Executor, token_id: uuid.UUID) -> float | None:
-    return await conn.fetchval("SELECT quality FROM templates WHERE token_id = $1", token_id)
+async def template_of(conn: Executor, token_id: uuid.UUID) -> asyncpg.Record | None:
+    """The token's sealed template (model_id, sealed, quality), for a 1:1 check at re-enrolment."""
+    return await conn.fetchrow("SELECT model_id, sealed, quality FROM templates WHERE token_id = $1", token_id)
 
 
 async def document_keys(conn: Executor, token_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, bytes]:

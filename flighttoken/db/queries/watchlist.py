@@ -217,6 +217,12 @@ async def release_staff_hold(conn: Executor, token_id: uuid.UUID, released_by: s
     return status != "UPDATE 0"
 
 
+async def staff_hold_of(conn: Executor, token_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT reason, placed_by, placed_at FROM token_holds"
+        " WHERE token_id = $1 AND holder = 'staff' AND released_at IS NULL", token_id)
+
+
 async def sync_on_hold(conn: Executor, token_id: uuid.UUID) -> None:
     """tokens.on_hold = whether any hold on the token is still in force."""
     await conn.execute(
