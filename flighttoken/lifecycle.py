@@ -1,8 +1,9 @@
 """Start-up and shutdown, in one place and in a fixed order.
 
-Start: embedded PostgreSQL (only without DATABASE_URL) → pool → key store → migrations → face
-models → galleries. Stop: the reverse. Any failure we can explain becomes a :class:`StartupError` whose
-one-line message tells the operator what to fix; the CLI prints it without a traceback.
+Start: production-mode checks → embedded PostgreSQL (only without DATABASE_URL) → pool → key
+store → migrations → face models → galleries. Stop: the reverse. Any failure we can explain becomes
+a :class:`StartupError` whose one-line message tells the operator what to fix; the CLI prints it
+without a traceback.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from flighttoken.devices.registry import seed_demo_devices
 from flighttoken.galleries.loader import rebuild_galleries
 from flighttoken.privacy.sweeper import start_sweeper
 from flighttoken.privacy.vault import MasterKeyError, TemplateVault, load_master_key
+from flighttoken.production import ProductionModeError, check_keystore_cluster, check_start
 from flighttoken.services import Services
 from flighttoken.sync.listener import SyncListener
 from flighttoken.watchlist import startup as watchlist_startup
@@ -68,6 +70,10 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
 async def _start(services: Services, stack: contextlib.AsyncExitStack) -> None:
     settings = services.settings
     try:
+        check_start(settings, demo=services.demo)
+    except ProductionModeError as exc:
+        raise StartupError(str(exc)) from None
+    try:
         dsn = settings.database_url
         if not dsn:
             embedded = EmbeddedPostgres(settings.data_dir)
@@ -79,9 +85,10 @@ async def _start(services: Services, stack: contextlib.AsyncExitStack) -> None:
         # Before the service migrations: 0006 moves the wrapped data keys into it.
         keystore = await KeyStore.open(dsn, settings)
         stack.push_async_callback(keystore.close)
+        await check_keystore_cluster(settings, services.pool, keystore.pool)
         async with services.pool.acquire() as conn:
             await apply_migrations(conn, hooks=keystore.service_migration_hooks())
-    except (EmbeddedDatabaseError, DatabaseUnreachable, KeyStoreError, MigrationError) as exc:
+    except (EmbeddedDatabaseError, DatabaseUnreachable, KeyStoreError, MigrationError, ProductionModeError) as exc:
         raise StartupError(str(exc)) from None
 
     try:
@@ -111,5 +118,7 @@ async def _print_demo_keys(services: Services) -> None:
     async with services.db().acquire() as conn:
         devices = await seed_demo_devices(conn)
     lines = [f"  {d.kind.value:<10} {d.name:<16} {key}" for d, key in devices]
+    # On stdout, for the operator's terminal: stderr is the log stream (JSON lines a collector keeps),
+    # and a key must never travel through it or through structlog.
     print("Demo device keys (send as 'Authorization: Bearer <key>'):\n" + "\n".join(lines),
-          file=sys.stderr, flush=True)
+          file=sys.stdout, flush=True)

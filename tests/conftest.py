@@ -21,7 +21,10 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
 
 @pytest.fixture(scope="session")
 def base_settings() -> Settings:
-    return load_settings(log_format="console")
+    # Development mode, explicitly: DATABASE_URL (CI's) would imply production, whose start-up needs a
+    # master key and a metrics token; the suite tests the service, production mode has its own tests
+    # (tests/security/test_development_defaults_in_production.py).
+    return load_settings(log_format="console", mode="development")
 
 
 @pytest.fixture(scope="session")
