@@ -34,7 +34,8 @@ def master_key_problem(settings: Settings) -> str | None:
 
 
 def metrics_problem(settings: Settings) -> str | None:
-    """Why /metrics would answer anyone, or None. The one place that decides what protects it."""
+    """Why /metrics would answer anyone, or None. The one place that decides what protects it: another
+    protection (e.g. a listener of its own) is accepted here."""
     if settings.metrics_token:
         return None
     return (f"FLIGHTTOKEN_METRICS_TOKEN: {_mode(settings)} does not serve /metrics unprotected; set a token "
@@ -54,7 +55,7 @@ def check_start(settings: Settings, *, demo: bool) -> None:
     if settings.keystore_same_cluster == "refuse" and not settings.keystore_url:
         # The default key store is a sibling database on the service database's server: refused
         # before it is created.
-        raise ProductionModeError(_same_cluster_message("the service database's server"))
+        raise ProductionModeError(_same_cluster_message("the default key store, <service db>_keys"))
 
 
 def _same_cluster_message(where: str) -> str:
