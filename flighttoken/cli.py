@@ -34,6 +34,13 @@ class _DropKnownStartupTraceback(logging.Filter):
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from flighttoken.production import ProductionModeError, check_start
+
+    try:
+        # Also checked at start-up (lifecycle.py); here first, so a refusal comes before the heavy imports.
+        check_start(settings, demo=args.demo)
+    except ProductionModeError as exc:
+        return _fail(f"cannot start: {exc}")
     import uvicorn
 
     from flighttoken.app import create_app
@@ -129,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flighttoken", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the HTTP service")
-    serve.add_argument("--demo", action="store_true", help="create demo devices and print their keys")
+    serve.add_argument("--demo", action="store_true",
+                       help="create demo devices and print their keys on stdout (development mode only)")
     serve.set_defaults(run=cmd_serve)
     sub.add_parser("migrate", help="apply database migrations and exit").set_defaults(run=cmd_migrate)
     faces = sub.add_parser("faces", help="face engine tools").add_subparsers(dest="faces_command", required=True)

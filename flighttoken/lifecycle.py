@@ -1,9 +1,9 @@
 """Start-up and shutdown, in one place and in a fixed order.
 
-Start: embedded PostgreSQL (only without DATABASE_URL) → pool → key store → master key → migrations →
-document MAC key → face models → galleries. Stop: the reverse. Any failure we can explain becomes a
-:class:`StartupError` whose one-line message tells the operator what to fix; the CLI prints it without
-a traceback.
+Start: production-mode checks → embedded PostgreSQL (only without DATABASE_URL) → pool → key
+store → master key → migrations → document MAC key → face models → galleries. Stop: the reverse.
+Any failure we can explain becomes a :class:`StartupError` whose one-line message tells the
+operator what to fix; the CLI prints it without a traceback.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from flighttoken.galleries.loader import rebuild_galleries
 from flighttoken.privacy import document_keys
 from flighttoken.privacy.sweeper import start_sweeper
 from flighttoken.privacy.vault import MasterKeyError, TemplateVault, load_master_key
+from flighttoken.production import ProductionModeError, check_keystore_cluster, check_start
 from flighttoken.services import Services
 from flighttoken.sync.listener import SyncListener
 from flighttoken.watchlist import startup as watchlist_startup
@@ -70,6 +71,10 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
 async def _start(services: Services, stack: contextlib.AsyncExitStack) -> None:
     settings = services.settings
     try:
+        check_start(settings, demo=services.demo)
+    except ProductionModeError as exc:
+        raise StartupError(str(exc)) from None
+    try:
         dsn = settings.database_url
         if not dsn:
             embedded = EmbeddedPostgres(settings.data_dir)
@@ -82,13 +87,14 @@ async def _start(services: Services, stack: contextlib.AsyncExitStack) -> None:
         # stored document digests with the document MAC key it holds (under the master key).
         keystore = await KeyStore.open(dsn, settings)
         stack.push_async_callback(keystore.close)
+        await check_keystore_cluster(settings, services.pool, keystore.pool)
         master = load_master_key(settings)
         async with services.pool.acquire() as conn:
             await apply_migrations(conn, hooks=document_keys.migration_hooks(keystore, master))
         services.document_keys = await document_keys.load(keystore, master)
         await document_keys.bind(services.pool, services.document_keys)
     except (EmbeddedDatabaseError, DatabaseUnreachable, KeyStoreError, MigrationError, MasterKeyError,
-            document_keys.DocumentKeyError) as exc:
+            document_keys.DocumentKeyError, ProductionModeError) as exc:
         raise StartupError(str(exc)) from None
     services.vault = TemplateVault(master, keystore)
 
@@ -114,5 +120,7 @@ async def _print_demo_keys(services: Services) -> None:
     async with services.db().acquire() as conn:
         devices = await seed_demo_devices(conn)
     lines = [f"  {d.kind.value:<10} {d.name:<16} {key}" for d, key in devices]
+    # On stdout, for the operator's terminal: stderr is the log stream (JSON lines a collector keeps),
+    # and a key must never travel through it or through structlog.
     print("Demo device keys (send as 'Authorization: Bearer <key>'):\n" + "\n".join(lines),
-          file=sys.stderr, flush=True)
+          file=sys.stdout, flush=True)

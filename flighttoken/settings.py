@@ -35,6 +35,16 @@ def bundled_model_dir() -> str:
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    # --- deployment mode (flighttoken/production.py) ---
+    mode: Literal["", "production", "development"] = ""
+    """production: refuse to start with development defaults (no master key, --demo, an open /metrics);
+    development: allow them. Empty: production whenever DATABASE_URL is set, development for the
+    embedded database."""
+    keystore_same_cluster: Literal["warn", "refuse"] = "warn"
+    """Production mode, when the key store shares the service database's cluster (same server address
+    and port, or same system identifier): log a warning, or refuse to start. A shared cluster puts the
+    wrapped data keys in the same physical backups and WAL archives as the templates."""
+
     # --- database ---
     database_url: str = ""
     """PostgreSQL DSN. Empty: start the embedded server in ``data_dir``."""
@@ -162,7 +172,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     master_key: str = ""
     """Master keyring text ("kek-id:BASE64,..."); or use master_key_file. Never stored in the database."""
     master_key_file: str = ""
-    """File holding the master keyring. Both empty: a development key is created in data_dir."""
+    """File holding the master keyring. Both empty: in development mode a development key is created
+    in data_dir; production mode refuses to start."""
 
     # --- key store: wrapped data keys, outside the service database (flighttoken/db/keystore.py) ---
     keystore_url: str = ""
@@ -185,7 +196,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     ops_refresh_s: float = 2.0
     """How often the ops dashboard asks for a new summary."""
     metrics_token: str = ""
-    """When set, GET /metrics needs 'Authorization: Bearer <token>'; empty leaves it open (no personal data)."""
+    """When set, GET /metrics needs 'Authorization: Bearer <token>'; empty leaves it open (no personal
+    data), which only development mode allows."""
     schedule_import_max_rows: int = 5000
     """Most flights one schedule import may carry."""
 
@@ -242,6 +254,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 
     def resolved_model_dir(self) -> str:
         return self.model_dir or bundled_model_dir()
+
+    @property
+    def production(self) -> bool:
+        """Production mode: set explicitly, or implied by a real PostgreSQL (DATABASE_URL)."""
+        return self.mode == "production" or (not self.mode and bool(self.database_url))
 
 
 def _env_name(field: str) -> str:

@@ -21,9 +21,12 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
 
 @pytest.fixture(scope="session")
 def base_settings() -> Settings:
-    # No random secondary referrals (issue 17) unless a test sets its share: tests expect a matched
-    # passenger to proceed. The service's default is never 0.
-    return load_settings(log_format="console", secondary_referral_share=0.0)
+    # Development mode, explicitly: DATABASE_URL (CI's) would imply production, whose start-up needs a
+    # master key and a metrics token; production mode has its own tests
+    # (tests/security/test_development_defaults_in_production.py). No random secondary referrals
+    # (issue 17) unless a test sets its share: tests expect a matched passenger to proceed. The
+    # service's default is never 0.
+    return load_settings(log_format="console", mode="development", secondary_referral_share=0.0)
 
 
 @pytest.fixture(scope="session")

@@ -201,6 +201,7 @@ def _validated(path: Path) -> str:
 
 def load_or_create_key_file(path: str | os.PathLike[str]) -> str:
     """Development default: return the keyring text in ``path``, creating it (mode 0600) if absent.
+    Development mode only: production mode refuses to start without a configured master key.
 
     Publishing with ``os.link`` never replaces an existing file, so two processes starting at once
     can't each write a key and lose the data wrapped under the loser's; and a crash mid-write

@@ -17,6 +17,7 @@ from flighttoken.crypto.keys import DataKeyCache, MasterKey, load_or_create_key_
 from flighttoken.crypto.sealing import open_sealed, seal
 from flighttoken.db.keystore import KeyStore
 from flighttoken.db.queries import privacy as privacy_q
+from flighttoken.production import master_key_problem
 from flighttoken.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -28,8 +29,11 @@ class MasterKeyError(Exception):
 
 
 def load_master_key(settings: Settings) -> MasterKey:
+    problem = master_key_problem(settings)
+    if problem and settings.production:
+        raise MasterKeyError(problem)
     try:
-        if not settings.master_key and not settings.master_key_file:
+        if problem:
             path = Path(settings.data_dir) / "master.key"
             log.warning("development_master_key", path=str(path),
                         hint="set FLIGHTTOKEN_MASTER_KEY_FILE in production")

