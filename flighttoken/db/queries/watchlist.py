@@ -134,7 +134,7 @@ hold AS (
     RETURNING token_id),
 held AS (UPDATE tokens SET on_hold = true WHERE id IN (SELECT token_id FROM hold) RETURNING id),
 audited AS (
-    INSERT INTO audit_events (actor, action, outcome, detail)
+    INSERT INTO authority_audit_events (actor, action, outcome, detail)
     SELECT $9, 'watchlist.alert', 'ok',
            jsonb_build_object('alert_id', id, 'subject_id', $1::uuid, 'held', token_id IS NOT NULL)
     FROM alert RETURNING id),
