@@ -43,6 +43,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 class Metrics:
     def __init__(self, services: Services, *, authority: bool = False) -> None:
         self.services = services
+        self.authority = authority
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Histogram(
             "flighttoken_http_request_duration_seconds", "HTTP request latency by route template and caller kind.",
@@ -95,7 +96,7 @@ class Metrics:
     async def refresh(self) -> None:
         """State that needs the database, read once per scrape."""
         services = self.services
-        if services.pool is None:
+        if services.pool is None or self.authority:  # the authority's registry shows no purges
             return
         now = datetime.now(UTC)
         try:
