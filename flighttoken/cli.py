@@ -41,9 +41,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         check_start(settings, demo=args.demo)
     except ProductionModeError as exc:
         return _fail(f"cannot start: {exc}")
-    import uvicorn
-
     from flighttoken.app import create_app
+    from flighttoken.listeners import server_for, sockets_for
     from flighttoken.logs import configure_logging
 
     configure_logging(settings.log_format, settings.log_level)
@@ -51,12 +50,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     app = create_app(settings, demo=args.demo)
     # uvloop and httptools, not asyncio's loop and h11: in a saturated airport day they took the
     # event loop's CPU per request from 4.7 to 3.2 ms (ops/README.md, section 6).
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
-                            lifespan="on", access_log=False, timeout_graceful_shutdown=10,
-                            timeout_keep_alive=5, loop="uvloop", http="httptools")
-    server = uvicorn.Server(config)
+    server = server_for(app, access_log=False, timeout_graceful_shutdown=10, timeout_keep_alive=5,
+                        loop="uvloop", http="httptools")
     try:
-        server.run()
+        sockets = sockets_for(settings)
+    except OSError as exc:
+        return _fail(f"cannot listen: {exc}")
+    try:
+        server.run(sockets=sockets)
     except SystemExit:
         if server.started:
             raise

@@ -61,6 +61,9 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
         log.info("service_ready")
         base = f"http://{services.settings.host}:{services.settings.port}"
         print(f"FlightToken ready on {base}  (API docs: {base}/schema/swagger)", file=sys.stderr, flush=True)
+        if services.settings.authority_port:
+            print(f"Authority API on http://{services.settings.authority_host}:{services.settings.authority_port}",
+                  file=sys.stderr, flush=True)
         try:
             yield
         finally:

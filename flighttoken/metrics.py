@@ -5,6 +5,9 @@ Each app has its own registry (tests run several apps in one process). Counters 
 updated as requests happen; gauges describing state (galleries, pool, batches) are read at scrape
 time. /metrics carries no personal data; it is open unless FLIGHTTOKEN_METRICS_TOKEN is set, in
 which case the scraper sends it as a bearer token.
+
+The public listener's registry never sees an authority route or key (neither exists there); the
+authority listener has its own registry and /metrics: its routes' latency and the watchlist's state.
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
 class Metrics:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *, authority: bool = False) -> None:
         self.services = services
+        self.authority = authority
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Histogram(
             "flighttoken_http_request_duration_seconds", "HTTP request latency by route template and caller kind.",
@@ -49,7 +53,7 @@ class Metrics:
             ["touchpoint", "decision", "reason"], registry=self.registry)
         self.purge_overdue = 0
         self.purge_lag_s = 0.0
-        self.registry.register(_StateCollector(self))
+        self.registry.register(_AuthorityCollector(services) if authority else _StateCollector(self))
         ProcessCollector(registry=self.registry)
 
     # ---- recording -----------------------------------------------------------------------------
@@ -92,7 +96,7 @@ class Metrics:
     async def refresh(self) -> None:
         """State that needs the database, read once per scrape."""
         services = self.services
-        if services.pool is None:
+        if services.pool is None or self.authority:  # the authority's registry shows no purges
             return
         now = datetime.now(UTC)
         try:
@@ -142,6 +146,25 @@ class _StateCollector(Collector):
                                 "How long the oldest overdue purge has been waiting (0 when none).")
         lag.add_metric([], self.metrics.purge_lag_s)
         yield lag
+
+
+class _AuthorityCollector(Collector):
+    """Only on the authority listener: what the watchlist holds and who is listening for alerts."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        watchlist = self.services.watchlist
+        subjects = GaugeMetricFamily("flighttoken_watchlist_subjects", "Watchlist subjects searchable in memory.")
+        subjects.add_metric([], len(watchlist.gallery.subjects()))
+        yield subjects
+        streams = GaugeMetricFamily("flighttoken_alert_streams", "Open alert streams on this instance.")
+        streams.add_metric([], watchlist.hub.subscribers)
+        yield streams
 
 
 def _gallery_metrics(services: Services) -> Iterator[Metric]:

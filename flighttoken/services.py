@@ -57,6 +57,12 @@ class Services:
     def ready(self) -> bool:
         return self.models_loaded and self.galleries_loaded and not self.shutting_down
 
+    def device_changed(self, device_id: uuid.UUID) -> None:
+        """A device's key was disabled or rotated (here or on another instance): forget it at once
+        and end the alert streams it holds open."""
+        self.key_cache.forget_device(device_id)
+        self.watchlist.hub.end_streams_of(device_id)
+
     def db(self) -> asyncpg.Pool:
         assert self.pool is not None, "database pool used before start-up finished"
         return self.pool

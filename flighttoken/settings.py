@@ -57,6 +57,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # --- HTTP ---
     host: str = "127.0.0.1"
     port: int = 8000
+    authority_host: str = "127.0.0.1"
+    authority_port: int = 0
+    """The authority's own listener (watchlist, alerts, their metrics); 0 = not served at all. Never
+    the public port: on the public listener the authority paths do not exist."""
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     rate_limit_per_second: int = 50
@@ -301,6 +305,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
 def _check(s: Settings) -> None:
     if not 0 < s.port < 65536:
         raise SettingsError(f"{_env_name('port')}: {s.port} is not a TCP port")
+    if not 0 <= s.authority_port < 65536:
+        raise SettingsError(f"{_env_name('authority_port')}: {s.authority_port} is not a TCP port (0 = off)")
+    if s.authority_port == s.port:
+        raise SettingsError(f"{_env_name('authority_port')}: must differ from {_env_name('port')}")
     if s.db_pool_min < 1 or s.db_pool_max < s.db_pool_min:
         raise SettingsError(f"{_env_name('db_pool_max')}: must be >= {_env_name('db_pool_min')} >= 1")
     if s.database_url and not s.database_url.startswith(("postgres://", "postgresql://")):

@@ -1,7 +1,8 @@
 """Device keys over the API: add, list, disable, rotate. Admin keys only.
 
-A disabled or rotated key stops working at once on this instance (the key cache is cleared) and
-within the cache's few seconds on the others.
+A disabled or rotated key stops working at once: on this instance its cache entries go and its
+alert streams end after the commit; the ``device_changed`` sync event (sent at commit) does the same
+on every other instance within milliseconds, and the key cache's few seconds bound a missed event.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from flighttoken.devices.registry import add_device, rotate_key
 from flighttoken.errors import Conflict, NotFound
 from flighttoken.flights.service import actor_of
 from flighttoken.services import Services
+from flighttoken.sync import events
 
 log = structlog.get_logger(__name__)
 
@@ -67,8 +69,11 @@ async def disable(services: Services, actor: Device, device_id: uuid.UUID) -> De
             await q.disable(conn, device_id)
             await audit.record(conn, actor=actor_of(actor), action="device.disable", outcome="ok",
                                detail={"device": str(device_id), "name": row["name"]})
+            await events.publish(conn, services.instance_id, "device_changed",
+                                 payload={"device_id": str(device_id)})
             row = await q.with_status(conn, device_id)
     services.key_cache.clear()
+    services.device_changed(device_id)
     return _view(row)
 
 
@@ -80,5 +85,7 @@ async def rotate(services: Services, actor: Device, device_id: uuid.UUID) -> Dev
         key = await rotate_key(conn, await q.by_id(conn, device_id))
         await audit.record(conn, actor=actor_of(actor), action="device.rotate_key", outcome="ok",
                            detail={"device": str(device_id), "name": row["name"]})
+        await events.publish(conn, services.instance_id, "device_changed", payload={"device_id": str(device_id)})
     services.key_cache.clear()
+    services.device_changed(device_id)
     return DeviceKey(device=_view(row), api_key=key)

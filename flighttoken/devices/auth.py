@@ -47,6 +47,11 @@ class KeyCache:
     def clear(self) -> None:
         self._entries.clear()
 
+    def forget_device(self, device_id: object) -> None:
+        """Drop every cached key of this device (disabled or rotated)."""
+        for key_hash in [h for h, (_, d) in self._entries.items() if d.id == device_id]:
+            self._entries.pop(key_hash, None)
+
 
 def _presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     header = connection.headers.get("authorization", "")
@@ -59,11 +64,21 @@ def _presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
 # answers a missing or bad key with the same 404 an unknown path gets, instead of a 401.
 HIDDEN_ROUTE = "hidden_route"
 _MISSING_KEY = Unauthenticated("send the device's API key as 'Authorization: Bearer <key>'")
+_UNKNOWN_KEY = Unauthenticated("unknown or disabled API key", code="invalid_api_key")
+PUBLIC_KINDS = frozenset(DeviceKind) - {DeviceKind.AUTHORITY}
+AUTHORITY_KINDS = frozenset({DeviceKind.AUTHORITY})
 
 
 class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
     """Resolves the key to a Device, or to None with the reason kept in the scope; the guards
-    turn None into 401 (or, for hidden routes, 404). Every route has a guard (see require_device)."""
+    turn None into 401 (or, for hidden routes, 404). Every route has a guard (see require_device).
+
+    ``kinds`` are the device kinds this listener knows: any other key is an unknown key there (the
+    public listener never accepts an authority key, the authority listener nothing else)."""
+
+    def __init__(self, app: Any, *, kinds: frozenset[DeviceKind], **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.kinds = kinds
 
     async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
         key = _presented_key(connection)
@@ -76,10 +91,12 @@ class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
         if device is None:
             device = await q.by_key_hash(services.db(), key_hash)
             if device is None:
-                connection.scope["auth_problem"] = Unauthenticated("unknown or disabled API key",
-                                                                   code="invalid_api_key")
+                connection.scope["auth_problem"] = _UNKNOWN_KEY
                 return AuthenticationResult(user=None, auth=None)
             services.key_cache.put(key_hash, device)
+        if device.kind not in self.kinds:
+            connection.scope["auth_problem"] = _UNKNOWN_KEY
+            return AuthenticationResult(user=None, auth=None)
         structlog.contextvars.bind_contextvars(device_id=str(device.id), device_kind=device.kind.value)
         return AuthenticationResult(user=device, auth=None)
 

@@ -1,4 +1,4 @@
-"""Audit retention: audit and journey events older than ``audit_retention_days`` are deleted.
+"""Audit retention: audit, journey and authority audit events older than ``audit_retention_days`` are deleted.
 
 Events are append-only by trigger; the one way out is a transaction that declares the retention
 purge and its cutoff (at least a day old), and then only rows older than the cutoff go.
@@ -22,6 +22,9 @@ BATCH = 10_000
 class RetentionReport(msgspec.Struct):
     cutoff: datetime | None
     deleted: dict[str, int]
+    """Per admin-visible table (audit_events, journey_events)."""
+    authority_deleted: int = 0
+    """From the authority's own trail; reported only there, so no admin learns its volume."""
 
 
 async def apply_retention(services: Services) -> RetentionReport:
@@ -31,18 +34,24 @@ async def apply_retention(services: Services) -> RetentionReport:
         return RetentionReport(cutoff=None, deleted={})
     pool = services.db()
     cutoff = await q.database_now(pool) - timedelta(days=days)
-    deleted: dict[str, int] = {}
     async with pool.acquire() as conn:
-        for table in audit.EVENT_TABLES:
-            total = 0
-            while True:
-                n = await audit.delete_older_than(conn, table, cutoff, BATCH)
-                total += n
-                if n < BATCH:
-                    break
-            deleted[table] = total
+        deleted = {table: await _delete_all_older(conn, table, cutoff) for table in audit.PUBLIC_EVENT_TABLES}
+        authority_deleted = await _delete_all_older(conn, audit.AUTHORITY_TABLE, cutoff)
     if any(deleted.values()):
         await audit.record(pool, actor="system", action="audit.retention", outcome="ok",
                            detail={"cutoff": cutoff.isoformat(), "retention_days": days, **deleted})
         log.info("audit_retention_applied", cutoff=cutoff.isoformat(), **deleted)
-    return RetentionReport(cutoff=cutoff, deleted=deleted)
+    if authority_deleted:
+        # A watchlist.* action: recorded in the authority's table (audit.record routes it), never logged.
+        await audit.record(pool, actor="system", action="watchlist.audit.retention", outcome="ok",
+                           detail={"cutoff": cutoff.isoformat(), "retention_days": days, "deleted": authority_deleted})
+    return RetentionReport(cutoff=cutoff, deleted=deleted, authority_deleted=authority_deleted)
+
+
+async def _delete_all_older(conn, table: str, cutoff: datetime) -> int:
+    total = 0
+    while True:
+        n = await audit.delete_older_than(conn, table, cutoff, BATCH)
+        total += n
+        if n < BATCH:
+            return total

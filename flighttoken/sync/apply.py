@@ -63,7 +63,13 @@ async def flight_moved(services: Services, event: SyncEvent) -> None:
     await load_into_galleries(services, rows)
 
 
+async def device_changed(services: Services, event: SyncEvent) -> None:
+    """Another instance disabled or rotated a key: drop it from the key cache, end its streams."""
+    services.device_changed(uuid.UUID(event.payload["device_id"]))
+
+
 HANDLERS: dict[str, Handler] = {
+    "device_changed": device_changed,
     "token_upserted": token_upserted,
     "tokens_removed": tokens_removed,
     "flight_closed": flight_closed,

@@ -15,7 +15,7 @@ import msgspec
 CHANNEL = "flighttoken_sync"
 
 EventKind = Literal["token_upserted", "tokens_removed", "flight_closed", "flight_moved", "watchlist_changed",
-                    "alert"]
+                    "alert", "device_changed"]
 
 
 class SyncEvent(msgspec.Struct, frozen=True, omit_defaults=True):

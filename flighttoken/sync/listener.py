@@ -69,6 +69,11 @@ class SyncListener:
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, self._on_notify)
+                if self.caught_up.is_set():
+                    # Back after an outage: a device_changed event may be among the lost ones, so no
+                    # cached key or open alert stream is trusted (consoles reconnect with Last-Event-ID).
+                    self.services.key_cache.clear()
+                    self.services.watchlist.hub.close()
                 self.connected.set()
                 backoff = 0.2
                 await reconcile(self.services)  # catch up on anything sent while we were away

@@ -121,16 +121,18 @@ async def resolve(services: Services, device: Device, alert_id: int, res: Resolu
     return to_alert(row)
 
 
-async def stream(services: Services, last_event_id: int | None) -> AsyncIterator[ServerSentEventMessage]:
+async def stream(services: Services, device: Device,
+                 last_event_id: int | None) -> AsyncIterator[ServerSentEventMessage]:
     """Server-sent events: each new alert as ``event: alert``, ``id: <alert id>``.
 
     With ``Last-Event-ID`` the alerts raised since are replayed first, so a console that
-    reconnects (network, instance restart, the stream's own time limit) misses nothing.
+    reconnects (network, instance restart, the stream's own time limit) misses nothing. The stream
+    ends as soon as its device's key is disabled or rotated (``AlertHub.end_streams_of``).
     """
     settings = services.settings
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.alert_stream_max_s
-    with services.watchlist.hub.subscribe() as sub:
+    with services.watchlist.hub.subscribe(device.id) as sub:
         yield ServerSentEventMessage(data=None, comment="alerts", retry=2000)
         # Subscribed before the replay query, so an alert committed meanwhile arrives both ways.
         replayed: set[int] = set()
@@ -138,13 +140,13 @@ async def stream(services: Services, last_event_id: int | None) -> AsyncIterator
             for row in await q.alerts_after(services.db(), last_event_id):
                 replayed.add(row["id"])
                 yield _message(to_alert(row))
-        while not sub.lagged and (remaining := deadline - loop.time()) > 0:
+        while not sub.lagged and not sub.ended and (remaining := deadline - loop.time()) > 0:
             try:
                 alert = await asyncio.wait_for(sub.queue.get(), min(settings.alert_stream_heartbeat_s, remaining))
             except TimeoutError:
                 yield ServerSentEventMessage(data=None, comment="keep-alive")
                 continue
-            if alert is None:  # shutting down
+            if alert is None or sub.ended:  # shutting down, or the key changed
                 return
             if alert.id not in replayed:
                 yield _message(alert)

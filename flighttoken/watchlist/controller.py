@@ -1,7 +1,8 @@
 """HTTP API: /v1/watchlist and /v1/alerts (authority keys only), and staff holds on tokens.
 
-The authority routes are left out of the public OpenAPI document and answer every other key with
-the router's own 404: nothing served to a gate, lounge, kiosk or airline shows that they exist.
+The watchlist and alert controllers are served only by the authority's listener
+(``flighttoken.app.create_authority_app``); the public app does not have them at all. There too
+they answer every other key with the router's own 404. Staff holds are on the public app.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class AlertController(Controller):
             if not header.isdigit() or int(header) > MAX_ALERT_ID:
                 raise InvalidRequest("Last-Event-ID must be an alert id", code="invalid_last_event_id")
             last = int(header)
-        return ServerSentEvent(alerts.stream(services, last))
+        return ServerSentEvent(alerts.stream(services, request.user, last))
 
     @get("/{alert_id:int}", summary="Read an alert")
     async def read(self, alert_id: FromPath[int], services: NamedDependency[Services]) -> Alert:

@@ -1,9 +1,9 @@
 """The authority-only guard: any other key is told the route does not exist.
 
-A 403 would confirm to a gate, lounge, kiosk or airline key that watchlist endpoints are there
-for someone. The 404 is the router's own exception, so the problem body is the one an unknown
-path gets. Only the request id and the rate-limit headers still differ: route middleware adds
-them, and an unknown path never reaches it.
+The routes it guards are served only on the authority's own listener (flighttoken/app.py); on the
+public one they do not exist at all, which is what hides them there from every method and path
+variant, the rate limiter and the metrics. This guard is the second wall: should another key reach
+the authority listener, it gets the router's own 404, the problem body an unknown path gets.
 """
 
 from __future__ import annotations

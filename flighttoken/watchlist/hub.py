@@ -5,11 +5,16 @@ LISTEN/NOTIFY handler (cross-instance delivery, issue 9) calls it for alerts rai
 see ``watchlist.sync``. An alert id already published is dropped, so both paths may deliver the
 same alert. A subscriber that falls behind is cut off rather than slowing anyone down; its console
 reconnects with ``Last-Event-ID`` and the stream replays what it missed from PostgreSQL.
+
+``end_streams_of`` ends the streams of one device at once: its key was disabled or rotated (on this
+instance or, through a ``device_changed`` sync event, on another), and a stream must not outlive
+the key that opened it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,9 +25,11 @@ _RECENT = 4096  # alert ids remembered for de-duplication
 
 
 class Subscription:
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, device_id: uuid.UUID | None) -> None:
         self.queue: asyncio.Queue[Alert | None] = asyncio.Queue(size)
+        self.device_id = device_id
         self.lagged = False
+        self.ended = False
 
     def offer(self, alert: Alert | None) -> None:
         try:
@@ -43,8 +50,8 @@ class AlertHub:
         return len(self._subscribers)
 
     @contextmanager
-    def subscribe(self) -> Iterator[Subscription]:
-        sub = Subscription(self._queue_size)
+    def subscribe(self, device_id: uuid.UUID | None = None) -> Iterator[Subscription]:
+        sub = Subscription(self._queue_size, device_id)
         self._subscribers.add(sub)
         try:
             yield sub
@@ -62,6 +69,14 @@ class AlertHub:
         for sub in list(self._subscribers):
             sub.offer(alert)
         return True
+
+    def end_streams_of(self, device_id: uuid.UUID) -> int:
+        """End every stream this device opened (its key changed); returns how many."""
+        ended = [sub for sub in self._subscribers if sub.device_id == device_id]
+        for sub in ended:
+            sub.ended = True
+            sub.offer(None)  # wakes the stream; a full queue is woken by its next item or heartbeat
+        return len(ended)
 
     def close(self) -> None:
         """End every stream (shutdown): consoles reconnect to another instance."""

@@ -44,3 +44,40 @@ def test_the_deployment_meets_production_mode() -> None:
     assert settings.production and settings.keystore_same_cluster == "refuse"
     assert settings.metrics_token and settings.master_key_file
     check_start(settings, demo=False)
+
+
+def _manifest(name: str) -> dict:
+    return yaml.safe_load((DEPLOY / "kubernetes" / name).read_text())
+
+
+def test_the_authority_port_has_its_own_service_and_only_the_authority_may_reach_it() -> None:
+    container = _manifest("deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["FLIGHTTOKEN_AUTHORITY_PORT"] == str(ports["authority"]) != env["FLIGHTTOKEN_PORT"]
+    # The public Service never targets the authority port; the authority's Service only that.
+    assert {p["targetPort"] for p in _manifest("service.yaml")["spec"]["ports"]} == {"http"}
+    assert {p["targetPort"] for p in _manifest("authority-service.yaml")["spec"]["ports"]} == {"authority"}
+
+    policy = _manifest("networkpolicy.yaml")["spec"]
+    assert policy["podSelector"]["matchLabels"] == _manifest("deployment.yaml")["spec"]["selector"]["matchLabels"]
+    assert "Ingress" in policy["policyTypes"]
+    for rule in policy["ingress"]:
+        # A rule without ports opens every port; a rule naming the authority port must say from whom.
+        assert rule.get("ports"), rule
+        if any(p["port"] in ("authority", ports["authority"]) for p in rule["ports"]):
+            assert rule.get("from"), rule
+            for peer in rule["from"]:
+                assert peer.get("namespaceSelector", {}).get("matchLabels") and \
+                    peer.get("podSelector", {}).get("matchLabels"), peer
+    open_to_all = [p["port"] for rule in policy["ingress"] if not rule.get("from") for p in rule["ports"]]
+    assert open_to_all == ["http"]
+
+
+def test_the_public_nginx_never_proxies_the_authority() -> None:
+    container = _manifest("deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
+    authority_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "authority")
+    conf = (DEPLOY / "nginx.conf").read_text()
+    directives = "\n".join(line.split("#", 1)[0] for line in conf.splitlines())
+    assert f":{authority_port}" not in directives
+    assert "/v1/alerts" not in directives and "/v1/watchlist" not in directives

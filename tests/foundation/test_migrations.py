@@ -73,3 +73,27 @@ def test_badly_named_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "1_init.sql").write_text("SELECT 1")
     with pytest.raises(MigrationError, match="NNNN_lower_snake"):
         discover(tmp_path)
+
+
+async def test_0011_moves_the_authority_trail_to_its_own_table_with_its_ids(conn) -> None:
+    c, _ = conn
+    await apply_migrations(c, [m for m in discover() if m.version < 11])
+    for action in ("token.enrol", "watchlist.subject.enrol", "audit.read_events", "watchlist.alert", "flight.close"):
+        await c.execute("INSERT INTO audit_events (actor, action, outcome, detail)"
+                        " VALUES ('system', $1, 'ok', '{\"n\": 1}')", action)
+    before = {r["action"]: r["id"] for r in await c.fetch("SELECT id, action FROM audit_events")}
+
+    assert await apply_migrations(c) == ["0011_authority_audit.sql"]
+    public = {r["action"]: r["id"] for r in await c.fetch("SELECT id, action FROM audit_events")}
+    moved = {r["action"]: r["id"] for r in await c.fetch("SELECT id, action FROM authority_audit_events")}
+    assert public == {a: i for a, i in before.items() if not a.startswith("watchlist.")}
+    assert moved == {a: i for a, i in before.items() if a.startswith("watchlist.")}
+    # The authority's sequence continues after the moved ids; the public one is untouched by it.
+    new_id = await c.fetchval("INSERT INTO authority_audit_events (actor, action, outcome)"
+                              " VALUES ('system', 'watchlist.x', 'ok') RETURNING id")
+    assert new_id == max(moved.values()) + 1
+    # Both tables are append-only again.
+    for table in ("audit_events", "authority_audit_events"):
+        for sql in (f"DELETE FROM {table}", f"UPDATE {table} SET outcome = 'x'", f"TRUNCATE {table}"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await c.execute(sql)

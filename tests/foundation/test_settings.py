@@ -9,6 +9,8 @@ def test_environment_values_are_typed() -> None:
     assert s.port == 8123
     assert s.log_format == "console"
     assert s.database_url == "postgresql://u@h:5432/d"
+    assert s.authority_port == 0  # the authority listener is off unless asked for
+    assert load_settings({"FLIGHTTOKEN_AUTHORITY_PORT": "8100"}).authority_port == 8100
 
 
 @pytest.mark.parametrize(
@@ -21,6 +23,8 @@ def test_environment_values_are_typed() -> None:
         ({"FLIGHTTOKEN_PROT": "8000"}, "FLIGHTTOKEN_PROT"),
         ({"FLIGHTTOKEN_MODE": "prod"}, "FLIGHTTOKEN_MODE"),
         ({"FLIGHTTOKEN_KEYSTORE_SAME_CLUSTER": "ignore"}, "FLIGHTTOKEN_KEYSTORE_SAME_CLUSTER"),
+        ({"FLIGHTTOKEN_AUTHORITY_PORT": "70000"}, "FLIGHTTOKEN_AUTHORITY_PORT"),
+        ({"FLIGHTTOKEN_PORT": "8100", "FLIGHTTOKEN_AUTHORITY_PORT": "8100"}, "FLIGHTTOKEN_AUTHORITY_PORT"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:

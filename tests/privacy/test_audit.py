@@ -137,12 +137,15 @@ async def test_only_admins_read_the_trail(world) -> None:
                 assert (await client.get(path)).status_code == 403
 
 
-@pytest.mark.parametrize("table", ["audit_events", "journey_events"])
+@pytest.mark.parametrize("table", ["audit_events", "journey_events", "authority_audit_events"])
 async def test_the_application_role_cannot_change_or_remove_events(world, table: str) -> None:
     svc = world[0]
     async with svc.services.db().acquire() as conn:  # the service's own connection and role
+        if table == "authority_audit_events":  # no watchlist here: give the row triggers a row
+            await conn.execute("INSERT INTO authority_audit_events (actor, action, outcome)"
+                               " VALUES ('test', 'watchlist.test', 'ok')")
         before = await conn.fetchval(f"SELECT count(*) FROM {table}")
-        column = "action" if table == "audit_events" else "reason"
+        column = "reason" if table == "journey_events" else "action"
         for sql in (f"UPDATE {table} SET {column} = 'x'", f"DELETE FROM {table}", f"TRUNCATE {table}"):
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await conn.execute(sql)
@@ -181,3 +184,25 @@ async def test_retention_deletes_only_events_older_than_its_setting(world) -> No
     event = await pool.fetchrow("SELECT actor, detail FROM audit_events WHERE action = 'audit.retention'")
     assert event["actor"] == "system" and '"retention_days": 365' in event["detail"]
     assert (await apply_retention(one_year)).deleted == {"audit_events": 0, "journey_events": 0}
+
+
+async def test_retention_covers_the_authority_trail_and_reports_it_only_there(world) -> None:
+    svc = world[0]
+    pool = svc.services.db()
+    old = datetime.now(UTC) - timedelta(days=400)
+    await pool.execute("INSERT INTO authority_audit_events (at, actor, action, outcome)"
+                       " VALUES ($1, 'system', 'watchlist.subject.enrol', 'ok')", old)
+    one_year = dataclasses.replace(svc.services, settings=msgspec.structs.replace(
+        svc.services.settings, audit_retention_days=365))
+    public_before = await pool.fetchval("SELECT count(*) FROM audit_events")
+
+    report = await apply_retention(one_year)
+
+    assert report.authority_deleted == 1 and "authority_audit_events" not in report.deleted
+    assert await pool.fetchval("SELECT count(*) FROM authority_audit_events WHERE at < now() - interval '1 year'") == 0
+    noted = await pool.fetchrow("SELECT actor, detail FROM authority_audit_events"
+                                " WHERE action = 'watchlist.audit.retention'")
+    assert noted["actor"] == "system" and '"deleted": 1' in noted["detail"]
+    # Nothing new in the admin's trail: no retention row names the authority's volume.
+    assert await pool.fetchval("SELECT count(*) FROM audit_events") == public_before
+

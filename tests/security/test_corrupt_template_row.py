@@ -52,7 +52,7 @@ async def world(base_settings, database_url, face_engine):
     settings = msgspec.structs.replace(base_settings, database_url=database_url)
     people = identities(settings.faces_dir, min_photos=3)[:N]
     passengers = [Passenger(photos[0], j.document_number(i)) for i, (_, photos) in enumerate(people)]
-    async with run_service(settings, engine=face_engine) as first:
+    async with run_service(settings, engine=face_engine, authority=True) as first:
         pool = first.services.db()
         keys = await j.make_devices(pool) | await extra_keys(pool)
         async with first.client(keys["admin"]) as admin:
@@ -66,7 +66,7 @@ async def world(base_settings, database_url, face_engine):
         enrolled = [p for p in passengers if p.token_id]
         assert len(enrolled) >= 6
         watch_photos = identities(settings.faces_dir, min_photos=3)[-1][1][:2]
-        async with first.client(keys["authority"]) as authority:
+        async with first.authority_client(keys["authority"]) as authority:
             r = await authority.post("/v1/watchlist/subjects", json=subject_body(watch_photos))
             assert r.status_code == 201 and r.json()["templates"] == 2, r.text
             subject_id = uuid.UUID(r.json()["id"])
@@ -83,7 +83,7 @@ async def world(base_settings, database_url, face_engine):
                 uuid.UUID(a.token_id), uuid.UUID(b.token_id))
             await conn.execute("UPDATE watchlist_templates SET sealed = set_byte(sealed, 40, get_byte(sealed, 40) # 1)"
                                " WHERE subject_id = $1 AND n = 0", subject_id)
-        async with run_service(settings, engine=face_engine) as second:
+        async with run_service(settings, engine=face_engine, authority=True) as second:
             yield World(first, second, keys, flight, enrolled[3:], corrupt, (a, b))
 
 

@@ -107,7 +107,7 @@ async def world(base_settings, database_url, face_engine):
     # Three flights in one departure window, whatever the time of day.
     base = window_start(datetime.now(UTC) + timedelta(hours=3), settings.window_seconds) + timedelta(minutes=30)
     people = identities(settings.faces_dir, min_photos=2)[: N_A + N_B + N_C + 8]
-    async with run_service(settings, engine=face_engine) as svc:
+    async with run_service(settings, engine=face_engine, authority=True) as svc:
         keys = await j.make_devices(svc.services.db())
         keys |= await extra_keys(svc.services.db())
         flights = {}
@@ -135,7 +135,7 @@ async def world(base_settings, database_url, face_engine):
     assert {p.flight for p in enrolled} == {"A", "B", "C"}
     watchlist_photos = identities(settings.faces_dir, min_photos=3)[-1][1][:2]
     # A second start: the rebuild fits the window's projection on every face enrolled.
-    async with run_service(settings, engine=face_engine) as svc:
+    async with run_service(settings, engine=face_engine, authority=True) as svc:
         window = svc.services.galleries._windows[datetime.fromisoformat(flights["A"]["window_start"])]
         assert window.graph_dim == GRAPH_DIM, "the window's graph must be projected for this test to cover it"
         yield World(svc, keys, flights, enrolled, watchlist_photos)
@@ -199,7 +199,7 @@ async def test_a_delayed_flight_leaves_no_face_in_its_old_window(world: World) -
 
 
 async def test_a_removed_watchlist_subject_leaves_no_face_in_memory(world: World) -> None:
-    async with world.svc.client(world.keys["authority"]) as authority:
+    async with world.svc.authority_client(world.keys["authority"]) as authority:
         r = await authority.post("/v1/watchlist/subjects", json=subject_body(world.watchlist_photos))
         assert r.status_code == 201, r.text
         subject_id = r.json()["id"]

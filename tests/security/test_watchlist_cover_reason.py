@@ -67,7 +67,7 @@ async def test_replaying_a_listed_strangers_frame_gives_what_any_stranger_gets(w
     svc, settings = world.svc, world.svc.services.settings
     listed, unlisted = (pick_subject(svc.services.engine, settings.faces_dir, settings.watchlist_threshold,
                                      settings.e_channel_threshold, skip=k) for k in (2, 3))
-    async with svc.client(world.keys["authority"]) as authority:
+    async with svc.authority_client(world.keys["authority"]) as authority:
         r = await authority.post("/v1/watchlist/subjects", json=subject_body([listed.watchlist_photo], case="X/2"))
         assert r.status_code == 201, r.text
         before = len((await authority.get("/v1/alerts", params={"status": "all"})).json()["alerts"])
@@ -77,13 +77,13 @@ async def test_replaying_a_listed_strangers_frame_gives_what_any_stranger_gets(w
             seen[kind] = [await j.identify(touchpoint, s.probe_photo) for s in (listed, unlisted)]
     for kind, (hit, stranger) in seen.items():
         assert strip(hit) == strip(stranger) == {"decision": "refer", "reason": "no_match"}, kind
-    async with svc.client(world.keys["authority"]) as authority:
+    async with svc.authority_client(world.keys["authority"]) as authority:
         after = (await authority.get("/v1/alerts", params={"status": "all"})).json()["alerts"]
     assert [(a["kind"], a["case_reference"], a["token"]) for a in after[before:]] == [("watchlist", "X/2", None)]
 
 
 async def test_only_the_authority_tells_a_hit_from_a_random_referral(world: CoverWorld, answers) -> None:
-    async with world.svc.client(world.keys["authority"]) as authority:
+    async with world.svc.authority_client(world.keys["authority"]) as authority:
         listed = (await authority.get("/v1/alerts", params={"status": "open"})).json()["alerts"]
     by_token = {a["token"]["token_id"]: a for a in listed if a["token"]}
     hit, random_referral = by_token[world.wanted.token_id], by_token[world.clean.token_id]
@@ -99,7 +99,7 @@ async def test_only_the_authority_tells_a_hit_from_a_random_referral(world: Cove
         assert (await gate.get("/v1/alerts")).status_code == 404
 
     # Officers release a random referral through the same API; the passenger then clears.
-    async with world.svc.client(world.keys["authority"]) as authority:
+    async with world.svc.authority_client(world.keys["authority"]) as authority:
         r = await authority.post(f"/v1/alerts/{random_referral['id']}/resolve",
                                  json={"outcome": "cleared", "resolved_by": "Sgt. Chan 2231"})
         assert (r.status_code, r.json()["status"], r.json()["kind"]) == (200, "cleared", "random")
@@ -112,11 +112,11 @@ async def test_an_enrolment_time_hit_answers_the_kiosk_like_a_clean_enrolment(
         base_settings, database_url, face_engine, world: CoverWorld) -> None:
     settings = msgspec.structs.replace(base_settings, database_url=database_url,
                                        watchlist_touchpoints="e_channel,kiosk", secondary_referral_share=0.0)
-    async with run_service(settings, engine=face_engine) as svc:
+    async with run_service(settings, engine=face_engine, authority=True) as svc:
         keys = world.keys  # the same database: the module's keys and watchlist
         async with svc.client(keys["admin"]) as admin:
             flight = await j.create_flight(admin, "990", "24", in_minutes=300)  # another window: not a duplicate
-        async with svc.client(keys["authority"]) as authority:
+        async with svc.authority_client(keys["authority"]) as authority:
             before = {a["id"] for a in (await authority.get("/v1/alerts", params={"status": "all"})).json()["alerts"]}
         async with svc.client(keys["kiosk"]) as kiosk:
             answers = [await kiosk.post("/v1/enrolments", json=j.enrolment(
@@ -126,7 +126,7 @@ async def test_an_enrolment_time_hit_answers_the_kiosk_like_a_clean_enrolment(
         hit, clean = (r.json() for r in answers)
         assert set(hit) == set(clean) and strip(hit) == strip(clean)
         assert header_names(answers[0]) == header_names(answers[1])
-        async with svc.client(keys["authority"]) as authority:
+        async with svc.authority_client(keys["authority"]) as authority:
             new = [a for a in (await authority.get("/v1/alerts", params={"status": "all"})).json()["alerts"]
                    if a["id"] not in before]
     assert [(a["kind"], a["touchpoint"], a["token"]["token_id"]) for a in new] == \

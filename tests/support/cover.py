@@ -48,12 +48,12 @@ async def cover_world(base_settings, database_url: str, face_engine) -> AsyncIte
     wanted = pick_subject(face_engine, settings.faces_dir, settings.watchlist_threshold, settings.e_channel_threshold)
     clean = pick_subject(face_engine, settings.faces_dir, settings.watchlist_threshold, settings.e_channel_threshold,
                          skip=1)
-    async with run_service(settings, engine=face_engine) as svc:
+    async with run_service(settings, engine=face_engine, authority=True) as svc:
         pool = svc.services.db()
         keys = {**await j.make_devices(pool), **await extra_keys(pool)}
         async with svc.client(keys["admin"]) as admin:
             flights = [await j.create_flight(admin, n, "23") for n in ("884", "886")]
-        async with svc.client(keys["authority"]) as authority:
+        async with svc.authority_client(keys["authority"]) as authority:
             r = await authority.post("/v1/watchlist/subjects", json=subject_body([wanted.watchlist_photo]))
             assert r.status_code == 201, r.text
             subject_id = r.json()["id"]

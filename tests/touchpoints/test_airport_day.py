@@ -27,10 +27,11 @@ OPTIONS = Options(flights=4, passengers=300, arrival_rate=20.0, dwell_s=0.2, see
 async def day(base_settings, database_url, face_engine, tmp_path_factory):
     settings = msgspec.structs.replace(base_settings, database_url=database_url)
     out = tmp_path_factory.mktemp("day")
-    async with run_service(settings, engine=face_engine) as svc:
+    async with run_service(settings, engine=face_engine, authority=True) as svc:
         async with svc.services.db().acquire() as conn:
             _, admin_key = await add_device(conn, name="test-manager", kind=DeviceKind.ADMIN)
-        report = await simulate(OPTIONS, url=svc.base_url, faces_dir=settings.faces_dir, admin_key=admin_key,
+        report = await simulate(OPTIONS, url=svc.base_url, authority_url=svc.authority_url,
+                                faces_dir=settings.faces_dir, admin_key=admin_key,
                                 database_url=database_url, out=out, engine=face_engine, raw_seconds=1.5,
                                 progress=False)
         async with svc.services.db().acquire() as conn:

@@ -17,9 +17,9 @@ HUGE = "9" * 30
 @pytest.fixture(scope="module")
 async def authority(base_settings, database_url, face_engine):
     settings = msgspec.structs.replace(base_settings, database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+    async with run_service(settings, engine=face_engine, authority=True) as svc:
         keys = await extra_keys(svc.services.db())
-        async with svc.client(keys["authority"]) as client:
+        async with svc.authority_client(keys["authority"]) as client:
             yield svc, client
 
 

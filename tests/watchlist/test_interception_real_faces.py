@@ -52,13 +52,13 @@ async def world(base_settings, database_url, face_engine):
     settings = msgspec.structs.replace(base_settings, database_url=database_url)
     subject = pick_subject(face_engine, settings.faces_dir, settings.watchlist_threshold,
                            settings.e_channel_threshold)
-    async with run_service(settings, engine=face_engine) as svc:
+    async with run_service(settings, engine=face_engine, authority=True) as svc:
         pool = svc.services.db()
         keys = {**await j.make_devices(pool), **await extra_keys(pool)}
         async with svc.client(keys["admin"]) as admin:
             flight = await j.create_flight(admin, "884", "23")
         # On the watchlist from one photo.
-        async with svc.client(keys["authority"]) as authority:
+        async with svc.authority_client(keys["authority"]) as authority:
             r = await authority.post("/v1/watchlist/subjects", json=subject_body([subject.watchlist_photo]))
             assert r.status_code == 201, r.text
             subject_id = r.json()["id"]
@@ -98,7 +98,7 @@ def _poor_capture(photo: Path) -> bytes:
 
 
 async def test_the_subject_is_listed_without_templates(world: World) -> None:
-    async with world.svc.client(world.keys["authority"]) as authority:
+    async with world.svc.authority_client(world.keys["authority"]) as authority:
         r = await authority.get("/v1/watchlist/subjects")
     assert r.status_code == 200
     [subject] = r.json()["subjects"]
@@ -109,7 +109,7 @@ async def test_the_subject_is_listed_without_templates(world: World) -> None:
 
 async def test_the_wanted_person_is_referred_at_the_e_channel_like_any_held_passenger(world: World) -> None:
     svc, keys = world.svc, world.keys
-    async with svc.client(keys["authority"]) as authority, AlertStream(authority) as alerts, \
+    async with svc.authority_client(keys["authority"]) as authority, AlertStream(authority) as alerts, \
             svc.client(keys["e_channel"]) as e_channel:
         r = await e_channel.post("/v1/identify", content=world.subject.probe_photo.read_bytes(),
                                  headers={"Content-Type": "image/jpeg"})
@@ -173,7 +173,7 @@ async def test_the_held_token_is_referred_at_the_lounge_and_the_gate(world: Worl
 
 
 async def test_a_false_alarm_releases_the_hold_and_is_audited(world: World) -> None:
-    async with world.svc.client(world.keys["authority"]) as authority:
+    async with world.svc.authority_client(world.keys["authority"]) as authority:
         [alert] = [a for a in (await authority.get("/v1/alerts", params={"status": "open"})).json()["alerts"]
                    if a["token"] is not None]
         r = await authority.post(f"/v1/alerts/{alert['id']}/resolve",
@@ -192,9 +192,12 @@ async def test_a_false_alarm_releases_the_hold_and_is_audited(world: World) -> N
         d = await j.identify(lounge, probe)
     # Released: the lounge now applies the ordinary journey rules.
     assert (d["decision"], d["reason"]) == ("refer", "immigration_not_cleared")
+    # The authority's trail, in its own table: nothing of it in the admin's audit_events.
     actions = {r["action"] for r in await world.svc.services.db().fetch(
-        "SELECT action FROM audit_events WHERE action LIKE 'watchlist.%'")}
+        "SELECT action FROM authority_audit_events WHERE action LIKE 'watchlist.%'")}
     assert {"watchlist.subject.enrol", "watchlist.alert", "watchlist.alert.resolve"} <= actions
+    assert await world.svc.services.db().fetchval(
+        "SELECT count(*) FROM audit_events WHERE action LIKE 'watchlist.%'") == 0
 
 
 async def test_a_confirmed_alert_keeps_the_hold_after_the_subject_is_removed(world: World) -> None:
@@ -202,7 +205,7 @@ async def test_a_confirmed_alert_keeps_the_hold_after_the_subject_is_removed(wor
     async with svc.client(keys["e_channel"]) as e_channel:
         d = await j.identify(e_channel, world.subject.probe_photo)
     assert (d["decision"], d["reason"]) == ("refer", "see_officer")
-    async with svc.client(keys["authority"]) as authority:
+    async with svc.authority_client(keys["authority"]) as authority:
         [alert] = [a for a in (await authority.get("/v1/alerts", params={"status": "open"})).json()["alerts"]
                    if a["token"] is not None]
         r = await authority.post(f"/v1/alerts/{alert['id']}/resolve",
@@ -224,7 +227,7 @@ async def test_a_confirmed_alert_keeps_the_hold_after_the_subject_is_removed(wor
 async def test_200_other_passengers_pass_unaffected(world: World) -> None:
     before = await world.svc.services.db().fetchval("SELECT count(*) FROM alerts")
     # Put a second subject (someone not travelling) on the list, so the gallery is not empty.
-    async with world.svc.client(world.keys["authority"]) as authority:
+    async with world.svc.authority_client(world.keys["authority"]) as authority:
         outsider = identities(world.svc.services.settings.faces_dir, max_photos=1)[0][1][0]
         r = await authority.post("/v1/watchlist/subjects", json=subject_body([outsider], case="HKPF/2026/0002"))
         assert r.status_code == 201, r.text

@@ -34,7 +34,7 @@ def _blank_jpeg() -> bytes:
 async def env(base_settings, database_url, face_engine):
     settings = msgspec.structs.replace(base_settings, database_url=database_url,
                                        watchlist_touchpoints="e_channel,lounge,kiosk")
-    async with run_service(settings, engine=face_engine) as svc:
+    async with run_service(settings, engine=face_engine, authority=True) as svc:
         pool = svc.services.db()
         keys = {**await j.make_devices(pool), **await extra_keys(pool)}
         async with svc.client(keys["admin"]) as admin:
@@ -50,7 +50,7 @@ async def test_bad_enrolments_are_refused_and_change_nothing(env) -> None:
     svc, keys, _ = env
     photo = identities(svc.services.settings.faces_dir, min_photos=2)[0][1][0]
     now = datetime.now(UTC)
-    async with svc.client(keys["authority"]) as authority:
+    async with svc.authority_client(keys["authority"]) as authority:
         past = await authority.post("/v1/watchlist/subjects",
                                     json=subject_body([photo], expires_at=now - timedelta(minutes=1)))
         far = await authority.post("/v1/watchlist/subjects", json=subject_body([photo], days=400))
@@ -71,7 +71,7 @@ async def test_bad_enrolments_are_refused_and_change_nothing(env) -> None:
 async def test_unusable_photos_are_reported_and_templates_are_sealed(env) -> None:
     svc, keys, _ = env
     _, photos = identities(svc.services.settings.faces_dir, min_photos=3)[0]
-    async with svc.client(keys["authority"]) as authority:
+    async with svc.authority_client(keys["authority"]) as authority:
         r = await authority.post("/v1/watchlist/subjects", json=subject_body([photos[0], _blank_jpeg(), photos[1]]))
     assert r.status_code == 201, r.text
     body = r.json()
@@ -93,7 +93,7 @@ async def test_unusable_photos_are_reported_and_templates_are_sealed(env) -> Non
     with pytest.raises(DecryptionError):
         svc.services.vault.master.unwrap(WrappedKey(key_row["kek_id"], bytes(key_row["wrapped"])),
                                          b"flight:" + str(key_row["id"]).encode())
-    async with svc.client(keys["authority"]) as authority:
+    async with svc.authority_client(keys["authority"]) as authority:
         r = await authority.post(f"/v1/watchlist/subjects/{subject_id}/remove", json={"removed_by": "Insp. Wong"})
         again = await authority.post(f"/v1/watchlist/subjects/{subject_id}/remove", json={"removed_by": "Insp. Wong"})
         missing = await authority.post(f"/v1/watchlist/subjects/{uuid.uuid4()}/remove", json={"removed_by": "x"})
@@ -109,7 +109,7 @@ async def test_lounge_screening_when_listed_and_no_token_to_hold(env) -> None:
     svc, keys, _ = env
     s = pick_subject(svc.services.engine, svc.services.settings.faces_dir, svc.services.settings.watchlist_threshold,
                      svc.services.settings.lounge_threshold)
-    async with svc.client(keys["authority"]) as authority:
+    async with svc.authority_client(keys["authority"]) as authority:
         r = await authority.post("/v1/watchlist/subjects", json=subject_body([s.watchlist_photo], case="LOUNGE-1"))
         assert r.status_code == 201, r.text
         async with AlertStream(authority) as stream, svc.client(keys["lounge"]) as lounge:
@@ -127,7 +127,7 @@ async def test_a_subject_past_its_expiry_never_matches_and_its_templates_go(env)
     s = pick_subject(svc.services.engine, svc.services.settings.faces_dir, svc.services.settings.watchlist_threshold,
                      svc.services.settings.e_channel_threshold, skip=1)
     expires = datetime.now(UTC) + timedelta(seconds=2)
-    async with svc.client(keys["authority"]) as authority:
+    async with svc.authority_client(keys["authority"]) as authority:
         r = await authority.post("/v1/watchlist/subjects", json=subject_body([s.watchlist_photo], case="SHORT-1",
                                                                              expires_at=expires))
         assert r.status_code == 201, r.text
@@ -144,7 +144,8 @@ async def test_a_subject_past_its_expiry_never_matches_and_its_templates_go(env)
         listed = (await authority.get("/v1/watchlist/subjects", params={"status": "expired"})).json()["subjects"]
     assert [(x["id"], x["templates"]) for x in listed] == [(str(subject_id), 0)]
     assert subject_id not in svc.services.watchlist.gallery
-    assert await _count(svc, "SELECT count(*) FROM audit_events WHERE action = 'watchlist.subject.expire'") == 1
+    assert await _count(svc, "SELECT count(*) FROM authority_audit_events"
+                             " WHERE action = 'watchlist.subject.expire'") == 1
 
 
 async def test_staff_holds_sit_beside_authority_holds(env) -> None:
@@ -169,7 +170,7 @@ async def test_staff_holds_sit_beside_authority_holds(env) -> None:
     # and the face on the watchlist) survives the agent's release; the agent learns that an officer
     # referral is in force (explaining see_officer), never its cause.
     kiosk_device = await device_q.by_name(svc.services.db(), "test-kiosk")
-    async with svc.client(keys["authority"]) as authority:
+    async with svc.authority_client(keys["authority"]) as authority:
         r = await authority.post("/v1/watchlist/subjects", json=subject_body([photos[0]], case="KIOSK-1"))
         assert r.status_code == 201, r.text
     vector = svc.services.engine.analyse_sync(photos[0].read_bytes()).template.vector
@@ -182,7 +183,7 @@ async def test_staff_holds_sit_beside_authority_holds(env) -> None:
         "SELECT action FROM audit_events WHERE token_id = $1 ORDER BY id", uuid.UUID(token))]
     assert actions[-2:] == ["token.hold", "token.hold.release"]
     # The authority's alert from the kiosk names the new token; a false alarm frees it.
-    async with svc.client(keys["authority"]) as authority:
+    async with svc.authority_client(keys["authority"]) as authority:
         alerts = (await authority.get("/v1/alerts", params={"status": "open"})).json()["alerts"]
         [alert] = [a for a in alerts if a["case_reference"] == "KIOSK-1"]
         assert alert["touchpoint"] == "kiosk" and alert["token"]["token_id"] == token
@@ -196,7 +197,8 @@ async def test_the_stream_replays_what_a_reconnecting_console_missed(env) -> Non
     svc, keys, _ = env
     ids = [r["id"] for r in await svc.services.db().fetch("SELECT id FROM alerts ORDER BY id")]
     assert len(ids) >= 2
-    async with svc.client(keys["authority"]) as authority, AlertStream(authority, last_event_id=str(ids[0])) as s:
+    async with svc.authority_client(keys["authority"]) as authority, \
+            AlertStream(authority, last_event_id=str(ids[0])) as s:
         replayed = [await s.next() for _ in ids[1:]]
         r = await authority.get("/v1/alerts/stream", headers={"Last-Event-ID": "abc"})
     assert [a["id"] for a in replayed] == ids[1:]

@@ -20,8 +20,8 @@ from tests.watchlist.helpers import AlertStream, extra_keys, pick_subject, subje
 async def pair(base_settings, database_url, face_engine):
     settings = msgspec.structs.replace(base_settings, database_url=database_url)
     async with AsyncExitStack() as stack:
-        a = await stack.enter_async_context(run_service(settings, engine=face_engine))
-        b = await stack.enter_async_context(run_service(settings, engine=face_engine))
+        a = await stack.enter_async_context(run_service(settings, engine=face_engine, authority=True))
+        b = await stack.enter_async_context(run_service(settings, engine=face_engine, authority=True))
         await asyncio.wait_for(b.services.sync.connected.wait(), 5)
         await asyncio.wait_for(a.services.sync.connected.wait(), 5)
         pool = a.services.db()
@@ -33,15 +33,15 @@ async def test_subjects_and_alerts_reach_the_other_instance(pair) -> None:
     a, b, keys = pair
     s = pick_subject(a.services.engine, a.services.settings.faces_dir, a.services.settings.watchlist_threshold,
                      a.services.settings.e_channel_threshold)
-    async with a.client(keys["authority"]) as authority:
+    async with a.authority_client(keys["authority"]) as authority:
         r = await authority.post("/v1/watchlist/subjects", json=subject_body([s.watchlist_photo]))
         assert r.status_code == 201, r.text
     subject_id = uuid.UUID(r.json()["id"])
     await within(5.0, lambda: subject_id in b.services.watchlist.gallery)
 
     # Screened on B, streamed on A; and the other way round.
-    async with a.client(keys["authority"]) as on_a, AlertStream(on_a) as stream_a, \
-            b.client(keys["authority"]) as on_b, AlertStream(on_b) as stream_b:
+    async with a.authority_client(keys["authority"]) as on_a, AlertStream(on_a) as stream_a, \
+            b.authority_client(keys["authority"]) as on_b, AlertStream(on_b) as stream_b:
         async with b.client(keys["e_channel"]) as e_channel:
             assert (await j.identify(e_channel, s.probe_photo))["reason"] == "no_match"  # not a passenger
         first_a, first_b = await stream_a.next(), await stream_b.next()
@@ -52,7 +52,7 @@ async def test_subjects_and_alerts_reach_the_other_instance(pair) -> None:
     assert first_a["id"] < second_a["id"]
     assert stream_a.events.empty() and stream_b.events.empty(), "each alert is streamed once"
 
-    async with a.client(keys["authority"]) as authority:
+    async with a.authority_client(keys["authority"]) as authority:
         r = await authority.post(f"/v1/watchlist/subjects/{subject_id}/remove", json={"removed_by": "Insp. Wong"})
         assert r.status_code == 200
     await within(5.0, lambda: subject_id not in b.services.watchlist.gallery)
@@ -62,7 +62,7 @@ async def test_reconcile_repairs_a_missed_event(pair) -> None:
     a, b, keys = pair
     s = pick_subject(a.services.engine, a.services.settings.faces_dir, a.services.settings.watchlist_threshold,
                      a.services.settings.e_channel_threshold, skip=1)
-    async with a.client(keys["authority"]) as authority:
+    async with a.authority_client(keys["authority"]) as authority:
         r = await authority.post("/v1/watchlist/subjects", json=subject_body([s.watchlist_photo]))
     subject_id = uuid.UUID(r.json()["id"])
     await within(5.0, lambda: subject_id in b.services.watchlist.gallery)

@@ -48,6 +48,8 @@ def _default_faces_dir() -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", default=os.environ.get("TOUCHPOINT_URL", "http://127.0.0.1:8000"))
+    p.add_argument("--authority-url", default=os.environ.get("TOUCHPOINT_AUTHORITY_URL"),
+                   help="the service's authority listener (FLIGHTTOKEN_AUTHORITY_PORT); without it no watchlist")
     keys = p.add_argument_group("device keys (see touchpoints/simulator/devices.py)")
     keys.add_argument("--admin-key", default=os.environ.get("TOUCHPOINT_ADMIN_KEY"),
                       help="an admin key: flights, and the simulator's own devices via the device API")
@@ -119,7 +121,8 @@ def _load_engine() -> Any:
         return None
 
 
-async def simulate(options: Options, *, url: str, faces_dir: str, admin_key: str | None = None,
+async def simulate(options: Options, *, url: str, faces_dir: str, authority_url: str | None = None,
+                   admin_key: str | None = None,
                    database_url: str | None = None, devices_file: Path | None = None, out: Path | None = None,
                    engine: Any = None, raw_seconds: float = 6.0, saturation_level: int = 4,
                    request_timeout_s: float = 30.0, keep_devices: bool = False, metrics_token: str | None = None,
@@ -147,7 +150,8 @@ async def simulate(options: Options, *, url: str, faces_dir: str, admin_key: str
 
         rush = RushBaseline(measure_in_the_rush, rec, saturation_level=saturation_level, say=say)
         runner = Runner(plan, url, keys, features, http=http, recorder=rec, dsn=database_url,
-                        timeout=request_timeout_s, before_wave=rush.at_wave if raw_seconds > 0 else None)
+                        authority_url=authority_url, timeout=request_timeout_s,
+                        before_wave=rush.at_wave if raw_seconds > 0 else None)
         try:
             await features.detect_watchlist(runner.authority)
             await features.detect_metrics(Transport(url, metrics_token, http=http, timeout=request_timeout_s))
@@ -284,7 +288,8 @@ def run_command(args: argparse.Namespace) -> int:
     out = args.out or Path("ops/results") / datetime.now(UTC).strftime("sim-%Y%m%dT%H%M%S")
     try:
         report = asyncio.run(simulate(
-            options_from(args), url=args.url, faces_dir=args.faces_dir, admin_key=args.admin_key,
+            options_from(args), url=args.url, authority_url=args.authority_url, faces_dir=args.faces_dir,
+            admin_key=args.admin_key,
             database_url=args.database_url, devices_file=args.devices, out=out, raw_seconds=args.raw_seconds,
             saturation_level=args.saturation_level, request_timeout_s=args.timeout, keep_devices=args.keep_devices,
             metrics_token=args.metrics_token, acknowledged_out=args.acknowledged_out))

@@ -98,7 +98,8 @@ class PassengerState:
 
 class Runner:
     def __init__(self, plan: Plan, base_url: str, keys: DeviceKeys, features: Features, *,
-                 http: httpx.AsyncClient, recorder: Recorder, dsn: str | None = None, timeout: float = 30.0,
+                 http: httpx.AsyncClient, recorder: Recorder, dsn: str | None = None, authority_url: str | None = None,
+                 timeout: float = 30.0,
                  before_wave: Callable[[], Awaitable[None]] | None = None) -> None:
         self.plan, self.o, self.features, self.rec, self.dsn = plan, plan.options, features, recorder, dsn
         self.before_wave = before_wave
@@ -122,8 +123,9 @@ class Runner:
         self.e_channels = lanes(EChannelClient, keys.e_channels)
         self.lounges = lanes(LoungeClient, keys.lounges)
         self.gates = {g: lanes(GateClient, ks) for g, ks in keys.gates.items()}
-        self.authority = Transport(base_url, keys.authority, timeout=timeout, retry=retry, http=http) \
-            if keys.authority else None
+        # The watchlist is only on the service's authority listener.
+        self.authority = Transport(authority_url, keys.authority, timeout=timeout, retry=retry, http=http) \
+            if keys.authority and authority_url else None
         self.flights = [FlightState(plan=f, gate=f.gate) for f in plan.flights]
         self.people = [PassengerState() for _ in plan.passengers]
         self.bank_purged = [asyncio.Event() for _ in range(plan.banks)]

@@ -7,13 +7,23 @@ from typing import Any
 import asyncpg
 import msgspec
 
+# The authority's own trail (every ``watchlist.*`` action) has its own table and id sequence
+# (migrations/0011): sharing audit_events' ids, an alert left a gap an admin could see in GET /v1/audit.
+AUTHORITY_ACTION_PREFIX = "watchlist."
+AUTHORITY_TABLE = "authority_audit_events"
+
+
+def table_for(action: str) -> str:
+    return AUTHORITY_TABLE if action.startswith(AUTHORITY_ACTION_PREFIX) else "audit_events"
+
 
 async def record(conn: asyncpg.Connection | asyncpg.Pool, *, actor: str, action: str, outcome: str,
                  flight_id: uuid.UUID | None = None, token_id: uuid.UUID | None = None,
                  detail: dict[str, Any] | None = None) -> None:
-    """Append one audit event. Never pass an image, a template or a key in ``detail``."""
+    """Append one audit event (``watchlist.*`` actions to the authority's table). Never pass an image,
+    a template or a key in ``detail``."""
     await conn.execute(
-        "INSERT INTO audit_events (actor, action, outcome, flight_id, token_id, detail)"
+        f"INSERT INTO {table_for(action)} (actor, action, outcome, flight_id, token_id, detail)"
         " VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
         actor, action, outcome, flight_id, token_id, msgspec.json.encode(detail or {}).decode())
 
@@ -21,7 +31,8 @@ async def record(conn: asyncpg.Connection | asyncpg.Pool, *, actor: str, action:
 # ---- audit queries and retention (privacy) ------------------------------------------------------
 
 _DEVICE_COLUMNS = "d.id AS device_id, d.name AS device_name, d.kind AS device_kind, d.terminal, d.gate, d.lounge_id"
-EVENT_TABLES = ("audit_events", "journey_events")
+PUBLIC_EVENT_TABLES = ("audit_events", "journey_events")
+EVENT_TABLES = (*PUBLIC_EVENT_TABLES, AUTHORITY_TABLE)
 
 
 async def list_events(conn: asyncpg.Connection | asyncpg.Pool, *, flight_id: uuid.UUID | None,
@@ -37,8 +48,7 @@ async def list_events(conn: asyncpg.Connection | asyncpg.Pool, *, flight_id: uui
         " AND ($4::timestamptz IS NULL OR a.at >= $4) AND ($5::timestamptz IS NULL OR a.at < $5)"
         " AND ($6::text IS NULL OR a.action = $6) AND ($7::text IS NULL OR starts_with(a.action, $7))"
         " AND ($8::text IS NULL OR a.outcome = $8)"
-        # The authority's own trail stays with the authority: an admin matching an alert's time to
-        # an e-channel decision would learn what the gate must not.
+        # Defence in depth: the authority's trail lives in its own table (see AUTHORITY_TABLE).
         " AND NOT starts_with(a.action, 'watchlist.')"
         " ORDER BY a.id LIMIT $9",
         after_id, flight_id, device_id, since, until, None if prefix is not None else action, prefix, outcome, limit)

@@ -61,7 +61,7 @@ WITH moved AS (
 ), held AS (
     UPDATE tokens SET on_hold = true WHERE id IN (SELECT token_id FROM hold)
 ), alert_audited AS (
-    INSERT INTO audit_events (actor, action, outcome, detail)
+    INSERT INTO authority_audit_events (actor, action, outcome, detail)
     SELECT 'system:watchlist', 'watchlist.alert', 'ok',
            jsonb_build_object('alert_id', id, 'kind', $13::text, 'subject_id', $14::uuid, 'held', token_id IS NOT NULL)
     FROM alert

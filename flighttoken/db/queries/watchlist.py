@@ -137,7 +137,7 @@ hold AS (
     RETURNING token_id),
 held AS (UPDATE tokens SET on_hold = true WHERE id IN (SELECT token_id FROM hold) RETURNING id),
 audited AS (
-    INSERT INTO audit_events (actor, action, outcome, detail)
+    INSERT INTO authority_audit_events (actor, action, outcome, detail)
     SELECT $10, 'watchlist.alert', 'ok',
            jsonb_build_object('alert_id', id, 'kind', $1::text, 'subject_id', $2::uuid, 'held', token_id IS NOT NULL)
     FROM alert RETURNING id),
