@@ -16,8 +16,8 @@ class Health(msgspec.Struct):
     database: str = "unknown"
     quarantined_templates: list[str] = []
     """Tokens whose template row failed to decrypt: set aside and held for staff; still ready."""
-    quarantined_watchlist_templates: int = 0
-    """Watchlist template rows set aside the same way (counted only: subjects are the authority's)."""
+    # Watchlist rows set aside the same way are counted only on the authority listener's /metrics
+    # (flighttoken_quarantined_watchlist_templates): public endpoints never speak of the watchlist.
 
 
 class HealthController(Controller):
@@ -41,6 +41,5 @@ class HealthController(Controller):
         ok = services.ready and database == "up"
         body = Health(status="ready" if ok else "not_ready", models_loaded=services.models_loaded,
                       galleries_loaded=services.galleries_loaded, database=database,
-                      quarantined_templates=sorted(str(t) for t in services.quarantine.tokens),
-                      quarantined_watchlist_templates=len(services.quarantine.watchlist))
+                      quarantined_templates=sorted(str(t) for t in services.quarantine.tokens))
         return Response(body, status_code=200 if ok else 503, headers={} if ok else {"Retry-After": "1"})

@@ -130,10 +130,8 @@ class _StateCollector(Collector):
         services = self.metrics.services
         yield from _gallery_metrics(services)
         quarantined = GaugeMetricFamily("flighttoken_quarantined_templates",
-                                        "Template rows this instance could not decrypt and set aside.",
-                                        labels=["kind"])
-        quarantined.add_metric(["passenger"], len(services.quarantine.tokens))
-        quarantined.add_metric(["watchlist"], len(services.quarantine.watchlist))
+                                        "Passenger template rows this instance could not decrypt and set aside.")
+        quarantined.add_metric([], len(services.quarantine.tokens))
         yield quarantined
         yield from _batch_metrics(services.engine)
         yield from admission.collect(services.engine)
@@ -162,6 +160,11 @@ class _AuthorityCollector(Collector):
         subjects = GaugeMetricFamily("flighttoken_watchlist_subjects", "Watchlist subjects searchable in memory.")
         subjects.add_metric([], len(watchlist.gallery.subjects()))
         yield subjects
+        # The watchlist's own unreadable rows: the public /metrics never speaks of the watchlist.
+        quarantined = GaugeMetricFamily("flighttoken_quarantined_watchlist_templates",
+                                        "Watchlist template rows this instance could not decrypt and set aside.")
+        quarantined.add_metric([], len(self.services.quarantine.watchlist))
+        yield quarantined
         streams = GaugeMetricFamily("flighttoken_alert_streams", "Open alert streams on this instance.")
         streams.add_metric([], watchlist.hub.subscribers)
         yield streams

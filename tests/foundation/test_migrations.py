@@ -83,7 +83,7 @@ async def test_0011_moves_the_authority_trail_to_its_own_table_with_its_ids(conn
                         " VALUES ('system', $1, 'ok', '{\"n\": 1}')", action)
     before = {r["action"]: r["id"] for r in await c.fetch("SELECT id, action FROM audit_events")}
 
-    assert await apply_migrations(c) == ["0011_authority_audit.sql"]
+    assert (await apply_migrations(c))[0] == "0011_authority_audit.sql"
     public = {r["action"]: r["id"] for r in await c.fetch("SELECT id, action FROM audit_events")}
     moved = {r["action"]: r["id"] for r in await c.fetch("SELECT id, action FROM authority_audit_events")}
     assert public == {a: i for a, i in before.items() if not a.startswith("watchlist.")}

@@ -39,6 +39,17 @@ METRICS_TOKEN = "scraper-credential"
 EXIT_CONFIG = 2
 
 
+@pytest.fixture
+async def database_url(admin_dsn: str):
+    """A fresh database per test: each start here brings its own master key and key store, and a
+    database remembers the document MAC key it was first keyed with (flighttoken/privacy/document_keys.py)."""
+    name, url = await create_database(admin_dsn)
+    try:
+        yield url
+    finally:
+        await drop_database(admin_dsn, name)
+
+
 def _env(tmp_path: Path, database_url: str | None, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTTOKEN_") and k != "DATABASE_URL"}
     env.update(FLIGHTTOKEN_LOG_FORMAT="json", FLIGHTTOKEN_DATA_DIR=str(tmp_path / "data"),
