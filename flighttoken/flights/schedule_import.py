@@ -26,7 +26,7 @@ import structlog
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import flights as q
 from flighttoken.devices.model import Device
-from flighttoken.errors import InvalidRequest, Unprocessable
+from flighttoken.errors import TOO_DEEP, InvalidRequest, Unprocessable
 from flighttoken.flights.model import AirlineCode, AirportCode, Flight, FlightNumber, GateCode, NewFlight
 from flighttoken.flights.scope import can_see
 from flighttoken.flights.service import actor_of, new_flight
@@ -178,6 +178,8 @@ def read_json(body: bytes) -> Iterator[tuple[int, dict[str, Any] | LineError]]:
         data = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"the JSON is malformed: {exc}", code="invalid_json") from None
+    except RecursionError:  # msgspec's guard against a stack overflow, not a bug of ours
+        raise InvalidRequest(TOO_DEEP, code="invalid_json") from None
     if isinstance(data, dict) and set(data) == {"flights"}:
         data = data["flights"]
     if not isinstance(data, list):
