@@ -78,11 +78,12 @@ class FaceEngine:
         self.detector = detector
         self.recognizer = recognizer
         self.limits = ImageLimits(max_bytes=settings.image_max_bytes, max_pixels=settings.image_max_pixels,
-                                  decode_max_side=settings.image_decode_max_side)
+                                  decode_max_side=settings.image_decode_max_side,
+                                  decode_max_pixels=settings.decode_max_pixels)
         self.thresholds = QualityThresholds.from_settings(settings)
         self.flip = settings.flip_average
         self._single_runs = 0
-        self.admission = Admission(settings.engine_queue_max)
+        self.admission = Admission(settings.engine_queue_max, settings.engine_device_share)
         self.batcher: MicroBatcher[np.ndarray, tuple[np.ndarray, float]] | None = None
         if settings.batch_max_size > 1:
             self.batcher = MicroBatcher(self._embed_batch, max_size=settings.batch_max_size,
