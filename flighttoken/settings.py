@@ -232,6 +232,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Share of engine_queue_max one device key may hold (at least one capture): beyond it that device
     gets 503 engine_busy while others are admitted, so one key cannot starve the rest. 0.5 of 12 = 6:
     one five-capture enrolment plus its chip photo, and half the queue left to every other device."""
+    engine_device_running: Annotated[int, msgspec.Meta(ge=1)] = 1
+    """Captures of one device analysed at once; its other admitted ones wait their turn. 1: a device
+    (one camera, one passenger at a time) cannot take more than one worker from the others, and
+    an enrolment's captures run one after another (on 2 cores in parallel they gained little)."""
 
     # --- test and benchmark data ---
     faces_dir: str = str(CHECKOUT_ROOT.parent / "shared" / "faces")

@@ -20,14 +20,21 @@ its own captures while every other device is still admitted. The device is the o
 middleware bound to the same structlog context (``device_id``): no call site passes it. Work without
 a device (the CLI, benchmarks) is limited by the queue alone.
 
+Admitted is not yet running: each device also runs at most ``FLIGHTTOKEN_ENGINE_DEVICE_RUNNING``
+captures at once (its others wait their turn, still holding their queue slots), so the worker threads
+and cores go round the devices instead of to whoever sent most. Without it, a device holding its six
+slots with valid 12 MP frames had four threads decoding for it, and another device's identify waited
+behind them (p95 x14 in ``make bench-flood``).
+
 Everything here runs on the event loop thread (``FaceEngine.analyse`` is a coroutine), so plain
 counters suffice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import structlog
@@ -43,12 +50,15 @@ PER_REQUEST_CAPTURES = 6
 
 
 class Admission:
-    def __init__(self, limit: int, device_share: float = 1.0) -> None:
+    def __init__(self, limit: int, device_share: float = 1.0, device_running: int | None = None) -> None:
         if limit < 1:
             raise ValueError("the engine queue must hold at least one capture")
         if not 0.0 < device_share <= 1.0:
             raise ValueError("a device's share of the engine queue is within (0, 1]")
         self.limit = limit
+        self.running_per_device = device_running or limit
+        """Most captures of one device analysed at once; the rest of its admitted ones wait."""
+        self._turns: dict[str, list] = {}  # device -> [semaphore, users]
         self.per_device = max(1, int(limit * device_share))
         """Most captures one device may have admitted at once."""
         self.in_flight = 0
@@ -97,6 +107,26 @@ class Admission:
             self.in_flight -= 1
             _release(self._by_request, key)
             _release(self._by_device, device)
+
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Wait, once admitted, until the capture's device has fewer than its running share at work."""
+        device = structlog.contextvars.get_contextvars().get("device_id")
+        if not device:
+            yield
+            return
+        entry = self._turns.get(device)
+        if entry is None:
+            entry = self._turns[device] = [asyncio.Semaphore(self.running_per_device), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if not entry[1]:
+                del self._turns[device]
 
 
 def _release(counts: dict[str, int], key: str | None) -> None:
