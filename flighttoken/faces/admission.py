@@ -56,11 +56,11 @@ class Admission:
         if not 0.0 < device_share <= 1.0:
             raise ValueError("a device's share of the engine queue is within (0, 1]")
         self.limit = limit
-        self.running_per_device = device_running or limit
-        """Most captures of one device analysed at once; the rest of its admitted ones wait."""
-        self._turns: dict[str, list] = {}  # device -> [semaphore, users]
         self.per_device = max(1, int(limit * device_share))
         """Most captures one device may have admitted at once."""
+        self.running_per_device = device_running or limit
+        """Most captures of one device analysed at once; the rest of its admitted ones wait."""
+        self._turns: dict[str, list] = {}  # device -> [its semaphore, captures using it]
         self.in_flight = 0
         """Captures admitted and not yet finished (running or waiting for the engine)."""
         self.peak = 0
@@ -107,7 +107,6 @@ class Admission:
             self.in_flight -= 1
             _release(self._by_request, key)
             _release(self._by_device, device)
-
 
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
