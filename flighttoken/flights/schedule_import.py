@@ -29,7 +29,7 @@ from flighttoken.devices.model import Device
 from flighttoken.errors import TOO_DEEP, InvalidRequest, Unprocessable
 from flighttoken.flights.model import AirlineCode, AirportCode, Flight, FlightNumber, GateCode, NewFlight
 from flighttoken.flights.scope import can_see
-from flighttoken.flights.service import actor_of, new_flight
+from flighttoken.flights.service import SCHEDULE_SPAN, actor_of, new_flight
 from flighttoken.services import Services
 
 log = structlog.get_logger(__name__)
@@ -113,6 +113,8 @@ def _departure(tz: ZoneInfo) -> Callable[[Any], datetime]:
             when = when.replace(tzinfo=tz)
         if when < datetime.now(UTC):
             raise _Bad(f"{value} is in the past")
+        if when - datetime.now(UTC) > SCHEDULE_SPAN:
+            raise _Bad(f"{value} is more than {SCHEDULE_SPAN.days} days ahead")
         return when
 
     return parse

@@ -61,3 +61,21 @@ async def test_a_100k_deep_json_body_is_400(service, path, body) -> None:
         assert "deep" in r.json()["detail"]
         assert (await admin.get("/health/ready")).status_code == 200
     assert await _flights(svc) == before
+
+
+async def test_a_flight_departing_at_the_end_of_the_calendar_is_400(service) -> None:
+    """Found by the widened fuzzing: a flight created for 9999-12-31T23:59:59Z made every later
+    GET /v1/ops/summary a 500 (its purge deadline overflowed)."""
+    svc, keys = service
+    before = await _flights(svc)
+    flight = {"airline": "CX", "number": "999", "destination": "LAX", "scheduled_departure": "9999-12-31T23:59:59Z"}
+    async with svc.client(keys["admin"]) as admin:
+        _problem(await admin.post("/v1/flights", json=flight), "departure_out_of_range")
+        assert await _flights(svc) == before
+        assert (await admin.get("/v1/ops/summary")).status_code == 200
+        created = await j.create_flight(admin, "998", "23")
+        r = await admin.post(f"/v1/flights/{created['id']}/delay", json={"scheduled_departure": "9999-12-31T23:00:00Z"})
+        _problem(r, "departure_out_of_range")
+        assert (await admin.get(f"/v1/flights/{created['id']}")).json()["scheduled_departure"] == \
+            created["scheduled_departure"]
+        assert (await admin.get("/v1/ops/summary")).status_code == 200
