@@ -13,7 +13,13 @@ phase, pooled over the rounds, and the flooded / idle ratios (target <= 2; ``p95
 full mix); A's answers by status. Ends with one line of JSON.
 
 On 2 shared cores, A's valid large frames take real CPU: the bound is what admission (A holds at
-most FLIGHTTOKEN_ENGINE_DEVICE_SHARE of the queue), the decode limits and the rate limit leave.
+most FLIGHTTOKEN_ENGINE_DEVICE_SHARE of the queue and runs FLIGHTTOKEN_ENGINE_DEVICE_RUNNING
+captures at once), the decode limits and the rate limit leave.
+
+Measured 2026-12-03 (2 cores shared with other work, load average 7-9): today's main x52.6 (bombs)
+and x28.3 (mix), idle p95 89 ms; with the decode limits and fair admission x2.67 and x2.87, idle p95
+113 ms, B never refused. What is left is the service answering A itself, ~150 requests/s of 413, 503
+and (mostly) 429 beyond FLIGHTTOKEN_RATE_LIMIT_PER_SECOND (50), each body read in full.
 """
 
 from __future__ import annotations
