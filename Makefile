@@ -7,7 +7,7 @@ UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export HNSWLIB_NO_NATIVE := 1
 
-.PHONY: install run test lint bench-engine bench-accuracy bench-verification bench-watchlist bench-purge bench-galleries bench-identify simulate load clean-data
+.PHONY: install run test lint bench-engine bench-accuracy bench-verification bench-watchlist bench-purge bench-galleries bench-identify bench-flood simulate load clean-data
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -50,6 +50,9 @@ bench-galleries: install
 
 bench-identify: install
 	.venv/bin/python -m ops.bench.identify
+
+bench-flood: install
+	.venv/bin/python -m ops.bench.flood
 
 # Two instances behind nginx, an airport day through it, an instance killed with -9 and PostgreSQL
 # restarted during the day (needs nginx): make load ARGS="--flights 6 --passengers 600"

@@ -122,6 +122,13 @@ DATABASE_UNAVAILABLE = (
     TimeoutError,
 )
 DATABASE_RETRY_AFTER_S = "2"
+TOO_DEEP = "the JSON body is nested too deeply"
+
+
+def _body_too_deep(exc: Exception) -> bool:
+    """msgspec (Litestar's body decoding) gives up on deep nesting, e.g. a 100k-deep ``[[[[...]]]]``,
+    with a RecursionError naming the decoding; any other RecursionError is a bug and stays a 500."""
+    return isinstance(exc, RecursionError) and any(w in str(exc) for w in ("while deserializing", "while decoding"))
 
 
 def exception_to_problem(request: Request, exc: Exception) -> Response[dict[str, Any]]:
@@ -136,6 +143,9 @@ def exception_to_problem(request: Request, exc: Exception) -> Response[dict[str,
         # unrepresentable text). The transaction rolled back, so nothing changed.
         return problem(400, "invalid_request", "The request is malformed",
                        "a value is out of range or cannot be stored", request)
+    if _body_too_deep(exc):
+        # Raised while the body was parsed, before the handler ran: nothing changed.
+        return problem(400, "invalid_request", "The request is malformed", TOO_DEEP, request)
     if isinstance(exc, ServiceError):
         return problem(exc.status, exc.code, exc.title, exc.detail, request, headers=exc.headers,
                        **exc.extra)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import itertools
 import re
 import time
 import uuid
@@ -15,6 +17,10 @@ from flighttoken.errors import ServiceError
 
 log = structlog.get_logger("flighttoken.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# The HTTP request the current code serves, unique in this process whatever X-Request-Id a client
+# sends (the face engine's admission groups one request's captures by it).
+current_request: contextvars.ContextVar[int] = contextvars.ContextVar("current_request", default=0)
+_serials = itertools.count(1)
 
 
 def request_context_middleware(app: ASGIApp) -> ASGIApp:
@@ -25,6 +31,7 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        current_request.set(next(_serials))
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id, method=scope["method"],
                                                path=scope["path"])

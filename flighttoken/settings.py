@@ -86,6 +86,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Width x height read from the header; above it the image is refused before decoding."""
     image_decode_max_side: int = 2048
     """Bigger JPEG/JPEG 2000 frames are decoded at a reduced scale (draft/reduce) down to >= this."""
+    decode_max_pixels: int = 12_000_000
+    """Most pixels one image may make the decoder produce (after that reduction; 16-bit samples count
+    twice), checked on the header: above it, 413 image_too_large before any decoding. 12 MP is the
+    largest touchpoint camera (4000x3000; a 4K UHD frame is 8.3 MP), whose PNG takes ~0.1-0.2 s to
+    decode here. A 6000x6000 16-bit PNG (36 MP in 0.8 MB) took 0.7 s and is now refused; JPEGs up to
+    image_max_pixels still pass, since they decode at 1/2-1/8."""
     detector_score_threshold: float = 0.5
     """SCRFD score to report a face at all (other faces, tailgating); insightface's own default."""
     landmark_refine_ied_px: float = 0.0
@@ -252,6 +258,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     engine_busy and Retry-After: 1 instead of queueing. 12 = 6 x engine_threads: the engine bench
     saturates 2 cores at 8 concurrent callers, and 12 captures are ~0.9 s of work at ~13 identifies/s
     (ops/README.md §1), the longest a passenger should wait at a gate before the retry goes elsewhere."""
+    engine_device_share: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.5
+    """Share of engine_queue_max one device key may hold (at least one capture): beyond it that device
+    gets 503 engine_busy while others are admitted, so one key cannot starve the rest. 0.5 of 12 = 6:
+    one five-capture enrolment plus its chip photo, and half the queue left to every other device."""
+    engine_device_running: Annotated[int, msgspec.Meta(ge=1)] = 1
+    """Captures of one device analysed at once; its other admitted ones wait their turn. 1: a device
+    (one camera, one passenger at a time) cannot take more than one worker from the others, and
+    an enrolment's captures run one after another (on 2 cores in parallel they gained little)."""
 
     # --- test and benchmark data ---
     faces_dir: str = str(CHECKOUT_ROOT.parent / "shared" / "faces")
@@ -350,7 +364,8 @@ def _check_galleries(s: Settings) -> None:
 
 
 def _check_face_engine(s: Settings) -> None:
-    positive = ("image_max_bytes", "image_max_pixels", "image_decode_max_side", "detector_input_size",
+    positive = ("image_max_bytes", "image_max_pixels", "image_decode_max_side", "decode_max_pixels",
+                "detector_input_size",
                 "batch_max_size", "batch_max_in_flight")
     for name in positive:
         if getattr(s, name) < 1:

@@ -1,8 +1,17 @@
 """Image bytes → BGR ``uint8`` array, or a refusal with a stable code.
 
 Order matters for safety: byte limit, then magic-byte sniffing (so only the JPEG, PNG and JPEG 2000
-parsers ever see client bytes), then the header's pixel count, and only then the decoder: OpenCV
-for complete JPEGs (the fast path for camera frames), Pillow for everything else.
+parsers ever see client bytes), then the header (Pillow's lazy open: size, mode and bit depth, no
+pixels) against two limits, and only then the decoder: OpenCV for complete JPEGs (the fast path for
+camera frames), Pillow for everything else.
+
+The two header limits: ``max_pixels`` on the canvas, and ``decode_max_pixels`` on the work of the
+decode itself, the pixels decoded at full resolution weighted by bytes per sample. JPEG and JPEG 2000
+decode big frames reduced (1/2 … 1/8), so only their reduced size counts; PNG cannot, so a 6000x6000
+PNG (a few kB of zlib, 36 MP: ~0.7 s of CPU) is refused before a row of it is inflated, and a 16-bit
+one counts twice. Pillow, not OpenCV, decodes PNG: it stops at the image's last row, while libpng
+inflates IDAT data past it ("Too much image data": a 300 kB tail cost 1.4 s). Truncated images stay
+refused (Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left False).
 """
 
 from __future__ import annotations
@@ -52,6 +61,8 @@ class ImageLimits:
     max_bytes: int
     max_pixels: int
     decode_max_side: int
+    decode_max_pixels: int | None = None
+    """Most pixels decoded at full resolution, 16-bit samples counting twice; None: ``max_pixels``."""
 
 
 def sniff(data: bytes) -> str:
@@ -91,6 +102,7 @@ def decode_image(data: bytes, limits: ImageLimits) -> tuple[np.ndarray, ImageInf
     if width * height > limits.max_pixels:
         raise ImageTooLarge(f"{width}x{height} pixels is over the limit of {limits.max_pixels}",
                             limit_pixels=limits.max_pixels)
+    _check_decode_work(data, img, fmt, limits)
     if fmt == "JPEG" and data[-64:].rstrip(b"\0").endswith(b"\xff\xd9"):
         img.close()
         fast = _decode_jpeg_cv2(data, width, height, limits.decode_max_side)
@@ -106,18 +118,49 @@ def decode_image(data: bytes, limits: ImageLimits) -> tuple[np.ndarray, ImageInf
             img = ImageOps.exif_transpose(img) or img
             if img.size != decoded_size:  # rotated by 90°: report the size the viewer sees
                 width, height = height, width
-        rgb = img.convert("RGB") if img.mode != "RGB" else img
-        arr = np.asarray(rgb)
+        if img.mode.startswith("I;16"):
+            # 16-bit grey: keep the high byte. Pillow's convert("RGB") clips at 255 (a white frame).
+            grey = (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)
+            arr, conversion = grey, cv2.COLOR_GRAY2BGR
+        else:
+            rgb = img.convert("RGB") if img.mode != "RGB" else img
+            arr, conversion = np.asarray(rgb), cv2.COLOR_RGB2BGR
     except (SyntaxError, ValueError, OSError, EOFError, MemoryError) as exc:
         raise _classify(exc, f"The {SUPPORTED[fmt]} data is corrupt") from None
     finally:
         img.close()
-    bgr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)  # also makes it contiguous and writable
+    bgr = cv2.cvtColor(arr, conversion)  # also makes it contiguous and writable
     return bgr, ImageInfo(format=SUPPORTED[fmt], width=width, height=height, scale=scale)
 
 
 _CV2_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
                 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def _reduction(fmt: str, width: int, height: int, max_side: int) -> int:
+    """How many times smaller each side is decoded: JPEG (DCT scaling) and JPEG 2000 (resolution
+    levels) down to a long side >= ``max_side``, at most 1/8; PNG always at full size."""
+    factor = 1
+    if fmt in ("JPEG", "JPEG2000"):
+        while factor < 8 and max(width, height) // (factor * 2) >= max_side:
+            factor *= 2
+    return factor
+
+
+def _check_decode_work(data: bytes, img: Image.Image, fmt: str, limits: ImageLimits) -> None:
+    """Refuse, from the header alone, a decode that would cost more than a camera frame's."""
+    budget = limits.decode_max_pixels or limits.max_pixels
+    width, height = img.size
+    factor = _reduction(fmt, width, height, limits.decode_max_side)
+    decoded = -(-width // factor) * -(-height // factor)
+    # 16-bit samples: twice the bytes to inflate and unpack (PNG bit depth is IHDR's byte 24).
+    wide = (fmt == "PNG" and data[12:16] == b"IHDR" and data[24] == 16) or img.mode.startswith("I;16")
+    work = decoded * (2 if wide else 1)
+    if work > budget:
+        what = "16-bit " if wide else ""
+        raise ImageTooLarge(f"a {width}x{height} {what}{SUPPORTED[fmt]} is more decoding than a camera frame "
+                            f"(limit {budget} pixels decoded at full size, 16-bit counting twice)",
+                            limit_pixels=budget)
 
 
 def _decode_jpeg_cv2(data: bytes, width: int, height: int, max_side: int) -> tuple[np.ndarray, ImageInfo] | None:
@@ -127,9 +170,7 @@ def _decode_jpeg_cv2(data: bytes, width: int, height: int, max_side: int) -> tup
     OpenCV applies the EXIF orientation and scales DCT like Pillow's draft(). Anything unusual
     (None from OpenCV) goes back to the Pillow path, which also names truncation precisely.
     """
-    factor = 1
-    while factor < 8 and max(width, height) // (factor * 2) >= max_side:
-        factor *= 2
+    factor = _reduction("JPEG", width, height, max_side)
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), _CV2_REDUCED[factor])
     if arr is None or arr.ndim != 3:
         return None
@@ -155,11 +196,9 @@ def _reduce_on_decode(img: Image.Image, fmt: str, max_side: int) -> float:
         img.draft("RGB", wanted)
         return width / img.size[0]
     if fmt == "JPEG2000":
-        factor = 0
-        while factor < 3 and long_side >> (factor + 1) >= max_side:
-            factor += 1
-        img.reduce = factor  # type: ignore[attr-defined]
-        return float(1 << factor)
+        factor = _reduction(fmt, width, height, max_side)
+        img.reduce = factor.bit_length() - 1  # type: ignore[attr-defined]  # resolution levels dropped
+        return float(factor)
     return 1.0
 
 

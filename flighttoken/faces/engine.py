@@ -78,11 +78,13 @@ class FaceEngine:
         self.detector = detector
         self.recognizer = recognizer
         self.limits = ImageLimits(max_bytes=settings.image_max_bytes, max_pixels=settings.image_max_pixels,
-                                  decode_max_side=settings.image_decode_max_side)
+                                  decode_max_side=settings.image_decode_max_side,
+                                  decode_max_pixels=settings.decode_max_pixels)
         self.thresholds = QualityThresholds.from_settings(settings)
         self.flip = settings.flip_average
         self._single_runs = 0
-        self.admission = Admission(settings.engine_queue_max)
+        self.admission = Admission(settings.engine_queue_max, settings.engine_device_share,
+                                   settings.engine_device_running)
         self.batcher: MicroBatcher[np.ndarray, tuple[np.ndarray, float]] | None = None
         if settings.batch_max_size > 1:
             self.batcher = MicroBatcher(self._embed_batch, max_size=settings.batch_max_size,
@@ -111,8 +113,10 @@ class FaceEngine:
 
     async def analyse(self, image_bytes: bytes, *, want_template: bool = True) -> FaceAnalysis:
         # Bounded: a full engine queue refuses the capture at once with 503 engine_busy (admission.py).
+        # Fair: a device runs at most engine_device_running of its admitted captures at once.
         with self.admission.admit():
-            return await self._analyse(image_bytes, want_template=want_template)
+            async with self.admission.turn():
+                return await self._analyse(image_bytes, want_template=want_template)
 
     async def _analyse(self, image_bytes: bytes, *, want_template: bool) -> FaceAnalysis:
         if self.batcher is None:

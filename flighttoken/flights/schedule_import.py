@@ -26,10 +26,10 @@ import structlog
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import flights as q
 from flighttoken.devices.model import Device
-from flighttoken.errors import InvalidRequest, Unprocessable
+from flighttoken.errors import TOO_DEEP, InvalidRequest, Unprocessable
 from flighttoken.flights.model import AirlineCode, AirportCode, Flight, FlightNumber, GateCode, NewFlight
 from flighttoken.flights.scope import can_see
-from flighttoken.flights.service import actor_of, new_flight
+from flighttoken.flights.service import SCHEDULE_SPAN, actor_of, new_flight
 from flighttoken.services import Services
 
 log = structlog.get_logger(__name__)
@@ -113,6 +113,8 @@ def _departure(tz: ZoneInfo) -> Callable[[Any], datetime]:
             when = when.replace(tzinfo=tz)
         if when < datetime.now(UTC):
             raise _Bad(f"{value} is in the past")
+        if when - datetime.now(UTC) > SCHEDULE_SPAN:
+            raise _Bad(f"{value} is more than {SCHEDULE_SPAN.days} days ahead")
         return when
 
     return parse
@@ -178,6 +180,8 @@ def read_json(body: bytes) -> Iterator[tuple[int, dict[str, Any] | LineError]]:
         data = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"the JSON is malformed: {exc}", code="invalid_json") from None
+    except RecursionError:  # msgspec's guard against a stack overflow, not a bug of ours
+        raise InvalidRequest(TOO_DEEP, code="invalid_json") from None
     if isinstance(data, dict) and set(data) == {"flights"}:
         data = data["flights"]
     if not isinstance(data, list):

@@ -7,7 +7,7 @@ flight is "not found" (see flights/scope.py).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -40,7 +40,20 @@ def actor_of(device: Device) -> str:
     return f"device:{device.id}"
 
 
+# Airline schedules are published about a season (under a year) ahead. Bounding departures keeps
+# every date computed from them (windows, purge deadlines, the ops day) far from the calendar's end:
+# a flight at 9999-12-31T23:59Z made GET /v1/ops/summary overflow (found by the widened fuzzing).
+SCHEDULE_SPAN = timedelta(days=400)
+
+
+def check_departure(when: datetime) -> None:
+    if abs(when - datetime.now(UTC)) > SCHEDULE_SPAN:
+        raise InvalidRequest(f"a departure must be within {SCHEDULE_SPAN.days} days of now",
+                             code="departure_out_of_range")
+
+
 def new_flight(services: Services, new: NewFlight) -> Flight:
+    check_departure(new.scheduled_departure)
     return Flight(id=uuid.uuid4(), airline=new.airline, number=new.number,
                   scheduled_departure=new.scheduled_departure,
                   window_start=window_start(new.scheduled_departure, services.settings.window_seconds),
@@ -113,6 +126,7 @@ async def delay(services: Services, actor: Device, flight_id: uuid.UUID, change:
         if not before.is_open:
             raise Conflict(f"flight {before.code} has {before.state.value}", code="flight_closed")
         departure = change.scheduled_departure or before.scheduled_departure + timedelta(minutes=change.minutes or 0)
+        check_departure(departure)
         window = window_start(departure, services.settings.window_seconds)
         after = await q.set_departure(conn, flight_id, departure, window)
         if after is None:

@@ -44,7 +44,8 @@ class IdentifyController(Controller):
           description="Send the camera frame as the raw request body (Content-Type image/jpeg or image/png).")
     async def identify(self, request: DeviceRequest, services: NamedDependency[Services]) -> Decision:
         # The frame is the raw body: no base64 or JSON to decode on the hot path.
-        if request.headers.get("content-type", "").split(";")[0].strip() not in IMAGE_TYPES:
+        # Media types are case-insensitive and may carry parameters (RFC 9110 §8.3.1).
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() not in IMAGE_TYPES:
             raise InvalidRequest("send the frame as image/jpeg or image/png", code="unsupported_media_type",
                                  status=415)
         decision = await identify.identify(services, request.user, await request.body())

@@ -211,7 +211,9 @@ async def throughput(callers: int, per_caller: int, frames: list[bytes], call) -
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
     started = time.perf_counter()
-    settings = load_settings()
+    # Its concurrent callers are one lounge key standing in for many cameras: no per-device share
+    # of the engine (FLIGHTTOKEN_ENGINE_DEVICE_SHARE / _RUNNING, issue 16) between them.
+    settings = msgspec.structs.replace(load_settings(), engine_device_share=1.0, engine_device_running=1024)
     # The service logs as in production (info: a decision line and an access line per request),
     # into the void: stdout carries only the result line, stderr the progress.
     configure_logging("json", settings.log_level)

@@ -1,5 +1,6 @@
 """Property-based fuzzing of the whole HTTP API from its own OpenAPI document (schemathesis):
-whatever it sends, with whichever role's key, the service never answers 5xx."""
+whatever it sends, with whichever role's key, the service never answers 5xx. Its strategies are
+widened (tests/support/fuzz_hooks.py) with calendar-edge dates and 100k-deep JSON bodies."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
+from flighttoken.settings import CHECKOUT_ROOT
 from tests.support.server import free_port
 
 # Each role sees different operations succeed; the time budget is per role.
@@ -68,5 +70,6 @@ async def test_no_request_gets_a_server_error(service_process, database_url, kin
          "--checks", "not_a_server_error", "--header", f"Authorization: Bearer {key}",
          "--max-time", str(SECONDS_PER_ROLE), "--workers", "2", "--phases", "examples,coverage,fuzzing",
          "--suppress-health-check", "all", "--warnings", "off"],
-        capture_output=True, text=True, timeout=SECONDS_PER_ROLE * 6)
+        capture_output=True, text=True, timeout=SECONDS_PER_ROLE * 6, cwd=CHECKOUT_ROOT,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.support.fuzz_hooks"})
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
