@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -67,7 +68,9 @@ async def start_service(dsn: str, data_dir: str) -> tuple[subprocess.Popen, str]
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTTOKEN_")}
     env.update(DATABASE_URL=dsn, FLIGHTTOKEN_PORT=str(port), FLIGHTTOKEN_LOG_LEVEL="warning",
-               FLIGHTTOKEN_DATA_DIR=data_dir, FLIGHTTOKEN_MASTER_KEY=generate_master_key("kek-bench"))
+               FLIGHTTOKEN_DATA_DIR=data_dir, FLIGHTTOKEN_MASTER_KEY=generate_master_key("kek-bench"),
+               # DATABASE_URL implies production mode, which refuses an open /metrics.
+               FLIGHTTOKEN_METRICS_TOKEN=secrets.token_urlsafe(24))
     proc = subprocess.Popen([sys.executable, "-m", "flighttoken", "serve"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
