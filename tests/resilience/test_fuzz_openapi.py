@@ -65,10 +65,14 @@ async def _key(database_url: str, kind: DeviceKind) -> str:
 @pytest.mark.parametrize("kind", ROLES, ids=[k.value for k in ROLES])
 async def test_no_request_gets_a_server_error(service_process, database_url, kind) -> None:
     key = await _key(database_url, kind)
+    # One worker: with two, hypothesis parses source ASTs in two threads at once, and CPython 3.11's
+    # AST constructor keeps one recursion counter per interpreter, so the fuzzer itself sometimes
+    # dies with "AST constructor recursion depth mismatch" (python/cpython#106905) and fails the test
+    # with no server error found. The 2-core machine gains little from a second worker anyway.
     proc = subprocess.run(
         [sys.executable, "-m", "schemathesis.cli", "run", f"{service_process}/schema/openapi.json",
          "--checks", "not_a_server_error", "--header", f"Authorization: Bearer {key}",
-         "--max-time", str(SECONDS_PER_ROLE), "--workers", "2", "--phases", "examples,coverage,fuzzing",
+         "--max-time", str(SECONDS_PER_ROLE), "--workers", "1", "--phases", "examples,coverage,fuzzing",
          "--suppress-health-check", "all", "--warnings", "off"],
         capture_output=True, text=True, timeout=SECONDS_PER_ROLE * 6, cwd=CHECKOUT_ROOT,
         env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.support.fuzz_hooks"})
