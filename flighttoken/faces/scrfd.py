@@ -122,7 +122,7 @@ class ScrfdDetector:
         centers = self._centers.get(key)
         if centers is None:
             side = size // stride
-            grid = np.stack(np.mgrid[:side, :side][::-1], axis=-1).astype(np.float32).reshape(-1, 2) * stride
+            grid = np.moveaxis(np.mgrid[:side, :side][::-1], 0, -1).astype(np.float32).reshape(-1, 2) * stride
             centers = np.repeat(grid, self.num_anchors, axis=0)
             self._centers[key] = centers
         return centers
