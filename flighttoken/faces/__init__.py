@@ -8,10 +8,8 @@ from flighttoken.faces.errors import (
     ImageTruncated,
     ImageUnsupportedFormat,
     ModelLoadError,
-    NoFace,
-    TemplateModelMismatch,
 )
-from flighttoken.faces.templates import Template, similarity
+from flighttoken.faces.templates import Template
 
 __all__ = [
     "FaceAnalysis",
@@ -22,8 +20,5 @@ __all__ = [
     "ImageTruncated",
     "ImageUnsupportedFormat",
     "ModelLoadError",
-    "NoFace",
     "Template",
-    "TemplateModelMismatch",
-    "similarity",
 ]

@@ -1,12 +1,10 @@
 """``flighttoken faces check IMAGE...``: what the engine sees in each photo, and whether it would pass.
 
-Wire-up: ``add_faces_commands(subparsers)`` registers ``faces check`` and sets ``args.handler`` to
-a ``(args, settings) -> int`` callable; or call :func:`check_images` directly.
+The command itself is wired in flighttoken/cli.py, which calls :func:`check_images`.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,11 +82,3 @@ def _print_analysis(r: FaceAnalysis, t: QualityThresholds, out: TextIO) -> None:
               f"norm before normalisation {r.template_norm:.2f}", file=out)
     verdict = "PASS" if r.quality_ok else "FAIL " + ", ".join(r.quality_failures)
     print(f"  verdict: {verdict}", file=out)
-
-
-def add_faces_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    faces = subparsers.add_parser("faces", help="face engine tools")
-    sub = faces.add_subparsers(dest="faces_command", required=True)
-    check = sub.add_parser("check", help="detect, quality-check and template photos; non-zero exit if any fails")
-    check.add_argument("images", nargs="+", metavar="IMAGE")
-    check.set_defaults(handler=lambda args, settings: check_images(args.images, settings))

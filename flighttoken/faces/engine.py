@@ -20,20 +20,17 @@ import structlog
 from flighttoken.executor import run_blocking
 from flighttoken.faces import quality
 from flighttoken.faces.admission import Admission
+from flighttoken.faces.arcface import ArcFaceRecognizer
 from flighttoken.faces.batcher import BatchStats, MicroBatcher
 from flighttoken.faces.decode import ImageInfo, ImageLimits, decode_image
 from flighttoken.faces.detect import Face, find_faces
-from flighttoken.faces.errors import NoFace
 from flighttoken.faces.models import Detector, Recognizer
 from flighttoken.faces.quality import QualityMetrics, QualityThresholds
+from flighttoken.faces.scrfd import ScrfdDetector
 from flighttoken.faces.templates import Template
 from flighttoken.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-# Side of the square patch for landmark refinement: room for a face with ~48 px between the eyes
-# plus context, at (192/640)^2 ≈ 9% of a full detector run.
-REFINE_PATCH = 192
 
 
 class FaceAnalysis(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,9 +93,9 @@ class FaceEngine:
         """Build the sessions (blocking, ~1 s): call through run_blocking from async code."""
         t0 = time.perf_counter()
         model_dir = Path(settings.resolved_model_dir())
-        detector = Detector(model_dir / settings.detector_file, settings.engine_threads,
+        detector = ScrfdDetector(model_dir / settings.detector_file, settings.engine_threads,
                             settings.detector_input_size, settings.detector_score_threshold)
-        recognizer = Recognizer(model_dir / settings.recognizer_file, settings.engine_threads)
+        recognizer = ArcFaceRecognizer(model_dir / settings.recognizer_file, settings.engine_threads)
         engine = cls(settings, detector, recognizer)
         log.info("face_engine_loaded", detector=detector.model_id, recognizer=recognizer.model_id,
                  threads=settings.engine_threads, batch_max_size=settings.batch_max_size,
@@ -111,22 +108,22 @@ class FaceEngine:
 
     # --- async API (the service) ---
 
-    async def analyse(self, image_bytes: bytes, *, want_template: bool = True) -> FaceAnalysis:
+    async def analyse(self, image_bytes: bytes) -> FaceAnalysis:
         # Bounded: a full engine queue refuses the capture at once with 503 engine_busy (admission.py).
         # Fair: a device runs at most engine_device_running of its admitted captures at once.
         with self.admission.admit():
             async with self.admission.turn():
-                return await self._analyse(image_bytes, want_template=want_template)
+                return await self._analyse(image_bytes)
 
-    async def _analyse(self, image_bytes: bytes, *, want_template: bool) -> FaceAnalysis:
+    async def _analyse(self, image_bytes: bytes) -> FaceAnalysis:
         if self.batcher is None:
-            result = await run_blocking(self.analyse_sync, image_bytes, want_template=want_template)
+            result = await run_blocking(self.analyse_sync, image_bytes)
             if result.template is not None:
                 self._single_runs += 1  # on the event loop: no lock needed
             return result
         with self.batcher.expecting():
             front = await run_blocking(self._front, image_bytes)
-        if front.crop is None or not want_template:
+        if front.crop is None:
             return self._assemble(front, None)
         return self._assemble(front, await self.batcher.submit(front.crop))
 
@@ -137,26 +134,13 @@ class FaceEngine:
         n = self._single_runs
         return BatchStats(batches=n, items=n, max_size=1 if n else 0, sizes={1: n} if n else {})
 
-    async def template(self, image_bytes: bytes) -> Template:
-        """The subject's template whatever its quality; raises NoFace (``no_face``) without a face."""
-        result = await self.analyse(image_bytes)
-        if result.template is None:
-            raise NoFace()
-        return result.template
-
     # --- synchronous API (CLI, benchmarks, worker threads) ---
 
-    def analyse_sync(self, image_bytes: bytes, *, want_template: bool = True) -> FaceAnalysis:
+    def analyse_sync(self, image_bytes: bytes) -> FaceAnalysis:
         front = self._front(image_bytes)
-        if front.crop is None or not want_template:
+        if front.crop is None:
             return self._assemble(front, None)
         return self._assemble(front, self._embed_batch([front.crop])[0])
-
-    def template_sync(self, image_bytes: bytes) -> Template:
-        result = self.analyse_sync(image_bytes)
-        if result.template is None:
-            raise NoFace()
-        return result.template
 
     # --- stages ---
 
@@ -168,12 +152,6 @@ class FaceEngine:
         i = scene.subject
         subject = scene.faces[i]
         landmarks = dets.landmarks[i]
-        if self.settings.landmark_refine_ied_px > 0:
-            refined = self.detector.refine(img, landmarks, REFINE_PATCH, self.settings.landmark_refine_ied_px)
-            if refined is not None:
-                landmarks = refined
-                subject = msgspec.structs.replace(
-                    subject, landmarks=tuple((float(x) * info.scale, float(y) * info.scale) for x, y in refined))
         crop = self.recognizer.align(img, landmarks)
         metrics = quality.measure(crop, landmarks, subject.det_score, subject.inter_eye_px)
         others = [f for j, f in enumerate(scene.faces) if j != i]

@@ -7,7 +7,7 @@ exceptions: they are operator mistakes found at start-up, never a client's fault
 
 from __future__ import annotations
 
-from flighttoken.errors import Conflict, ServiceError, Unprocessable
+from flighttoken.errors import ServiceError, Unprocessable
 
 
 class ImageError(Unprocessable):
@@ -32,18 +32,6 @@ class ImageUnsupportedFormat(ImageError):
     status, code, title = 415, "image_unsupported_format", "The image format is not supported"
 
 
-class NoFace(Unprocessable):
-    """Raised only by the ``template()`` convenience; ``analyse()`` reports it in its result."""
-
-    status, code, title = 422, "no_face", "No face was found in the image"
-
-
-class TemplateModelMismatch(Conflict):
-    """Two templates from different recognition models: their scores mean nothing."""
-
-    status, code, title = 409, "template_model_mismatch", "Templates come from different face models"
-
-
 class ModelLoadError(Exception):
     """A model file is missing or unusable; the message names the file and the setting to fix."""
 
@@ -55,7 +43,5 @@ __all__ = [
     "ImageTruncated",
     "ImageUnsupportedFormat",
     "ModelLoadError",
-    "NoFace",
     "ServiceError",
-    "TemplateModelMismatch",
 ]

@@ -50,11 +50,12 @@ import structlog
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.faces import quality
+from flighttoken.faces.arcface import ARCFACE_DST, similarity_transform
 from flighttoken.faces.decode import decode_image
 from flighttoken.faces.detect import Scene, find_faces
-from flighttoken.faces.engine import REFINE_PATCH, FaceEngine
+from flighttoken.faces.engine import FaceEngine
 from flighttoken.faces.errors import ImageError
-from flighttoken.faces.models import Detections, similarity_transform
+from flighttoken.faces.models import Detections
 from flighttoken.faces.quality import QualityMetrics, QualityThresholds
 from flighttoken.journey.rules import impostor_rate, predicted_fpir, size_threshold, threshold_for
 from flighttoken.settings import Settings, load_settings
@@ -62,7 +63,6 @@ from flighttoken.settings import Settings, load_settings
 NIST_FPIR = 0.003
 WATCHLIST_FPIR = 0.01
 GALLERY_N = 420
-DEFAULT_REFINE_IED = 40.0
 METRICS = [f for f in QualityMetrics.__struct_fields__]
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "flighttoken-bench"
 
@@ -81,31 +81,23 @@ class Features:
     norm: np.ndarray  # (n,) raw embedding norm (service alignment)
     metrics: np.ndarray  # (n, len(METRICS)) of the service configuration, nan where not found
     others: np.ndarray  # (n,) other faces in the photo
-    refined_by_service: bool  # the service aligns on refined landmarks
 
     # The service's alignment, with and without the mirror image (ops/bench/watchlist.py uses these).
     @property
     def plain(self) -> np.ndarray:
-        return self.vecs["refined" if self.refined_by_service else "plain"]
+        return self.vecs["plain"]
 
     @property
     def flip(self) -> np.ndarray:
-        return self.vecs["refined_flip" if self.refined_by_service else "flip"]
+        return self.vecs["flip"]
 
 
-# Embedding variants computed in one pass: first-pass landmarks or refined ones, with or without
-# the mirror image averaged in.
-VARIANTS = ("plain", "flip", "refined", "refined_flip")
+# Embedding variants computed in one pass: with or without the mirror image averaged in.
+VARIANTS = ("plain", "flip")
 
 
 def service_variant(s: Settings) -> str:
-    if s.landmark_refine_ied_px:
-        return "refined_flip" if s.flip_average else "refined"
     return "flip" if s.flip_average else "plain"
-
-
-def refine_ied(s: Settings) -> float:
-    return s.landmark_refine_ied_px or DEFAULT_REFINE_IED
 
 
 def extract(settings: Settings, root: Path, use_cache: bool) -> Features:
@@ -115,23 +107,20 @@ def extract(settings: Settings, root: Path, use_cache: bool) -> Features:
     # One session thread and two workers: on 2 cores that beats one 2-thread session by ~25%.
     engine = FaceEngine.load(msgspec.structs.replace(settings, engine_threads=1))
     key_parts = [engine.detector.model_id, engine.model_id, settings.detector_input_size,
-                 settings.detector_score_threshold, refine_ied(settings), len(files), 5]
-    if not settings.landmark_refine_ied_px:
-        key_parts.append("first-pass metrics")  # quality metrics come from the service's alignment
+                 settings.detector_score_threshold, len(files), 6]
     key = hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()[:16]
     cache = Path(tempfile.gettempdir()) / "flighttoken-bench" / f"lfw-{key}.npz"
     names = sorted({f.parent.name for f in files})
     index = {n: i for i, n in enumerate(names)}
     paths = [f"{f.parent.name}/{f.name}" for f in files]
     identity = np.array([index[f.parent.name] for f in files], dtype=np.int32)
-    use_refined = bool(settings.landmark_refine_ied_px)
     if use_cache and cache.exists():
         z = np.load(cache)
         err(f"embeddings from cache {cache}")
         return Features(paths, identity, names, z["found"], {v: z[v] for v in VARIANTS}, z["norm"],
-                        z["metrics"], z["others"], use_refined)
+                        z["metrics"], z["others"])
 
-    rec, det = engine.recognizer, engine.detector
+    rec = engine.recognizer
     n, d = len(files), rec.dim
     found = np.zeros(n, bool)
     vecs = {v: np.zeros((n, d), np.float32) for v in VARIANTS}
@@ -144,17 +133,14 @@ def extract(settings: Settings, root: Path, use_cache: bool) -> Features:
         if seen is None:
             return
         img, dets, scene = seen
-        first = dets.landmarks[scene.subject]
-        refined = det.refine(img, first, REFINE_PATCH, refine_ied(settings))
-        refined = first if refined is None else refined
-        crops = [rec.align(img, first), rec.align(img, refined)]
-        raw = rec.run(rec.prepare(crops, flip=True))[0]  # rows: first, refined, mirrored first, mirrored refined
-        for name, rows in (("plain", [0]), ("flip", [0, 2]), ("refined", [1]), ("refined_flip", [1, 3])):
+        landmarks = dets.landmarks[scene.subject]
+        crop = rec.align(img, landmarks)
+        raw = rec.run(rec.prepare([crop], flip=True))[0]  # rows: the crop, then its mirror image
+        for name, rows in (("plain", [0]), ("flip", [0, 1])):
             vecs[name][i] = rec.finish(raw[rows], 1, flip=len(rows) == 2)[0][0]
-        k = 1 if use_refined else 0
-        norm[i] = float(np.linalg.norm(raw[k]))
+        norm[i] = float(np.linalg.norm(raw[0]))
         face = scene.faces[scene.subject]
-        m = quality.measure(crops[k], refined if use_refined else first, face.det_score, face.inter_eye_px)
+        m = quality.measure(crop, landmarks, face.det_score, face.inter_eye_px)
         metrics[i] = [getattr(m, name) for name in METRICS]
         others[i] = scene.other_faces
         found[i] = True
@@ -167,7 +153,7 @@ def extract(settings: Settings, root: Path, use_cache: bool) -> Features:
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, found=found, norm=norm, metrics=metrics, others=others, **vecs)
     err(f"embedded {n} photos in {time.perf_counter() - t0:.0f} s; cached in {cache}")
-    return Features(paths, identity, names, found, vecs, norm, metrics, others, use_refined)
+    return Features(paths, identity, names, found, vecs, norm, metrics, others)
 
 
 def _subject(engine: FaceEngine, settings: Settings, path: Path) -> tuple[np.ndarray, Detections, Scene] | None:
@@ -204,8 +190,9 @@ def tta_templates(settings: Settings, root: Path, use_cache: bool, allow_extract
     else:
         rec = engine.recognizer
         views = np.zeros((len(files), 2 * len(TTA_VIEWS), rec.dim), np.float32)
-        centre = rec._dst.mean(axis=0)
-        dsts = [centre + (rec._dst - centre) * zoom + np.array([0.0, dy]) for _, zoom, dy in TTA_VIEWS]
+        base = ARCFACE_DST * (rec.crop_size / 112.0)  # the recogniser's own alignment target
+        centre = base.mean(axis=0)
+        dsts = [centre + (base - centre) * zoom + np.array([0.0, dy]) for _, zoom, dy in TTA_VIEWS]
 
         def one(i: int) -> None:
             seen = _subject(engine, settings, files[i])
@@ -734,8 +721,6 @@ def main(argv: list[str] | None = None) -> int:
     variants = {
         "baseline": ("plain", "first", None),
         "flip": ("flip", "first", None),
-        "refined": ("refined", "first", None),
-        "refined_flip": ("refined_flip", "first", None),
         f"service_{sv}_probe_gating": (sv, "first", gate),
         f"service_{sv}_enrol_quality": (sv, "best", None),
         f"service_{sv}_enrol_quality_probe_gating": (sv, "best", gate),
@@ -747,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
         variants.update({name: (name, "first", None) for name in tta})
     results: dict[str, object] = {"bench": "accuracy", "photos": len(f.paths), "identities": len(f.names),
                                   "faces_found": int(f.found.sum()), "gallery_draws": args.seeds,
-                                  "service_variant": sv, "refine_ied_px": refine_ied(s),
+                                  "service_variant": sv,
                                   "detector_input_size": s.detector_input_size,
                                   "probes_gated_out": round(float(1 - gate[f.found].mean()), 4),
                                   "tta": "measured" if tta is not None else "not run (--tta)"}

@@ -30,7 +30,7 @@ import uvloop
 from flighttoken import executor
 from flighttoken.faces.decode import decode_image
 from flighttoken.faces.detect import find_faces
-from flighttoken.faces.engine import REFINE_PATCH, FaceEngine
+from flighttoken.faces.engine import FaceEngine
 from flighttoken.settings import Settings, load_settings
 
 TARGET_LATENCY_RATIO = 1.10
@@ -81,12 +81,6 @@ def model_inputs(engine: FaceEngine, data: bytes) -> tuple[list[np.ndarray], np.
     assert det.reset_stats().calls == 1, "frame takes the second look"
     landmarks = dets.landmarks[scene.subject]
     det_blobs = [det_blob]
-    ied = engine.settings.landmark_refine_ied_px
-    if ied > 0:
-        refine_blob, _ = det.prepare_refine(img, landmarks, REFINE_PATCH, ied)
-        det_blobs.append(refine_blob)
-        refined = det.refine(img, landmarks, REFINE_PATCH, ied)
-        landmarks = landmarks if refined is None else refined
     rec_blob = rec.prepare([rec.align(img, landmarks)], flip=engine.flip)
     return det_blobs, rec_blob, len(dets)
 

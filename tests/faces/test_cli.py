@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from flighttoken.faces.cli import add_faces_commands, check_images
+from flighttoken.faces.cli import check_images
 from flighttoken.settings import Settings, load_settings
 from tests.faces.conftest import jpeg, to_bgr
 
@@ -48,10 +47,3 @@ def test_missing_models_exit_2(tmp_path: Path) -> None:
     out = io.StringIO()
     assert check_images(["x.jpg"], load_settings(model_dir=str(tmp_path)), out=out) == 2
     assert "FLIGHTTOKEN_MODEL_DIR" in out.getvalue()
-
-
-def test_subcommand_wiring(lfw_dir: Path, face_settings: Settings) -> None:
-    parser = argparse.ArgumentParser(prog="flighttoken")
-    add_faces_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["faces", "check", str(lfw_dir / "Tony_Blair" / "Tony_Blair_0002.jpg")])
-    assert args.handler(args, face_settings) == 0

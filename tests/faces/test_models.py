@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from skimage.transform import SimilarityTransform
 
+from flighttoken.faces.arcface import ARCFACE_DST, ArcFaceRecognizer, similarity_transform
 from flighttoken.faces.batcher import MicroBatcher
 from flighttoken.faces.engine import FaceEngine
 from flighttoken.faces.errors import ModelLoadError
-from flighttoken.faces.models import ARCFACE_DST, Detector, Recognizer, similarity_transform
+from flighttoken.faces.scrfd import ScrfdDetector
 from flighttoken.settings import Settings, SettingsError, load_settings
 
 
@@ -30,14 +31,14 @@ def test_corrupt_model_file_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "w600k_mbf.onnx"
     bad.write_bytes(b"\x08\x07not really a protobuf" * 100)
     with pytest.raises(ModelLoadError) as exc:
-        Recognizer(bad, threads=1)
+        ArcFaceRecognizer(bad, threads=1)
     assert str(bad) in str(exc.value) and "FLIGHTTOKEN_MODEL_DIR" in str(exc.value)
 
 
 def test_model_of_the_wrong_kind_is_refused(face_settings: Settings) -> None:
     recognizer_file = Path(face_settings.resolved_model_dir()) / face_settings.recognizer_file
     with pytest.raises(ModelLoadError, match="not a 5-landmark SCRFD detector"):
-        Detector(recognizer_file, threads=1, input_size=640, score_threshold=0.5)
+        ScrfdDetector(recognizer_file, threads=1, input_size=640, score_threshold=0.5)
 
 
 def test_model_ids_name_the_file_and_its_weights(engine: FaceEngine) -> None:

@@ -29,11 +29,11 @@ class GatedEngine(FaceEngine):
         self.entered: Counter[str] = Counter()
         self._moved = asyncio.Event()
 
-    async def _analyse(self, image_bytes: bytes, *, want_template: bool):
+    async def _analyse(self, image_bytes: bytes):
         self.entered[structlog.contextvars.get_contextvars().get("device_id", "")] += 1
         self._moved.set()
         await self.gate.wait()
-        return await super()._analyse(image_bytes, want_template=want_template)
+        return await super()._analyse(image_bytes)
 
     async def until(self, done) -> None:
         while not done():
