@@ -10,19 +10,18 @@ it is complete, so no caller ever searches a half-built index.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-import msgspec
 import numpy as np
 import structlog
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.executor import run_blocking
 from flighttoken.galleries.index import Candidate, Gallery
+from flighttoken.galleries.params import IndexParams
 from flighttoken.journey.rules import threshold_for
 
 log = structlog.get_logger(__name__)
@@ -32,20 +31,9 @@ log = structlog.get_logger(__name__)
 LARGEST_GALLERY = 100_000
 
 
-class GalleryParams(msgspec.Struct, frozen=True, kw_only=True):
-    """How every gallery of an instance is built and searched (``FLIGHTTOKEN_GALLERY_*``)."""
-
-    exact_max: int = 1024
-    graph_dim: int = 192
-    shard_size: int = 65536
-    M: int = 12
-    ef_construction: int = 32
-    ef: int = 128
-    rerank_k: int = 32
-    verify_below: float | None = None
-    """Graph results with a weaker best score are re-checked exhaustively (None: never)."""
-    build_threads: int = 0
-    """Threads for a bulk build; 0 means every core."""
+class GalleryParams(IndexParams, frozen=True, kw_only=True):
+    """How every gallery of an instance is built and searched (``FLIGHTTOKEN_GALLERY_*``); the
+    fields are ``IndexParams``'."""
 
     @classmethod
     def from_settings(cls, s: Any) -> GalleryParams:
@@ -59,14 +47,6 @@ class GalleryParams(msgspec.Struct, frozen=True, kw_only=True):
                    M=s.gallery_m, ef_construction=s.gallery_ef_construction, ef=s.gallery_ef,
                    rerank_k=s.gallery_rerank_k, verify_below=round(verify_below, 6),
                    build_threads=s.gallery_build_threads)
-
-    def gallery_kwargs(self) -> dict[str, Any]:
-        return {"exact_max": self.exact_max, "graph_dim": self.graph_dim, "shard_size": self.shard_size,
-                "M": self.M, "ef_construction": self.ef_construction, "ef": self.ef, "rerank_k": self.rerank_k,
-                "verify_below": self.verify_below}
-
-    def threads(self) -> int:
-        return self.build_threads or os.cpu_count() or 1
 
 
 class GalleryRegistry:
@@ -134,7 +114,7 @@ class GalleryRegistry:
         self.params = params
 
     def _new_gallery(self) -> Gallery:
-        return Gallery(**self.params.gallery_kwargs())
+        return Gallery(self.params)
 
     async def add(self, token_id: uuid.UUID, flight_id: uuid.UUID, window: datetime, vector: np.ndarray) -> bool:
         """Put a token's face in its flight's and window's galleries; False (nothing added) when
@@ -272,7 +252,6 @@ def build_galleries(rows: Iterable[tuple[uuid.UUID, uuid.UUID, datetime, np.ndar
     ``params.threads()`` threads, one window after the other.
     """
     params = params or GalleryParams()
-    kwargs, threads = params.gallery_kwargs(), params.threads()
     per_flight: dict[uuid.UUID, list[tuple[str, np.ndarray]]] = {}
     per_window: dict[datetime, list[tuple[str, np.ndarray]]] = {}
     homes: dict[str, tuple[uuid.UUID, datetime]] = {}
@@ -282,7 +261,7 @@ def build_galleries(rows: Iterable[tuple[uuid.UUID, uuid.UUID, datetime, np.ndar
         per_window.setdefault(window, []).append((key, vector))
         homes[key] = (flight_id, window)
     return (
-        {f: Gallery.build(items, num_threads=threads, **kwargs) for f, items in per_flight.items()},
-        {w: Gallery.build(items, num_threads=threads, **kwargs) for w, items in per_window.items()},
+        {f: Gallery.build(items, params) for f, items in per_flight.items()},
+        {w: Gallery.build(items, params) for w, items in per_window.items()},
         homes,
     )

@@ -18,8 +18,10 @@ import numpy as np
 
 from flighttoken.executor import run_blocking
 from flighttoken.galleries.index import Gallery
+from flighttoken.galleries.params import IndexParams
 
 EXACT_MAX = 16_384
+_PARAMS = IndexParams(exact_max=EXACT_MAX)
 
 
 class WatchlistHit(msgspec.Struct, frozen=True):
@@ -36,12 +38,12 @@ def _subject(key: str) -> uuid.UUID:
 
 
 def _new_gallery(items: list[tuple[str, np.ndarray]]) -> Gallery:
-    return Gallery.build(items, exact_max=EXACT_MAX)
+    return Gallery.build(items, _PARAMS)
 
 
 class WatchlistGallery:
     def __init__(self) -> None:
-        self._gallery = Gallery(exact_max=EXACT_MAX)
+        self._gallery = Gallery(_PARAMS)
         self._expires: dict[uuid.UUID, datetime] = {}
         self._photos: dict[uuid.UUID, list[str]] = {}
         self._writes = asyncio.Lock()

@@ -48,7 +48,7 @@ from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
 from flighttoken.faces.engine import FaceEngine
 from flighttoken.flights.windows import window_start
-from flighttoken.galleries.index import Candidate, Gallery, exact_top_k
+from flighttoken.galleries import Candidate, Gallery, exact_top_k
 from flighttoken.galleries.loader import rebuild_galleries
 from flighttoken.galleries.registry import GalleryParams
 from flighttoken.journey.rules import decide_match
@@ -119,7 +119,7 @@ def bench_size(n: int, enrolled: np.ndarray, probes: np.ndarray, mates: np.ndarr
     mated = mates < len(rows)  # probes whose identity is in this gallery
     p = probes[mated]
     t0, c0 = time.perf_counter(), cpu_seconds()
-    gallery = Gallery.build(zip(ids, matrix, strict=True), num_threads=params.threads(), **params.gallery_kwargs())
+    gallery = Gallery.build(zip(ids, matrix, strict=True), params)
     build_s, build_cpu = time.perf_counter() - t0, cpu_seconds() - c0
 
     exact = exact_top2(matrix, p)

@@ -54,7 +54,7 @@ from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
 from flighttoken.faces.engine import FaceEngine
 from flighttoken.flights.model import FlightState
-from flighttoken.galleries.index import Candidate, exact_top_k
+from flighttoken.galleries import Candidate, exact_top_k
 from flighttoken.journey.rules import decide_match
 from flighttoken.logs import configure_logging
 from flighttoken.privacy.vault import TemplateVault

@@ -45,7 +45,7 @@ from flighttoken.db.pool import create_pool
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
 from flighttoken.faces.engine import FaceEngine
-from flighttoken.galleries.index import Candidate, exact_top_k
+from flighttoken.galleries import Candidate, exact_top_k
 from flighttoken.journey.rules import decide_match, threshold_for
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.settings import Settings

@@ -4,7 +4,7 @@ After an opt-out, a revoke, a purge, a watchlist removal or a delay that moves a
 departure window, the removed template must be gone from the galleries' arrays at once: the exact
 store's rows and the hnswlib graph's stored (PCA-projected) vectors, tombstones included. On the
 original code ``remove`` only marked labels deleted, so every removed face stayed in
-``Gallery._vectors`` and in hnswlib's memory until a rebuild.
+the exact store's array and in hnswlib's memory until a rebuild.
 
 Real HTTP, real PostgreSQL, real faces. The galleries are made small enough (``exact_max`` 4,
 ``graph_dim`` 8) that every flight and the window carry an hnswlib graph, and the window's graph
@@ -57,7 +57,7 @@ class World:
 
 def _stored(g: Gallery) -> Iterator[tuple[str, np.ndarray, bool]]:
     """Every vector array the gallery holds: (where, rows, rows are graph-space projections)."""
-    yield "exact store", g._vectors, False
+    yield "exact store", g._store.vectors, False
     graph = g._graph
     if graph is None:
         return
