@@ -110,30 +110,3 @@ class Resolution(msgspec.Struct, forbid_unknown_fields=True):
     checked and let go: how a random referral usually ends) release this alert's hold."""
     resolved_by: Officer
     note: Annotated[str, msgspec.Meta(max_length=500, pattern=r"^[^\x00]*$")] | None = None
-
-
-class StaffHold(msgspec.Struct, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{1,39}$", examples=["document_check"])]
-    """Recorded for the audit trail; touchpoints only ever say see_officer."""
-
-
-class HoldState(msgspec.Struct):
-    token_id: uuid.UUID
-    staff_hold: bool
-    """Whether this staff hold is in force."""
-    officer_referral: bool
-    """Whether the passenger is also held for an immigration officer (a referral at a touchpoint,
-    released only by the officer). Its cause is never shown: random referrals look the same."""
-
-
-class StaffHoldView(msgspec.Struct, omit_defaults=True):
-    token_id: uuid.UUID
-    staff_hold: bool
-    """Whether a staff hold is in force."""
-    officer_referral: bool = False
-    """As in ``HoldState``: an officer referral is in force, whatever its cause."""
-    reason: str | None = None
-    """e.g. ``enrolment_fraud_suspected``: placed by the service when a re-enrolment's chip photo
-    (DG2) matched the new face and not the enrolled one."""
-    placed_by: str | None = None
-    placed_at: datetime | None = None
