@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from flighttoken.fieldtypes import ReasonCode
+
 
 class TokenView(msgspec.Struct):
     id: uuid.UUID
@@ -57,7 +59,7 @@ class Revocation(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class StaffHold(msgspec.Struct, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{1,39}$", examples=["document_check"])]
+    reason: Annotated[ReasonCode, msgspec.Meta(examples=["document_check"])]
     """Recorded for the audit trail; touchpoints only ever say see_officer."""
 
 

@@ -8,10 +8,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-Photo = Annotated[bytes, msgspec.Meta(min_length=1, description="JPEG or PNG, base64 in JSON")]
-# Printable text only (PostgreSQL text cannot hold NUL; no control characters in a name).
-Printable = r"^[^\x00-\x1f\x7f]*$"
-Officer = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=Printable, examples=["Insp. Wong 4411"])]
+from flighttoken.fieldtypes import PRINTABLE, AwareDatetime, Image, ReasonCode
+
+Officer = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=PRINTABLE, examples=["Insp. Wong 4411"])]
 SubjectStatus = Literal["active", "expired", "removed"]
 AlertStatus = Literal["open", "confirmed", "false_alarm", "cleared"]
 AlertKind = Literal["watchlist", "random"]
@@ -20,10 +19,10 @@ AlertKind = Literal["watchlist", "random"]
 class NewSubject(msgspec.Struct, forbid_unknown_fields=True):
     case_reference: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9/._-]{0,63}$",
                                                 examples=["HKPF/2026/04411"])]
-    reason_code: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{1,39}$", examples=["arrest_warrant"])]
+    reason_code: Annotated[ReasonCode, msgspec.Meta(examples=["arrest_warrant"])]
     added_by: Officer
-    expires_at: Annotated[datetime, msgspec.Meta(tz=True)]
-    photos: Annotated[list[Photo], msgspec.Meta(min_length=1, max_length=5)]
+    expires_at: AwareDatetime
+    photos: Annotated[list[Image], msgspec.Meta(min_length=1, max_length=5)]
 
 
 class RejectedPhoto(msgspec.Struct):
