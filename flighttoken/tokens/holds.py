@@ -5,6 +5,8 @@ so a lounge or gate that sees it cannot tell a document check from an officer re
 place and release only their own kind of hold; a token stays held while any hold is in force.
 The answer also says whether an officer referral is in force (``officer_referral``), so staff can
 explain a see_officer, never why: random referrals and watchlist hits look the same (issue 17).
+An officer's referral is placed with its alert (``db/queries/watchlist.py``) and released here when
+the alert is dismissed (:func:`release_alert_holds`).
 """
 
 from __future__ import annotations
