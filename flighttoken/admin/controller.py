@@ -9,11 +9,13 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 
-from flighttoken.admin import devices, tokens
-from flighttoken.admin.schemas import DeviceKey, DeviceList, DeviceView, NewDevice, Revocation, TokenList, TokenView
+from flighttoken.admin import devices
+from flighttoken.admin.schemas import DeviceKey, DeviceList, DeviceView, NewDevice
 from flighttoken.devices.auth import DeviceRequest, allow
 from flighttoken.devices.model import DeviceKind
 from flighttoken.services import Services
+from flighttoken.tokens import lookup, revoke
+from flighttoken.tokens.schemas import Revocation, TokenList, TokenView
 
 
 class TokenController(Controller):
@@ -27,7 +29,7 @@ class TokenController(Controller):
     async def lookup(self, services: NamedDependency[Services], request: DeviceRequest,
                      booking_reference: FromQuery[str | None] = None, document_number: FromQuery[str | None] = None,
                      issuing_state: FromQuery[str | None] = None, document_type: FromQuery[str] = "P") -> TokenList:
-        found = await tokens.lookup(services, request.user, booking_reference=booking_reference,
+        found = await lookup.lookup(services, request.user, booking_reference=booking_reference,
                                     document_number=document_number, issuing_state=issuing_state,
                                     document_type=document_type)
         return TokenList(tokens=found)
@@ -35,13 +37,13 @@ class TokenController(Controller):
     @get("/{token_id:uuid}", summary="Read a token")
     async def read(self, token_id: FromPath[uuid.UUID], services: NamedDependency[Services],
                    request: DeviceRequest) -> TokenView:
-        return await tokens.get_token(services, request.user, token_id)
+        return await lookup.get_token(services, request.user, token_id)
 
     @post("/{token_id:uuid}/revoke", status_code=200,
           summary="Revoke a token: it leaves every gallery and its template is destroyed")
     async def revoke(self, token_id: FromPath[uuid.UUID], data: JSONBody[Revocation],
                      services: NamedDependency[Services], request: DeviceRequest) -> TokenView:
-        return await tokens.revoke(services, request.user, token_id, data)
+        return await revoke.revoke(services, request.user, token_id, data)
 
 
 class DeviceController(Controller):

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import msgspec
 
+from flighttoken.fieldtypes import AwareDatetime
+
 
 class FlightState(enum.StrEnum):
     SCHEDULED = "scheduled"
@@ -64,7 +66,7 @@ class Flight(msgspec.Struct, frozen=True):
 class NewFlight(msgspec.Struct, forbid_unknown_fields=True):
     airline: AirlineCode
     number: FlightNumber
-    scheduled_departure: Annotated[datetime, msgspec.Meta(tz=True)]
+    scheduled_departure: AwareDatetime
     destination: AirportCode
     gate: GateCode | None = None
     international: bool = True
@@ -78,7 +80,7 @@ class StateChange(msgspec.Struct, forbid_unknown_fields=True):
 class Delay(msgspec.Struct, forbid_unknown_fields=True):
     """Either the new departure time, or how many minutes later than now scheduled (not both)."""
 
-    scheduled_departure: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+    scheduled_departure: AwareDatetime | None = None
     minutes: Annotated[int, msgspec.Meta(ge=-720, le=2880)] | None = None
     reason: Annotated[str, msgspec.Meta(max_length=200)] | None = None
 

@@ -29,7 +29,7 @@ from flighttoken.journey.schemas import EnrolmentRequest, EnrolmentResult
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.services import Services
 from flighttoken.sync.events import publish
-from flighttoken.watchlist import holds
+from flighttoken.tokens import holds
 from flighttoken.watchlist.screening import screen_enrolment
 
 log = structlog.get_logger(__name__)

@@ -8,18 +8,21 @@ from typing import Annotated, Literal
 
 import msgspec
 
-# Printable text only: control characters (NUL above all, which PostgreSQL text cannot hold) are
-# never part of a name printed in a passport.
-PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=PRINTABLE)]
-Alpha3 = Annotated[str, msgspec.Meta(pattern=r"^[A-Z<]{1,3}$", examples=["HKG"])]
-Image = Annotated[bytes, msgspec.Meta(min_length=1, description="JPEG or PNG, base64 in JSON")]
+from flighttoken.fieldtypes import (
+    PRINTABLE,
+    Alpha3,
+    AwareDatetime,
+    BookingReference,
+    DocumentNumber,
+    DocumentType,
+    Image,
+    Name,
+)
 
 
 class TravelDocument(msgspec.Struct, forbid_unknown_fields=True):
-    type: Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z<]?$", examples=["P"],
-                                      description="ICAO 9303 document code, e.g. P for passport")]
-    number: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9<]{1,20}$", examples=["K12345678"])]
+    type: Annotated[DocumentType, msgspec.Meta(description="ICAO 9303 document code, e.g. P for passport")]
+    number: DocumentNumber
     issuing_state: Alpha3
     surname: Name
     given_names: Annotated[str, msgspec.Meta(max_length=80, pattern=PRINTABLE)]
@@ -30,7 +33,7 @@ class TravelDocument(msgspec.Struct, forbid_unknown_fields=True):
 
 class Booking(msgspec.Struct, forbid_unknown_fields=True):
     flight_id: uuid.UUID
-    booking_reference: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{5,8}$", examples=["ABC123"])]
+    booking_reference: BookingReference
     seat: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,3}[A-K]$", examples=["42A"])] | None = None
     lounge_eligible: bool = False
 
@@ -39,7 +42,7 @@ class Consent(msgspec.Struct, forbid_unknown_fields=True):
     terms_version: Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=PRINTABLE)]
     terms_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$",
                                               description="SHA-256 of the terms text the passenger accepted")]
-    consented_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    consented_at: AwareDatetime
 
 
 class EnrolmentRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -17,12 +17,14 @@ import structlog
 
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import privacy as q
+from flighttoken.db.queries import tokens as token_q
 from flighttoken.devices.model import Device, DeviceKind
 from flighttoken.errors import NotFound
 from flighttoken.flights.scope import airline_of
 from flighttoken.privacy.schemas import OptOutRequest, OptOutResult
 from flighttoken.services import Services
 from flighttoken.sync.events import publish
+from flighttoken.tokens.ending import end_tokens
 
 log = structlog.get_logger(__name__)
 END_REASON = "opted_out"
@@ -41,12 +43,13 @@ async def opt_out(services: Services, device: Device, req: OptOutRequest) -> Opt
     airline = airline_of(device)
     doc_key = services.document_keys.of_document(req.document)
     async with services.db().acquire() as conn, conn.transaction():
-        tokens = await q.tokens_for_opt_out(conn, document_key=doc_key, booking_reference=req.booking_reference,
-                                            flight_id=req.flight_id, airline=airline)
+        tokens = await token_q.tokens_for_opt_out(conn, document_key=doc_key,
+                                                  booking_reference=req.booking_reference,
+                                                  flight_id=req.flight_id, airline=airline)
         if tokens:
             ids = [t["id"] for t in tokens]
-            deleted = set(await q.delete_token_templates(conn, ids))
-            revoked = set(await q.revoke_tokens(conn, ids, END_REASON))
+            ended = await end_tokens(conn, dict.fromkeys(ids, END_REASON), state="revoked")
+            deleted, revoked = ended.template_token_ids(), ended.token_ids()
             await q.withdraw_consents(conn, doc_key, sorted({t["flight_id"] for t in tokens}))
             await publish(conn, services.instance_id, "tokens_removed", token_ids=ids)
             for t in tokens:

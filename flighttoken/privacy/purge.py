@@ -41,6 +41,7 @@ from flighttoken.flights.model import Flight, FlightState
 from flighttoken.privacy.schemas import PurgeReceipt
 from flighttoken.services import Services
 from flighttoken.sync.events import publish
+from flighttoken.tokens.ending import end_tokens
 
 log = structlog.get_logger(__name__)
 
@@ -119,9 +120,9 @@ async def _destroy_keys(services: Services, flight_ids: list[uuid.UUID]) -> None
 async def _delete_biometrics(services: Services, end_reasons: dict[uuid.UUID, str]) -> None:
     async with services.db().acquire() as conn, conn.transaction():
         await q.lock_flights(conn, list(end_reasons))
-        templates = await q.delete_flight_templates(conn, list(end_reasons))
-        tokens = await q.end_flight_tokens(conn, end_reasons)
-        await q.add_purge_counts(conn, templates, tokens)
+        ended = await end_tokens(conn, end_reasons, state="expired", by="flight")
+        await q.add_purge_counts(conn, {f: len(ids) for f, ids in ended.templates.items()},
+                                 {f: len(ids) for f, ids in ended.tokens.items()})
 
 
 async def _complete(services: Services, flight_ids: list[uuid.UUID]) -> tuple[list[PurgeReceipt], set[uuid.UUID]]:

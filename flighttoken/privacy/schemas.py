@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 
-from flighttoken.journey.schemas import Alpha3
+from flighttoken.fieldtypes import Alpha3, BookingReference, DocumentNumber, DocumentType
 
 
 class DocumentRef(msgspec.Struct, forbid_unknown_fields=True):
     """The travel document as the holder presents it; only its keyed MAC is ever compared."""
 
-    type: Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z<]?$", examples=["P"])]
-    number: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9<]{1,20}$", examples=["K12345678"])]
+    type: DocumentType
+    number: DocumentNumber
     issuing_state: Alpha3
 
 
 class OptOutRequest(msgspec.Struct, forbid_unknown_fields=True):
-    booking_reference: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{5,8}$", examples=["ABC123"])]
+    booking_reference: BookingReference
     document: DocumentRef
     flight_id: uuid.UUID | None = None
     """Only this flight's token; all of the passenger's tokens matching the booking when omitted."""

@@ -24,6 +24,7 @@ from flighttoken.devices.model import Device
 from flighttoken.errors import Conflict, NotFound
 from flighttoken.services import Services
 from flighttoken.sync.events import CHANNEL
+from flighttoken.tokens import holds
 from flighttoken.watchlist.schemas import Alert, Location, MatchedToken, Resolution
 
 log = structlog.get_logger(__name__)
@@ -111,9 +112,7 @@ async def resolve(services: Services, device: Device, alert_id: int, res: Resolu
                         note=res.note)
         released = []
         if res.outcome in ("false_alarm", "cleared"):
-            released = await q.release_alert_hold(conn, alert_id, f"device:{device.id}")
-            for token_id in released:
-                await q.sync_on_hold(conn, token_id)
+            released = await holds.release_alert_holds(conn, alert_id, f"device:{device.id}")
         await audit.record(conn, actor=f"device:{device.id}", action="watchlist.alert.resolve", outcome="ok",
                            detail={"alert_id": alert_id, "outcome": res.outcome, "holds_released": len(released)})
         row = await q.alert(conn, alert_id)

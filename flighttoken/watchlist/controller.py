@@ -19,18 +19,17 @@ from flighttoken.devices.auth import HIDDEN_ROUTE, DeviceRequest, allow
 from flighttoken.devices.model import DeviceKind
 from flighttoken.errors import InvalidRequest
 from flighttoken.services import Services
-from flighttoken.watchlist import alerts, holds, service
+from flighttoken.tokens import holds
+from flighttoken.tokens.schemas import HoldState, StaffHold, StaffHoldView
+from flighttoken.watchlist import alerts, service
 from flighttoken.watchlist.guards import authority_only
 from flighttoken.watchlist.schemas import (
     Alert,
     AlertPage,
     EnrolledSubject,
-    HoldState,
     NewSubject,
     Removal,
     Resolution,
-    StaffHold,
-    StaffHoldView,
     Subject,
     SubjectPage,
 )

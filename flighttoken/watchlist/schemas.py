@@ -8,10 +8,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-Photo = Annotated[bytes, msgspec.Meta(min_length=1, description="JPEG or PNG, base64 in JSON")]
-# Printable text only (PostgreSQL text cannot hold NUL; no control characters in a name).
-Printable = r"^[^\x00-\x1f\x7f]*$"
-Officer = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=Printable, examples=["Insp. Wong 4411"])]
+from flighttoken.fieldtypes import PRINTABLE, AwareDatetime, Image, ReasonCode
+
+Officer = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=PRINTABLE, examples=["Insp. Wong 4411"])]
 SubjectStatus = Literal["active", "expired", "removed"]
 AlertStatus = Literal["open", "confirmed", "false_alarm", "cleared"]
 AlertKind = Literal["watchlist", "random"]
@@ -20,10 +19,10 @@ AlertKind = Literal["watchlist", "random"]
 class NewSubject(msgspec.Struct, forbid_unknown_fields=True):
     case_reference: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9/._-]{0,63}$",
                                                 examples=["HKPF/2026/04411"])]
-    reason_code: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{1,39}$", examples=["arrest_warrant"])]
+    reason_code: Annotated[ReasonCode, msgspec.Meta(examples=["arrest_warrant"])]
     added_by: Officer
-    expires_at: Annotated[datetime, msgspec.Meta(tz=True)]
-    photos: Annotated[list[Photo], msgspec.Meta(min_length=1, max_length=5)]
+    expires_at: AwareDatetime
+    photos: Annotated[list[Image], msgspec.Meta(min_length=1, max_length=5)]
 
 
 class RejectedPhoto(msgspec.Struct):
@@ -110,30 +109,3 @@ class Resolution(msgspec.Struct, forbid_unknown_fields=True):
     checked and let go: how a random referral usually ends) release this alert's hold."""
     resolved_by: Officer
     note: Annotated[str, msgspec.Meta(max_length=500, pattern=r"^[^\x00]*$")] | None = None
-
-
-class StaffHold(msgspec.Struct, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{1,39}$", examples=["document_check"])]
-    """Recorded for the audit trail; touchpoints only ever say see_officer."""
-
-
-class HoldState(msgspec.Struct):
-    token_id: uuid.UUID
-    staff_hold: bool
-    """Whether this staff hold is in force."""
-    officer_referral: bool
-    """Whether the passenger is also held for an immigration officer (a referral at a touchpoint,
-    released only by the officer). Its cause is never shown: random referrals look the same."""
-
-
-class StaffHoldView(msgspec.Struct, omit_defaults=True):
-    token_id: uuid.UUID
-    staff_hold: bool
-    """Whether a staff hold is in force."""
-    officer_referral: bool = False
-    """As in ``HoldState``: an officer referral is in force, whatever its cause."""
-    reason: str | None = None
-    """e.g. ``enrolment_fraud_suspected``: placed by the service when a re-enrolment's chip photo
-    (DG2) matched the new face and not the enrolled one."""
-    placed_by: str | None = None
-    placed_at: datetime | None = None

@@ -4,7 +4,8 @@ way, with connections dropped mid-transaction, not a simulated exception.
     python -m tests.privacy.kill_mid_purge DSN MASTER_KEY FLIGHT_ID STEP
 
 STEP names the function of ``flighttoken.db.queries.privacy`` (or ``keystore.NAME`` of
-``flighttoken.db.queries.keystore``) at whose call the process dies.
+``flighttoken.db.queries.keystore``, ``tokens.NAME`` of ``flighttoken.db.queries.tokens``) at whose
+call the process dies.
 Everything committed before it stays; an open transaction is lost with the connection.
 Exit status: killed (-9) as intended, or 3 if the purge finished without reaching STEP.
 """
@@ -21,6 +22,7 @@ from flighttoken.db.keystore import KeyStore
 from flighttoken.db.pool import create_pool
 from flighttoken.db.queries import keystore as keystore_q
 from flighttoken.db.queries import privacy as q
+from flighttoken.db.queries import tokens as tokens_q
 from flighttoken.privacy.purge import purge_flight
 from flighttoken.privacy.vault import TemplateVault, load_master_key
 from flighttoken.services import Services
@@ -32,7 +34,7 @@ async def main(dsn: str, master_key: str, flight_id: uuid.UUID, step: str) -> in
     services = Services(settings=settings, dsn=dsn, pool=await create_pool(dsn, settings))
     services.vault = TemplateVault(load_master_key(settings), await KeyStore.open(dsn, settings))
     module, _, name = step.rpartition(".")
-    queries = keystore_q if module == "keystore" else q
+    queries = {"keystore": keystore_q, "tokens": tokens_q}.get(module, q)
     real = getattr(queries, name)
 
     async def die(*args: object, **kwargs: object) -> None:

@@ -112,8 +112,7 @@ def _assert_fully_purged(state: dict, key_id: uuid.UUID, trigger: str = "departe
 PARTIAL = {
     "keystore.destroy_flight_keys": {"key": True, "marker": True, "templates": PASSENGERS},  # only "started"
     "delete_flight_keys": {"key": False, "marker": True, "templates": PASSENGERS},  # shredded, nothing else
-    "delete_flight_templates": {"key": False, "marker": False, "templates": PASSENGERS},  # rows still there
-    "end_flight_tokens": {"key": False, "marker": False, "templates": PASSENGERS},  # rolled back with the kill
+    "tokens.end_tokens": {"key": False, "marker": False, "templates": PASSENGERS},  # rows still there
     "complete_purges": {"key": False, "marker": False, "templates": 0},  # only the receipt is missing
 }
 
@@ -205,7 +204,7 @@ async def test_a_purge_failing_in_the_closure_hook_keeps_the_departure_and_is_fi
     settings, services, _ = env
     seeded = await _seed(env, "796")
     key_id = (await _state(services, seeded.flight.id))["key"]["key_id"]
-    from flighttoken.db.queries import privacy as q
+    from flighttoken.db.queries import tokens as q
 
     async with run_service(settings, engine=services.engine) as svc:
         keys = await make_devices(svc.services.db())
@@ -215,7 +214,7 @@ async def test_a_purge_failing_in_the_closure_hook_keeps_the_departure_and_is_fi
             raise ConnectionResetError("connection lost")
 
         with monkeypatch.context() as m:
-            m.setattr(q, "delete_flight_templates", database_gone)
+            m.setattr(q, "end_tokens", database_gone)
             async with svc.client(keys["admin"]) as admin:
                 fid = seeded.flight.id
                 assert (await admin.post(f"/v1/flights/{fid}/state", json={"state": "boarding"})).status_code == 200
@@ -247,16 +246,16 @@ async def test_when_a_window_purge_fails_the_sweeper_purges_its_flights_one_by_o
     keys = {s.flight.id: (await _state(services, s.flight.id))["key"]["key_id"] for s in seeded}
     for s in seeded:
         await flight_q.set_state(services.db(), s.flight.id, FlightState.CANCELLED)
-    from flighttoken.db.queries import privacy as q
+    from flighttoken.db.queries import tokens as q
 
-    real = q.delete_flight_templates
+    real = q.end_tokens
 
-    async def fails_for_many(conn, flight_ids):
-        if len(flight_ids) > 1:
+    async def fails_for_many(conn, flight_reasons, **kwargs):
+        if len(flight_reasons) > 1:
             raise RuntimeError("statement too large")
-        return await real(conn, flight_ids)
+        return await real(conn, flight_reasons, **kwargs)
 
-    monkeypatch.setattr(q, "delete_flight_templates", fails_for_many)
+    monkeypatch.setattr(q, "end_tokens", fails_for_many)
     report = await Sweeper(services).sweep_once()
     assert sorted(report.purged) == sorted(s.flight.code for s in seeded) and report.failed == []
     for s in seeded:

@@ -1,4 +1,4 @@
-"""Airline operations: flight progress, touchpoint statistics, purges due, token lookups and revocation.
+"""Airline operations: flight progress, touchpoint statistics and purges due (token look-ups: ``tokens.py``).
 
 ``airline`` arguments confine a query to one airline's flights (an airline_ops key); None means all.
 """
@@ -91,45 +91,3 @@ async def overdue_purges(conn: Executor, now: datetime, grace_s: float) -> tuple
         " FROM flights f JOIN flight_keys k ON k.flight_id = f.id"
         " WHERE f.scheduled_departure + make_interval(secs => $2) < $1", now, grace_s)
     return row["n"], row["oldest"]
-
-
-# ---- tokens (admin lookups; never a template, a document number or a photo) ------------------------
-
-_TOKEN_VIEW = """
-    SELECT t.id, t.flight_id, f.airline, f.number, f.scheduled_departure, t.state, t.surname, t.given_names,
-           t.booking_reference, t.seat, t.document_type, t.document_last4, t.issuing_state, t.nationality,
-           t.lounge_eligible, t.enrolled_at, t.cleared_at, t.last_lounge_at, t.boarded_at, t.ended_at,
-           t.end_reason, t.on_hold,
-           -- Which holds are in force, as airline staff may know them: their own kind, and an officer
-           -- referral whatever its cause (a watchlist hit and a random referral look the same).
-           EXISTS (SELECT 1 FROM token_holds h WHERE h.token_id = t.id AND h.released_at IS NULL
-                   AND h.holder = 'staff') AS staff_hold,
-           EXISTS (SELECT 1 FROM token_holds h WHERE h.token_id = t.id AND h.released_at IS NULL
-                   AND h.holder = 'authority') AS officer_referral
-    FROM tokens t JOIN flights f ON f.id = t.flight_id"""
-
-
-async def tokens_by_booking(conn: Executor, booking_reference: str, airline: str | None,
-                            limit: int = 100) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        _TOKEN_VIEW + " WHERE t.booking_reference = $1 AND ($2::text IS NULL OR f.airline = $2)"
-        " ORDER BY f.scheduled_departure DESC, t.surname LIMIT $3", booking_reference, airline, limit)
-
-
-async def tokens_by_document(conn: Executor, document_key: bytes, airline: str | None,
-                             limit: int = 100) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        _TOKEN_VIEW + " WHERE t.document_key = $1 AND ($2::text IS NULL OR f.airline = $2)"
-        " ORDER BY f.scheduled_departure DESC LIMIT $3", document_key, airline, limit)
-
-
-async def token_view(conn: Executor, token_id: uuid.UUID, *, for_update: bool = False) -> asyncpg.Record | None:
-    lock = " FOR UPDATE OF t" if for_update else ""
-    return await conn.fetchrow(_TOKEN_VIEW + " WHERE t.id = $1" + lock, token_id)
-
-
-async def revoke_token(conn: Executor, token_id: uuid.UUID, reason: str) -> None:
-    """End a token and destroy its template: a revoked token is never searched or re-used."""
-    await conn.execute(
-        "UPDATE tokens SET state = 'revoked', ended_at = now(), end_reason = $2 WHERE id = $1", token_id, reason)
-    await conn.execute("DELETE FROM templates WHERE token_id = $1", token_id)

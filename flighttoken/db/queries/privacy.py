@@ -1,4 +1,5 @@
-"""Purge (crypto-shredding), opt-out, key rotation and purge receipts."""
+"""Purge (crypto-shredding) receipts, consent withdrawal at opt-out, and key rotation (ending tokens:
+``tokens.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import asyncpg
 
 Executor = asyncpg.Connection | asyncpg.Pool
 
-LIVE_TOKEN_STATES = ("enrolled", "immigration_cleared", "boarded")
 _RECEIPT = ("id, flight_id, flight_code, scheduled_departure, trigger, initiated_by, started_at, key_id, kek_id,"
             " key_destroyed_at, templates_deleted, tokens_ended, tokens_total, consents_kept, completed_at")
 
@@ -54,23 +54,6 @@ async def record_keys_destroyed(conn: Executor, flight_ids: Sequence[uuid.UUID],
         " WHERE r.flight_id = f.id AND r.completed_at IS NULL",
         list(flight_ids), [k["flight_id"] for k in keys], [k["key_id"] for k in keys], [k["kek_id"] for k in keys],
         [k["destroyed_at"] for k in keys])
-
-
-async def delete_flight_templates(conn: Executor, flight_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
-    rows = await conn.fetch(
-        "WITH d AS (DELETE FROM templates WHERE flight_id = ANY($1::uuid[]) RETURNING flight_id)"
-        " SELECT flight_id, count(*) AS n FROM d GROUP BY flight_id", list(flight_ids))
-    return {r["flight_id"]: r["n"] for r in rows}
-
-
-async def end_flight_tokens(conn: Executor, end_reasons: dict[uuid.UUID, str]) -> dict[uuid.UUID, int]:
-    rows = await conn.fetch(
-        "WITH u AS (UPDATE tokens t SET state = 'expired', ended_at = now(), end_reason = r.reason"
-        " FROM unnest($1::uuid[], $2::text[]) AS r(flight_id, reason)"
-        " WHERE t.flight_id = r.flight_id AND t.state = ANY($3::text[]) RETURNING t.flight_id)"
-        " SELECT flight_id, count(*) AS n FROM u GROUP BY flight_id",
-        list(end_reasons), list(end_reasons.values()), list(LIVE_TOKEN_STATES))
-    return {r["flight_id"]: r["n"] for r in rows}
 
 
 async def add_purge_counts(conn: Executor, templates: dict[uuid.UUID, int], tokens: dict[uuid.UUID, int]) -> None:
@@ -132,31 +115,6 @@ async def database_now(conn: Executor) -> datetime:
 
 
 # ---- opt-out ----------------------------------------------------------------------------------
-
-
-async def tokens_for_opt_out(conn: asyncpg.Connection, *, document_key: bytes, booking_reference: str,
-                             flight_id: uuid.UUID | None, airline: str | None) -> list[asyncpg.Record]:
-    """The passenger's tokens (locked): the booking reference AND the document must both match."""
-    return await conn.fetch(
-        "SELECT t.id, t.flight_id, t.state FROM tokens t JOIN flights f ON f.id = t.flight_id"
-        " WHERE t.document_key = $1 AND t.booking_reference = $2"
-        " AND ($3::uuid IS NULL OR t.flight_id = $3) AND ($4::text IS NULL OR f.airline = $4)"
-        " ORDER BY t.enrolled_at FOR UPDATE OF t",
-        document_key, booking_reference, flight_id, airline)
-
-
-async def delete_token_templates(conn: Executor, token_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-    rows = await conn.fetch("DELETE FROM templates WHERE token_id = ANY($1::uuid[]) RETURNING token_id",
-                            list(token_ids))
-    return [r["token_id"] for r in rows]
-
-
-async def revoke_tokens(conn: Executor, token_ids: Sequence[uuid.UUID], end_reason: str) -> list[uuid.UUID]:
-    rows = await conn.fetch(
-        "UPDATE tokens SET state = 'revoked', ended_at = now(), end_reason = $2"
-        " WHERE id = ANY($1::uuid[]) AND state = ANY($3::text[]) RETURNING id",
-        list(token_ids), end_reason, list(LIVE_TOKEN_STATES))
-    return [r["id"] for r in rows]
 
 
 async def withdraw_consents(conn: Executor, document_key: bytes, flight_ids: Sequence[uuid.UUID]) -> int:

@@ -1,3 +1,5 @@
+"""Token SQL: enrolment writes, touchpoint reads, staff look-ups, holds, and how a token ends."""
+
 from __future__ import annotations
 
 import uuid
@@ -7,6 +9,8 @@ from datetime import datetime
 import asyncpg
 
 Executor = asyncpg.Connection | asyncpg.Pool
+
+LIVE_STATES = ("enrolled", "immigration_cleared", "boarded")
 
 # The token and its flight in one row: what every touchpoint decision needs.
 _TOKEN_AND_FLIGHT = """
@@ -103,3 +107,131 @@ async def searchable_templates_of(conn: Executor, model_id: str,
 async def searchable_templates_of_flight(conn: Executor, model_id: str,
                                          flight_id: uuid.UUID) -> list[asyncpg.Record]:
     return await conn.fetch(_WITH_TEMPLATE + _SEARCHABLE + " AND t.flight_id = $2", model_id, flight_id)
+
+
+# ---- staff look-ups (never a template, a document number or a photo) --------------------------------
+
+_TOKEN_VIEW = """
+    SELECT t.id, t.flight_id, f.airline, f.number, f.scheduled_departure, t.state, t.surname, t.given_names,
+           t.booking_reference, t.seat, t.document_type, t.document_last4, t.issuing_state, t.nationality,
+           t.lounge_eligible, t.enrolled_at, t.cleared_at, t.last_lounge_at, t.boarded_at, t.ended_at,
+           t.end_reason, t.on_hold,
+           -- Which holds are in force, as airline staff may know them: their own kind, and an officer
+           -- referral whatever its cause (a watchlist hit and a random referral look the same).
+           EXISTS (SELECT 1 FROM token_holds h WHERE h.token_id = t.id AND h.released_at IS NULL
+                   AND h.holder = 'staff') AS staff_hold,
+           EXISTS (SELECT 1 FROM token_holds h WHERE h.token_id = t.id AND h.released_at IS NULL
+                   AND h.holder = 'authority') AS officer_referral
+    FROM tokens t JOIN flights f ON f.id = t.flight_id"""
+
+
+async def tokens_by_booking(conn: Executor, booking_reference: str, airline: str | None,
+                            limit: int = 100) -> list[asyncpg.Record]:
+    """``airline`` confines the look-up to one airline's flights (an airline_ops key); None means all."""
+    return await conn.fetch(
+        _TOKEN_VIEW + " WHERE t.booking_reference = $1 AND ($2::text IS NULL OR f.airline = $2)"
+        " ORDER BY f.scheduled_departure DESC, t.surname LIMIT $3", booking_reference, airline, limit)
+
+
+async def tokens_by_document(conn: Executor, document_key: bytes, airline: str | None,
+                             limit: int = 100) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        _TOKEN_VIEW + " WHERE t.document_key = $1 AND ($2::text IS NULL OR f.airline = $2)"
+        " ORDER BY f.scheduled_departure DESC LIMIT $3", document_key, airline, limit)
+
+
+async def token_view(conn: Executor, token_id: uuid.UUID, *, for_update: bool = False) -> asyncpg.Record | None:
+    lock = " FOR UPDATE OF t" if for_update else ""
+    return await conn.fetchrow(_TOKEN_VIEW + " WHERE t.id = $1" + lock, token_id)
+
+
+async def tokens_for_opt_out(conn: asyncpg.Connection, *, document_key: bytes, booking_reference: str,
+                             flight_id: uuid.UUID | None, airline: str | None) -> list[asyncpg.Record]:
+    """The passenger's tokens (locked): the booking reference AND the document must both match."""
+    return await conn.fetch(
+        "SELECT t.id, t.flight_id, t.state FROM tokens t JOIN flights f ON f.id = t.flight_id"
+        " WHERE t.document_key = $1 AND t.booking_reference = $2"
+        " AND ($3::uuid IS NULL OR t.flight_id = $3) AND ($4::text IS NULL OR f.airline = $4)"
+        " ORDER BY t.enrolled_at FOR UPDATE OF t",
+        document_key, booking_reference, flight_id, airline)
+
+
+# ---- ending tokens ----------------------------------------------------------------------------------
+# One statement for every way a token ends (revocation, opt-out, purge): the templates go and the live
+# tokens take their final state, so no ended token ever keeps a template. ``{key}`` is tokens.id or
+# tokens.flight_id (templates carry both columns). A trigger (migration 0010) clears document_last4.
+_END = """
+WITH target AS (SELECT * FROM unnest($1::uuid[], $2::text[]) AS r(key, reason)),
+gone AS (DELETE FROM templates WHERE {template_key} = ANY($1::uuid[]) RETURNING token_id, flight_id),
+ended AS (
+    UPDATE tokens t SET state = $3, ended_at = now(), end_reason = target.reason FROM target
+    WHERE t.{key} = target.key AND t.state = ANY($4::text[]) RETURNING t.id, t.flight_id),
+changed AS (SELECT token_id AS id, flight_id, false AS ended FROM gone
+            UNION ALL SELECT id, flight_id, true FROM ended)
+SELECT flight_id, coalesce(array_agg(id) FILTER (WHERE ended), '{{}}') AS ended,
+       coalesce(array_agg(id) FILTER (WHERE NOT ended), '{{}}') AS templates_deleted
+FROM changed GROUP BY flight_id"""
+_END_BY = {"token": _END.format(key="id", template_key="token_id"),
+           "flight": _END.format(key="flight_id", template_key="flight_id")}
+
+
+async def end_tokens(conn: Executor, reasons: dict[uuid.UUID, str], *, state: str,
+                     by: str) -> list[asyncpg.Record]:
+    """Per flight touched: (flight_id, ended token ids, ids of the tokens whose template was deleted).
+    ``reasons`` maps a token id (``by="token"``) or a flight id (``by="flight"``) to its end_reason."""
+    return await conn.fetch(_END_BY[by], list(reasons), list(reasons.values()), state, list(LIVE_STATES))
+
+
+# ---- holds ------------------------------------------------------------------------------------------
+
+
+async def referral_state(conn: Executor, token_id: uuid.UUID) -> asyncpg.Record:
+    """(staff_hold, officer_referral): a staff hold in force; an officer referral in force, whatever
+    its cause (watchlist hit or random) — what airline staff may know of a token's holds."""
+    return await conn.fetchrow(
+        "SELECT EXISTS (SELECT 1 FROM token_holds WHERE token_id = $1 AND released_at IS NULL"
+        "               AND holder = 'staff') AS staff_hold,"
+        " EXISTS (SELECT 1 FROM token_holds WHERE token_id = $1 AND released_at IS NULL"
+        "         AND holder = 'authority') AS officer_referral", token_id)
+
+
+async def release_alert_hold(conn: Executor, alert_id: int, released_by: str) -> list[uuid.UUID]:
+    rows = await conn.fetch(
+        "UPDATE token_holds SET released_at = now(), released_by = $2"
+        " WHERE alert_id = $1 AND released_at IS NULL RETURNING token_id", alert_id, released_by)
+    return [r["token_id"] for r in rows]
+
+
+async def place_staff_hold(conn: Executor, token_id: uuid.UUID, reason: str, placed_by: str) -> bool:
+    """True when a new staff hold was placed, False when one was already in force."""
+    status = await conn.execute(
+        "INSERT INTO token_holds (token_id, holder, reason, placed_by) VALUES ($1, 'staff', $2, $3)"
+        " ON CONFLICT (token_id) WHERE holder = 'staff' AND released_at IS NULL DO NOTHING",
+        token_id, reason, placed_by)
+    return status.endswith(" 1")
+
+
+async def release_staff_hold(conn: Executor, token_id: uuid.UUID, released_by: str) -> bool:
+    status = await conn.execute(
+        "UPDATE token_holds SET released_at = now(), released_by = $2"
+        " WHERE token_id = $1 AND holder = 'staff' AND released_at IS NULL", token_id, released_by)
+    return status != "UPDATE 0"
+
+
+async def staff_hold_of(conn: Executor, token_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT reason, placed_by, placed_at FROM token_holds"
+        " WHERE token_id = $1 AND holder = 'staff' AND released_at IS NULL", token_id)
+
+
+async def sync_on_hold(conn: Executor, token_id: uuid.UUID) -> None:
+    """tokens.on_hold = whether any hold on the token is still in force."""
+    await conn.execute(
+        "UPDATE tokens SET on_hold = EXISTS (SELECT 1 FROM token_holds h WHERE h.token_id = $1"
+        " AND h.released_at IS NULL) WHERE id = $1", token_id)
+
+
+async def token_for_staff(conn: Executor, token_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT t.id, t.flight_id, f.airline FROM tokens t JOIN flights f ON f.id = t.flight_id WHERE t.id = $1"
+        " FOR UPDATE OF t", token_id)

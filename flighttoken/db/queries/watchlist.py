@@ -1,4 +1,4 @@
-"""Watchlist SQL: keys, subjects, sealed templates, alerts and token holds (authority data)."""
+"""Watchlist SQL: keys, subjects, sealed templates and alerts (authority data; token holds: ``tokens.py``)."""
 
 from __future__ import annotations
 
@@ -179,58 +179,3 @@ async def resolve(conn: Executor, alert_id: int, *, status: str, resolved_by: st
     await conn.execute(
         "UPDATE alerts SET status = $2, resolved_at = now(), resolved_by = $3, resolved_device = $4, note = $5"
         " WHERE id = $1", alert_id, status, resolved_by, device_id, note)
-
-
-# ---- holds ----------------------------------------------------------------------------------------
-
-
-async def referral_state(conn: Executor, token_id: uuid.UUID) -> asyncpg.Record:
-    """(staff_hold, officer_referral): a staff hold in force; an officer referral in force, whatever
-    its cause (watchlist hit or random) — what airline staff may know of a token's holds."""
-    return await conn.fetchrow(
-        "SELECT EXISTS (SELECT 1 FROM token_holds WHERE token_id = $1 AND released_at IS NULL"
-        "               AND holder = 'staff') AS staff_hold,"
-        " EXISTS (SELECT 1 FROM token_holds WHERE token_id = $1 AND released_at IS NULL"
-        "         AND holder = 'authority') AS officer_referral", token_id)
-
-
-async def release_alert_hold(conn: Executor, alert_id: int, released_by: str) -> list[uuid.UUID]:
-    rows = await conn.fetch(
-        "UPDATE token_holds SET released_at = now(), released_by = $2"
-        " WHERE alert_id = $1 AND released_at IS NULL RETURNING token_id", alert_id, released_by)
-    return [r["token_id"] for r in rows]
-
-
-async def place_staff_hold(conn: Executor, token_id: uuid.UUID, reason: str, placed_by: str) -> bool:
-    """True when a new staff hold was placed, False when one was already in force."""
-    status = await conn.execute(
-        "INSERT INTO token_holds (token_id, holder, reason, placed_by) VALUES ($1, 'staff', $2, $3)"
-        " ON CONFLICT (token_id) WHERE holder = 'staff' AND released_at IS NULL DO NOTHING",
-        token_id, reason, placed_by)
-    return status.endswith(" 1")
-
-
-async def release_staff_hold(conn: Executor, token_id: uuid.UUID, released_by: str) -> bool:
-    status = await conn.execute(
-        "UPDATE token_holds SET released_at = now(), released_by = $2"
-        " WHERE token_id = $1 AND holder = 'staff' AND released_at IS NULL", token_id, released_by)
-    return status != "UPDATE 0"
-
-
-async def staff_hold_of(conn: Executor, token_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT reason, placed_by, placed_at FROM token_holds"
-        " WHERE token_id = $1 AND holder = 'staff' AND released_at IS NULL", token_id)
-
-
-async def sync_on_hold(conn: Executor, token_id: uuid.UUID) -> None:
-    """tokens.on_hold = whether any hold on the token is still in force."""
-    await conn.execute(
-        "UPDATE tokens SET on_hold = EXISTS (SELECT 1 FROM token_holds h WHERE h.token_id = $1"
-        " AND h.released_at IS NULL) WHERE id = $1", token_id)
-
-
-async def token_for_staff(conn: Executor, token_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT t.id, t.flight_id, f.airline FROM tokens t JOIN flights f ON f.id = t.flight_id WHERE t.id = $1"
-        " FOR UPDATE OF t", token_id)

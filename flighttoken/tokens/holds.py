@@ -5,6 +5,8 @@ so a lounge or gate that sees it cannot tell a document check from an officer re
 place and release only their own kind of hold; a token stays held while any hold is in force.
 The answer also says whether an officer referral is in force (``officer_referral``), so staff can
 explain a see_officer, never why: random referrals and watchlist hits look the same (issue 17).
+An officer's referral is placed with its alert (``db/queries/watchlist.py``) and released here when
+the alert is dismissed (:func:`release_alert_holds`).
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from __future__ import annotations
 import uuid
 
 from flighttoken.db.queries import audit
-from flighttoken.db.queries import watchlist as q
+from flighttoken.db.queries import tokens as q
 from flighttoken.devices.model import Device, DeviceKind
 from flighttoken.errors import NotFound
 from flighttoken.services import Services
-from flighttoken.watchlist.schemas import HoldState, StaffHoldView
+from flighttoken.tokens.schemas import HoldState, StaffHoldView
 
 
 async def _token(conn, device: Device, token_id: uuid.UUID):
@@ -36,6 +38,15 @@ async def place_in(conn, *, token_id: uuid.UUID, flight_id: uuid.UUID, reason: s
     await audit.record(conn, actor=actor, action="token.hold", outcome="ok", flight_id=flight_id,
                        token_id=token_id, detail={"reason": reason})
     return True
+
+
+async def release_alert_holds(conn, alert_id: int, released_by: str) -> list[uuid.UUID]:
+    """Release the officer referral an alert placed (inside the caller's transaction); the tokens
+    released. A token stays on hold while any other hold is in force."""
+    released = await q.release_alert_hold(conn, alert_id, released_by)
+    for token_id in released:
+        await q.sync_on_hold(conn, token_id)
+    return released
 
 
 async def place(services: Services, device: Device, token_id: uuid.UUID, reason: str) -> HoldState:
