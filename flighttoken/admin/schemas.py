@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from flighttoken.devices.model import DeviceKind
 from flighttoken.flights.model import AirlineCode, GateCode
+from flighttoken.vocabulary import DeviceKind, TokenState
 
 
 class TokenView(msgspec.Struct):
@@ -17,7 +17,7 @@ class TokenView(msgspec.Struct):
     flight_id: uuid.UUID
     flight: str
     scheduled_departure: datetime
-    state: str
+    state: TokenState
     surname: str
     given_names: str
     booking_reference: str

@@ -20,9 +20,10 @@ from flighttoken.flights.scope import airline_of, can_see
 from flighttoken.flights.service import actor_of
 from flighttoken.services import Services
 from flighttoken.sync.events import publish
+from flighttoken.vocabulary import TokenState
 
 log = structlog.get_logger(__name__)
-_REVOCABLE = frozenset({"enrolled", "immigration_cleared", "boarded"})
+_REVOCABLE = frozenset({TokenState.ENROLLED, TokenState.IMMIGRATION_CLEARED, TokenState.BOARDED})
 
 
 def _view(row: asyncpg.Record) -> TokenView:
@@ -73,7 +74,7 @@ async def revoke(services: Services, actor: Device, token_id: uuid.UUID, revocat
         row = await ops_q.token_view(conn, token_id, for_update=True)
         if row is None or not can_see(actor, row["airline"]):
             raise _not_found()
-        if row["state"] == "revoked":
+        if row["state"] == TokenState.REVOKED:
             return _view(row)  # revoking twice changes nothing
         if row["state"] not in _REVOCABLE:
             raise Conflict(f"the token has already ended ({row['state']})", code="token_ended")

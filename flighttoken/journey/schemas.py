@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from flighttoken.vocabulary import DecisionReason, TokenState
+
 # Printable text only: control characters (NUL above all, which PostgreSQL text cannot hold) are
 # never part of a name printed in a passport.
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
@@ -53,7 +55,7 @@ class EnrolmentRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class EnrolmentResult(msgspec.Struct):
     token_id: uuid.UUID
-    state: str
+    state: TokenState
     flight_id: uuid.UUID
     created: bool
     enrolled_at: datetime
@@ -70,7 +72,7 @@ class PassengerView(msgspec.Struct):
 
 class Decision(msgspec.Struct, omit_defaults=True):
     decision: Literal["proceed", "refer"]
-    reason: str
+    reason: DecisionReason
     event_id: int = 0
     token_id: uuid.UUID | None = None
     passenger: PassengerView | None = None

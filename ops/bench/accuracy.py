@@ -48,6 +48,7 @@ import msgspec
 import numpy as np
 import structlog
 
+from flighttoken.decisions.match import impostor_rate, predicted_fpir, size_threshold, threshold_for
 from flighttoken.devices.model import DeviceKind
 from flighttoken.faces import quality
 from flighttoken.faces.decode import decode_image
@@ -56,7 +57,6 @@ from flighttoken.faces.engine import REFINE_PATCH, FaceEngine
 from flighttoken.faces.errors import ImageError
 from flighttoken.faces.models import Detections, similarity_transform
 from flighttoken.faces.quality import QualityMetrics, QualityThresholds
-from flighttoken.journey.rules import impostor_rate, predicted_fpir, size_threshold, threshold_for
 from flighttoken.settings import Settings, load_settings
 
 NIST_FPIR = 0.003
