@@ -73,7 +73,7 @@ class DecisionReason(enum.StrEnum):
     STATE_CHANGED = "state_changed"
     """The token moved (another decision, a hold, a revoke) between the read and the write."""
     SEE_OFFICER = "see_officer"
-    """Any hold, and the watchlist cover: the same words for every cause."""
+    """Any hold, and any referral to an officer: the same words for every cause."""
 
 
 CAPTURE_REASONS = frozenset({

@@ -57,7 +57,7 @@ async def identify(services: Services, device: Device, image: bytes) -> Decision
         match = await _match(services, device, policy, analysis.template.vector, gate_flights, now, horizon)
     # Watchlist screening (issues 5, 17): searched here, decided and recorded with the decision.
     hit = await screening.screen(services, device, analysis)
-    return await _conclude(services, device, policy, match, hit, now, horizon, started)
+    return await _conclude(services, device, match, hit, now, horizon, started)
 
 
 def _capture_refusal(policy: TouchpointPolicy, analysis) -> DecisionReason | None:
@@ -93,8 +93,8 @@ async def _match(services: Services, device: Device, policy: TouchpointPolicy, v
                         threshold_for(s, device.kind, window_faces), margin)
 
 
-async def _conclude(services: Services, device: Device, policy: TouchpointPolicy, match: MatchOutcome,
-                    hit: WatchlistHit | None, now: datetime, horizon: timedelta, started: float) -> Decision:
+async def _conclude(services: Services, device: Device, match: MatchOutcome, hit: WatchlistHit | None,
+                    now: datetime, horizon: timedelta, started: float) -> Decision:
     # Two round trips and no transaction: read the token, apply the journey rules here, then write
     # the whole decision in one statement (db/queries/journey.py) that moves the token (or stamps a
     # lounge entry) only from the state read and not on hold, so a concurrent decision, hold or
@@ -129,7 +129,7 @@ async def _conclude(services: Services, device: Device, policy: TouchpointPolicy
         alerts.publish_soon(services, alert_id)
     reason = DecisionReason(reason)
     proceed = reason == DecisionReason.MATCHED
-    if proceed and policy.shows_passenger:
+    if proceed and TOUCHPOINTS[device.kind].shows_passenger:
         passenger = PassengerView(name=f"{row['surname']}, {row['given_names']}".strip(", "),
                                   seat=row["seat"], flight=f"{row['airline']}{row['number']}")
     log.info("decision", touchpoint=device.kind.value, decision="proceed" if proceed else "refer", reason=reason,
