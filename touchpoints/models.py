@@ -14,6 +14,19 @@ from typing import Literal
 
 import msgspec
 
+# ---- refer reasons (the service's DecisionReason; tests/journey/test_vocabulary.py keeps them equal) --
+
+# The capture: another capture may fix it.
+CAPTURE_REASONS = frozenset({"no_face", "face_too_small", "too_blurry", "too_dark", "too_bright", "head_turned",
+                             "head_tilted", "low_detection_score", "tailgating"})
+# The search: another capture may find the passenger.
+MATCHING_REASONS = frozenset({"no_match", "ambiguous_match"})
+# The journey rules and the decision's write: another capture changes nothing.
+JOURNEY_REASONS = frozenset({"immigration_not_cleared", "already_cleared", "already_boarded", "not_lounge_eligible",
+                             "wrong_flight", "gate_not_boarding", "flight_not_in_window", "flight_closed",
+                             "not_international", "not_a_touchpoint", "token_ended", "state_changed", "see_officer"})
+REFER_REASONS = CAPTURE_REASONS | MATCHING_REASONS | JOURNEY_REASONS
+
 # ---- responses ---------------------------------------------------------------------------------
 
 
@@ -30,6 +43,7 @@ class Decision(msgspec.Struct):
 
     decision: Literal["proceed", "refer"]
     reason: str
+    """``matched`` with proceed; one of ``REFER_REASONS`` with refer."""
     event_id: int = 0
     token_id: uuid.UUID | None = None
     passenger: PassengerView | None = None

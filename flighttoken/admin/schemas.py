@@ -8,8 +8,8 @@ from typing import Annotated
 
 import msgspec
 
-from flighttoken.devices.model import DeviceKind
 from flighttoken.flights.model import AirlineCode, GateCode
+from flighttoken.vocabulary import DeviceKind
 
 Label = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9 ._-]{1,64}$")]
 

@@ -1,22 +1,10 @@
 from __future__ import annotations
 
-import enum
 import uuid
 
 import msgspec
 
-
-class DeviceKind(enum.StrEnum):
-    KIOSK = "kiosk"
-    E_CHANNEL = "e_channel"
-    LOUNGE = "lounge"
-    GATE = "gate"
-    ADMIN = "admin"
-    AIRLINE_OPS = "airline_ops"
-    AUTHORITY = "authority"
-
-
-TOUCHPOINT_KINDS = frozenset({DeviceKind.E_CHANNEL, DeviceKind.LOUNGE, DeviceKind.GATE})
+from flighttoken.vocabulary import DeviceKind  # defined once there; imported from here too
 
 
 class Device(msgspec.Struct, frozen=True):

@@ -41,11 +41,11 @@ async def rotate_key(conn: asyncpg.Connection, device: Device) -> str:
 
 # The devices `make run` creates so a newcomer can try every touchpoint at once.
 DEMO_DEVICES: tuple[dict[str, str], ...] = (
-    {"name": "demo-admin", "kind": "admin"},
-    {"name": "demo-kiosk", "kind": "kiosk", "terminal": "T1"},
-    {"name": "demo-e-channel", "kind": "e_channel", "terminal": "T1"},
-    {"name": "demo-lounge", "kind": "lounge", "terminal": "T1", "lounge_id": "L1"},
-    {"name": "demo-gate-23", "kind": "gate", "terminal": "T1", "gate": "23"},
+    {"name": "demo-admin", "kind": DeviceKind.ADMIN},
+    {"name": "demo-kiosk", "kind": DeviceKind.KIOSK, "terminal": "T1"},
+    {"name": "demo-e-channel", "kind": DeviceKind.E_CHANNEL, "terminal": "T1"},
+    {"name": "demo-lounge", "kind": DeviceKind.LOUNGE, "terminal": "T1", "lounge_id": "L1"},
+    {"name": "demo-gate-23", "kind": DeviceKind.GATE, "terminal": "T1", "gate": "23"},
 )
 
 

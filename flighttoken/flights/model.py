@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import enum
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -8,16 +7,7 @@ from typing import Annotated
 import msgspec
 
 from flighttoken.fieldtypes import AwareDatetime
-
-
-class FlightState(enum.StrEnum):
-    SCHEDULED = "scheduled"
-    BOARDING = "boarding"
-    CLOSED = "closed"
-    """Boarding has closed; the aircraft has not departed yet."""
-    DEPARTED = "departed"
-    CANCELLED = "cancelled"
-
+from flighttoken.vocabulary import DecisionReason, FlightState  # defined once there; imported from here too
 
 OPEN_STATES = frozenset({FlightState.SCHEDULED, FlightState.BOARDING})
 # States after which the passengers' data is due for purge (privacy/purge.py).
@@ -108,4 +98,4 @@ class FlightProgress(msgspec.Struct):
     opted_out: int
     revoked: int
     referred: int
-    referred_by_reason: dict[str, int]
+    referred_by_reason: dict[DecisionReason, int]

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import structlog
 
-from flighttoken.devices.model import DeviceKind
+from flighttoken.decisions.match import threshold_for
+from flighttoken.decisions.policy import TOUCHPOINTS
 from flighttoken.executor import run_blocking
 from flighttoken.galleries.index import Candidate, Gallery
 from flighttoken.galleries.params import IndexParams
-from flighttoken.journey.rules import threshold_for
 
 log = structlog.get_logger(__name__)
 
@@ -38,10 +38,9 @@ class GalleryParams(IndexParams, frozen=True, kw_only=True):
     @classmethod
     def from_settings(cls, s: Any) -> GalleryParams:
         # Verified: anything a touchpoint could accept near its threshold, and any possible duplicate.
-        # Thresholds rise with gallery size (journey/rules.py), so take them at the largest gallery a
+        # Thresholds rise with gallery size (decisions/match.py), so take them at the largest gallery a
         # clearance group may hold: a graph never decides alone near any threshold in use.
-        highest = max(threshold_for(s, kind, LARGEST_GALLERY)
-                      for kind in (DeviceKind.GATE, DeviceKind.E_CHANNEL, DeviceKind.LOUNGE))
+        highest = max(threshold_for(s, kind, LARGEST_GALLERY) for kind in TOUCHPOINTS)
         verify_below = max(highest + s.gallery_verify_margin, s.duplicate_threshold)
         return cls(exact_max=s.gallery_exact_max, graph_dim=s.gallery_graph_dim, shard_size=s.gallery_shard_size,
                    M=s.gallery_m, ef_construction=s.gallery_ef_construction, ef=s.gallery_ef,

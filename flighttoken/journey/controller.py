@@ -4,6 +4,7 @@ from litestar import Controller, Response, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
+from flighttoken.decisions.policy import TOUCHPOINTS
 from flighttoken.devices.auth import DeviceRequest, allow
 from flighttoken.devices.model import DeviceKind
 from flighttoken.errors import InvalidRequest
@@ -38,7 +39,7 @@ class EnrolmentController(Controller):
 class IdentifyController(Controller):
     path = "/v1/identify"
     tags = ["journey"]
-    guards = [allow(DeviceKind.E_CHANNEL, DeviceKind.LOUNGE, DeviceKind.GATE)]
+    guards = [allow(*TOUCHPOINTS)]  # the touchpoint kinds of the policy table
 
     @post("/", status_code=200, summary="Who is this? One capture in, proceed or refer out",
           description="Send the camera frame as the raw request body (Content-Type image/jpeg or image/png).")

@@ -25,12 +25,13 @@ from flighttoken.db.queries import flights as flight_q
 from flighttoken.db.queries import tokens as token_q
 from flighttoken.devices.model import Device
 from flighttoken.errors import Conflict, NotFound, Unprocessable
+from flighttoken.journey.cover import screen_enrolment
 from flighttoken.journey.schemas import EnrolmentRequest, EnrolmentResult
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.services import Services
 from flighttoken.sync.events import publish
 from flighttoken.tokens import holds
-from flighttoken.watchlist.screening import screen_enrolment
+from flighttoken.vocabulary import ENDED_TOKEN_STATES, TokenState
 
 log = structlog.get_logger(__name__)
 
@@ -130,7 +131,7 @@ class Refusal:
 
 # A token past check-in keeps the face the e-channel (and the lounge) recognised: a kiosk never
 # replaces it, whoever asks.
-_PAST_CHECK_IN = frozenset({"immigration_cleared", "boarded"})
+_PAST_CHECK_IN = frozenset({TokenState.IMMIGRATION_CLEARED, TokenState.BOARDED})
 
 
 async def _check_reenrolment(services: Services, conn, req: EnrolmentRequest, existing, vector: np.ndarray,
@@ -141,7 +142,7 @@ async def _check_reenrolment(services: Services, conn, req: EnrolmentRequest, ex
     ``verify_threshold`` (one decrypt and one dot product, no search), whatever else the request
     carries. A booking reference is bound to the token too.
     """
-    if existing["state"] in ("revoked", "expired", "boarded"):
+    if existing["state"] in (*ENDED_TOKEN_STATES, TokenState.BOARDED):
         return Refusal(Conflict(f"this passenger's token has ended ({existing['state']})", code="token_ended"),
                        {"reason": "token_ended", "state": existing["state"]})
     if existing["booking_reference"] != req.booking.booking_reference:

@@ -18,6 +18,7 @@ from flighttoken.fieldtypes import (
     Image,
     Name,
 )
+from flighttoken.vocabulary import DecisionReason, TokenState
 
 
 class TravelDocument(msgspec.Struct, forbid_unknown_fields=True):
@@ -56,7 +57,7 @@ class EnrolmentRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class EnrolmentResult(msgspec.Struct):
     token_id: uuid.UUID
-    state: str
+    state: TokenState
     flight_id: uuid.UUID
     created: bool
     enrolled_at: datetime
@@ -73,7 +74,7 @@ class PassengerView(msgspec.Struct):
 
 class Decision(msgspec.Struct, omit_defaults=True):
     decision: Literal["proceed", "refer"]
-    reason: str
+    reason: DecisionReason
     event_id: int = 0
     token_id: uuid.UUID | None = None
     passenger: PassengerView | None = None

@@ -21,6 +21,7 @@ from flighttoken.flights.model import FlightProgress, FlightState
 from flighttoken.flights.scope import airline_of
 from flighttoken.flights.service import progress_of
 from flighttoken.services import Services
+from flighttoken.vocabulary import DecisionReason, DeviceKind
 
 DEFAULT_PURGE_GRACE_S = 7200
 PURGE_LOOKAHEAD = timedelta(hours=24)
@@ -29,13 +30,13 @@ _cache: weakref.WeakKeyDictionary[Services, dict[str | None, tuple[float, OpsSum
 
 
 class TouchpointStats(msgspec.Struct):
-    touchpoint: str
+    touchpoint: DeviceKind
     decisions: int
     refers: int
     refer_rate: float
     median_ms: float | None
     p95_ms: float | None
-    refer_reasons: dict[str, int]
+    refer_reasons: dict[DecisionReason, int]
     """Refers by reason; ``refer_rate`` of each is its count / ``decisions``."""
 
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import msgspec
 
 from flighttoken.fieldtypes import Alpha3, BookingReference, DocumentNumber, DocumentType
+from flighttoken.vocabulary import DecisionReason, DeviceKind
 
 
 class DocumentRef(msgspec.Struct, forbid_unknown_fields=True):
@@ -66,7 +67,7 @@ class DeviceRef(msgspec.Struct, omit_defaults=True):
 
     id: uuid.UUID
     name: str
-    kind: str
+    kind: DeviceKind
     terminal: str | None = None
     gate: str | None = None
     lounge_id: str | None = None
@@ -93,11 +94,11 @@ class DecisionEvent(msgspec.Struct):
     id: int
     at: datetime
     device: DeviceRef | None
-    touchpoint: str
+    touchpoint: DeviceKind
     flight_id: uuid.UUID | None
     token_id: uuid.UUID | None
-    decision: str
-    reason: str
+    decision: Literal["proceed", "refer"]
+    reason: DecisionReason
     score: float | None
     margin: float | None
     latency_ms: float

@@ -17,6 +17,7 @@ from flighttoken.sync.events import publish
 from flighttoken.tokens.ending import LIVE_STATES, end_tokens
 from flighttoken.tokens.lookup import not_found, to_view
 from flighttoken.tokens.schemas import Revocation, TokenView
+from flighttoken.vocabulary import TokenState
 
 log = structlog.get_logger(__name__)
 
@@ -26,7 +27,7 @@ async def revoke(services: Services, actor: Device, token_id: uuid.UUID, revocat
         row = await q.token_view(conn, token_id, for_update=True)
         if row is None or not can_see(actor, row["airline"]):
             raise not_found()
-        if row["state"] == "revoked":
+        if row["state"] == TokenState.REVOKED:
             return to_view(row)  # revoking twice changes nothing
         if row["state"] not in LIVE_STATES:
             raise Conflict(f"the token has already ended ({row['state']})", code="token_ended")

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from flighttoken.fieldtypes import ReasonCode
+from flighttoken.vocabulary import TokenState
 
 
 class TokenView(msgspec.Struct):
@@ -17,7 +18,7 @@ class TokenView(msgspec.Struct):
     flight_id: uuid.UUID
     flight: str
     scheduled_departure: datetime
-    state: str
+    state: TokenState
     surname: str
     given_names: str
     booking_reference: str

@@ -48,6 +48,7 @@ import msgspec
 import numpy as np
 import structlog
 
+from flighttoken.decisions.match import impostor_rate, predicted_fpir, size_threshold, threshold_for
 from flighttoken.devices.model import DeviceKind
 from flighttoken.faces import quality
 from flighttoken.faces.arcface import ARCFACE_DST, similarity_transform
@@ -57,7 +58,6 @@ from flighttoken.faces.engine import FaceEngine
 from flighttoken.faces.errors import ImageError
 from flighttoken.faces.models import Detections
 from flighttoken.faces.quality import QualityMetrics, QualityThresholds
-from flighttoken.journey.rules import impostor_rate, predicted_fpir, size_threshold, threshold_for
 from flighttoken.settings import Settings, load_settings
 
 NIST_FPIR = 0.003

@@ -44,6 +44,7 @@ from flighttoken.crypto.keys import MasterKey, generate_master_key
 from flighttoken.db.keystore import KeyStore
 from flighttoken.db.migrate import apply_migrations
 from flighttoken.db.pool import create_pool
+from flighttoken.decisions.match import decide_match
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
 from flighttoken.faces.engine import FaceEngine
@@ -51,7 +52,6 @@ from flighttoken.flights.windows import window_start
 from flighttoken.galleries import Candidate, Gallery, exact_top_k
 from flighttoken.galleries.loader import rebuild_galleries
 from flighttoken.galleries.registry import GalleryParams
-from flighttoken.journey.rules import decide_match
 from flighttoken.logs import configure_logging
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.services import Services

@@ -50,12 +50,12 @@ from flighttoken.crypto.keys import MasterKey, generate_master_key
 from flighttoken.db.keystore import KeyStore
 from flighttoken.db.migrate import apply_migrations
 from flighttoken.db.pool import create_pool
+from flighttoken.decisions.match import decide_match
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
 from flighttoken.faces.engine import FaceEngine
 from flighttoken.flights.model import FlightState
 from flighttoken.galleries import Candidate, exact_top_k
-from flighttoken.journey.rules import decide_match
 from flighttoken.logs import configure_logging
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.settings import Settings, load_settings

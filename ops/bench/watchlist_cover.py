@@ -42,11 +42,11 @@ from flighttoken.crypto.keys import MasterKey, generate_master_key
 from flighttoken.db.keystore import KeyStore
 from flighttoken.db.migrate import apply_migrations
 from flighttoken.db.pool import create_pool
+from flighttoken.decisions.match import decide_match, threshold_for
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
 from flighttoken.faces.engine import FaceEngine
 from flighttoken.galleries import Candidate, exact_top_k
-from flighttoken.journey.rules import decide_match, threshold_for
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.settings import Settings
 from ops.bench.common import WindowSeeder, canvas_frame, err, percentiles_ms, quiet_logs, scratch_database

@@ -19,13 +19,13 @@ from flighttoken.db.migrate import apply_migrations
 from flighttoken.db.pool import create_pool
 from flighttoken.db.queries import flights as flight_q
 from flighttoken.db.queries import tokens as token_q
+from flighttoken.decisions.match import threshold_for
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
 from flighttoken.flights.model import Flight, FlightState
 from flighttoken.flights.windows import window_start
 from flighttoken.galleries.loader import rebuild_galleries
 from flighttoken.galleries.registry import LARGEST_GALLERY, GalleryParams
-from flighttoken.journey.rules import threshold_for
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.services import Services
 from flighttoken.settings import Settings, SettingsError, load_settings

@@ -19,12 +19,12 @@ from flighttoken.db.migrate import apply_migrations
 from flighttoken.db.pool import create_pool
 from flighttoken.db.queries import flights as flight_q
 from flighttoken.db.queries import journey as journey_q
+from flighttoken.decisions.match import MatchOutcome
 from flighttoken.devices.model import Device, DeviceKind
 from flighttoken.devices.registry import add_device
 from flighttoken.flights.model import Flight, FlightState
 from flighttoken.flights.windows import window_start
 from flighttoken.journey.identify import _conclude
-from flighttoken.journey.rules import MatchOutcome
 
 
 @pytest.fixture(scope="module")

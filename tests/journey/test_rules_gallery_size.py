@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import msgspec
 import pytest
 
+from flighttoken.decisions.match import threshold_for
 from flighttoken.devices.model import DeviceKind
 from flighttoken.journey import identify as identify_module
-from flighttoken.journey import rules
 from tests.support import journey as j
 from tests.support.faces import identities
 from tests.support.server import run_service
@@ -62,7 +62,7 @@ def sizes(monkeypatch) -> list[tuple[DeviceKind, int]]:
 
     def spy(settings, touchpoint, gallery_size):
         seen.append((touchpoint, gallery_size))
-        return rules.threshold_for(settings, touchpoint, gallery_size)
+        return threshold_for(settings, touchpoint, gallery_size)
 
     monkeypatch.setattr(identify_module, "threshold_for", spy)
     return seen
@@ -86,11 +86,11 @@ async def test_the_e_channel_threshold_follows_the_window_gallery_size(world: Wo
         assert sizes == [(DeviceKind.E_CHANNEL, N_PASSENGERS)]
         assert (strict["decision"], strict["reason"]) == ("refer", "no_match")
         score = await _score(world, strict["event_id"])
-        assert score < rules.threshold_for(msgspec.structs.replace(default, impostor_tail_score_1e6=0.99),
+        assert score < threshold_for(msgspec.structs.replace(default, impostor_tail_score_1e6=0.99),
                                            DeviceKind.E_CHANNEL, N_PASSENGERS)
         # The shipped tail: a few faces leave the floor in charge, and the same capture clears.
         cleared = await j.identify(e_channel, world.probes[0])
-    assert rules.threshold_for(default, DeviceKind.E_CHANNEL, N_PASSENGERS) == default.e_channel_threshold
+    assert threshold_for(default, DeviceKind.E_CHANNEL, N_PASSENGERS) == default.e_channel_threshold
     assert (cleared["decision"], cleared["reason"]) == ("proceed", "matched"), score
 
 

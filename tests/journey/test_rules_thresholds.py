@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
+from flighttoken.decisions.match import decide_match, predicted_fpir, size_threshold, threshold_for
 from flighttoken.devices.model import DeviceKind
 from flighttoken.galleries.index import Candidate
-from flighttoken.journey.rules import decide_match, predicted_fpir, size_threshold, threshold_for
 from flighttoken.settings import SettingsError, load_settings
 
 SETTINGS = load_settings({})

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from flighttoken.devices.model import Device, DeviceKind
+from flighttoken.journey import cover
 from flighttoken.settings import Settings, SettingsError, load_settings
 from flighttoken.watchlist import screening
 from flighttoken.watchlist.gallery import WatchlistGallery, WatchlistHit
@@ -127,7 +128,7 @@ async def wanted(monkeypatch):
         raised.append((device.kind, kind, subject_id, None if score is None else round(score, 3), token_id))
         return len(raised) if kind else None
 
-    monkeypatch.setattr(screening.alerts, "raise_alert", raise_alert)
+    monkeypatch.setattr(cover.alerts, "raise_alert", raise_alert)
     settings = msgspec.structs.replace(load_settings(), watchlist_touchpoints="e_channel,gate",
                                        secondary_referral_share=0.0)
     services = FakeServices(settings)
@@ -143,39 +144,39 @@ def device(kind: DeviceKind) -> Device:
 
 async def test_a_screened_capture_finds_the_subject(wanted) -> None:
     services, face, subject, _ = wanted
-    hit = await screening.search(services, device(DeviceKind.E_CHANNEL), FakeAnalysis(FakeTemplate(face)))
+    hit = await screening.screen(services, device(DeviceKind.E_CHANNEL), FakeAnalysis(FakeTemplate(face)))
     assert hit is not None and hit.subject_id == subject and hit.score == pytest.approx(1.0, abs=1e-5)
 
 
 async def test_below_the_threshold_there_is_no_hit(wanted) -> None:
     services, _, _, _ = wanted
     stranger = unit(rng.standard_normal(512))
-    assert await screening.search(services, device(DeviceKind.E_CHANNEL), FakeAnalysis(FakeTemplate(stranger))) is None
+    assert await screening.screen(services, device(DeviceKind.E_CHANNEL), FakeAnalysis(FakeTemplate(stranger))) is None
 
 
 async def test_unlisted_kinds_and_faceless_captures_are_not_screened(wanted) -> None:
     services, face, _, _ = wanted
-    assert await screening.search(services, device(DeviceKind.LOUNGE), FakeAnalysis(FakeTemplate(face))) is None
-    assert await screening.search(services, device(DeviceKind.E_CHANNEL), FakeAnalysis(None, ["no_face"])) is None
+    assert await screening.screen(services, device(DeviceKind.LOUNGE), FakeAnalysis(FakeTemplate(face))) is None
+    assert await screening.screen(services, device(DeviceKind.E_CHANNEL), FakeAnalysis(None, ["no_face"])) is None
 
 
 def test_every_hit_is_referred_and_a_random_pick_only_when_it_would_proceed() -> None:
     hit = WatchlistHit(uuid.uuid4(), 0.6)
-    assert screening.referral(hit, True, False) == screening.referral(hit, False, False) == "watchlist"
-    assert screening.referral(hit, True, True) == "watchlist"
-    assert screening.referral(None, True, True) == "random"
-    assert screening.referral(None, False, True) is None and screening.referral(None, True, False) is None
+    assert cover.referral(hit, True, False) == cover.referral(hit, False, False) == "watchlist"
+    assert cover.referral(hit, True, True) == "watchlist"
+    assert cover.referral(None, True, True) == "random"
+    assert cover.referral(None, False, True) is None and cover.referral(None, True, False) is None
 
 
 async def test_kiosk_screening_only_when_listed(wanted) -> None:
     services, face, subject, raised = wanted
     token = uuid.uuid4()
-    await screening.screen_enrolment(services, device(DeviceKind.KIOSK), face, token)
+    await cover.screen_enrolment(services, device(DeviceKind.KIOSK), face, token)
     assert raised == []
     services.settings = msgspec.structs.replace(services.settings, watchlist_touchpoints="kiosk")
-    await screening.screen_enrolment(services, device(DeviceKind.KIOSK), face, token)
+    await cover.screen_enrolment(services, device(DeviceKind.KIOSK), face, token)
     # A clean enrolment runs the same write, with nothing to record (no extra round trip on a hit).
-    await screening.screen_enrolment(services, device(DeviceKind.KIOSK), unit(rng.standard_normal(512)), token)
+    await cover.screen_enrolment(services, device(DeviceKind.KIOSK), unit(rng.standard_normal(512)), token)
     assert raised == [(DeviceKind.KIOSK, "watchlist", subject, 1.0, token),
                       (DeviceKind.KIOSK, None, None, None, token)]
 
@@ -196,17 +197,17 @@ def test_the_random_share_is_never_zero_unless_set() -> None:
 def test_a_share_p_refers_about_p_of_passengers(share: float) -> None:
     uniform = random.Random(20261203).random  # injected and seeded: the service uses secrets
     n = 40_000
-    picked = sum(screening.drawn(share, uniform) for _ in range(n))
+    picked = sum(cover.drawn(share, uniform) for _ in range(n))
     sd = (n * share * (1 - share)) ** 0.5
     assert abs(picked - n * share) < 6 * sd, (picked, n * share)
 
 
 def test_share_zero_refers_nobody_and_the_default_source_is_the_csprng() -> None:
     uniform = random.Random(1).random
-    assert not any(screening.drawn(0.0, uniform) for _ in range(10_000))
-    assert screening.drawn.__defaults__[0].__self__.__class__ is secrets.SystemRandom
+    assert not any(cover.drawn(0.0, uniform) for _ in range(10_000))
+    assert cover.drawn.__defaults__[0].__self__.__class__ is secrets.SystemRandom
     # The operating system's generator: on its own, share 0.5 picks some and not all of 200.
-    assert 0 < sum(screening.drawn(0.5) for _ in range(200)) < 200
+    assert 0 < sum(cover.drawn(0.5) for _ in range(200)) < 200
 
 
 # ---- settings ----------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ import pytest
 from flighttoken.crypto.keys import WrappedKey
 from flighttoken.crypto.sealing import DecryptionError
 from flighttoken.db.queries import devices as device_q
+from flighttoken.journey.cover import screen_enrolment
 from flighttoken.watchlist import service, vault
-from flighttoken.watchlist.screening import screen_enrolment
 from tests.support import journey as j
 from tests.support.faces import identities
 from tests.support.server import run_service

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from touchpoints.models import CAPTURE_REASONS, MATCHING_REASONS
 from touchpoints.simulator.recorder import EXPECT_PROCEED, IDENTIFY_TOUCHPOINTS, Obs
 from touchpoints.simulator.runner import PURGE_FAILURE_REASONS
 from touchpoints.simulator.scenario import Plan
@@ -46,9 +47,6 @@ RUSH_TAGS = frozenset({"wave_release", "rush", "rush_end"})
 BUSY_SERVICE_CPU = 0.1
 """CPU-seconds per second of the service (or of the rest of the machine) above which a raw
 measurement was disturbed."""
-CAPTURE_REASONS = frozenset({"no_face", "face_too_small", "too_blurry", "too_dark", "too_bright", "head_turned",
-                             "head_tilted", "low_detection_score", "tailgating"})
-MATCHING_REASONS = frozenset({"no_match", "ambiguous_match"})
 # Searches by faces with no live token: the never-enrolled, and departed passengers after the purge.
 NON_MATED = frozenset({"stranger", "purge_probe"})
 # Purposes whose answer must be refer, and the invariant each one feeds.

@@ -22,7 +22,15 @@ import httpx
 import structlog
 
 from touchpoints.clients import AdminClient, EChannelClient, GateClient, KioskClient, LoungeClient
-from touchpoints.models import Booking, Consent, EnrolmentRequest, NewFlight, TravelDocument
+from touchpoints.models import (
+    CAPTURE_REASONS,
+    MATCHING_REASONS,
+    Booking,
+    Consent,
+    EnrolmentRequest,
+    NewFlight,
+    TravelDocument,
+)
 from touchpoints.simulator.devices import DeviceKeys
 from touchpoints.simulator.features import Features
 from touchpoints.simulator.recorder import Obs, Recorder
@@ -32,8 +40,7 @@ from touchpoints.transport import ApiError, RetryPolicy, TouchpointError, Transp
 log = structlog.get_logger(__name__)
 TERMS_TEXT = "FlightToken biometric journey: terms for the airport-day simulation, v1"
 # Refer reasons another capture can fix; journey refusals (wrong flight, already boarded) cannot.
-RETRYABLE_REASONS = frozenset({"no_face", "face_too_small", "too_blurry", "too_dark", "too_bright", "head_turned",
-                               "head_tilted", "low_detection_score", "tailgating", "no_match", "ambiguous_match"})
+RETRYABLE_REASONS = CAPTURE_REASONS | MATCHING_REASONS
 # Post-departure answers that can only come from the departed token still being searchable.
 PURGE_FAILURE_REASONS = frozenset({"token_ended", "flight_closed"})
 

@@ -8,9 +8,12 @@ from datetime import datetime
 
 import asyncpg
 
+from flighttoken.vocabulary import TokenState
+
 Executor = asyncpg.Connection | asyncpg.Pool
 
-LIVE_STATES = ("enrolled", "immigration_cleared", "boarded")
+# A token in one of these has not ended (plain strings: asyncpg binds them as text[]).
+LIVE_STATES = tuple(s.value for s in (TokenState.ENROLLED, TokenState.IMMIGRATION_CLEARED, TokenState.BOARDED))
 
 # The token and its flight in one row: what every touchpoint decision needs.
 _TOKEN_AND_FLIGHT = """

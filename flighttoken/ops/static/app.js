@@ -14,6 +14,7 @@
     not_lounge_eligible: "Not lounge eligible", wrong_flight: "Wrong flight", gate_not_boarding: "Gate not boarding",
     flight_not_in_window: "Flight not in window", not_international: "Not international",
     token_ended: "Token ended", see_officer: "See officer", flight_closed: "Flight closed",
+    not_a_touchpoint: "Not a touchpoint", state_changed: "State changed",
   };
   const TOUCHPOINT_WORDS = { e_channel: "Immigration e-channel", lounge: "Lounge", gate: "Boarding gate" };
 

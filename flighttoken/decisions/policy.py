@@ -1,0 +1,44 @@
+"""The touchpoint policy table: for each touchpoint kind, its threshold floor, its target FPIR, the
+gallery it searches and what else its identify flow does. Adding a touchpoint kind is one entry here
+plus its journey rule (journey/rules.py ``JOURNEY_RULES``)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from operator import attrgetter
+
+from flighttoken.settings import Settings
+from flighttoken.vocabulary import DeviceKind
+
+
+class Searches(enum.StrEnum):
+    FLIGHTS = "flights"
+    """The flights boarding at the device's gate (a few hundred faces); someone found instead in the
+    departure windows is told ``wrong_flight``, and a gate with no flight boarding ``gate_not_boarding``."""
+    WINDOWS = "windows"
+    """The departure windows within the clearance horizon (up to tens of thousands of faces)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TouchpointPolicy:
+    threshold: Callable[[Settings], float]
+    """Settings → the lowest score to proceed, whatever the gallery size (``FLIGHTTOKEN_*_THRESHOLD``)."""
+    target_fpir: Callable[[Settings], float]
+    """Settings → the false-positive identification rate the gallery-size threshold aims at."""
+    searches: Searches
+    refuses_tailgating: bool = False
+    """Refer a capture with a second face close behind (a one-person lane)."""
+    shows_passenger: bool = False
+    """Proceed carries the passenger's name, seat and flight (a boarding gate's agent screen)."""
+
+
+TOUCHPOINTS: dict[DeviceKind, TouchpointPolicy] = {
+    DeviceKind.E_CHANNEL: TouchpointPolicy(attrgetter("e_channel_threshold"), attrgetter("e_channel_target_fpir"),
+                                           Searches.WINDOWS, refuses_tailgating=True),
+    DeviceKind.LOUNGE: TouchpointPolicy(attrgetter("lounge_threshold"), attrgetter("lounge_target_fpir"),
+                                        Searches.WINDOWS),
+    DeviceKind.GATE: TouchpointPolicy(attrgetter("gate_threshold"), attrgetter("gate_target_fpir"),
+                                      Searches.FLIGHTS, shows_passenger=True),
+}
