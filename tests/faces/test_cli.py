@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from flighttoken.faces.cli import add_faces_commands, check_images
+from flighttoken.cli import build_parser
+from flighttoken.cli.faces import check_images
 from flighttoken.settings import Settings, load_settings
 from tests.faces.conftest import jpeg, to_bgr
 
@@ -51,7 +51,5 @@ def test_missing_models_exit_2(tmp_path: Path) -> None:
 
 
 def test_subcommand_wiring(lfw_dir: Path, face_settings: Settings) -> None:
-    parser = argparse.ArgumentParser(prog="flighttoken")
-    add_faces_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["faces", "check", str(lfw_dir / "Tony_Blair" / "Tony_Blair_0002.jpg")])
-    assert args.handler(args, face_settings) == 0
+    args = build_parser().parse_args(["faces", "check", str(lfw_dir / "Tony_Blair" / "Tony_Blair_0002.jpg")])
+    assert args.run(face_settings, args) == 0

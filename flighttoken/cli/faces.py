@@ -1,7 +1,6 @@
 """``flighttoken faces check IMAGE...``: what the engine sees in each photo, and whether it would pass.
 
-Wire-up: ``add_faces_commands(subparsers)`` registers ``faces check`` and sets ``args.handler`` to
-a ``(args, settings) -> int`` callable; or call :func:`check_images` directly.
+The face engine is imported only when the command runs: every other command starts without it.
 """
 
 from __future__ import annotations
@@ -10,12 +9,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from flighttoken.faces.engine import FaceAnalysis, FaceEngine
-from flighttoken.faces.errors import ImageError, ModelLoadError
-from flighttoken.faces.quality import QualityThresholds
 from flighttoken.settings import Settings
+
+if TYPE_CHECKING:
+    from flighttoken.faces.engine import FaceAnalysis
+    from flighttoken.faces.quality import QualityThresholds
 
 
 def check_images(paths: Sequence[str | Path], settings: Settings, *, out: TextIO | None = None) -> int:
@@ -24,6 +24,9 @@ def check_images(paths: Sequence[str | Path], settings: Settings, *, out: TextIO
     Exit codes: 0 all pass, 1 some image fails (unreadable, not decodable, no face or a quality
     gate), 2 the models cannot be loaded.
     """
+    from flighttoken.faces.engine import FaceEngine
+    from flighttoken.faces.errors import ImageError, ModelLoadError
+
     out = out or sys.stdout
     try:
         engine = FaceEngine.load(settings)
@@ -86,9 +89,12 @@ def _print_analysis(r: FaceAnalysis, t: QualityThresholds, out: TextIO) -> None:
     print(f"  verdict: {verdict}", file=out)
 
 
-def add_faces_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    faces = subparsers.add_parser("faces", help="face engine tools")
-    sub = faces.add_subparsers(dest="faces_command", required=True)
-    check = sub.add_parser("check", help="detect, quality-check and template photos; non-zero exit if any fails")
-    check.add_argument("images", nargs="+", metavar="IMAGE")
-    check.set_defaults(handler=lambda args, settings: check_images(args.images, settings))
+def cmd_faces_check(settings: Settings, args: argparse.Namespace) -> int:
+    return check_images(args.images, settings)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    faces = sub.add_parser("faces", help="face engine tools").add_subparsers(dest="faces_command", required=True)
+    check = faces.add_parser("check", help="print detection, quality and template facts for images")
+    check.add_argument("images", nargs="+")
+    check.set_defaults(run=cmd_faces_check)
