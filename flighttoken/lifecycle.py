@@ -26,7 +26,7 @@ from flighttoken.privacy import document_keys
 from flighttoken.privacy.sweeper import start_sweeper
 from flighttoken.privacy.vault import MasterKeyError, TemplateVault, load_master_key
 from flighttoken.production import ProductionModeError, check_keystore_cluster, check_start
-from flighttoken.services import Services
+from flighttoken.services import Engine, Services
 from flighttoken.sync.listener import SyncListener
 from flighttoken.watchlist import startup as watchlist_startup
 
@@ -37,7 +37,7 @@ class StartupError(Exception):
     """Start-up cannot continue; ``str(exc)`` is the one line to show the operator."""
 
 
-def _load_engine(services: Services) -> object:
+def _load_engine(services: Services) -> Engine:
     from flighttoken.faces.engine import FaceEngine
     from flighttoken.faces.errors import ModelLoadError
 
