@@ -12,21 +12,21 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator
 
+import asyncpg
 import structlog
 from litestar import Litestar
 
 from flighttoken import executor
-from flighttoken.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres
-from flighttoken.db.keystore import KeyStore, KeyStoreError
-from flighttoken.db.migrate import MigrationError, apply_migrations
-from flighttoken.db.pool import DatabaseUnreachable, create_pool
+from flighttoken.db.keystore import KeyStore
+from flighttoken.db.migrate import Hook
+from flighttoken.db.startup import DATABASE_ERRORS, open_databases
 from flighttoken.devices.registry import seed_demo_devices
 from flighttoken.galleries.loader import rebuild_galleries
 from flighttoken.privacy import document_keys
 from flighttoken.privacy.sweeper import start_sweeper
 from flighttoken.privacy.vault import MasterKeyError, TemplateVault, load_master_key
 from flighttoken.production import ProductionModeError, check_keystore_cluster, check_start
-from flighttoken.services import Services
+from flighttoken.services import Engine, Services
 from flighttoken.sync.listener import SyncListener
 from flighttoken.watchlist import startup as watchlist_startup
 
@@ -37,7 +37,7 @@ class StartupError(Exception):
     """Start-up cannot continue; ``str(exc)`` is the one line to show the operator."""
 
 
-def _load_engine(services: Services) -> object:
+def _load_engine(services: Services) -> Engine:
     from flighttoken.faces.engine import FaceEngine
     from flighttoken.faces.errors import ModelLoadError
 
@@ -77,29 +77,20 @@ async def _start(services: Services, stack: contextlib.AsyncExitStack) -> None:
         check_start(settings, demo=services.demo)
     except ProductionModeError as exc:
         raise StartupError(str(exc)) from None
+
+    # Once both databases are open, before the service migrations (0010 needs the master key).
+    async def prepare(pool: asyncpg.Pool, keystore: KeyStore) -> dict[int, Hook]:
+        await check_keystore_cluster(settings, pool, keystore.pool)
+        services.vault = TemplateVault(load_master_key(settings), keystore)
+        return document_keys.migration_hooks(keystore, services.vault.master)
+
     try:
-        dsn = settings.database_url
-        if not dsn:
-            embedded = EmbeddedPostgres(settings.data_dir)
-            dsn = await executor.run_blocking(embedded.start)
-            stack.push_async_callback(executor.run_blocking, embedded.stop)
-        services.dsn = dsn
-        services.pool = await create_pool(dsn, settings)
-        stack.push_async_callback(services.pool.close)
-        # Before the service migrations: 0006 moves the wrapped data keys into it, 0010 keys the
-        # stored document digests with the document MAC key it holds (under the master key).
-        keystore = await KeyStore.open(dsn, settings)
-        stack.push_async_callback(keystore.close)
-        await check_keystore_cluster(settings, services.pool, keystore.pool)
-        master = load_master_key(settings)
-        async with services.pool.acquire() as conn:
-            await apply_migrations(conn, hooks=document_keys.migration_hooks(keystore, master))
-        services.document_keys = await document_keys.load(keystore, master)
+        databases = await stack.enter_async_context(open_databases(settings, prepare))
+        services.dsn, services.pool = databases.dsn, databases.pool
+        services.document_keys = await document_keys.load(databases.keystore, services.vault.master)
         await document_keys.bind(services.pool, services.document_keys)
-    except (EmbeddedDatabaseError, DatabaseUnreachable, KeyStoreError, MigrationError, MasterKeyError,
-            document_keys.DocumentKeyError, ProductionModeError) as exc:
+    except (*DATABASE_ERRORS, MasterKeyError, document_keys.DocumentKeyError, ProductionModeError) as exc:
         raise StartupError(str(exc)) from None
-    services.vault = TemplateVault(master, keystore)
 
     if services.engine is None:
         services.engine = await executor.run_blocking(_load_engine, services)

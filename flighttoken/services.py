@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 import asyncpg
 
@@ -23,18 +24,47 @@ from flighttoken.privacy.vault import TemplateVault
 from flighttoken.settings import Settings
 from flighttoken.watchlist.state import WatchlistState
 
+if TYPE_CHECKING:
+    from flighttoken.faces.batcher import BatchStats
+    from flighttoken.faces.engine import FaceAnalysis
+
+
+class Engine(Protocol):
+    """What the service asks of the face engine (flighttoken.faces.engine.FaceEngine; tests may inject
+    a pre-loaded one or a stand-in)."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    async def analyse(self, image_bytes: bytes, /) -> FaceAnalysis: ...
+
+    def batch_stats(self) -> BatchStats: ...
+
+
+class SyncEvents(Protocol):
+    """What the service asks of the sync listener (flighttoken.sync.listener.SyncListener)."""
+
+    connected: asyncio.Event
+    """Set while its LISTEN connection is up (tests and operators wait on it)."""
+
+    def on(self, kind: str, handler: Callable[..., Awaitable[None]]) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
 
 @dataclass(eq=False)
 class Services:
     settings: Settings
-    engine: Any = None  # flighttoken.faces.engine.FaceEngine, loaded by the lifespan unless injected
+    engine: Engine = None  # type: ignore[assignment]  # loaded by the lifespan unless injected
     pool: asyncpg.Pool | None = None
     dsn: str = ""
     vault: TemplateVault = None  # type: ignore[assignment]  # set by the lifespan
     document_keys: DocumentKeys = None  # type: ignore[assignment]  # set by the lifespan
     galleries: GalleryRegistry = field(default_factory=GalleryRegistry)
     key_cache: KeyCache = field(default_factory=KeyCache)
-    sync: Any = None  # flighttoken.sync.listener.SyncListener, started by the lifespan
+    sync: SyncEvents | None = None  # started by the lifespan
     watchlist: WatchlistState = field(default_factory=WatchlistState)
     quarantine: Quarantine = field(default_factory=Quarantine)
     """Template rows this instance could not decrypt and set aside (galleries/quarantine.py)."""

@@ -15,7 +15,7 @@ from tests.support.database import create_database, drop_database
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict:
-    """Async tests run on uvloop, the loop the service runs on (flighttoken/cli.py)."""
+    """Async tests run on uvloop, the loop the service runs on (flighttoken/cli/serve.py)."""
     return {"uvloop": uvloop.new_event_loop}
 
 

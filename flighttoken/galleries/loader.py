@@ -45,7 +45,7 @@ async def rebuild_galleries(services: Services) -> RebuildReport:
     rows = await token_q.searchable_templates(pool, model_id)
     keys = {}
     for flight_id in {r["flight_id"] for r in rows}:
-        dek = await services.vault.flight_key(pool, flight_id)
+        dek = await services.vault.flight_key(flight_id)
         if dek is not None:
             keys[flight_id] = dek
     fetched = time.perf_counter()

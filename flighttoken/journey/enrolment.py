@@ -185,7 +185,7 @@ async def _enrolled_template(services: Services, conn, token_id: uuid.UUID, flig
     row = await token_q.template_of(conn, token_id)
     if row is None or row["model_id"] != services.engine.model_id:
         return None
-    dek = await services.vault.flight_key(conn, flight_id)
+    dek = await services.vault.flight_key(flight_id)
     if dek is None:
         raise Conflict("the flight's data has been purged", code="flight_closed")
     return TemplateVault.open_template(dek, token_id, row["model_id"], row["sealed"])
@@ -240,7 +240,7 @@ async def _store(vault: TemplateVault, conn, device: Device, req: EnrolmentReque
         token_id, created, update = row["id"], True, True
         state, enrolled_at = row["state"], row["enrolled_at"]
     if update:
-        dek = await vault.flight_key(conn, flight_id)
+        dek = await vault.flight_key(flight_id)
         if dek is None:
             raise Conflict("the flight's data has been purged", code="flight_closed")
         sealed = vault.seal_template(dek, token_id, model_id, vector)

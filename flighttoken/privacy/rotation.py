@@ -14,24 +14,18 @@ since it was read, so a purge or a second rotation running at the same time is n
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 
 import msgspec
 
 from flighttoken.crypto.document_key import document_mac_context
-from flighttoken.crypto.keys import MasterKey, UnknownKekError, WrappedKey, generate_master_key
+from flighttoken.crypto.keys import MasterKey, UnknownKekError, WrappedKey
 from flighttoken.crypto.sealing import DecryptionError
-from flighttoken.db.keystore import KeyStore, KeyStoreError
+from flighttoken.db.keystore import KeyStore
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import keystore as q
 from flighttoken.executor import run_blocking
-from flighttoken.privacy import document_keys
-from flighttoken.privacy.vault import MasterKeyError, flight_context, load_master_key
-from flighttoken.settings import Settings
+from flighttoken.privacy.vault import flight_context
 from flighttoken.watchlist.vault import key_context as watchlist_key_context
 
 BATCH = 500
@@ -83,69 +77,3 @@ async def rotate(keystore: KeyStore, pool, master: MasterKey, *, actor: str = "c
     await audit.record(pool, actor=actor, action="keys.rotate", outcome="ok" if not report.unreadable else "error",
                        detail=msgspec.to_builtins(report))
     return report
-
-
-@contextlib.asynccontextmanager
-async def key_databases(settings: Settings, master: MasterKey | None = None) -> AsyncIterator[tuple[object, KeyStore]]:
-    """The migrated service pool and the key store, for one-off commands (0010 needs ``master`` on a
-    database that still holds unkeyed document digests)."""
-    from flighttoken.db.embedded import EmbeddedPostgres
-    from flighttoken.db.migrate import apply_migrations
-    from flighttoken.db.pool import create_pool
-
-    async with contextlib.AsyncExitStack() as stack:
-        dsn = settings.database_url
-        if not dsn:
-            embedded = EmbeddedPostgres(settings.data_dir)
-            dsn = await run_blocking(embedded.start)
-            stack.push_async_callback(run_blocking, embedded.stop)
-        pool = await create_pool(dsn, settings)
-        stack.push_async_callback(pool.close)
-        keystore = await KeyStore.open(dsn, settings)
-        stack.push_async_callback(keystore.close)
-        async with pool.acquire() as conn:
-            await apply_migrations(conn, hooks=document_keys.migration_hooks(keystore, master))
-        yield pool, keystore
-
-
-async def _rotate_command(settings: Settings) -> RotationReport:
-    master = load_master_key(settings)
-    async with key_databases(settings, master) as (pool, keystore):
-        return await rotate(keystore, pool, master)
-
-
-def run_rotate(settings: Settings, args: argparse.Namespace) -> int:
-    from flighttoken.db.embedded import EmbeddedDatabaseError
-    from flighttoken.db.migrate import MigrationError
-    from flighttoken.db.pool import DatabaseUnreachable
-
-    try:
-        report = asyncio.run(_rotate_command(settings))
-    except (MasterKeyError, KeyStoreError, EmbeddedDatabaseError, DatabaseUnreachable, MigrationError) as exc:
-        print(f"flighttoken: {exc}")
-        return 2
-    print(f"rewrapped {report.rewrapped} data keys under {report.current_kek}; "
-          f"{report.already_current} already current; {report.unreadable} unreadable")
-    if report.unreadable:
-        hint = f" (wrapped under {', '.join(report.unknown_keks)})" if report.unknown_keks else ""
-        print(f"flighttoken: {report.unreadable} data keys could not be rewrapped{hint}: put their master key "
-              "back in the keyring, after the current one, and run again")
-        return 1
-    return 0
-
-
-def run_generate(settings: Settings, args: argparse.Namespace) -> int:
-    try:
-        print(generate_master_key(args.id))
-    except ValueError as exc:
-        print(f"flighttoken: {exc}")
-        return 2
-    return 0
-
-
-def add_arguments(keys: argparse._SubParsersAction) -> None:
-    rotate_p = keys.add_parser("rotate", help="rewrap every data key under the current (first) master key")
-    rotate_p.set_defaults(run=run_rotate)
-    generate = keys.add_parser("generate", help="print a new master keyring entry (put it first in the ring)")
-    generate.add_argument("--id", help="key id (default: kek-<date>-<random>)")
-    generate.set_defaults(run=run_generate)

@@ -64,9 +64,8 @@ class TemplateVault:
         key_id = await self.keystore.add_flight_key(flight_id, uuid.uuid4(), wrapped)
         await privacy_q.insert_flight_key_marker(conn, flight_id, key_id)
 
-    async def flight_key(self, conn: asyncpg.Connection | asyncpg.Pool | None, flight_id: uuid.UUID) -> bytes | None:
-        """The flight's data key, or None once it has been destroyed (purged). ``conn`` is unused: the
-        key comes from the key store (kept so callers need not change)."""
+    async def flight_key(self, flight_id: uuid.UUID) -> bytes | None:
+        """The flight's data key (from the key store), or None once it has been destroyed (purged)."""
         context = flight_context(flight_id)
         cached = self.keys.get(context)
         if cached is not None:

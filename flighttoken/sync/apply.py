@@ -27,7 +27,7 @@ async def load_into_galleries(services: Services, rows: Sequence) -> int:
     fails to decrypt is quarantined (galleries/quarantine.py), the others still load."""
     keys: dict[uuid.UUID, bytes] = {}
     for flight_id in {r["flight_id"] for r in rows}:
-        dek = await services.vault.flight_key(services.db(), flight_id)
+        dek = await services.vault.flight_key(flight_id)
         if dek is not None:
             keys[flight_id] = dek
     opened, unreadable = await run_blocking(open_templates, rows, keys, services.engine.model_id)

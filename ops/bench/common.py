@@ -195,7 +195,7 @@ class WindowSeeder:
         async with self.pool.acquire() as conn, conn.transaction():
             await flight_q.insert(conn, flight)
             await self.vault.create_flight_key(conn, flight.id)
-            dek = await self.vault.flight_key(conn, flight.id)
+            dek = await self.vault.flight_key(flight.id)
             assert dek is not None
             sealed = await executor.run_blocking(
                 lambda: [TemplateVault.seal_template(dek, t, self.model_id, v)

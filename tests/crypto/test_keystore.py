@@ -244,7 +244,7 @@ async def test_the_service_moves_an_existing_deployments_keys_at_start_and_serve
             services, fid = svc.services, legacy["flight"].id
             # Every template of the flight was opened with the moved key and is searchable.
             assert services.galleries.flight_size(fid) == PASSENGERS
-            assert await services.vault.flight_key(None, fid) == legacy["dek"]
+            assert await services.vault.flight_key(fid) == legacy["dek"]
             assert await watchlist_vault.key(services.vault, None, legacy["watch_id"]) == legacy["watch_dek"]
             assert await services.db().fetchval("SELECT key_id FROM flight_keys WHERE flight_id = $1", fid) == \
                 await services.vault.keystore.pool.fetchval("SELECT key_id FROM flight_data_keys WHERE flight_id = $1",

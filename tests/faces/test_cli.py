@@ -9,7 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from flighttoken.faces.cli import check_images
+from flighttoken.cli import build_parser
+from flighttoken.cli.faces import check_images
 from flighttoken.settings import Settings, load_settings
 from tests.faces.conftest import jpeg, to_bgr
 
@@ -47,3 +48,8 @@ def test_missing_models_exit_2(tmp_path: Path) -> None:
     out = io.StringIO()
     assert check_images(["x.jpg"], load_settings(model_dir=str(tmp_path)), out=out) == 2
     assert "FLIGHTTOKEN_MODEL_DIR" in out.getvalue()
+
+
+def test_subcommand_wiring(lfw_dir: Path, face_settings: Settings) -> None:
+    args = build_parser().parse_args(["faces", "check", str(lfw_dir / "Tony_Blair" / "Tony_Blair_0002.jpg")])
+    assert args.run(face_settings, args) == 0

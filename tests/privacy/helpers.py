@@ -45,7 +45,7 @@ async def seed_flight(services, *, number: str, passengers: int, device_id: uuid
     async with services.db().acquire() as conn, conn.transaction():
         assert await flight_q.insert(conn, flight)
         await services.vault.create_flight_key(conn, flight.id)
-        dek = await services.vault.flight_key(conn, flight.id)
+        dek = await services.vault.flight_key(flight.id)
         for i in range(passengers):
             token_id, consent_id = uuid.uuid4(), uuid.uuid4()
             doc_key = doc_keys.of("HKG", "P", f"S{number}{i:05d}")

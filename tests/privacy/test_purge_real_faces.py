@@ -99,7 +99,7 @@ async def _collect_secrets(w: World) -> None:
     async with services.db().acquire() as conn:
         assert await conn.fetchval("SELECT key_id FROM flight_keys WHERE flight_id = $1", fid) == key["key_id"]
         rows = await conn.fetch("SELECT token_id, sealed FROM templates WHERE flight_id = $1", fid)
-        dek = await services.vault.flight_key(conn, fid)
+        dek = await services.vault.flight_key(fid)
     w.key_id = key["key_id"]
     w.secrets["wrapped_key"] = bytes(key["wrapped"])
     w.secrets["data_key"] = dek
@@ -237,7 +237,7 @@ async def test_a_full_dump_taken_before_the_purge_and_restored_after_it_cannot_d
                 with pytest.raises(DecryptionError):
                     TemplateVault.open_template(dek, r["token_id"], model_id, r["sealed"])
         # The same dump is a good backup of B: its templates open with B's key from the key store.
-        b_dek = await services.vault.flight_key(None, bid)
+        b_dek = await services.vault.flight_key(bid)
         for r in b_sealed:
             assert np.isclose(np.linalg.norm(TemplateVault.open_template(b_dek, r["token_id"], model_id,
                                                                          r["sealed"])), 1.0, atol=1e-3)

@@ -49,7 +49,7 @@ async def run_service(settings: Settings, *, engine: Any = None,
     settings = msgspec.structs.replace(settings, host="127.0.0.1", port=free_port(),
                                        authority_host="127.0.0.1", authority_port=free_port() if authority else 0)
     app = create_app(settings, engine=engine)
-    server = server_for(app, access_log=False, http="httptools")  # as flighttoken/cli.py serves
+    server = server_for(app, access_log=False, http="httptools")  # as flighttoken/cli/serve.py serves
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # tests own the signals
     task = asyncio.create_task(server.serve(sockets=sockets_for(settings)))
     while not server.started:

@@ -38,23 +38,11 @@ async def by_id(conn: Executor, flight_id: uuid.UUID, *, for_update: bool = Fals
     return _flight(row) if row else None
 
 
-async def by_code(conn: Executor, airline: str, number: str, departure: datetime) -> Flight | None:
-    row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM flights WHERE airline = $1 AND number = $2 AND scheduled_departure = $3",
-        airline, number, departure)
-    return _flight(row) if row else None
-
-
 async def list_between(conn: Executor, start: datetime, end: datetime, airline: str | None = None) -> list[Flight]:
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM flights WHERE scheduled_departure BETWEEN $1 AND $2"
         " AND ($3::text IS NULL OR airline = $3) ORDER BY scheduled_departure, airline, number",
         start, end, airline)
-    return [_flight(r) for r in rows]
-
-
-async def open_flights(conn: Executor) -> list[Flight]:
-    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM flights WHERE state IN ('scheduled', 'boarding')")
     return [_flight(r) for r in rows]
 
 

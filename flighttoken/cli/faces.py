@@ -1,19 +1,21 @@
 """``flighttoken faces check IMAGE...``: what the engine sees in each photo, and whether it would pass.
 
-The command itself is wired in flighttoken/cli.py, which calls :func:`check_images`.
+The face engine is imported only when the command runs: every other command starts without it.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from flighttoken.faces.engine import FaceAnalysis, FaceEngine
-from flighttoken.faces.errors import ImageError, ModelLoadError
-from flighttoken.faces.quality import QualityThresholds
 from flighttoken.settings import Settings
+
+if TYPE_CHECKING:
+    from flighttoken.faces.engine import FaceAnalysis
+    from flighttoken.faces.quality import QualityThresholds
 
 
 def check_images(paths: Sequence[str | Path], settings: Settings, *, out: TextIO | None = None) -> int:
@@ -22,6 +24,9 @@ def check_images(paths: Sequence[str | Path], settings: Settings, *, out: TextIO
     Exit codes: 0 all pass, 1 some image fails (unreadable, not decodable, no face or a quality
     gate), 2 the models cannot be loaded.
     """
+    from flighttoken.faces.engine import FaceEngine
+    from flighttoken.faces.errors import ImageError, ModelLoadError
+
     out = out or sys.stdout
     try:
         engine = FaceEngine.load(settings)
@@ -82,3 +87,14 @@ def _print_analysis(r: FaceAnalysis, t: QualityThresholds, out: TextIO) -> None:
               f"norm before normalisation {r.template_norm:.2f}", file=out)
     verdict = "PASS" if r.quality_ok else "FAIL " + ", ".join(r.quality_failures)
     print(f"  verdict: {verdict}", file=out)
+
+
+def cmd_faces_check(settings: Settings, args: argparse.Namespace) -> int:
+    return check_images(args.images, settings)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    faces = sub.add_parser("faces", help="face engine tools").add_subparsers(dest="faces_command", required=True)
+    check = faces.add_parser("check", help="print detection, quality and template facts for images")
+    check.add_argument("images", nargs="+")
+    check.set_defaults(run=cmd_faces_check)
