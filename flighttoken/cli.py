@@ -45,7 +45,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from flighttoken.listeners import server_for, sockets_for
     from flighttoken.logs import configure_logging
 
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.logging.log_format, settings.logging.log_level)
     logging.getLogger("uvicorn.error").addFilter(_DropKnownStartupTraceback())
     app = create_app(settings, demo=args.demo)
     # uvloop and httptools, not asyncio's loop and h11: in a saturated airport day they took the
@@ -83,9 +83,9 @@ async def cli_database(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, 
     from flighttoken.executor import run_blocking
 
     embedded = None
-    dsn = settings.database_url
+    dsn = settings.database.database_url
     if not dsn:
-        embedded = EmbeddedPostgres(settings.data_dir)
+        embedded = EmbeddedPostgres(settings.database.data_dir)
         dsn = await run_blocking(embedded.start)
     try:
         pool = await create_pool(dsn, settings)

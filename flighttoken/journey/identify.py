@@ -34,7 +34,7 @@ _AUDITED_REFUSALS = frozenset({"already_cleared", "already_boarded", "token_ende
 async def identify(services: Services, device: Device, image: bytes) -> Decision:
     started = time.perf_counter()
     now = datetime.now(UTC)
-    horizon = timedelta(seconds=services.settings.clearance_horizon_s)
+    horizon = timedelta(seconds=services.settings.galleries.clearance_horizon_s)
     gate_flights: list[uuid.UUID] = []
     if device.kind is DeviceKind.GATE:
         # The gate's boarding flights are read while the face engine works: a round trip off the path.
@@ -68,8 +68,8 @@ def _capture_refusal(device: Device, analysis) -> str | None:
 async def _match(services: Services, device: Device, vector, gate_flights: list[uuid.UUID], now: datetime,
                  horizon: timedelta) -> MatchOutcome:
     s, galleries = services.settings, services.galleries
-    margin = s.decision_margin
-    windows = windows_between(now - horizon, now + horizon, s.window_seconds)
+    margin = s.decisions.decision_margin
+    windows = windows_between(now - horizon, now + horizon, s.galleries.window_seconds)
     # The threshold follows the number of faces actually searched (issue 8: FPIR grows with N).
     window_faces = sum(galleries.window_size(w) for w in windows)
     if device.kind is DeviceKind.GATE:
@@ -136,7 +136,8 @@ def _referral(services: Services, device: Device, hit: WatchlistHit | None, reas
               token_id: uuid.UUID | None) -> journey_q.Referral | None:
     """The officer referral this screened decision records, if any. The draw is made for every
     screened decision, so each does the same work."""
-    kind = screening.referral(hit, reason == "matched", screening.drawn(services.settings.secondary_referral_share))
+    share = services.settings.watchlist.secondary_referral_share
+    kind = screening.referral(hit, reason == "matched", screening.drawn(share))
     if kind is None:
         return None
     return journey_q.Referral(kind=kind, subject_id=hit.subject_id if hit else None, score=hit.score if hit else None,

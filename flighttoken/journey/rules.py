@@ -48,10 +48,11 @@ def threshold_for(settings: Settings, touchpoint: DeviceKind, gallery_size: int)
     """The score to proceed at ``touchpoint`` after searching ``gallery_size`` faces: the gallery-size
     threshold for the touchpoint's target FPIR, never below the touchpoint's configured threshold."""
     s = settings
-    floor, fpir = {DeviceKind.GATE: (s.gate_threshold, s.gate_target_fpir),
-                   DeviceKind.E_CHANNEL: (s.e_channel_threshold, s.e_channel_target_fpir),
-                   DeviceKind.LOUNGE: (s.lounge_threshold, s.lounge_target_fpir)}[touchpoint]
-    return max(floor, size_threshold(gallery_size, fpir, s.impostor_tail_score_1e6, s.impostor_tail_decade))
+    floor, fpir = {DeviceKind.GATE: (s.decisions.gate_threshold, s.decisions.gate_target_fpir),
+                   DeviceKind.E_CHANNEL: (s.decisions.e_channel_threshold, s.decisions.e_channel_target_fpir),
+                   DeviceKind.LOUNGE: (s.decisions.lounge_threshold, s.decisions.lounge_target_fpir)}[touchpoint]
+    return max(floor, size_threshold(gallery_size, fpir, s.decisions.impostor_tail_score_1e6,
+                                     s.decisions.impostor_tail_decade))
 
 
 def decide_match(candidates: list[Candidate], threshold: float, margin: float) -> MatchOutcome:

@@ -94,9 +94,9 @@ async def key_databases(settings: Settings, master: MasterKey | None = None) -> 
     from flighttoken.db.pool import create_pool
 
     async with contextlib.AsyncExitStack() as stack:
-        dsn = settings.database_url
+        dsn = settings.database.database_url
         if not dsn:
-            embedded = EmbeddedPostgres(settings.data_dir)
+            embedded = EmbeddedPostgres(settings.database.data_dir)
             dsn = await run_blocking(embedded.start)
             stack.push_async_callback(run_blocking, embedded.stop)
         pool = await create_pool(dsn, settings)

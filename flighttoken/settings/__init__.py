@@ -120,7 +120,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     tests use them.
     """
     environ = os.environ if environ is None else environ
-    unknown = sorted(k for k in environ if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX):].lower() not in FIELD_SECTION)
+    unknown = sorted(k for k in environ
+                     if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX):].lower() not in FIELD_SECTION)
     if unknown:
         raise SettingsError(f"{unknown[0]} is not a FlightToken setting (typo?)")
     found = {}

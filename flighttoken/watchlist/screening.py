@@ -71,7 +71,7 @@ def referral(hit: WatchlistHit | None, would_proceed: bool, random_pick: bool) -
 async def best_hit(services: Services, vector) -> WatchlistHit | None:
     """The best live subject at or above the watchlist threshold, if any."""
     hits = await services.watchlist.gallery.search(vector, datetime.now(UTC))
-    if hits and hits[0].score >= services.settings.watchlist_threshold:
+    if hits and hits[0].score >= services.settings.watchlist.watchlist_threshold:
         return hits[0]
     return None
 
@@ -91,6 +91,6 @@ async def screen_enrolment(services: Services, device: Device, vector, token_id:
     if not screens(services.settings, device):
         return
     hit = await best_hit(services, vector)
-    kind = referral(hit, True, drawn(services.settings.secondary_referral_share))
+    kind = referral(hit, True, drawn(services.settings.watchlist.secondary_referral_share))
     await alerts.raise_alert(services, device, kind, hit.subject_id if hit else None,
                              hit.score if hit else None, token_id)
