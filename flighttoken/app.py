@@ -51,12 +51,12 @@ def _middleware(services: Services, metrics: Metrics, kinds: frozenset[DeviceKin
     settings = services.settings
     return [
         request_context_middleware,
-        slow_client_middleware(settings.request_body_timeout_s),
+        slow_client_middleware(settings.http.request_body_timeout_s),
         metrics.middleware,
         DefineMiddleware(ApiKeyAuthentication, kinds=kinds, exclude=[f"^{p}" for p in sorted(PUBLIC_PATHS)]),
         # After authentication, so the limit is per device key, not per address (many devices
         # may sit behind one NAT or load balancer).
-        RateLimitConfig(rate_limit=("second", settings.rate_limit_per_second),
+        RateLimitConfig(rate_limit=("second", settings.http.rate_limit_per_second),
                         identifier_for_request=_device_or_address,
                         exclude=[f"^{p}" for p in sorted(PUBLIC_PATHS)],
                         # Off so that a hidden route's 404 carries no header an unknown path lacks.
@@ -82,7 +82,7 @@ def create_app(settings: Settings, *, engine: Any = None, demo: bool = False) ->
         guards=[require_device],
         # An authority key is an unknown key here: its requests are counted and limited as anonymous.
         middleware=_middleware(services, metrics, PUBLIC_KINDS),
-        request_max_body_size=settings.max_body_bytes,
+        request_max_body_size=settings.http.max_body_bytes,
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
             title="FlightToken",
@@ -99,7 +99,7 @@ def create_app(settings: Settings, *, engine: Any = None, demo: bool = False) ->
     )
     app.state.services = services
     app.state.metrics = metrics
-    app.state.authority_app = create_authority_app(services) if settings.authority_port else None
+    app.state.authority_app = create_authority_app(services) if settings.http.authority_port else None
     return app
 
 
@@ -120,7 +120,7 @@ def create_authority_app(services: Services) -> Litestar:
         exception_handlers={Exception: exception_to_problem},
         guards=[require_device],
         middleware=_middleware(services, metrics, AUTHORITY_KINDS),
-        request_max_body_size=services.settings.max_body_bytes,
+        request_max_body_size=services.settings.http.max_body_bytes,
         openapi_config=None,
         debug=False,
         logging_config=None,

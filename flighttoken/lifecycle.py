@@ -59,10 +59,10 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
             log.error("startup_failed", reason=str(exc))
             raise
         log.info("service_ready")
-        base = f"http://{services.settings.host}:{services.settings.port}"
+        base = f"http://{services.settings.http.host}:{services.settings.http.port}"
         print(f"FlightToken ready on {base}  (API docs: {base}/schema/swagger)", file=sys.stderr, flush=True)
-        if services.settings.authority_port:
-            print(f"Authority API on http://{services.settings.authority_host}:{services.settings.authority_port}",
+        if services.settings.http.authority_port:
+            print(f"Authority API on http://{services.settings.http.authority_host}:{services.settings.http.authority_port}",
                   file=sys.stderr, flush=True)
         try:
             yield
@@ -99,7 +99,7 @@ async def _start(services: Services, stack: contextlib.AsyncExitStack) -> None:
     await rebuild_galleries(services)
     # Started after the rebuild: its first act is a reconcile, which covers changes made by other
     # instances between the rebuild's query and the LISTEN.
-    services.sync = SyncListener(services, settings.reconcile_interval_s)
+    services.sync = SyncListener(services, settings.galleries.reconcile_interval_s)
     await services.sync.start()
     stack.push_async_callback(services.sync.stop)
     await watchlist_startup.start(services, stack)

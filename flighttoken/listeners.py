@@ -43,10 +43,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 def sockets_for(settings: Settings) -> list[socket.socket]:
     """The public socket, and the authority's when its port is set. Raises OSError (port in use)."""
-    out = [bind(settings.host, settings.port)]
-    if settings.authority_port:
+    out = [bind(settings.http.host, settings.http.port)]
+    if settings.http.authority_port:
         try:
-            out.append(bind(settings.authority_host, settings.authority_port))
+            out.append(bind(settings.http.authority_host, settings.http.authority_port))
         except OSError:
             out[0].close()
             raise
@@ -56,6 +56,6 @@ def sockets_for(settings: Settings) -> list[socket.socket]:
 def server_for(app: Litestar, **config: Any) -> uvicorn.Server:
     """A uvicorn server for the public app and, when configured, the authority app beside it."""
     settings: Settings = app.state.services.settings
-    asgi = Listeners(app, app.state.authority_app, settings.authority_port)
-    return uvicorn.Server(uvicorn.Config(asgi, host=settings.host, port=settings.port, log_config=None,
+    asgi = Listeners(app, app.state.authority_app, settings.http.authority_port)
+    return uvicorn.Server(uvicorn.Config(asgi, host=settings.http.host, port=settings.http.port, log_config=None,
                                          lifespan="on", **config))

@@ -224,7 +224,7 @@ class MetricsController(Controller):
 
     @get("/")
     async def scrape(self, request: Request[Any, Any, Any], services: NamedDependency[Services]) -> Response[bytes]:
-        token = services.settings.metrics_token
+        token = services.settings.operations.metrics_token
         if token:
             presented = request.headers.get("authorization", "")
             if not hmac.compare_digest(presented.encode(), f"Bearer {token}".encode()):

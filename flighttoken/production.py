@@ -27,7 +27,7 @@ def _mode(settings: Settings) -> str:
 
 
 def master_key_problem(settings: Settings) -> str | None:
-    if settings.master_key or settings.master_key_file:
+    if settings.privacy.master_key or settings.privacy.master_key_file:
         return None
     return (f"FLIGHTTOKEN_MASTER_KEY_FILE: {_mode(settings)} needs a master key and never creates a development "
             "one; make one with `flighttoken keys generate` and point FLIGHTTOKEN_MASTER_KEY_FILE at it")
@@ -36,7 +36,7 @@ def master_key_problem(settings: Settings) -> str | None:
 def metrics_problem(settings: Settings) -> str | None:
     """Why /metrics would answer anyone, or None. The one place that decides what protects it: another
     protection (e.g. a listener of its own) is accepted here."""
-    if settings.metrics_token:
+    if settings.operations.metrics_token:
         return None
     return (f"FLIGHTTOKEN_METRICS_TOKEN: {_mode(settings)} does not serve /metrics unprotected; set a token "
             "(e.g. `openssl rand -base64 32`) and give it to the scraper as its bearer token")
@@ -52,7 +52,7 @@ def check_start(settings: Settings, *, demo: bool) -> None:
     for problem in (master_key_problem(settings), metrics_problem(settings)):
         if problem:
             raise ProductionModeError(problem)
-    if settings.keystore_same_cluster == "refuse" and not settings.keystore_url:
+    if settings.database.keystore_same_cluster == "refuse" and not settings.database.keystore_url:
         # The default key store is a sibling database on the service database's server: refused
         # before it is created.
         raise ProductionModeError(_same_cluster_message("the default key store, <service db>_keys"))
@@ -82,7 +82,7 @@ async def check_keystore_cluster(settings: Settings, service: asyncpg.Pool, keys
     if not same_cluster(ours, keys):
         return
     message = _same_cluster_message(ours.address or "a Unix socket")
-    if settings.keystore_same_cluster == "refuse":
+    if settings.database.keystore_same_cluster == "refuse":
         raise ProductionModeError(message)
     log.warning("keystore_same_cluster", detail=message,
                 hint="FLIGHTTOKEN_KEYSTORE_SAME_CLUSTER=refuse makes this stop start-up")

@@ -33,8 +33,11 @@ def check_images(paths: Sequence[str | Path], settings: Settings, *, out: TextIO
     except ModelLoadError as exc:
         print(f"error: {exc}", file=out)
         return 2
+    d = settings.decisions
     print(f"detector {engine.detector.model_id}, recogniser {engine.model_id}, "
-          f"flip-average {'on' if engine.flip else 'off'}, match threshold {settings.match_threshold}", file=out)
+          f"flip-average {'on' if engine.flip else 'off'}, verify threshold {d.verify_threshold}, "
+          f"floors gate {d.gate_threshold} / e-channel {d.e_channel_threshold} / lounge {d.lounge_threshold}",
+          file=out)
     failed = 0
     for path in paths:
         print(f"\n{path}", file=out)

@@ -31,7 +31,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from flighttoken.listeners import server_for, sockets_for
     from flighttoken.logs import configure_logging
 
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.logging.log_format, settings.logging.log_level)
     logging.getLogger("uvicorn.error").addFilter(_DropKnownStartupTraceback())
     app = create_app(settings, demo=args.demo)
     # uvloop and httptools, not asyncio's loop and h11: in a saturated airport day they took the

@@ -94,7 +94,7 @@ class KeyStore:
     @classmethod
     async def open(cls, service_dsn: str, settings: Settings) -> KeyStore:
         """Connect (creating the default sibling database if needed) and migrate."""
-        dsn = settings.keystore_url
+        dsn = settings.database.keystore_url
         if not dsn:
             name, dsn = sibling_database(service_dsn)
             try:
@@ -103,7 +103,8 @@ class KeyStore:
                 raise KeyStoreError(f"{SETTING}: cannot create the key store database {name!r} "
                                     f"({type(exc).__name__}: {exc})") from None
         try:
-            pool = await create_pool(dsn, settings, setting=SETTING, min_size=1, max_size=settings.keystore_pool_max)
+            pool = await create_pool(dsn, settings, setting=SETTING, min_size=1,
+                                     max_size=settings.database.keystore_pool_max)
         except DatabaseUnreachable as exc:
             raise KeyStoreError(str(exc)) from None
         store = cls(pool)

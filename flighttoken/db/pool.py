@@ -31,10 +31,10 @@ async def create_pool(dsn: str, settings: Settings, *, setting: str = "DATABASE_
     try:
         pool = await asyncpg.create_pool(
             dsn,
-            min_size=settings.db_pool_min if min_size is None else min_size,
-            max_size=settings.db_pool_max if max_size is None else max_size,
-            command_timeout=settings.db_command_timeout_s,
-            timeout=settings.db_command_timeout_s,
+            min_size=settings.database.db_pool_min if min_size is None else min_size,
+            max_size=settings.database.db_pool_max if max_size is None else max_size,
+            command_timeout=settings.database.db_command_timeout_s,
+            timeout=settings.database.db_command_timeout_s,
             reset=_reset,
         )
     except asyncpg.InvalidPasswordError:

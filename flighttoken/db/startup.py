@@ -46,9 +46,9 @@ async def _keystore_hooks(pool: asyncpg.Pool, keystore: KeyStore) -> Mapping[int
 @contextlib.asynccontextmanager
 async def open_databases(settings: Settings, prepare: Prepare = _keystore_hooks) -> AsyncIterator[Databases]:
     async with contextlib.AsyncExitStack() as stack:
-        dsn = settings.database_url
+        dsn = settings.database.database_url
         if not dsn:
-            embedded = EmbeddedPostgres(settings.data_dir)
+            embedded = EmbeddedPostgres(settings.database.data_dir)
             dsn = await run_blocking(embedded.start)
             stack.push_async_callback(run_blocking, embedded.stop)
         pool = await create_pool(dsn, settings)

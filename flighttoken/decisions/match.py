@@ -56,9 +56,9 @@ def size_threshold(gallery_size: int, target_fpir: float, score_1e6: float, deca
 def threshold_for(settings: Settings, touchpoint: DeviceKind, gallery_size: int) -> float:
     """The score to proceed at ``touchpoint`` after searching ``gallery_size`` faces: the gallery-size
     threshold for the touchpoint's target FPIR, never below the touchpoint's configured threshold."""
-    s, policy = settings, TOUCHPOINTS[touchpoint]
-    floor, fpir = policy.threshold(s), policy.target_fpir(s)
-    return max(floor, size_threshold(gallery_size, fpir, s.impostor_tail_score_1e6, s.impostor_tail_decade))
+    d, policy = settings.decisions, TOUCHPOINTS[touchpoint]
+    floor, fpir = policy.threshold(settings), policy.target_fpir(settings)
+    return max(floor, size_threshold(gallery_size, fpir, d.impostor_tail_score_1e6, d.impostor_tail_decade))
 
 
 def decide_match(candidates: Sequence[Scored], threshold: float, margin: float) -> MatchOutcome:

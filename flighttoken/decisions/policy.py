@@ -34,11 +34,13 @@ class TouchpointPolicy:
     """Proceed carries the passenger's name, seat and flight (a boarding gate's agent screen)."""
 
 
+def _decision_settings(kind: str) -> tuple[Callable[[Settings], float], Callable[[Settings], float]]:
+    """The ``FLIGHTTOKEN_<KIND>_THRESHOLD`` floor and ``_TARGET_FPIR`` of a touchpoint kind."""
+    return attrgetter(f"decisions.{kind}_threshold"), attrgetter(f"decisions.{kind}_target_fpir")
+
+
 TOUCHPOINTS: dict[DeviceKind, TouchpointPolicy] = {
-    DeviceKind.E_CHANNEL: TouchpointPolicy(attrgetter("e_channel_threshold"), attrgetter("e_channel_target_fpir"),
-                                           Searches.WINDOWS, refuses_tailgating=True),
-    DeviceKind.LOUNGE: TouchpointPolicy(attrgetter("lounge_threshold"), attrgetter("lounge_target_fpir"),
-                                        Searches.WINDOWS),
-    DeviceKind.GATE: TouchpointPolicy(attrgetter("gate_threshold"), attrgetter("gate_target_fpir"),
-                                      Searches.FLIGHTS, shows_passenger=True),
+    DeviceKind.E_CHANNEL: TouchpointPolicy(*_decision_settings("e_channel"), Searches.WINDOWS, refuses_tailgating=True),
+    DeviceKind.LOUNGE: TouchpointPolicy(*_decision_settings("lounge"), Searches.WINDOWS),
+    DeviceKind.GATE: TouchpointPolicy(*_decision_settings("gate"), Searches.FLIGHTS, shows_passenger=True),
 }

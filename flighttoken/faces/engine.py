@@ -74,32 +74,33 @@ class FaceEngine:
         self.settings = settings
         self.detector = detector
         self.recognizer = recognizer
-        self.limits = ImageLimits(max_bytes=settings.image_max_bytes, max_pixels=settings.image_max_pixels,
-                                  decode_max_side=settings.image_decode_max_side,
-                                  decode_max_pixels=settings.decode_max_pixels)
+        images = settings.images
+        self.limits = ImageLimits(max_bytes=images.image_max_bytes, max_pixels=images.image_max_pixels,
+                                  decode_max_side=images.image_decode_max_side,
+                                  decode_max_pixels=images.decode_max_pixels)
         self.thresholds = QualityThresholds.from_settings(settings)
-        self.flip = settings.flip_average
+        self.flip = settings.engine.flip_average
         self._single_runs = 0
-        self.admission = Admission(settings.engine_queue_max, settings.engine_device_share,
-                                   settings.engine_device_running)
+        self.admission = Admission(settings.engine.engine_queue_max, settings.engine.engine_device_share,
+                                   settings.engine.engine_device_running)
         self.batcher: MicroBatcher[np.ndarray, tuple[np.ndarray, float]] | None = None
-        if settings.batch_max_size > 1:
-            self.batcher = MicroBatcher(self._embed_batch, max_size=settings.batch_max_size,
-                                        max_wait_s=settings.batch_max_wait_ms / 1000.0,
-                                        max_in_flight=settings.batch_max_in_flight, name="embed")
+        if settings.engine.batch_max_size > 1:
+            self.batcher = MicroBatcher(self._embed_batch, max_size=settings.engine.batch_max_size,
+                                        max_wait_s=settings.engine.batch_max_wait_ms / 1000.0,
+                                        max_in_flight=settings.engine.batch_max_in_flight, name="embed")
 
     @classmethod
     def load(cls, settings: Settings) -> FaceEngine:
         """Build the sessions (blocking, ~1 s): call through run_blocking from async code."""
         t0 = time.perf_counter()
-        model_dir = Path(settings.resolved_model_dir())
-        detector = ScrfdDetector(model_dir / settings.detector_file, settings.engine_threads,
-                            settings.detector_input_size, settings.detector_score_threshold)
-        recognizer = ArcFaceRecognizer(model_dir / settings.recognizer_file, settings.engine_threads)
+        model_dir = Path(settings.models.resolved_model_dir())
+        detector = ScrfdDetector(model_dir / settings.models.detector_file, settings.models.engine_threads,
+                            settings.models.detector_input_size, settings.quality.detector_score_threshold)
+        recognizer = ArcFaceRecognizer(model_dir / settings.models.recognizer_file, settings.models.engine_threads)
         engine = cls(settings, detector, recognizer)
         log.info("face_engine_loaded", detector=detector.model_id, recognizer=recognizer.model_id,
-                 threads=settings.engine_threads, batch_max_size=settings.batch_max_size,
-                 flip_average=settings.flip_average, seconds=round(time.perf_counter() - t0, 2))
+                 threads=settings.models.engine_threads, batch_max_size=settings.engine.batch_max_size,
+                 flip_average=settings.engine.flip_average, seconds=round(time.perf_counter() - t0, 2))
         return engine
 
     @property
@@ -146,7 +147,7 @@ class FaceEngine:
 
     def _front(self, image_bytes: bytes) -> _Front:
         img, info = decode_image(image_bytes, self.limits)
-        dets, scene = find_faces(self.detector, img, info.scale, self.settings.tailgating_size_ratio)
+        dets, scene = find_faces(self.detector, img, info.scale, self.settings.quality.tailgating_size_ratio)
         if scene.subject is None:
             return _Front(info, None, [], 0, None, None)
         i = scene.subject

@@ -63,10 +63,11 @@ class QualityThresholds(msgspec.Struct, frozen=True):
 
     @classmethod
     def from_settings(cls, s: Settings) -> QualityThresholds:
-        return cls(min_det_score=s.quality_min_det_score, min_inter_eye_px=s.quality_min_inter_eye_px,
-                   min_sharpness=s.quality_min_sharpness, min_brightness=s.quality_min_brightness,
-                   max_brightness=s.quality_max_brightness, max_clipped_fraction=s.quality_max_clipped_fraction,
-                   max_yaw_deg=s.quality_max_yaw_deg, max_roll_deg=s.quality_max_roll_deg)
+        return cls(min_det_score=s.quality.quality_min_det_score, min_inter_eye_px=s.quality.quality_min_inter_eye_px,
+                   min_sharpness=s.quality.quality_min_sharpness, min_brightness=s.quality.quality_min_brightness,
+                   max_brightness=s.quality.quality_max_brightness,
+                   max_clipped_fraction=s.quality.quality_max_clipped_fraction,
+                   max_yaw_deg=s.quality.quality_max_yaw_deg, max_roll_deg=s.quality.quality_max_roll_deg)
 
 
 def pose(landmarks: np.ndarray) -> tuple[float, float]:

@@ -48,7 +48,7 @@ class FlightController(Controller):
     async def list_flights(self, services: NamedDependency[Services], request: DeviceRequest,
                            day: Annotated[date | None, QueryParameter(name="date")] = None,
                            start: Moment = None, end: Moment = None) -> FlightList:
-        tz = services.settings.ops_timezone
+        tz = services.settings.operations.ops_timezone
         if day is not None and (start or end):
             raise InvalidRequest("give either date or start and end", code="invalid_range")
         if day is not None:

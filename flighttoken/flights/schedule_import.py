@@ -262,8 +262,8 @@ def read_schedule(body: bytes, content_type: str) -> Iterator[tuple[int, dict[st
 
 async def import_schedule(services: Services, actor: Device, body: bytes, content_type: str) -> ImportResult:
     settings = services.settings
-    good, errors = validate(read_schedule(body, content_type), actor, ZoneInfo(settings.ops_timezone),
-                            settings.schedule_import_max_rows)
+    good, errors = validate(read_schedule(body, content_type), actor, ZoneInfo(settings.operations.ops_timezone),
+                            settings.operations.schedule_import_max_rows)
     if not errors:
         async with services.db().acquire() as conn:
             existing = await q.existing_codes(conn, [(f.airline, f.number, f.scheduled_departure) for _, f in good])

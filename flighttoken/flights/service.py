@@ -56,7 +56,7 @@ def new_flight(services: Services, new: NewFlight) -> Flight:
     check_departure(new.scheduled_departure)
     return Flight(id=uuid.uuid4(), airline=new.airline, number=new.number,
                   scheduled_departure=new.scheduled_departure,
-                  window_start=window_start(new.scheduled_departure, services.settings.window_seconds),
+                  window_start=window_start(new.scheduled_departure, services.settings.galleries.window_seconds),
                   destination=new.destination, international=new.international, state=FlightState.SCHEDULED,
                   gate=new.gate, booked=new.booked)
 
@@ -127,7 +127,7 @@ async def delay(services: Services, actor: Device, flight_id: uuid.UUID, change:
             raise Conflict(f"flight {before.code} has {before.state.value}", code="flight_closed")
         departure = change.scheduled_departure or before.scheduled_departure + timedelta(minutes=change.minutes or 0)
         check_departure(departure)
-        window = window_start(departure, services.settings.window_seconds)
+        window = window_start(departure, services.settings.galleries.window_seconds)
         after = await q.set_departure(conn, flight_id, departure, window)
         if after is None:
             raise Conflict(f"flight {before.code} at {departure.isoformat()} already exists", code="flight_exists")

@@ -41,11 +41,12 @@ class GalleryParams(IndexParams, frozen=True, kw_only=True):
         # Thresholds rise with gallery size (decisions/match.py), so take them at the largest gallery a
         # clearance group may hold: a graph never decides alone near any threshold in use.
         highest = max(threshold_for(s, kind, LARGEST_GALLERY) for kind in TOUCHPOINTS)
-        verify_below = max(highest + s.gallery_verify_margin, s.duplicate_threshold)
-        return cls(exact_max=s.gallery_exact_max, graph_dim=s.gallery_graph_dim, shard_size=s.gallery_shard_size,
-                   M=s.gallery_m, ef_construction=s.gallery_ef_construction, ef=s.gallery_ef,
-                   rerank_k=s.gallery_rerank_k, verify_below=round(verify_below, 6),
-                   build_threads=s.gallery_build_threads)
+        verify_below = max(highest + s.galleries.gallery_verify_margin, s.decisions.duplicate_threshold)
+        g = s.galleries
+        return cls(exact_max=g.gallery_exact_max, graph_dim=g.gallery_graph_dim, shard_size=g.gallery_shard_size,
+                   M=g.gallery_m, ef_construction=g.gallery_ef_construction, ef=g.gallery_ef,
+                   rerank_k=g.gallery_rerank_k, verify_below=round(verify_below, 6),
+                   build_threads=g.gallery_build_threads)
 
 
 class GalleryRegistry:

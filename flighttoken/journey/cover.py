@@ -63,7 +63,7 @@ def touchpoint_referral(services: Services, device: Device, hit: WatchlistHit | 
                         token_id: uuid.UUID | None) -> journey_q.Referral | None:
     """The officer referral this screened decision records, if any. The draw is made for every
     screened decision, so each does the same work."""
-    kind = referral(hit, reason == DecisionReason.MATCHED, drawn(services.settings.secondary_referral_share))
+    kind = referral(hit, reason == DecisionReason.MATCHED, drawn(services.settings.watchlist.secondary_referral_share))
     if kind is None:
         return None
     return journey_q.Referral(kind=kind, subject_id=hit.subject_id if hit else None, score=hit.score if hit else None,
@@ -78,6 +78,6 @@ async def screen_enrolment(services: Services, device: Device, vector, token_id:
     if not screening.screens(services.settings, device):
         return
     hit = await screening.best_hit(services, vector)
-    kind = referral(hit, True, drawn(services.settings.secondary_referral_share))
+    kind = referral(hit, True, drawn(services.settings.watchlist.secondary_referral_share))
     await alerts.raise_alert(services, device, kind, hit.subject_id if hit else None,
                              hit.score if hit else None, token_id)

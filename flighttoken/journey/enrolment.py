@@ -71,7 +71,7 @@ async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> En
             raise Unprocessable("no face found in the chip photo", code="chip_photo_unusable")
         chip_vector = chip.template.vector
         score = float(np.dot(chip_vector, vector))
-        if score < settings.verify_threshold:
+        if score < settings.decisions.verify_threshold:
             await audit.record(pool, actor=actor, action="token.enrol", outcome="refused",
                                flight_id=flight.id, detail={"reason": "chip_photo_mismatch"})
             raise Unprocessable("the live face does not match the document's chip photo",
@@ -150,7 +150,7 @@ async def _check_reenrolment(services: Services, conn, req: EnrolmentRequest, ex
                                 code="booking_mismatch"), {"reason": "booking_mismatch"})
     if existing["on_hold"]:
         return Refusal(_held(), {"reason": "token_held"})
-    threshold = services.settings.verify_threshold
+    threshold = services.settings.decisions.verify_threshold
     enrolled = await _enrolled_template(services, conn, existing["id"], req.booking.flight_id)
     if enrolled is None:
         # No template made by the running model (or none at all): nothing to verify the face
@@ -196,7 +196,7 @@ async def _refuse_duplicate_face(services: Services, actor: str, flight_id: uuid
     """A face already enrolled in this window under another document is a token swap or a second
     identity: refuse, and audit it for the airline and the authority."""
     candidates = await services.galleries.search_windows([window], vector, k=5)
-    close = [uuid.UUID(c.id) for c in candidates if c.score >= services.settings.duplicate_threshold]
+    close = [uuid.UUID(c.id) for c in candidates if c.score >= services.settings.decisions.duplicate_threshold]
     if not close:
         return
     keys = await token_q.document_keys(services.db(), close)

@@ -38,7 +38,7 @@ _AUDITED_REFUSALS = frozenset({DecisionReason.ALREADY_CLEARED, DecisionReason.AL
 async def identify(services: Services, device: Device, image: bytes) -> Decision:
     started = time.perf_counter()
     now = datetime.now(UTC)
-    horizon = timedelta(seconds=services.settings.clearance_horizon_s)
+    horizon = timedelta(seconds=services.settings.galleries.clearance_horizon_s)
     policy = TOUCHPOINTS[device.kind]
     gate_flights: list[uuid.UUID] = []
     if policy.searches is Searches.FLIGHTS:
@@ -73,8 +73,8 @@ def _capture_refusal(policy: TouchpointPolicy, analysis) -> DecisionReason | Non
 async def _match(services: Services, device: Device, policy: TouchpointPolicy, vector, gate_flights: list[uuid.UUID],
                  now: datetime, horizon: timedelta) -> MatchOutcome:
     s, galleries = services.settings, services.galleries
-    margin = s.decision_margin
-    windows = windows_between(now - horizon, now + horizon, s.window_seconds)
+    margin = s.decisions.decision_margin
+    windows = windows_between(now - horizon, now + horizon, s.galleries.window_seconds)
     # The threshold follows the number of faces actually searched (issue 8: FPIR grows with N).
     window_faces = sum(galleries.window_size(w) for w in windows)
     if policy.searches is Searches.FLIGHTS:

@@ -65,7 +65,7 @@ class OpsSummary(msgspec.Struct):
 
 def purge_grace_s(services: Services) -> float:
     # The purge owns this setting; until it exists, the documented default applies.
-    return float(getattr(services.settings, "purge_grace_s", DEFAULT_PURGE_GRACE_S))
+    return float(getattr(services.settings.privacy, "purge_grace_s", DEFAULT_PURGE_GRACE_S))
 
 
 async def summary(services: Services, viewer: Device) -> OpsSummary:
@@ -81,7 +81,7 @@ async def summary(services: Services, viewer: Device) -> OpsSummary:
 async def _build(services: Services, scope: str | None) -> OpsSummary:
     settings, pool = services.settings, services.db()
     now = datetime.now(UTC)
-    start, end = ops_day(settings.ops_timezone, now)
+    start, end = ops_day(settings.operations.ops_timezone, now)
     flights = await flight_q.list_between(pool, start, end, scope)
     progress = await progress_of(services, flights)
 
@@ -101,9 +101,9 @@ async def _build(services: Services, scope: str | None) -> OpsSummary:
                  scheduled_departure=r["scheduled_departure"], due_at=r["due_at"], overdue=r["due_at"] < now,
                  templates=r["templates"])
         for r in await ops_q.purges_due(pool, now + PURGE_LOOKAHEAD, purge_grace_s(services), scope)]
-    return OpsSummary(generated_at=now, timezone=settings.ops_timezone, day_start=start, day_end=end,
-                      airline=scope, refresh_s=settings.ops_refresh_s, flights=progress, touchpoints=touchpoints,
-                      purges=purges)
+    return OpsSummary(generated_at=now, timezone=settings.operations.ops_timezone, day_start=start, day_end=end,
+                      airline=scope, refresh_s=settings.operations.ops_refresh_s, flights=progress,
+                      touchpoints=touchpoints, purges=purges)
 
 
 def _ms(value: float | None) -> float | None:

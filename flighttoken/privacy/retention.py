@@ -29,7 +29,7 @@ class RetentionReport(msgspec.Struct):
 
 async def apply_retention(services: Services) -> RetentionReport:
     """Delete events past retention, in batches; audited when anything went. No-op when disabled."""
-    days = services.settings.audit_retention_days
+    days = services.settings.privacy.audit_retention_days
     if days <= 0:
         return RetentionReport(cutoff=None, deleted={})
     pool = services.db()

@@ -55,7 +55,7 @@ class Sweeper:
         self._task = None
 
     async def _loop(self) -> None:
-        interval = self.services.settings.purge_sweep_interval_s
+        interval = self.services.settings.privacy.purge_sweep_interval_s
         while not self.services.shutting_down:
             try:
                 await self.sweep_once()
@@ -75,7 +75,7 @@ class Sweeper:
         return report
 
     async def _purge_due(self, report: SweepReport) -> None:
-        pool, grace = self.services.db(), self.services.settings.purge_grace_s
+        pool, grace = self.services.db(), self.services.settings.privacy.purge_grace_s
         work: dict[uuid.UUID, str] = {r["flight_id"]: r["trigger"] for r in await q.unfinished_purges(pool, BATCH)}
         for r in await q.flights_due(pool, grace, BATCH):
             work.setdefault(r["id"], r["state"] if r["state"] in ("departed", "cancelled") else "grace_elapsed")

@@ -34,11 +34,11 @@ def load_master_key(settings: Settings) -> MasterKey:
         raise MasterKeyError(problem)
     try:
         if problem:
-            path = Path(settings.data_dir) / "master.key"
+            path = Path(settings.database.data_dir) / "master.key"
             log.warning("development_master_key", path=str(path),
                         hint="set FLIGHTTOKEN_MASTER_KEY_FILE in production")
             return MasterKey.parse(load_or_create_key_file(path), source=f"master key file {path}")
-        return MasterKey.from_sources(settings.master_key or None, settings.master_key_file or None)
+        return MasterKey.from_sources(settings.privacy.master_key or None, settings.privacy.master_key_file or None)
     except (ValueError, OSError) as exc:
         raise MasterKeyError(f"FLIGHTTOKEN_MASTER_KEY / FLIGHTTOKEN_MASTER_KEY_FILE: {exc}") from None
 

@@ -130,7 +130,7 @@ async def stream(services: Services, device: Device,
     """
     settings = services.settings
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + settings.alert_stream_max_s
+    deadline = loop.time() + settings.watchlist.alert_stream_max_s
     with services.watchlist.hub.subscribe(device.id) as sub:
         yield ServerSentEventMessage(data=None, comment="alerts", retry=2000)
         # Subscribed before the replay query, so an alert committed meanwhile arrives both ways.
@@ -141,7 +141,8 @@ async def stream(services: Services, device: Device,
                 yield _message(to_alert(row))
         while not sub.lagged and not sub.ended and (remaining := deadline - loop.time()) > 0:
             try:
-                alert = await asyncio.wait_for(sub.queue.get(), min(settings.alert_stream_heartbeat_s, remaining))
+                alert = await asyncio.wait_for(sub.queue.get(),
+                                               min(settings.watchlist.alert_stream_heartbeat_s, remaining))
             except TimeoutError:
                 yield ServerSentEventMessage(data=None, comment="keep-alive")
                 continue

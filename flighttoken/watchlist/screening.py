@@ -29,7 +29,7 @@ def screens(settings: Settings, device: Device) -> bool:
 async def best_hit(services: Services, vector) -> WatchlistHit | None:
     """The best live subject at or above the watchlist threshold, if any."""
     hits = await services.watchlist.gallery.search(vector, datetime.now(UTC))
-    if hits and hits[0].score >= services.settings.watchlist_threshold:
+    if hits and hits[0].score >= services.settings.watchlist.watchlist_threshold:
         return hits[0]
     return None
 

@@ -43,10 +43,10 @@ def to_subject(row: asyncpg.Record, now: datetime) -> Subject:
 
 async def enrol(services: Services, device: Device, req: NewSubject) -> EnrolledSubject:
     now = datetime.now(UTC)
-    latest = now + timedelta(days=services.settings.watchlist_max_days)
+    latest = now + timedelta(days=services.settings.watchlist.watchlist_max_days)
     if not now < req.expires_at <= latest:
-        raise Unprocessable(f"expires_at must be in the future and at most {services.settings.watchlist_max_days}"
-                            " days ahead", code="invalid_expiry")
+        raise Unprocessable("expires_at must be in the future and at most "
+                            f"{services.settings.watchlist.watchlist_max_days} days ahead", code="invalid_expiry")
     analyses = await asyncio.gather(*(services.engine.analyse(p) for p in req.photos))
     usable, rejected = [], []
     for i, a in enumerate(analyses):

@@ -16,7 +16,8 @@ log = structlog.get_logger(__name__)
 async def start(services: Services, stack: contextlib.AsyncExitStack) -> None:
     """Called by the lifespan after the passenger galleries and the sync listener."""
     sync.register(services)
-    if services.settings.secondary_referral_share == 0 and services.settings.watchlist_touchpoints.strip():
+    watchlist = services.settings.watchlist
+    if watchlist.secondary_referral_share == 0 and watchlist.watchlist_touchpoints.strip():
         # Set on purpose only: with no random referrals, every officer referral at a touchpoint is a hit.
         log.warning("secondary_referral_off", setting="FLIGHTTOKEN_SECONDARY_REFERRAL_SHARE")
     await service.load_gallery(services)
@@ -28,7 +29,7 @@ async def start(services: Services, stack: contextlib.AsyncExitStack) -> None:
 async def _sweep(services: Services) -> None:
     """Delete expired subjects' templates and repair missed sync events, periodically."""
     while True:
-        await asyncio.sleep(services.settings.watchlist_sweep_s)
+        await asyncio.sleep(services.settings.watchlist.watchlist_sweep_s)
         try:
             await service.expire_due(services)
             await sync.reconcile(services)

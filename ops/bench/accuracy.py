@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import msgspec
 import numpy as np
 import structlog
 
@@ -97,7 +96,7 @@ VARIANTS = ("plain", "flip")
 
 
 def service_variant(s: Settings) -> str:
-    return "flip" if s.flip_average else "plain"
+    return "flip" if s.engine.flip_average else "plain"
 
 
 def extract(settings: Settings, root: Path, use_cache: bool) -> Features:
@@ -105,9 +104,9 @@ def extract(settings: Settings, root: Path, use_cache: bool) -> Features:
     if not files:
         raise SystemExit(f"no photos under {root}: set FLIGHTTOKEN_FACES_DIR")
     # One session thread and two workers: on 2 cores that beats one 2-thread session by ~25%.
-    engine = FaceEngine.load(msgspec.structs.replace(settings, engine_threads=1))
-    key_parts = [engine.detector.model_id, engine.model_id, settings.detector_input_size,
-                 settings.detector_score_threshold, len(files), 6]
+    engine = FaceEngine.load(settings.replace(engine_threads=1))
+    key_parts = [engine.detector.model_id, engine.model_id, settings.models.detector_input_size,
+                 settings.quality.detector_score_threshold, len(files), 6]
     key = hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()[:16]
     cache = Path(tempfile.gettempdir()) / "flighttoken-bench" / f"lfw-{key}.npz"
     names = sorted({f.parent.name for f in files})
@@ -162,7 +161,7 @@ def _subject(engine: FaceEngine, settings: Settings, path: Path) -> tuple[np.nda
         img, info = decode_image(path.read_bytes(), engine.limits)
     except ImageError:
         return None
-    dets, scene = find_faces(engine.detector, img, info.scale, settings.tailgating_size_ratio)
+    dets, scene = find_faces(engine.detector, img, info.scale, settings.quality.tailgating_size_ratio)
     return None if scene.subject is None else (img, dets, scene)
 
 
@@ -178,9 +177,9 @@ TTA_SETS = {"tta_scale3_flip": ("base", "zoom_out", "zoom_in"), "tta_shift3_flip
 
 def tta_templates(settings: Settings, root: Path, use_cache: bool, allow_extract: bool) -> dict[str, np.ndarray] | None:
     files = sorted(root.glob("*/*.jpg"))
-    engine = FaceEngine.load(msgspec.structs.replace(settings, engine_threads=1))
-    key_parts = [engine.detector.model_id, engine.model_id, settings.detector_input_size,
-                 settings.detector_score_threshold, len(files), TTA_VIEWS, 3]
+    engine = FaceEngine.load(settings.replace(engine_threads=1))
+    key_parts = [engine.detector.model_id, engine.model_id, settings.models.detector_input_size,
+                 settings.quality.detector_score_threshold, len(files), TTA_VIEWS, 3]
     key = hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()[:16]
     cache = CACHE_DIR / f"lfw-tta-{key}.npz"
     if use_cache and cache.exists():
@@ -578,14 +577,14 @@ def tail_report(tail: Tail, s: Settings, f: Features) -> dict[str, object]:
              "pairs_at_or_above": round(tail.p(t) * tail.pairs)} for t in grid]
     print_table(f"impostor tail: {tail.pairs:,} pairs; fit log10 p linear in t over p in {TAIL_FIT}", rows)
     err(f"fit: p(t) = 10^(-6 - (t - {tail.score_1e6:.4f}) / {tail.decade:.4f}); settings use "
-        f"{s.impostor_tail_score_1e6} / {s.impostor_tail_decade}")
+        f"{s.decisions.impostor_tail_score_1e6} / {s.decisions.impostor_tail_decade}")
     suspects = [{"score": round(sc, 3), "names": sorted(f.names[i] for i in pair)}
                 for pair, sc in sorted(tail.suspects.items(), key=lambda kv: -kv[1])]
     err(f"name pairs scoring >= {SUSPECT_SCORE} (label errors, duplicates, two-person photos, twins): "
         + ", ".join(f"{'/'.join(x['names'])} {x['score']}" for x in suspects))
     return {"pairs": tail.pairs, "fit_p_range": list(TAIL_FIT), "fit_score_1e6": round(tail.score_1e6, 4),
-            "fit_decade": round(tail.decade, 4), "settings_score_1e6": s.impostor_tail_score_1e6,
-            "settings_decade": s.impostor_tail_decade, "rows": rows, "suspect_score": SUSPECT_SCORE,
+            "fit_decade": round(tail.decade, 4), "settings_score_1e6": s.decisions.impostor_tail_score_1e6,
+            "settings_decade": s.decisions.impostor_tail_decade, "rows": rows, "suspect_score": SUSPECT_SCORE,
             "suspect_name_pairs": suspects}
 
 
@@ -616,10 +615,10 @@ def fpir_by_size(f: Features, vecs: np.ndarray, seeds: int, gate: np.ndarray, ta
                                   "threshold_at_fpir_0.003_measured": at_fpir(sr)["threshold"],
                                   "threshold_at_fpir_0.003_measured_clean": at_fpir(clean)["threshold"],
                                   "threshold_at_fpir_0.003_model": round(
-                                      size_threshold(n, NIST_FPIR, s.impostor_tail_score_1e6,
-                                                     s.impostor_tail_decade), 4)}
+                                      size_threshold(n, NIST_FPIR, s.decisions.impostor_tail_score_1e6,
+                                                     s.decisions.impostor_tail_decade), 4)}
         for target in (NIST_FPIR, 0.001):
-            t = size_threshold(n, target, s.impostor_tail_score_1e6, s.impostor_tail_decade)
+            t = size_threshold(n, target, s.decisions.impostor_tail_score_1e6, s.decisions.impostor_tail_decade)
             row[f"fpir_{target}"] = {
                 "t": round(t, 4), "fpir_measured": round(float((sr.non_top1 >= t).mean()), 5),
                 "fpir_measured_clean": round(float((clean.non_top1 >= t).mean()), 5),
@@ -644,34 +643,34 @@ def thresholds_by_size(s: Settings, runs: dict[str, tuple[Searches, Searches, np
     """The service's decision thresholds (``rules.threshold_for``) at N = 420 / 3,000 / 42,000, with
     FNIR measured under the full decision (threshold and margin) on the nearest LFW gallery at or
     below that size: rank-1 errors grow with N, so the 42,000 figure is a lower bound."""
-    rows = []
+    rows, d = [], s.decisions
     for n in THRESHOLD_SIZES:
         measured = "n420" if n <= 1000 else "n3654"
         sr, clean, mated_suspect = runs[measured]
         for kind in (DeviceKind.GATE, DeviceKind.E_CHANNEL, DeviceKind.LOUNGE):
             t = threshold_for(s, kind, n)
-            accept_n = (sr.non_top1 >= t) & (sr.non_margin >= s.decision_margin)
-            accept_clean = (clean.non_top1 >= t) & (clean.non_margin >= s.decision_margin)
-            row = at_threshold(sr, t, s.decision_margin)
-            wrong = (sr.mated_top1 >= t) & (sr.mated_margin >= s.decision_margin) & ~sr.mated_correct
+            accept_n = (sr.non_top1 >= t) & (sr.non_margin >= s.decisions.decision_margin)
+            accept_clean = (clean.non_top1 >= t) & (clean.non_margin >= s.decisions.decision_margin)
+            row = at_threshold(sr, t, s.decisions.decision_margin)
+            wrong = (sr.mated_top1 >= t) & (sr.mated_margin >= s.decisions.decision_margin) & ~sr.mated_correct
             rows.append({"gallery": n, "touchpoint": kind.value, "threshold": round(t, 4),
-                         "size_threshold": round(size_threshold(n, _target(s, kind), s.impostor_tail_score_1e6,
-                                                                s.impostor_tail_decade), 4),
+                         "size_threshold": round(size_threshold(n, _target(s, kind), d.impostor_tail_score_1e6,
+                                                                d.impostor_tail_decade), 4),
                          "target_fpir": _target(s, kind),
-                         "fpir_predicted": round(predicted_fpir(t, n, s.impostor_tail_score_1e6,
-                                                                s.impostor_tail_decade), 6),
+                         "fpir_predicted": round(predicted_fpir(t, n, s.decisions.impostor_tail_score_1e6,
+                                                                s.decisions.impostor_tail_decade), 6),
                          "measured_on": measured, "fpir_measured_with_margin": round(float(accept_n.mean()), 5),
                          "fpir_clean_with_margin": round(float(accept_clean.mean()), 5),
                          "fnir_with_margin": row["fnir"], "wrong_accepts": row["wrong_accepts"],
                          "wrong_accepts_suspect_names": int((wrong & mated_suspect).sum())})
-    print_table(f"decision thresholds by gallery size (margin {s.decision_margin}; FNIR/FPIR measured on the "
+    print_table(f"decision thresholds by gallery size (margin {s.decisions.decision_margin}; FNIR/FPIR measured on the "
                 "nearest LFW gallery)", rows)
     return rows
 
 
 def _target(s: Settings, kind: DeviceKind) -> float:
-    return {DeviceKind.GATE: s.gate_target_fpir, DeviceKind.E_CHANNEL: s.e_channel_target_fpir,
-            DeviceKind.LOUNGE: s.lounge_target_fpir}[kind]
+    return {DeviceKind.GATE: s.decisions.gate_target_fpir, DeviceKind.E_CHANNEL: s.decisions.e_channel_target_fpir,
+            DeviceKind.LOUNGE: s.decisions.lounge_target_fpir}[kind]
 
 
 def label_issues(f: Features, vecs: np.ndarray, top: int = 12) -> list[dict[str, object]]:
@@ -733,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, object] = {"bench": "accuracy", "photos": len(f.paths), "identities": len(f.names),
                                   "faces_found": int(f.found.sum()), "gallery_draws": args.seeds,
                                   "service_variant": sv,
-                                  "detector_input_size": s.detector_input_size,
+                                  "detector_input_size": s.models.detector_input_size,
                                   "probes_gated_out": round(float(1 - gate[f.found].mean()), 4),
                                   "tta": "measured" if tta is not None else "not run (--tta)"}
     searches: dict[tuple[str, str], Searches] = {}

@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
-import msgspec
 import numpy as np
 
 from flighttoken import executor
@@ -34,7 +33,7 @@ from flighttoken.faces.errors import ImageError
 from flighttoken.flights.model import Flight, FlightState
 from flighttoken.flights.windows import window_start
 from flighttoken.privacy.vault import TemplateVault
-from flighttoken.settings import Settings
+from flighttoken.settings import FIELD_SECTION, Settings
 from ops.bench.engine import canvas_frame, err
 from tests.support.database import create_database, drop_database
 
@@ -116,8 +115,8 @@ def lfw_templates(settings: Settings, *, use_cache: bool = True) -> LfwTemplates
     index = {n: i for i, n in enumerate(names)}
     identity = np.array([index[f.parent.name] for f in files], dtype=np.int32)
     # One session thread and two workers: on 2 cores that beats one 2-thread session.
-    engine = FaceEngine.load(msgspec.structs.replace(settings, engine_threads=1, batch_max_size=1))
-    fields = {f: getattr(settings, f) for f in msgspec.structs.asdict(settings)
+    engine = FaceEngine.load(settings.replace(engine_threads=1, batch_max_size=1))
+    fields = {f: getattr(getattr(settings, section), f) for f, section in FIELD_SECTION.items()
               if f.startswith(("detector_", "quality_", "landmark_", "image_", "flip_", "tailgating_"))}
     key = hashlib.sha256(json.dumps([engine.detector.model_id, engine.model_id, fields, len(files),
                                      _CACHE_VERSION], sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -158,9 +157,9 @@ async def scratch_database(settings: Settings) -> AsyncIterator[str]:
     """A fresh, empty database on DATABASE_URL's server (else the embedded one in FLIGHTTOKEN_DATA_DIR),
     dropped afterwards. Yields its DSN."""
     embedded = None
-    admin_dsn = settings.database_url
+    admin_dsn = settings.database.database_url
     if not admin_dsn:
-        embedded = EmbeddedPostgres(settings.data_dir)
+        embedded = EmbeddedPostgres(settings.database.data_dir)
         admin_dsn = await executor.run_blocking(embedded.start)
     name, dsn = await create_database(admin_dsn)
     try:

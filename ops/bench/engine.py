@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import cv2
-import msgspec
 import numpy as np
 import structlog
 import uvloop
@@ -75,7 +74,7 @@ def model_inputs(engine: FaceEngine, data: bytes) -> tuple[list[np.ndarray], np.
     det, rec = engine.detector, engine.recognizer
     det_blob, _ = det.prepare(img)
     det.reset_stats()
-    dets, scene = find_faces(det, img, info.scale, engine.settings.tailgating_size_ratio)
+    dets, scene = find_faces(det, img, info.scale, engine.settings.quality.tailgating_size_ratio)
     assert scene.subject is not None, "benchmark frame has no face"
     # One detector blob stands for the frame only if it takes no half-size second look.
     assert det.reset_stats().calls == 1, "frame takes the second look"
@@ -156,8 +155,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     engine = FaceEngine.load(settings)
     executor.configure()
     frames = {"one_face_640x480": one_face_frame(settings), "six_faces_t1": six_face_frame()}
-    out: dict[str, object] = {"bench": "engine", "threads": settings.engine_threads,
-                              "flip_average": settings.flip_average, "executor_workers": executor.DEFAULT_WORKERS}
+    out: dict[str, object] = {"bench": "engine", "threads": settings.models.engine_threads,
+                              "flip_average": settings.engine.flip_average,
+                              "executor_workers": executor.DEFAULT_WORKERS}
     for name, data in frames.items():
         res = await latency(engine, data, args.iterations)
         out[name] = res
@@ -169,9 +169,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     err(f"recogniser per face: batch 1 {scaling['per_face_ms_batch1']} ms, batch 8 {scaling['per_face_ms_batch8']} ms")
 
     # Same sessions, batching on vs off; the default settings' 2 ms wait.
-    batched = FaceEngine(msgspec.structs.replace(settings, batch_max_size=max(settings.batch_max_size, 8)),
+    batched = FaceEngine(settings.replace(batch_max_size=max(settings.engine.batch_max_size, 8)),
                          engine.detector, engine.recognizer)
-    unbatched = FaceEngine(msgspec.structs.replace(settings, batch_max_size=1), engine.detector, engine.recognizer)
+    unbatched = FaceEngine(settings.replace(batch_max_size=1), engine.detector, engine.recognizer)
     data = frames["one_face_640x480"]
     await throughput(batched, data, args.callers, 2)
     await throughput(unbatched, data, args.callers, 2)

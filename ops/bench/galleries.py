@@ -89,7 +89,7 @@ def recall(found: list[list[Candidate]], exact: np.ndarray, ids: list[str], matr
     """recall@1 and top-2 against exact search, and how many e-channel decisions would differ."""
     hit1 = [bool(f) and f[0].id == ids[e[0]] for f, e in zip(found, exact, strict=True)]
     hit2 = [{c.id for c in f[:2]} == {ids[e[0]], ids[e[1]]} for f, e in zip(found, exact, strict=True)]
-    t, m = settings.e_channel_threshold, settings.decision_margin
+    t, m = settings.decisions.e_channel_threshold, settings.decisions.decision_margin
     differ = 0
     for f, e, q in zip(found, exact, probes, strict=True):
         got = decide_match(f, t, m)
@@ -160,7 +160,7 @@ async def bench_rebuild(settings: Settings, model_id: str, matrix: np.ndarray, p
     master = generate_master_key("kek-bench")
     async with scratch_database(settings) as dsn:
         # As deployed (production mode): a master key and a metrics token.
-        s = msgspec.structs.replace(settings, database_url=dsn, master_key=master, metrics_token="bench")
+        s = settings.replace(database_url=dsn, master_key=master, metrics_token="bench")
         pool = await create_pool(dsn, s)
         keystore = await KeyStore.open(dsn, s)
         try:
@@ -168,8 +168,9 @@ async def bench_rebuild(settings: Settings, model_id: str, matrix: np.ndarray, p
                 await apply_migrations(conn)
                 kiosk, _ = await add_device(conn, name="bench-kiosk", kind=DeviceKind.KIOSK)
             vault = TemplateVault(MasterKey.parse(master), keystore)
-            seeder = WindowSeeder(pool, vault, model_id, kiosk.id, s.window_seconds)
-            first = window_start(datetime.now(UTC) + timedelta(hours=6), s.window_seconds) + timedelta(minutes=5)
+            seeder = WindowSeeder(pool, vault, model_id, kiosk.id, s.galleries.window_seconds)
+            first = (window_start(datetime.now(UTC) + timedelta(hours=6), s.galleries.window_seconds)
+                     + timedelta(minutes=5))
             t0 = time.perf_counter()
             tokens = []
             for lo in range(0, len(matrix), PASSENGERS):
@@ -180,7 +181,7 @@ async def bench_rebuild(settings: Settings, model_id: str, matrix: np.ndarray, p
                 f"{time.perf_counter() - t0:.1f} s")
 
             def services_for(exact_max: int) -> Services:
-                sv = Services(settings=msgspec.structs.replace(s, gallery_exact_max=exact_max), dsn=dsn, pool=pool)
+                sv = Services(settings=s.replace(gallery_exact_max=exact_max), dsn=dsn, pool=pool)
                 # A fresh vault, as at start-up: every rebuild unwraps the flights' data keys again.
                 sv.vault = TemplateVault(MasterKey.parse(master), keystore)
                 sv.engine = SimpleNamespace(model_id=model_id)
@@ -190,7 +191,7 @@ async def bench_rebuild(settings: Settings, model_id: str, matrix: np.ndarray, p
             graph_services = None
             for r in range(rounds):
                 for kind in (["graph", "exact_only"] if r % 2 == 0 else ["exact_only", "graph"]):
-                    sv = services_for(s.gallery_exact_max if kind == "graph" else 10**9)
+                    sv = services_for(s.galleries.gallery_exact_max if kind == "graph" else 10**9)
                     c0 = cpu_seconds()
                     report = await rebuild_galleries(sv)
                     assert (report.tokens, report.windows, report.largest_window) == (len(tokens), 1, len(tokens))
@@ -201,7 +202,7 @@ async def bench_rebuild(settings: Settings, model_id: str, matrix: np.ndarray, p
                         f"(fetch {report.fetch_s} s, open {report.open_s} s, build {report.build_s} s, "
                         f"{report.graph_shards} graph shards)")
             assert graph_services is not None
-            window = window_start(first, s.window_seconds)
+            window = window_start(first, s.galleries.window_seconds)
             found = [await graph_services.galleries.search_windows([window], q, k=2) for q in probes]
             quality = recall(found, exact, tokens, matrix, probes, s)
             err(f"after the rebuild, through the registry: recall@1 {quality['recall_at_1']}, "

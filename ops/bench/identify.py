@@ -111,7 +111,7 @@ def choose_passengers(lfw: LfwTemplates, engine: FaceEngine, settings: Settings,
         rows, scores = exact_top_k(gallery, v, 2)
         outcome = decide_match([Candidate(str(uuid.UUID(int=int(r))), float(s)) for r, s in zip(rows, scores,
                                                                                                  strict=True)],
-                               settings.gate_threshold, settings.decision_margin)
+                               settings.decisions.gate_threshold, settings.decisions.decision_margin)
         if outcome.reason == "matched" and rows[0] == i:
             matched.append(i)
     return chosen, matched
@@ -213,10 +213,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     started = time.perf_counter()
     # Its concurrent callers are one lounge key standing in for many cameras: no per-device share
     # of the engine (FLIGHTTOKEN_ENGINE_DEVICE_SHARE / _RUNNING, issue 16) between them.
-    settings = msgspec.structs.replace(load_settings(), engine_device_share=1.0, engine_device_running=1024)
+    settings = load_settings().replace(engine_device_share=1.0, engine_device_running=1024)
     # The service logs as in production (info: a decision line and an access line per request),
     # into the void: stdout carries only the result line, stderr the progress.
-    configure_logging("json", settings.log_level)
+    configure_logging("json", settings.logging.log_level)
     quiet_logs()
     executor.configure()
     engine = FaceEngine.load(settings)  # the service's engine: the raw timings use its sessions
@@ -227,14 +227,14 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         f"{time.perf_counter() - t0:.0f} s")
     reserved, gate_run = matched[-RESERVED:], matched[:-RESERVED][: args.iterations]
     out: dict[str, object] = {"bench": "identify", "passengers": len(passengers), "full_match_probes": len(matched),
-                              "client": args.client, "engine_threads": settings.engine_threads,
-                              "batch_max_size": settings.batch_max_size,
+                              "client": args.client, "engine_threads": settings.models.engine_threads,
+                              "batch_max_size": settings.engine.batch_max_size,
                               "cores": os.cpu_count(), "load_avg_start": [round(x, 2) for x in os.getloadavg()]}
 
     master = generate_master_key("kek-bench")
     async with scratch_database(settings) as dsn:
         # As deployed (production mode): a master key and a metrics token.
-        s = msgspec.structs.replace(settings, database_url=dsn, master_key=master, metrics_token="bench")
+        s = settings.replace(database_url=dsn, master_key=master, metrics_token="bench")
         pool = await create_pool(dsn, s)
         keystore = await KeyStore.open(dsn, s)
         try:
@@ -244,7 +244,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 gate, gate_key = await add_device(conn, name="bench-gate-23", kind=DeviceKind.GATE, gate="23")
                 _, lounge_key = await add_device(conn, name="bench-lounge", kind=DeviceKind.LOUNGE, lounge_id="L1")
             seeder = WindowSeeder(pool, TemplateVault(MasterKey.parse(master), keystore), engine.model_id,
-                                  kiosk.id, s.window_seconds)
+                                  kiosk.id, s.galleries.window_seconds)
             await seeder.flight(np.stack([p.enrolled for p in passengers]),
                                 datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=40), gate="23",
                                 state=FlightState.BOARDING, token_state="immigration_cleared", lounge_eligible=True)

@@ -31,7 +31,6 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import msgspec
 import numpy as np
 
 from flighttoken import executor
@@ -89,7 +88,7 @@ class Builder:
         self.counter += 1
         s = self.services
         flight = Flight(id=uuid.uuid4(), airline="BN", number=str(self.counter), scheduled_departure=departure,
-                        window_start=window_start(departure, s.settings.window_seconds), destination="LAX",
+                        window_start=window_start(departure, s.settings.galleries.window_seconds), destination="LAX",
                         international=True, state=FlightState.SCHEDULED, gate="23")
         vectors = self.rng.standard_normal((passengers, 512)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -163,7 +162,7 @@ async def bench_flight(services: Services, build: Builder, passengers: int, repe
 async def bench_window(services: Services, build: Builder, passengers: int, flights: int) -> dict[str, object]:
     # Two windows far apart (and far from the single-flight runs), one to purge and one for the baseline.
     base_time = datetime.now(UTC) + timedelta(days=2)
-    purge_dep = window_start(base_time, services.settings.window_seconds) + timedelta(minutes=5)
+    purge_dep = window_start(base_time, services.settings.galleries.window_seconds) + timedelta(minutes=5)
     twin_dep = purge_dep + timedelta(days=1)
     t0 = time.perf_counter()
     rows, targets, twins = [], [], []
@@ -218,16 +217,16 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     configure_logging("console", "warning")  # stdout carries only the result line
     executor.configure()
     embedded = None
-    admin_dsn = settings.database_url
+    admin_dsn = settings.database.database_url
     if not admin_dsn:
-        embedded = EmbeddedPostgres(settings.data_dir)
+        embedded = EmbeddedPostgres(settings.database.data_dir)
         admin_dsn = await executor.run_blocking(embedded.start)
     name = "ft_bench_" + uuid.uuid4().hex[:10]
     admin = await asyncpg.connect(admin_dsn)
     await admin.execute(f'CREATE DATABASE "{name}"')
     dsn = with_database(admin_dsn, name)
     master = generate_master_key("kek-bench")
-    settings = msgspec.structs.replace(settings, database_url=dsn, master_key=master, audit_retention_days=0)
+    settings = settings.replace(database_url=dsn, master_key=master, audit_retention_days=0)
     pool = await create_pool(dsn, settings)
     keystore = await KeyStore.open(dsn, settings)
     try:

@@ -131,20 +131,20 @@ def main(argv: list[str] | None = None) -> int:
     val = {"photos": rates(val_g, val_i, t), "kiosk_templates": rates(val_kg, val_ki, t)}
     baseline = {"photos": rates(val_g, val_i, OLD_CHIP_THRESHOLD),
                 "kiosk_templates": rates(val_kg, val_ki, OLD_CHIP_THRESHOLD)}
-    service = {"photos": rates(val_g, val_i, s.verify_threshold),
-               "kiosk_templates": rates(val_kg, val_ki, s.verify_threshold)}
-    service_fit = {"photos": rates(fit_g, fit_i, s.verify_threshold),
-                   "kiosk_templates": rates(fit_kg, fit_ki, s.verify_threshold)}
+    service = {"photos": rates(val_g, val_i, s.decisions.verify_threshold),
+               "kiosk_templates": rates(val_kg, val_ki, s.decisions.verify_threshold)}
+    service_fit = {"photos": rates(fit_g, fit_i, s.decisions.verify_threshold),
+                   "kiosk_templates": rates(fit_kg, fit_ki, s.decisions.verify_threshold)}
     err(f"fitted for FMR <= {TARGET_FMR:g} on the fit half: photos {by_kind['photos']:.3f}, kiosk templates "
         f"{by_kind['kiosk_templates']:.3f} -> t = {t:.3f}")
     for label, block in (("fit half", fit), ("validation half", val), ("baseline 0.35 (validation)", baseline),
-                         (f"service verify_threshold {s.verify_threshold} (fit)", service_fit),
-                         (f"service verify_threshold {s.verify_threshold} (validation)", service)):
+                         (f"service verify_threshold {s.decisions.verify_threshold} (fit)", service_fit),
+                         (f"service verify_threshold {s.decisions.verify_threshold} (validation)", service)):
         for kind, r in block.items():
             err(f"{label:42} {kind:15} t={r['threshold']:.3f} FMR {r['fmr']:.2e} ({r['false_matches']}/"
                 f"{r['impostor_pairs']})  FNMR {r['fnmr']:.4f} (of {r['genuine_pairs']})")
     met = all(r["fmr"] <= TARGET_FMR for r in service.values())
-    err(f"service verify_threshold {s.verify_threshold}: {'meets' if met else 'MISSES'} FMR <= {TARGET_FMR:g}"
+    err(f"service verify_threshold {s.decisions.verify_threshold}: {'meets' if met else 'MISSES'} FMR <= {TARGET_FMR:g}"
         " on the validation half")
     v, b = val["photos"], baseline["photos"]
     ratio = {"fnmr_vs_baseline": round(v["fnmr"] / b["fnmr"], 3) if b["fnmr"] else None,
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
               "per_identity": args.per_identity, "identities": len(np.unique(lfw.identity[lfw.usable])),
               "photos_usable": int(lfw.usable.sum()), "fitted_by_kind": by_kind, "threshold": t, "fit": fit,
               "validation": val, "baseline_0.35_validation": baseline,
-              "service": {"verify_threshold": s.verify_threshold, "validation": service, "fit": service_fit},
+              "service": {"verify_threshold": s.decisions.verify_threshold, "validation": service, "fit": service_fit},
               "ratio_photos": ratio, "met": met, "seconds": round(time.perf_counter() - t0, 1)}
     print(json.dumps(result, separators=(",", ":")))
     return 0

@@ -41,7 +41,7 @@ from flighttoken import executor
 from flighttoken.faces.engine import FaceEngine
 from flighttoken.faces.quality import QualityThresholds
 from flighttoken.logs import configure_logging
-from flighttoken.settings import load_settings
+from flighttoken.settings import Settings, load_settings
 from ops.bench import watchlist_cover
 from ops.bench.accuracy import Features, extract, passes
 from ops.bench.common import quiet_logs
@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if cover_ok else 1
 
 
-async def cover(args: argparse.Namespace, s) -> dict[str, object]:
-    configure_logging("json", s.log_level)
+async def cover(args: argparse.Namespace, s: Settings) -> dict[str, object]:
+    configure_logging("json", s.logging.log_level)
     quiet_logs()
     executor.configure()
     engine = FaceEngine.load(s)
@@ -144,16 +144,16 @@ async def cover(args: argparse.Namespace, s) -> dict[str, object]:
                                      args.cover_alpha)
 
 
-def accuracy(args: argparse.Namespace, s) -> dict[str, object]:
+def accuracy(args: argparse.Namespace, s: Settings) -> dict[str, object]:
     t0 = time.perf_counter()
     f = extract(s, Path(s.faces_dir) / "lfw-train", not args.no_cache)
-    vecs = f.flip if s.flip_average else f.plain
+    vecs = f.flip if s.engine.flip_average else f.plain
     usable = passes(f, QualityThresholds.from_settings(s))
 
     main_list = screen(f, vecs, usable, args.subjects, args.seeds)
     chosen = choose(main_list, args.alarm_budget)
-    configured = s.watchlist_threshold
-    baseline = at(main_list, s.e_channel_threshold)
+    configured = s.watchlist.watchlist_threshold
+    baseline = at(main_list, s.decisions.e_channel_threshold)
     result = at(main_list, configured)
     misses_ratio = result["miss_rate"] / baseline["miss_rate"] if baseline["miss_rate"] else None
     alarms_ratio = (result["false_alarm_rate"] / baseline["false_alarm_rate"]
@@ -161,7 +161,8 @@ def accuracy(args: argparse.Namespace, s) -> dict[str, object]:
     err(f"watchlist of {args.subjects}, {args.seeds} lists: {result['mated']} mated, {result['non_mated']} non-mated")
     err(f"  at watchlist_threshold {configured}: hit {result['hit_rate']:.4f}  false alarms "
         f"{result['false_alarm_rate']:.4f}")
-    err(f"  baseline at e_channel_threshold {s.e_channel_threshold}: hit {baseline['hit_rate']:.4f}  false alarms "
+    err(f"  baseline at e_channel_threshold {s.decisions.e_channel_threshold}: "
+        f"hit {baseline['hit_rate']:.4f}  false alarms "
         f"{baseline['false_alarm_rate']:.4f}")
     if misses_ratio is not None:
         err(f"  misses x{misses_ratio:.2f} and false alarms x{alarms_ratio or 0:.2f} of the passenger operating point")

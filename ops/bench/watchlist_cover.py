@@ -87,7 +87,7 @@ def choose(engine: FaceEngine, settings: Settings, n: int) -> list[Traveller]:
     for i, v in enumerate(probes):
         rows, scores = exact_top_k(gallery, v, 2)
         candidates = [Candidate(str(uuid.UUID(int=int(r))), float(s)) for r, s in zip(rows, scores, strict=True)]
-        outcome = decide_match(candidates, threshold, settings.decision_margin)
+        outcome = decide_match(candidates, threshold, settings.decisions.decision_margin)
         if outcome.reason == "matched" and int(rows[0]) == i:
             good.append(chosen[i])
     if len(good) < n:
@@ -126,7 +126,7 @@ async def run(settings: Settings, engine: FaceEngine, hits: int, others: int, sh
     err(f"cover: {len(travellers)} travellers ({hits} on the watchlist), chosen in {time.perf_counter() - t0:.0f} s")
     master = generate_master_key("kek-bench")
     async with scratch_database(settings) as dsn:
-        s = msgspec.structs.replace(settings, database_url=dsn, master_key=master, secondary_referral_share=share,
+        s = settings.replace(database_url=dsn, master_key=master, secondary_referral_share=share,
                                     watchlist_touchpoints="e_channel")
         pool, keystore = await create_pool(dsn, s), await KeyStore.open(dsn, s)
         try:
@@ -136,7 +136,7 @@ async def run(settings: Settings, engine: FaceEngine, hits: int, others: int, sh
                 _, e_key = await add_device(conn, name="bench-e-channel", kind=DeviceKind.E_CHANNEL, terminal="T1")
                 _, authority_key = await add_device(conn, name="bench-authority", kind=DeviceKind.AUTHORITY)
             seeder = WindowSeeder(pool, TemplateVault(MasterKey.parse(master), keystore), engine.model_id,
-                                  kiosk.id, s.window_seconds)
+                                  kiosk.id, s.galleries.window_seconds)
             _, tokens = await seeder.flight(np.stack([t.enrolled for t in travellers]),
                                             datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=50))
         finally:

@@ -10,7 +10,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import msgspec
 import numpy as np
 import pytest
 from structlog.testing import capture_logs
@@ -112,7 +111,7 @@ async def test_a_key_store_url_pointing_at_the_service_database_is_refused(base_
     finally:
         await pool.close()
     with pytest.raises(KeyStoreError, match="points at the service database"):
-        await KeyStore.open(database_url, msgspec.structs.replace(base_settings, keystore_url=database_url))
+        await KeyStore.open(database_url, base_settings.replace(keystore_url=database_url))
 
 
 # ---- migration 0006: an existing deployment's keys move to the key store ----------------------------
@@ -238,7 +237,7 @@ async def test_the_service_moves_an_existing_deployments_keys_at_start_and_serve
         base_settings, admin_dsn, face_engine) -> None:
     name, url, legacy = await _legacy_database(admin_dsn, face_engine.model_id)
     try:
-        settings = msgspec.structs.replace(base_settings, database_url=url, master_key=KEK,
+        settings = base_settings.replace(database_url=url, master_key=KEK,
                                            purge_sweep_interval_s=3600)
         async with run_service(settings, engine=face_engine) as svc:
             services, fid = svc.services, legacy["flight"].id
@@ -261,10 +260,10 @@ async def test_a_key_store_with_another_document_mac_key_is_refused_at_start(bas
     name, url = await create_database(admin_dsn)
     other, other_url = await create_database(admin_dsn)
     try:
-        settings = msgspec.structs.replace(base_settings, database_url=url, master_key=KEK, purge_sweep_interval_s=3600)
+        settings = base_settings.replace(database_url=url, master_key=KEK, purge_sweep_interval_s=3600)
         async with run_service(settings, engine=face_engine) as svc:
             first = svc.services.document_keys.key_id
-        elsewhere = msgspec.structs.replace(settings, keystore_url=other_url)
+        elsewhere = settings.replace(keystore_url=other_url)
         with pytest.raises(StartupError, match=f"document MAC key .* not the one .*{first}"):
             async with lifespan(create_app(elsewhere, engine=face_engine)):
                 pass

@@ -41,8 +41,8 @@ def test_the_deployment_meets_production_mode() -> None:
            "postgresql://db.invalid/secret" if e["name"].endswith("_URL") else "from-a-secret"
            for e in container["env"]}
     settings = load_settings(env)
-    assert settings.production and settings.keystore_same_cluster == "refuse"
-    assert settings.metrics_token and settings.master_key_file
+    assert settings.production and settings.database.keystore_same_cluster == "refuse"
+    assert settings.operations.metrics_token and settings.privacy.master_key_file
     check_start(settings, demo=False)
 
 

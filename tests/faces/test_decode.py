@@ -80,7 +80,7 @@ async def test_engine_raises_image_errors_through_analyse(engine: FaceEngine) ->
 
 
 def test_default_byte_limit_comes_from_settings(engine: FaceEngine, face_settings: Settings) -> None:
-    oversized = b"\xff\xd8\xff" + bytes(face_settings.image_max_bytes)
+    oversized = b"\xff\xd8\xff" + bytes(face_settings.images.image_max_bytes)
     with pytest.raises(ImageTooLarge):
         engine.analyse_sync(oversized)
 

@@ -38,17 +38,17 @@ def similarity(a: Template, b: Template) -> float:
 
 
 @pytest.mark.parametrize(("name", "a", "b"), SAME)
-async def test_same_person_scores_above_match_threshold(engine: FaceEngine, face_settings: Settings, lfw: Photo,
+async def test_same_person_scores_above_verify_threshold(engine: FaceEngine, face_settings: Settings, lfw: Photo,
                                                         name: str, a: int, b: int) -> None:
     ta, tb = await asyncio.gather(template(engine, lfw(name, a)), template(engine, lfw(name, b)))
-    assert similarity(ta, tb) >= face_settings.match_threshold
+    assert similarity(ta, tb) >= face_settings.decisions.verify_threshold
 
 
 @pytest.mark.parametrize(("x", "y"), DIFFERENT)
-async def test_different_people_score_below_match_threshold(engine: FaceEngine, face_settings: Settings,
+async def test_different_people_score_below_verify_threshold(engine: FaceEngine, face_settings: Settings,
                                                             lfw: Photo, x: str, y: str) -> None:
     tx, ty = await asyncio.gather(template(engine, lfw(x, 2)), template(engine, lfw(y, 2)))
-    assert similarity(tx, ty) < face_settings.match_threshold
+    assert similarity(tx, ty) < face_settings.decisions.verify_threshold
 
 
 async def test_clean_lfw_photo_passes_every_gate(engine: FaceEngine, lfw: Photo) -> None:
@@ -108,7 +108,7 @@ async def test_turned_traveller_in_the_middle_is_the_subject_not_a_frontal_face_
     assert 60 < (x1 + x2) / 2 < 190  # the middle of the 250 px photo
     assert r.subject.inter_eye_px < r.others[0].inter_eye_px
     mate = await template(engine, lfw("Tung_Chee-hwa", 3))
-    assert r.template is not None and similarity(r.template, mate) >= face_settings.match_threshold
+    assert r.template is not None and similarity(r.template, mate) >= face_settings.decisions.verify_threshold
 
 
 @pytest.mark.parametrize(("name", "number", "mate"), [("Don_Nickles", 2, 1), ("Nabil_Shaath", 2, 3)])
@@ -121,7 +121,7 @@ async def test_face_too_close_is_found_beside_a_passer_by_cut_by_the_edge(
     x1, y1, x2, y2 = r.subject.box
     assert x2 - x1 > 100 and y2 - y1 > 150 and 60 < (x1 + x2) / 2 < 190
     other = await template(engine, lfw(name, mate))
-    assert r.template is not None and similarity(r.template, other) >= face_settings.match_threshold
+    assert r.template is not None and similarity(r.template, other) >= face_settings.decisions.verify_threshold
 
 
 @pytest.mark.parametrize(("name", "number", "passes"), [("Tony_Blair", 2, 1), ("Don_Nickles", 2, 2)])
@@ -183,7 +183,7 @@ async def test_turned_head_fires_head_turned(engine: FaceEngine, lfw: Photo) -> 
 
 async def test_low_detection_score_gate(engine: FaceEngine, face_settings: Settings, lfw: Photo) -> None:
     # Same photo, same metrics: only the detector-score gate moves.
-    strict = FaceEngine(msgspec.structs.replace(face_settings, quality_min_det_score=0.99),
+    strict = FaceEngine(face_settings.replace(quality_min_det_score=0.99),
                         engine.detector, engine.recognizer)
     r = await strict.analyse(lfw("Tony_Blair", 2))
     assert r.quality_failures == [quality.LOW_DETECTION_SCORE]
@@ -191,7 +191,7 @@ async def test_low_detection_score_gate(engine: FaceEngine, face_settings: Setti
 
 async def test_flip_average_changes_template_but_keeps_identity(engine: FaceEngine, face_settings: Settings,
                                                                 lfw: Photo) -> None:
-    flipped = FaceEngine(msgspec.structs.replace(face_settings, flip_average=not face_settings.flip_average),
+    flipped = FaceEngine(face_settings.replace(flip_average=not face_settings.engine.flip_average),
                          engine.detector, engine.recognizer)
     a = await template(engine, lfw("Tony_Blair", 2))
     b = await template(flipped, lfw("Tony_Blair", 2))
@@ -202,7 +202,7 @@ async def test_concurrent_requests_share_embedding_batches(engine: FaceEngine, f
                                                            lfw: Photo) -> None:
     # A wait far longer than a capture takes even on a loaded machine lets the batch fill; the
     # default (2 ms) is for latency.
-    batched = FaceEngine(msgspec.structs.replace(face_settings, batch_max_wait_ms=1000.0, batch_max_size=8),
+    batched = FaceEngine(face_settings.replace(batch_max_wait_ms=1000.0, batch_max_size=8),
                          engine.detector, engine.recognizer)
     assert batched.batcher is not None
     photos = [lfw(name, n) for name, n, _ in SAME] + [lfw(name, m) for name, _, m in SAME]

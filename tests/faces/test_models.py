@@ -23,7 +23,7 @@ def test_missing_model_file_names_file_and_setting(tmp_path: Path, face_settings
     with pytest.raises(ModelLoadError) as exc:
         FaceEngine.load(settings)
     message = str(exc.value)
-    assert str(tmp_path / face_settings.detector_file) in message
+    assert str(tmp_path / face_settings.models.detector_file) in message
     assert "FLIGHTTOKEN_MODEL_DIR" in message and "\n" not in message
 
 
@@ -36,16 +36,16 @@ def test_corrupt_model_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_model_of_the_wrong_kind_is_refused(face_settings: Settings) -> None:
-    recognizer_file = Path(face_settings.resolved_model_dir()) / face_settings.recognizer_file
+    recognizer_file = Path(face_settings.models.resolved_model_dir()) / face_settings.models.recognizer_file
     with pytest.raises(ModelLoadError, match="not a 5-landmark SCRFD detector"):
         ScrfdDetector(recognizer_file, threads=1, input_size=640, score_threshold=0.5)
 
 
 def test_model_ids_name_the_file_and_its_weights(engine: FaceEngine) -> None:
     stem, digest = engine.model_id.split(":")
-    assert stem == Path(engine.settings.recognizer_file).stem
+    assert stem == Path(engine.settings.models.recognizer_file).stem
     assert len(digest) == 12 and int(digest, 16) >= 0
-    assert engine.detector.model_id.startswith(Path(engine.settings.detector_file).stem + ":")
+    assert engine.detector.model_id.startswith(Path(engine.settings.models.detector_file).stem + ":")
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def test_model_ids_name_the_file_and_its_weights(engine: FaceEngine) -> None:
         ({"FLIGHTTOKEN_QUALITY_MIN_BRIGHTNESS": "220", "FLIGHTTOKEN_QUALITY_MAX_BRIGHTNESS": "200"},
          "FLIGHTTOKEN_QUALITY_MAX_BRIGHTNESS"),
         ({"FLIGHTTOKEN_BATCH_MAX_WAIT_MS": "500"}, "FLIGHTTOKEN_BATCH_MAX_WAIT_MS"),
-        ({"FLIGHTTOKEN_MATCH_THRESHOLD": "1.5"}, "FLIGHTTOKEN_MATCH_THRESHOLD"),
+        ({"FLIGHTTOKEN_VERIFY_THRESHOLD": "1.5"}, "FLIGHTTOKEN_VERIFY_THRESHOLD"),
         ({"FLIGHTTOKEN_FLIP_AVERAGE": "maybe"}, "FLIGHTTOKEN_FLIP_AVERAGE"),
     ],
 )

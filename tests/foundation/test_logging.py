@@ -8,7 +8,6 @@ import json
 import logging
 from logging.handlers import QueueHandler
 
-import msgspec
 import pytest
 import structlog
 
@@ -36,7 +35,7 @@ def log_stream():
 async def test_every_line_is_one_json_object_with_request_and_device_context(base_settings, database_url,
                                                                              face_engine, log_stream) -> None:
     stream, ours = log_stream
-    settings = msgspec.structs.replace(base_settings, database_url=database_url, log_format="json")
+    settings = base_settings.replace(database_url=database_url, log_format="json")
     async with run_service(settings, engine=face_engine) as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:

@@ -3,7 +3,6 @@ and an open transaction still never reaches the next user."""
 
 from __future__ import annotations
 
-import msgspec
 import pytest
 
 from flighttoken.db.pool import create_pool
@@ -11,7 +10,7 @@ from flighttoken.db.pool import create_pool
 
 @pytest.fixture(scope="module")
 async def pool(base_settings, database_url):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url, db_pool_min=1, db_pool_max=1)
+    settings = base_settings.replace(database_url=database_url, db_pool_min=1, db_pool_max=1)
     p = await create_pool(database_url, settings)
     async with p.acquire() as conn:
         await conn.execute("CREATE TABLE IF NOT EXISTS pool_probe (n int)")

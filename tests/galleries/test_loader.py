@@ -42,7 +42,7 @@ async def seed_flight(services: Services, device_id: uuid.UUID, number: str, dep
                       vectors: np.ndarray) -> list[uuid.UUID]:
     """One flight, stored the way enrolment stores it (same query functions, one row at a time)."""
     flight = Flight(id=uuid.uuid4(), airline="TT", number=number, scheduled_departure=departure,
-                    window_start=window_start(departure, services.settings.window_seconds), destination="LAX",
+                    window_start=window_start(departure, services.settings.galleries.window_seconds), destination="LAX",
                     international=True, state=FlightState.SCHEDULED, gate="23")
     tokens = []
     async with services.db().acquire() as conn, conn.transaction():
@@ -68,8 +68,7 @@ async def seed_flight(services: Services, device_id: uuid.UUID, number: str, dep
 @pytest.fixture(scope="module")
 async def world(base_settings: Settings, database_url: str) -> AsyncIterator[SimpleNamespace]:
     master = generate_master_key("kek-test")
-    settings = msgspec.structs.replace(
-        base_settings, database_url=database_url, master_key=master, gallery_exact_max=200,
+    settings = base_settings.replace(database_url=database_url, master_key=master, gallery_exact_max=200,
         gallery_shard_size=256, gallery_graph_dim=64, gallery_ef=64, gallery_rerank_k=16)
     pool = await create_pool(database_url, settings)
     async with pool.acquire() as conn:
@@ -81,7 +80,7 @@ async def world(base_settings: Settings, database_url: str) -> AsyncIterator[Sim
     services.engine = SimpleNamespace(model_id=MODEL)
     rng = np.random.default_rng(5)
     base = datetime.now(UTC) + timedelta(hours=6)
-    busy = window_start(base, settings.window_seconds) + timedelta(minutes=1)
+    busy = window_start(base, settings.galleries.window_seconds) + timedelta(minutes=1)
     quiet = busy + timedelta(days=1)
     vectors = unit(rng.standard_normal((650, DIM)))
     tokens = []
@@ -91,8 +90,8 @@ async def world(base_settings: Settings, database_url: str) -> AsyncIterator[Sim
     tokens += await seed_flight(services, kiosk.id, "Q", quiet, vectors[600:])
     try:
         yield SimpleNamespace(services=services, tokens=tokens, vectors=vectors, rng=rng,
-                              busy=window_start(busy, settings.window_seconds),
-                              quiet=window_start(quiet, settings.window_seconds))
+                              busy=window_start(busy, settings.galleries.window_seconds),
+                              quiet=window_start(quiet, settings.galleries.window_seconds))
     finally:
         await pool.close()
         await keystore.close()
@@ -174,6 +173,7 @@ def test_verification_covers_the_threshold_of_the_largest_clearance_group() -> N
     settings = load_settings({})
     highest = max(threshold_for(settings, kind, LARGEST_GALLERY)
                   for kind in (DeviceKind.GATE, DeviceKind.E_CHANNEL, DeviceKind.LOUNGE))
-    assert highest > max(settings.gate_threshold, settings.e_channel_threshold, settings.lounge_threshold)
+    d = settings.decisions
+    assert highest > max(d.gate_threshold, d.e_channel_threshold, d.lounge_threshold)
     assert GalleryParams.from_settings(settings).verify_below == pytest.approx(
-        highest + settings.gallery_verify_margin, abs=1e-6)
+        highest + settings.galleries.gallery_verify_margin, abs=1e-6)

@@ -12,7 +12,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
-import msgspec
 import pytest
 
 from flighttoken.db.migrate import apply_migrations
@@ -29,7 +28,7 @@ from flighttoken.journey.identify import _conclude
 
 @pytest.fixture(scope="module")
 async def db(base_settings, database_url):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+    settings = base_settings.replace(database_url=database_url)
     pool = await create_pool(database_url, settings)
     async with pool.acquire() as conn:
         await apply_migrations(conn)

@@ -43,9 +43,8 @@ class World:
 
 @pytest.fixture(scope="module")
 async def world(base_settings, database_url, face_engine):
-    import msgspec
 
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+    settings = base_settings.replace(database_url=database_url)
     async with run_service(settings, engine=face_engine) as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:

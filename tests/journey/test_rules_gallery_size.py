@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import msgspec
 import pytest
 
 from flighttoken.decisions.match import threshold_for
@@ -28,7 +27,7 @@ class World:
 
 @pytest.fixture(scope="module")
 async def world(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+    settings = base_settings.replace(database_url=database_url)
     async with run_service(settings, engine=face_engine) as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:
@@ -78,7 +77,7 @@ async def test_the_e_channel_threshold_follows_the_window_gallery_size(world: Wo
     default = services.settings
     async with world.svc.client(world.keys["e_channel"]) as e_channel:
         # A tail so heavy that, searching these few faces, the threshold sits just above the mate's score.
-        services.settings = msgspec.structs.replace(default, impostor_tail_score_1e6=0.99)
+        services.settings = default.replace(impostor_tail_score_1e6=0.99)
         try:
             strict = await j.identify(e_channel, world.probes[0])
         finally:
@@ -86,11 +85,11 @@ async def test_the_e_channel_threshold_follows_the_window_gallery_size(world: Wo
         assert sizes == [(DeviceKind.E_CHANNEL, N_PASSENGERS)]
         assert (strict["decision"], strict["reason"]) == ("refer", "no_match")
         score = await _score(world, strict["event_id"])
-        assert score < threshold_for(msgspec.structs.replace(default, impostor_tail_score_1e6=0.99),
+        assert score < threshold_for(default.replace(impostor_tail_score_1e6=0.99),
                                            DeviceKind.E_CHANNEL, N_PASSENGERS)
         # The shipped tail: a few faces leave the floor in charge, and the same capture clears.
         cleared = await j.identify(e_channel, world.probes[0])
-    assert threshold_for(default, DeviceKind.E_CHANNEL, N_PASSENGERS) == default.e_channel_threshold
+    assert threshold_for(default, DeviceKind.E_CHANNEL, N_PASSENGERS) == default.decisions.e_channel_threshold
     assert (cleared["decision"], cleared["reason"]) == ("proceed", "matched"), score
 
 

@@ -50,7 +50,7 @@ def test_the_size_threshold_rises_with_the_gallery_and_falls_with_the_fpir_allow
 
 def test_the_touchpoint_threshold_is_a_floor_for_small_galleries() -> None:
     for kind in TOUCHPOINTS:
-        assert threshold_for(SETTINGS, kind, 0) == SETTINGS.gate_threshold
+        assert threshold_for(SETTINGS, kind, 0) == SETTINGS.decisions.gate_threshold
         assert threshold_for(SETTINGS, kind, 420) == 0.40
     raised = load_settings({}, gate_threshold=0.5)
     assert threshold_for(raised, DeviceKind.GATE, 42_000) == 0.5
@@ -68,13 +68,14 @@ def test_large_galleries_get_a_higher_threshold_and_the_e_channel_the_highest() 
 def test_issue_8_a_stranger_at_0_407_against_a_few_thousand_faces_is_referred() -> None:
     stranger = candidates(0.407, 0.30)
     # Before: one threshold (0.40) for every gallery accepted this non-enrolled traveller.
-    assert decide_match(stranger, SETTINGS.e_channel_threshold, SETTINGS.decision_margin).reason == "matched"
+    d = SETTINGS.decisions
+    assert decide_match(stranger, d.e_channel_threshold, d.decision_margin).reason == "matched"
     for n in (3000, 4000, 42_000):
         t = threshold_for(SETTINGS, DeviceKind.E_CHANNEL, n)
-        assert decide_match(stranger, t, SETTINGS.decision_margin).reason == "no_match", (n, t)
+        assert decide_match(stranger, t, SETTINGS.decisions.decision_margin).reason == "no_match", (n, t)
     # The same score still proceeds at a 420-face flight gallery, where it is no longer in the tail.
     t420 = threshold_for(SETTINGS, DeviceKind.E_CHANNEL, 420)
-    assert decide_match(stranger, t420, SETTINGS.decision_margin).reason == "matched"
+    assert decide_match(stranger, t420, SETTINGS.decisions.decision_margin).reason == "matched"
 
 
 def test_the_tail_model_follows_its_settings() -> None:

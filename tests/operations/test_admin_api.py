@@ -8,7 +8,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import msgspec
 import pytest
 
 from flighttoken.devices.model import DeviceKind
@@ -32,7 +31,7 @@ def _at(minutes: int) -> str:
 
 @pytest.fixture(scope="module")
 async def world(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+    settings = base_settings.replace(database_url=database_url)
     async with run_service(settings, engine=face_engine) as svc:
         keys = await j.make_devices(svc.services.db())
         keys["cx_ops"] = await add_key(svc, DeviceKind.AIRLINE_OPS, airline="CX")
@@ -186,7 +185,7 @@ async def test_progress_counts_the_journey(world: World) -> None:
 
 
 async def test_a_delay_moves_the_flights_tokens_to_their_new_departure_window(world: World) -> None:
-    galleries, window_s = world.svc.services.galleries, world.svc.services.settings.window_seconds
+    galleries, window_s = world.svc.services.galleries, world.svc.services.settings.galleries.window_seconds
     async with world.svc.client(world.keys["admin"]) as admin, world.svc.client(world.keys["kiosk"]) as kiosk:
         flight = await j.create_flight(admin, "540", "25", in_minutes=60)
         await enrol(kiosk, world.people, flight["id"], 1200)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-import msgspec
 import pytest
 
 from flighttoken.devices.model import DeviceKind
@@ -31,7 +30,7 @@ class World:
 
 @pytest.fixture(scope="module")
 async def world(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+    settings = base_settings.replace(database_url=database_url)
     async with run_service(settings, engine=face_engine) as svc:
         keys = await j.make_devices(svc.services.db())
         cx_ops = await add_key(svc, DeviceKind.AIRLINE_OPS, airline="CX")

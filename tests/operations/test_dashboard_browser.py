@@ -10,7 +10,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import msgspec
 import pytest
 from playwright.async_api import Page, async_playwright
 
@@ -65,7 +64,7 @@ async def _sign_in(page: Page, base_url: str, key: str) -> None:
 
 async def test_the_boarded_count_rises_live_as_the_gate_boards(base_settings, database_url, face_engine,
                                                                browser) -> None:
-    settings = msgspec.structs.replace(base_settings, database_url=database_url, ops_refresh_s=0.5,
+    settings = base_settings.replace(database_url=database_url, ops_refresh_s=0.5,
                                        ops_timezone="Asia/Hong_Kong")
     async with run_service(settings, engine=face_engine) as svc:
         keys = await j.make_devices(svc.services.db())
@@ -122,7 +121,7 @@ async def test_the_boarded_count_rises_live_as_the_gate_boards(base_settings, da
 
 async def test_a_wrong_key_or_a_touchpoint_key_is_turned_away(base_settings, database_url, face_engine,
                                                                browser) -> None:
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+    settings = base_settings.replace(database_url=database_url)
     async with run_service(settings, engine=face_engine) as svc:
         gate_key = await add_key(svc, DeviceKind.GATE, gate="5")
         page = await browser.new_page()

@@ -37,7 +37,7 @@ async def seed_flight(services, *, number: str, passengers: int, device_id: uuid
     sealed exactly as enrolment seals them. For purge mechanics, which never look at the faces."""
     departure = (datetime.now(UTC) + departs_in).replace(microsecond=0)
     flight = Flight(id=uuid.uuid4(), airline="CX", number=number, scheduled_departure=departure,
-                    window_start=window_start(departure, services.settings.window_seconds), destination="LAX",
+                    window_start=window_start(departure, services.settings.galleries.window_seconds), destination="LAX",
                     international=True, state=FlightState.SCHEDULED, gate="23")
     rng = np.random.default_rng(seed)
     out = SeededFlight(flight)

@@ -8,7 +8,6 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import msgspec
 import pytest
 
 from flighttoken.privacy.retention import apply_retention
@@ -19,7 +18,7 @@ from tests.support.server import run_service
 
 @pytest.fixture(scope="module")
 async def world(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url, purge_sweep_interval_s=3600)
+    settings = base_settings.replace(database_url=database_url, purge_sweep_interval_s=3600)
     async with run_service(settings, engine=face_engine) as svc:
         keys = await j.make_devices(svc.services.db())
         ids = {r["name"][5:]: r["id"] for r in await svc.services.db().fetch("SELECT id, name FROM devices")}
@@ -170,11 +169,9 @@ async def test_retention_deletes_only_events_older_than_its_setting(world) -> No
                            " VALUES ($1, $2, 'e_channel', 'refer', 'no_match', 1)", at, ids["e_channel"])
     counts = {t: await pool.fetchval(f"SELECT count(*) FROM {t}") for t in ("audit_events", "journey_events")}
 
-    keep_forever = dataclasses.replace(svc.services, settings=msgspec.structs.replace(
-        svc.services.settings, audit_retention_days=0))
+    keep_forever = dataclasses.replace(svc.services, settings=svc.services.settings.replace(audit_retention_days=0))
     assert (await apply_retention(keep_forever)).deleted == {}
-    one_year = dataclasses.replace(svc.services, settings=msgspec.structs.replace(
-        svc.services.settings, audit_retention_days=365))
+    one_year = dataclasses.replace(svc.services, settings=svc.services.settings.replace(audit_retention_days=365))
     report = await apply_retention(one_year)
 
     assert report.deleted == {"audit_events": 1, "journey_events": 1}
@@ -192,8 +189,7 @@ async def test_retention_covers_the_authority_trail_and_reports_it_only_there(wo
     old = datetime.now(UTC) - timedelta(days=400)
     await pool.execute("INSERT INTO authority_audit_events (at, actor, action, outcome)"
                        " VALUES ($1, 'system', 'watchlist.subject.enrol', 'ok')", old)
-    one_year = dataclasses.replace(svc.services, settings=msgspec.structs.replace(
-        svc.services.settings, audit_retention_days=365))
+    one_year = dataclasses.replace(svc.services, settings=svc.services.settings.replace(audit_retention_days=365))
     public_before = await pool.fetchval("SELECT count(*) FROM audit_events")
 
     report = await apply_retention(one_year)

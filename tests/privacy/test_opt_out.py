@@ -12,7 +12,6 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from flighttoken.devices.model import DeviceKind
@@ -53,7 +52,7 @@ class World:
 
 @pytest.fixture(scope="module")
 async def world(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+    settings = base_settings.replace(database_url=database_url)
     async with AsyncExitStack() as stack:
         svc = await stack.enter_async_context(run_service(settings, engine=face_engine))
         other = await stack.enter_async_context(run_service(settings, engine=face_engine))

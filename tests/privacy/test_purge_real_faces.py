@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-import msgspec
 import numpy as np
 import pytest
 
@@ -54,7 +53,7 @@ class World:
 
 @pytest.fixture(scope="module")
 async def world(base_settings, database_url, face_engine, tmp_path_factory):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url, master_key=OLD_KEK,
+    settings = base_settings.replace(database_url=database_url, master_key=OLD_KEK,
                                        purge_sweep_interval_s=3600)
     async with run_service(settings, engine=face_engine) as svc:
         keys = await j.make_devices(svc.services.db())
@@ -242,7 +241,7 @@ async def test_a_full_dump_taken_before_the_purge_and_restored_after_it_cannot_d
             assert np.isclose(np.linalg.norm(TemplateVault.open_template(b_dek, r["token_id"], model_id,
                                                                          r["sealed"])), 1.0, atol=1e-3)
         # A service brought up on the restored database, sharing the live key store, loads B and not A.
-        restored = msgspec.structs.replace(services.settings, database_url=url,
+        restored = services.settings.replace(database_url=url,
                                            keystore_url=sibling_database(database_url)[1])
         async with run_service(restored, engine=services.engine) as again:
             galleries = again.services.galleries

@@ -13,7 +13,6 @@ import uuid
 from datetime import timedelta
 
 import asyncpg
-import msgspec
 import pytest
 
 from flighttoken.crypto.keys import generate_master_key
@@ -39,7 +38,7 @@ DEADLINE_S = 60  # liveness only: how long to wait for a background pass before 
 
 @pytest.fixture(scope="module")
 async def env(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url,
+    settings = base_settings.replace(database_url=database_url,
                                        master_key=generate_master_key("kek-resume"), purge_sweep_interval_s=3600)
     pool = await create_pool(database_url, settings)
     keystore = await KeyStore.open(database_url, settings)
@@ -88,8 +87,8 @@ async def _wait_for_receipt(pool: asyncpg.Pool, flight_id: uuid.UUID) -> None:
 
 
 def _kill_at(settings, flight_id: uuid.UUID, step: str) -> int:
-    proc = subprocess.run([sys.executable, "-m", "tests.privacy.kill_mid_purge", settings.database_url,
-                           settings.master_key, str(flight_id), step], cwd=CHECKOUT_ROOT,
+    proc = subprocess.run([sys.executable, "-m", "tests.privacy.kill_mid_purge", settings.database.database_url,
+                           settings.privacy.master_key, str(flight_id), step], cwd=CHECKOUT_ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     return proc.returncode
@@ -162,7 +161,7 @@ async def test_a_flight_nobody_closed_is_purged_once_departure_plus_grace_has_pa
     overdue = await _seed(env, "790", departs_in=-timedelta(hours=3))
     within_grace = await _seed(env, "791", departs_in=-timedelta(minutes=30))
     key_id = (await _state(services, overdue.flight.id))["key"]["key_id"]
-    fast = msgspec.structs.replace(settings, purge_grace_s=7200, purge_sweep_interval_s=0.2)
+    fast = settings.replace(purge_grace_s=7200, purge_sweep_interval_s=0.2)
     async with run_service(fast, engine=services.engine) as svc:
         assert svc.services.galleries.contains(within_grace.token_ids[0])
         await _wait_for_receipt(svc.services.db(), overdue.flight.id)
@@ -270,4 +269,4 @@ async def test_purge_settings_are_validated() -> None:
         with pytest.raises(SettingsError, match=env_var):
             load_settings({env_var: value})
     s = load_settings({"FLIGHTTOKEN_PURGE_GRACE_S": "0", "FLIGHTTOKEN_AUDIT_RETENTION_DAYS": "0"})
-    assert (s.purge_grace_s, s.audit_retention_days) == (0, 0)
+    assert (s.privacy.purge_grace_s, s.privacy.audit_retention_days) == (0, 0)

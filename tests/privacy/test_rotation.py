@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from flighttoken.crypto.keys import MasterKey, WrappedKey, generate_master_key
@@ -46,7 +45,7 @@ async def world(base_settings, database_url):
         kiosk, _ = await add_device(conn, name="rotation-kiosk", kind=DeviceKind.KIOSK)
     seeded = []
     for i in range(3):
-        services = Services(settings=msgspec.structs.replace(base_settings, master_key=KEK_A), pool=pool)
+        services = Services(settings=base_settings.replace(master_key=KEK_A), pool=pool)
         services.vault = TemplateVault(MasterKey.parse(KEK_A), keystore)
         seeded.append(await seed_flight(services, number=f"50{i}", passengers=5, device_id=kiosk.id, model_id=MODEL))
     async with pool.acquire() as conn, conn.transaction():
@@ -112,7 +111,7 @@ async def test_rotation_rewraps_every_data_key_and_leaves_templates_alone(world,
 async def test_keys_under_a_master_key_missing_from_the_ring_are_reported_and_kept(world, base_settings,
                                                                                    database_url, tmp_path) -> None:
     pool, keystore, _, kiosk_id = world
-    services = Services(settings=msgspec.structs.replace(base_settings, master_key=KEK_Z), pool=pool)
+    services = Services(settings=base_settings.replace(master_key=KEK_Z), pool=pool)
     services.vault = TemplateVault(MasterKey.parse(KEK_Z), keystore)
     lost = await seed_flight(services, number="599", passengers=2, device_id=kiosk_id, model_id=MODEL)
     before = (await _keys(keystore))[lost.flight.id]

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import contextlib
 
-import msgspec
 import pytest
 import structlog
 
@@ -38,7 +37,7 @@ async def _count(svc, table: str) -> int:
 
 async def test_a_full_engine_queue_sheds_identifies_with_503_and_writes_nothing_for_them(
         base_settings, database_url, face_engine, photos) -> None:
-    settings = msgspec.structs.replace(base_settings, database_url=database_url, engine_queue_max=1)
+    settings = base_settings.replace(database_url=database_url, engine_queue_max=1)
     engine = _engine(face_engine, settings)
     assert engine.admission.limit == 1
     async with run_service(settings, engine=engine) as svc:
@@ -75,7 +74,7 @@ async def test_a_full_engine_queue_sheds_identifies_with_503_and_writes_nothing_
 
 async def test_an_enrolment_is_admitted_as_a_whole_and_a_shed_one_enrols_nothing(
         base_settings, database_url, face_engine, photos) -> None:
-    settings = msgspec.structs.replace(base_settings, database_url=database_url, engine_queue_max=1)
+    settings = base_settings.replace(database_url=database_url, engine_queue_max=1)
     engine = _engine(face_engine, settings)
     people = identities(base_settings.faces_dir, min_photos=3)[CONCURRENT:CONCURRENT + 10]
     async with run_service(settings, engine=engine) as svc:

@@ -6,7 +6,6 @@ import struct
 import zlib
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from flighttoken.db.queries import devices as device_q
@@ -26,7 +25,7 @@ def png_claiming(width: int, height: int) -> bytes:
 
 @pytest.fixture(scope="module")
 async def hostile(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+    settings = base_settings.replace(database_url=database_url)
     async with run_service(settings, engine=face_engine) as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:

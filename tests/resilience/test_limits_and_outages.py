@@ -6,7 +6,6 @@ import asyncio
 import uuid
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from flighttoken.db.embedded import EmbeddedPostgres
@@ -25,7 +24,7 @@ async def _admin_key(svc) -> str:
 
 async def test_a_device_over_its_rate_gets_429_with_retry_after_and_others_are_unaffected(
         base_settings, database_url, face_engine) -> None:
-    settings = msgspec.structs.replace(base_settings, database_url=database_url, rate_limit_per_second=3)
+    settings = base_settings.replace(database_url=database_url, rate_limit_per_second=3)
     async with run_service(settings, engine=face_engine) as svc:
         noisy, quiet = await _admin_key(svc), await _admin_key(svc)
         # One concurrent burst, far over the rate: sent one by one, requests slower than 1/rate each
@@ -42,7 +41,7 @@ async def test_a_device_over_its_rate_gets_429_with_retry_after_and_others_are_u
 
 
 async def test_a_trickling_request_body_is_refused_with_408(base_settings, database_url, face_engine) -> None:
-    settings = msgspec.structs.replace(base_settings, database_url=database_url, request_body_timeout_s=0.5)
+    settings = base_settings.replace(database_url=database_url, request_body_timeout_s=0.5)
     async with run_service(settings, engine=face_engine) as svc:
         key = await _admin_key(svc)
         host, port = svc.base_url.removeprefix("http://").split(":")
@@ -60,7 +59,7 @@ async def test_requests_get_503_while_the_database_is_down_and_the_service_recov
         base_settings, face_engine, tmp_path: Path) -> None:
     db = EmbeddedPostgres(tmp_path / "outage")
     dsn = db.start()
-    settings = msgspec.structs.replace(base_settings, database_url=dsn, data_dir=str(tmp_path))
+    settings = base_settings.replace(database_url=dsn, data_dir=str(tmp_path))
     try:
         async with run_service(settings, engine=face_engine) as svc:
             key = await _admin_key(svc)

@@ -12,7 +12,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
-import msgspec
 import pytest
 
 from flighttoken.devices.model import DeviceKind
@@ -25,7 +24,7 @@ ENDS_WITHIN_S = 1.0
 
 @pytest.fixture(scope="module")
 async def instances(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+    settings = base_settings.replace(database_url=database_url)
     async with contextlib.AsyncExitStack() as stack:
         a = await stack.enter_async_context(run_service(settings, engine=face_engine, authority=True))
         b = await stack.enter_async_context(run_service(settings, engine=face_engine, authority=True))

@@ -37,7 +37,7 @@ def twin(path: str) -> str:
 
 @pytest.fixture(scope="module")
 async def svc_keys(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+    settings = base_settings.replace(database_url=database_url)
     async with run_service(settings, engine=face_engine, authority=True) as svc:
         pool = svc.services.db()
         yield svc, {**await j.make_devices(pool), **await extra_keys(pool)}

@@ -16,7 +16,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from tests.support import journey as j
@@ -49,7 +48,7 @@ class World:
 
 @pytest.fixture(scope="module")
 async def world(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+    settings = base_settings.replace(database_url=database_url)
     people = identities(settings.faces_dir, min_photos=3)[:N]
     passengers = [Passenger(photos[0], j.document_number(i)) for i, (_, photos) in enumerate(people)]
     async with run_service(settings, engine=face_engine, authority=True) as first:

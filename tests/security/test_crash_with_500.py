@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import date
 
-import msgspec
 import pytest
 
 from flighttoken.errors import InvalidRequest
@@ -18,7 +17,7 @@ DEPTH = 100_000
 
 @pytest.fixture(scope="module")
 async def service(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+    settings = base_settings.replace(database_url=database_url)
     async with run_service(settings, engine=face_engine) as svc:
         keys = await j.make_devices(svc.services.db())
         yield svc, keys

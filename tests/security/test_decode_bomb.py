@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 
-import msgspec
 import numpy as np
 import pytest
 from PIL import Image
@@ -26,7 +25,7 @@ BOMBS = {"png16-6000x6000": png16_bomb, "palette-6000x6000": palette_bomb}
 
 @pytest.fixture(scope="module")
 async def service(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)  # default limits
+    settings = base_settings.replace(database_url=database_url)  # default limits
     async with run_service(settings, engine=face_engine) as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import msgspec
 import pytest
 
 from flighttoken.app import create_app
@@ -243,7 +242,7 @@ def test_demo_keys_reach_the_terminal_never_the_json_log(tmp_path: Path, databas
 async def test_production_app_without_a_master_key_does_not_start_in_process(base_settings, database_url,
                                                                               tmp_path: Path) -> None:
     # The lifecycle's own check, for code that builds the app without the CLI (tests, benchmarks).
-    settings = msgspec.structs.replace(base_settings, mode="", database_url=database_url,
+    settings = base_settings.replace(mode="", database_url=database_url,
                                        data_dir=str(tmp_path), metrics_token=METRICS_TOKEN)
     app = create_app(settings)
     with pytest.raises(StartupError, match="FLIGHTTOKEN_MASTER_KEY_FILE: production mode"):

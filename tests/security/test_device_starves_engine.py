@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 from collections import Counter
 
-import msgspec
 import structlog
 
 from flighttoken.faces.engine import FaceEngine
@@ -57,7 +56,7 @@ async def test_one_device_flooding_the_engine_cannot_starve_another(base_setting
                                                                    face_engine) -> None:
     # A queue of 4, half of it per device: the flooding e-channel may hold 2 captures (and here run
     # both, so that both reach the gate).
-    settings = msgspec.structs.replace(base_settings, database_url=database_url, engine_queue_max=4,
+    settings = base_settings.replace(database_url=database_url, engine_queue_max=4,
                                        engine_device_share=0.5, engine_device_running=2)
     engine = GatedEngine(settings, face_engine)
     photo = identities(settings.faces_dir, min_photos=2)[0][1][0].read_bytes()

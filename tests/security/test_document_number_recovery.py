@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-import msgspec
 import pytest
 
 from flighttoken.crypto.keys import MasterKey, generate_master_key
@@ -95,7 +94,7 @@ def _pg_dump(url: str, major: int, out: Path) -> bytes:
 @pytest.fixture(scope="module")
 async def world(base_settings, database_url, face_engine, tmp_path_factory):
     """Flight A: three passengers, then purged. Flight B: four; one opts out, one is revoked, two live."""
-    settings = msgspec.structs.replace(base_settings, database_url=database_url, master_key=KEK_A,
+    settings = base_settings.replace(database_url=database_url, master_key=KEK_A,
                                        purge_sweep_interval_s=3600)
     async with run_service(settings, engine=face_engine) as svc:
         keys = await j.make_devices(svc.services.db())
@@ -216,7 +215,7 @@ async def test_pre_0010_sha256_document_keys_are_keyed_at_start_and_still_found(
     name, url, legacy = await _pre_0010_database(admin_dsn)
     live, ended = "L7700QJXZ", "L7701ZWXQ"
     try:
-        settings = msgspec.structs.replace(base_settings, database_url=url, master_key=KEK_A,
+        settings = base_settings.replace(database_url=url, master_key=KEK_A,
                                            purge_sweep_interval_s=3600)
         keys: dict[str, str] = {}
         for start in range(2):  # the second start must not key the keys again
@@ -257,7 +256,7 @@ async def test_after_master_key_rotation_document_look_ups_still_find_the_passen
     look-up and opt-out by document still find the passenger with B alone."""
     name, url = await create_database(admin_dsn)
     try:
-        settings = msgspec.structs.replace(base_settings, database_url=url, master_key=KEK_A,
+        settings = base_settings.replace(database_url=url, master_key=KEK_A,
                                            purge_sweep_interval_s=3600)
         async with run_service(settings, engine=face_engine) as svc:
             keys = await j.make_devices(svc.services.db())
@@ -277,7 +276,7 @@ async def test_after_master_key_rotation_document_look_ups_still_find_the_passen
             await keystore.close()
             await pool.close()
 
-        only_b = msgspec.structs.replace(settings, master_key=KEK_B)
+        only_b = settings.replace(master_key=KEK_B)
         async with run_service(only_b, engine=face_engine) as svc:
             assert svc.services.document_keys.key_id == key_id
             async with svc.client(keys["admin"]) as admin:

@@ -12,7 +12,6 @@ import asyncio
 import uuid
 from datetime import datetime
 
-import msgspec
 import numpy as np
 import pytest
 
@@ -23,7 +22,7 @@ from tests.support.server import run_service
 
 @pytest.fixture(scope="module")
 async def svc(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url, purge_sweep_interval_s=3600)
+    settings = base_settings.replace(database_url=database_url, purge_sweep_interval_s=3600)
     async with run_service(settings, engine=face_engine) as running:
         yield running
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import msgspec
 import pytest
 
 from tests.support import journey as j
@@ -13,7 +12,7 @@ from tests.support.server import run_service
 
 @pytest.fixture(scope="module")
 async def service(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+    settings = base_settings.replace(database_url=database_url)
     async with run_service(settings, engine=face_engine) as svc:
         keys = await j.make_devices(svc.services.db())
         photo = identities(settings.faces_dir, min_photos=2)[0][1][0].read_bytes()

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import msgspec
 import numpy as np
 import pytest
 
@@ -102,10 +101,11 @@ def _vectors_of(g: Gallery, ids: list[str]) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 async def world(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url, gallery_exact_max=4,
+    settings = base_settings.replace(database_url=database_url, gallery_exact_max=4,
                                        gallery_graph_dim=GRAPH_DIM)
     # Three flights in one departure window, whatever the time of day.
-    base = window_start(datetime.now(UTC) + timedelta(hours=3), settings.window_seconds) + timedelta(minutes=30)
+    base = (window_start(datetime.now(UTC) + timedelta(hours=3), settings.galleries.window_seconds)
+            + timedelta(minutes=30))
     people = identities(settings.faces_dir, min_photos=2)[: N_A + N_B + N_C + 8]
     async with run_service(settings, engine=face_engine, authority=True) as svc:
         keys = await j.make_devices(svc.services.db())

@@ -10,7 +10,6 @@ Real faces, real PostgreSQL, real HTTP; every would-be proceed is referred at ra
 
 from __future__ import annotations
 
-import msgspec
 import pytest
 
 from flighttoken.faces import quality
@@ -65,8 +64,8 @@ async def test_replaying_the_hit_frame_contradicts_nothing(world: CoverWorld, an
 async def test_replaying_a_listed_strangers_frame_gives_what_any_stranger_gets(world: CoverWorld, answers) -> None:
     """The issue's own replay: someone on the list but not travelling (no token to hold)."""
     svc, settings = world.svc, world.svc.services.settings
-    listed, unlisted = (pick_subject(svc.services.engine, settings.faces_dir, settings.watchlist_threshold,
-                                     settings.e_channel_threshold, skip=k) for k in (2, 3))
+    listed, unlisted = (pick_subject(svc.services.engine, settings.faces_dir, settings.watchlist.watchlist_threshold,
+                                     settings.decisions.e_channel_threshold, skip=k) for k in (2, 3))
     async with svc.authority_client(world.keys["authority"]) as authority:
         r = await authority.post("/v1/watchlist/subjects", json=subject_body([listed.watchlist_photo], case="X/2"))
         assert r.status_code == 201, r.text
@@ -89,7 +88,7 @@ async def test_only_the_authority_tells_a_hit_from_a_random_referral(world: Cove
     hit, random_referral = by_token[world.wanted.token_id], by_token[world.clean.token_id]
     assert (hit["kind"], hit["subject_id"], hit["case_reference"]) == ("watchlist", world.subject_id,
                                                                         "HKPF/2026/0001")
-    assert hit["score"] >= world.svc.services.settings.watchlist_threshold
+    assert hit["score"] >= world.svc.services.settings.watchlist.watchlist_threshold
     assert (random_referral["kind"], random_referral["subject_id"], random_referral["case_reference"],
             random_referral["score"]) == ("random", None, None, None)
     assert hit["touchpoint"] == random_referral["touchpoint"] == "e_channel"
@@ -110,7 +109,7 @@ async def test_only_the_authority_tells_a_hit_from_a_random_referral(world: Cove
 
 async def test_an_enrolment_time_hit_answers_the_kiosk_like_a_clean_enrolment(
         base_settings, database_url, face_engine, world: CoverWorld) -> None:
-    settings = msgspec.structs.replace(base_settings, database_url=database_url,
+    settings = base_settings.replace(database_url=database_url,
                                        watchlist_touchpoints="e_channel,kiosk", secondary_referral_share=0.0)
     async with run_service(settings, engine=face_engine, authority=True) as svc:
         keys = world.keys  # the same database: the module's keys and watchlist

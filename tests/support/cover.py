@@ -13,8 +13,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from tests.support import journey as j
 from tests.support.server import RunningService, run_service
 from tests.watchlist.helpers import Subject, extra_keys, pick_subject, subject_body
@@ -44,10 +42,10 @@ class CoverWorld:
 
 @asynccontextmanager
 async def cover_world(base_settings, database_url: str, face_engine) -> AsyncIterator[CoverWorld]:
-    settings = msgspec.structs.replace(base_settings, database_url=database_url, secondary_referral_share=1.0)
-    wanted = pick_subject(face_engine, settings.faces_dir, settings.watchlist_threshold, settings.e_channel_threshold)
-    clean = pick_subject(face_engine, settings.faces_dir, settings.watchlist_threshold, settings.e_channel_threshold,
-                         skip=1)
+    settings = base_settings.replace(database_url=database_url, secondary_referral_share=1.0)
+    alert_at, proceed_at = settings.watchlist.watchlist_threshold, settings.decisions.e_channel_threshold
+    wanted = pick_subject(face_engine, settings.faces_dir, alert_at, proceed_at)
+    clean = pick_subject(face_engine, settings.faces_dir, alert_at, proceed_at, skip=1)
     async with run_service(settings, engine=face_engine, authority=True) as svc:
         pool = svc.services.db()
         keys = {**await j.make_devices(pool), **await extra_keys(pool)}

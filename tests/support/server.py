@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-import msgspec
 
 from flighttoken.app import create_app
 from flighttoken.listeners import server_for, sockets_for
@@ -46,7 +45,7 @@ class RunningService:
 async def run_service(settings: Settings, *, engine: Any = None,
                       authority: bool = False) -> AsyncIterator[RunningService]:
     """Serve as ``flighttoken serve`` does; ``authority=True`` also opens the authority listener."""
-    settings = msgspec.structs.replace(settings, host="127.0.0.1", port=free_port(),
+    settings = settings.replace(host="127.0.0.1", port=free_port(),
                                        authority_host="127.0.0.1", authority_port=free_port() if authority else 0)
     app = create_app(settings, engine=engine)
     server = server_for(app, access_log=False, http="httptools")  # as flighttoken/cli/serve.py serves
@@ -57,9 +56,9 @@ async def run_service(settings: Settings, *, engine: Any = None,
             task.result()
             raise RuntimeError(f"service did not start: {app.state.services.startup_error}")
         await asyncio.sleep(0.02)
-    authority_url = f"http://127.0.0.1:{settings.authority_port}" if authority else None
+    authority_url = f"http://127.0.0.1:{settings.http.authority_port}" if authority else None
     try:
-        yield RunningService(app, f"http://127.0.0.1:{settings.port}", authority_url)
+        yield RunningService(app, f"http://127.0.0.1:{settings.http.port}", authority_url)
     finally:
         server.should_exit = True
         await task

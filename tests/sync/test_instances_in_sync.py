@@ -7,7 +7,6 @@ import asyncio
 import uuid
 from contextlib import AsyncExitStack
 
-import msgspec
 import pytest
 
 from tests.support import journey as j
@@ -20,7 +19,7 @@ PROPAGATION_S = 1.0
 
 @pytest.fixture(scope="module")
 async def pair(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+    settings = base_settings.replace(database_url=database_url)
     async with AsyncExitStack() as stack:
         a = await stack.enter_async_context(run_service(settings, engine=face_engine))
         b = await stack.enter_async_context(run_service(settings, engine=face_engine))

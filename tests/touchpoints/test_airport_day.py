@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 
-import msgspec
 import pytest
 
 from flighttoken.devices.model import DeviceKind
@@ -25,7 +24,7 @@ OPTIONS = Options(flights=4, passengers=300, arrival_rate=20.0, dwell_s=0.2, see
 
 @pytest.fixture(scope="module")
 async def day(base_settings, database_url, face_engine, tmp_path_factory):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+    settings = base_settings.replace(database_url=database_url)
     out = tmp_path_factory.mktemp("day")
     async with run_service(settings, engine=face_engine, authority=True) as svc:
         async with svc.services.db().acquire() as conn:

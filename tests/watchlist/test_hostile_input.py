@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 
-import msgspec
 import pytest
 
 from tests.support.server import run_service
@@ -16,7 +15,7 @@ HUGE = "9" * 30
 
 @pytest.fixture(scope="module")
 async def authority(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+    settings = base_settings.replace(database_url=database_url)
     async with run_service(settings, engine=face_engine, authority=True) as svc:
         keys = await extra_keys(svc.services.db())
         async with svc.authority_client(keys["authority"]) as client:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import msgspec
 import numpy as np
 import pytest
 
@@ -49,9 +48,9 @@ class World:
 
 @pytest.fixture(scope="module")
 async def world(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
-    subject = pick_subject(face_engine, settings.faces_dir, settings.watchlist_threshold,
-                           settings.e_channel_threshold)
+    settings = base_settings.replace(database_url=database_url)
+    subject = pick_subject(face_engine, settings.faces_dir, settings.watchlist.watchlist_threshold,
+                           settings.decisions.e_channel_threshold)
     async with run_service(settings, engine=face_engine, authority=True) as svc:
         pool = svc.services.db()
         keys = {**await j.make_devices(pool), **await extra_keys(pool)}
@@ -125,7 +124,7 @@ async def test_the_wanted_person_is_referred_at_the_e_channel_like_any_held_pass
     assert alert["token"]["token_id"] == world.subject_token
     assert alert["token"]["flight"] == "CX884" and alert["token"]["name"] == "Lee, Tai Man"
     assert alert["touchpoint"] == "e_channel" and alert["location"] == {"terminal": "T1"}
-    assert alert["score"] >= svc.services.settings.watchlist_threshold
+    assert alert["score"] >= svc.services.settings.watchlist.watchlist_threshold
     assert alert["status"] == "open" and alert["case_reference"] == "HKPF/2026/0001"
     assert await _on_hold(world, world.subject_token)
 

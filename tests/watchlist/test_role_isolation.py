@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import uuid
 
-import msgspec
 import pytest
 
 from tests.support import journey as j
@@ -24,7 +23,7 @@ _VOLATILE = {"instance", "request_id"}
 
 @pytest.fixture(scope="module")
 async def svc_keys(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+    settings = base_settings.replace(database_url=database_url)
     async with run_service(settings, engine=face_engine, authority=True) as svc:
         pool = svc.services.db()
         keys = {**await j.make_devices(pool), **await extra_keys(pool)}

@@ -9,7 +9,6 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import msgspec
 import numpy as np
 import pytest
 
@@ -129,7 +128,7 @@ async def wanted(monkeypatch):
         return len(raised) if kind else None
 
     monkeypatch.setattr(cover.alerts, "raise_alert", raise_alert)
-    settings = msgspec.structs.replace(load_settings(), watchlist_touchpoints="e_channel,gate",
+    settings = load_settings().replace(watchlist_touchpoints="e_channel,gate",
                                        secondary_referral_share=0.0)
     services = FakeServices(settings)
     face = unit(rng.standard_normal(512))
@@ -173,7 +172,7 @@ async def test_kiosk_screening_only_when_listed(wanted) -> None:
     token = uuid.uuid4()
     await cover.screen_enrolment(services, device(DeviceKind.KIOSK), face, token)
     assert raised == []
-    services.settings = msgspec.structs.replace(services.settings, watchlist_touchpoints="kiosk")
+    services.settings = services.settings.replace(watchlist_touchpoints="kiosk")
     await cover.screen_enrolment(services, device(DeviceKind.KIOSK), face, token)
     # A clean enrolment runs the same write, with nothing to record (no extra round trip on a hit).
     await cover.screen_enrolment(services, device(DeviceKind.KIOSK), unit(rng.standard_normal(512)), token)
@@ -185,9 +184,9 @@ async def test_kiosk_screening_only_when_listed(wanted) -> None:
 
 
 def test_the_random_share_is_never_zero_unless_set() -> None:
-    assert load_settings({}).secondary_referral_share > 0
-    assert Settings().secondary_referral_share > 0
-    assert load_settings({"FLIGHTTOKEN_SECONDARY_REFERRAL_SHARE": "0"}).secondary_referral_share == 0
+    assert load_settings({}).watchlist.secondary_referral_share > 0
+    assert Settings().watchlist.secondary_referral_share > 0
+    assert load_settings({"FLIGHTTOKEN_SECONDARY_REFERRAL_SHARE": "0"}).watchlist.secondary_referral_share == 0
     for bad in ("", "-0.01", "1.5", "one percent"):
         with pytest.raises(SettingsError, match="FLIGHTTOKEN_SECONDARY_REFERRAL_SHARE"):
             load_settings({"FLIGHTTOKEN_SECONDARY_REFERRAL_SHARE": bad})
@@ -214,8 +213,8 @@ def test_share_zero_refers_nobody_and_the_default_source_is_the_csprng() -> None
 
 
 def test_watchlist_settings_are_validated() -> None:
-    assert load_settings({}).watchlist_touchpoints == "e_channel"
-    assert load_settings({"FLIGHTTOKEN_WATCHLIST_TOUCHPOINTS": "e_channel, kiosk"}).watchlist_touchpoints
+    assert load_settings({}).watchlist.watchlist_touchpoints == "e_channel"
+    assert load_settings({"FLIGHTTOKEN_WATCHLIST_TOUCHPOINTS": "e_channel, kiosk"}).watchlist.watchlist_touchpoints
     with pytest.raises(SettingsError, match="FLIGHTTOKEN_WATCHLIST_TOUCHPOINTS"):
         load_settings({"FLIGHTTOKEN_WATCHLIST_TOUCHPOINTS": "e_channel,admin"})
     with pytest.raises(SettingsError, match="FLIGHTTOKEN_WATCHLIST_THRESHOLD"):

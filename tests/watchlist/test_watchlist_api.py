@@ -9,7 +9,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import cv2
-import msgspec
 import numpy as np
 import pytest
 
@@ -32,7 +31,7 @@ def _blank_jpeg() -> bytes:
 
 @pytest.fixture(scope="module")
 async def env(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url,
+    settings = base_settings.replace(database_url=database_url,
                                        watchlist_touchpoints="e_channel,lounge,kiosk")
     async with run_service(settings, engine=face_engine, authority=True) as svc:
         pool = svc.services.db()
@@ -107,8 +106,9 @@ async def test_unusable_photos_are_reported_and_templates_are_sealed(env) -> Non
 
 async def test_lounge_screening_when_listed_and_no_token_to_hold(env) -> None:
     svc, keys, _ = env
-    s = pick_subject(svc.services.engine, svc.services.settings.faces_dir, svc.services.settings.watchlist_threshold,
-                     svc.services.settings.lounge_threshold)
+    settings = svc.services.settings
+    s = pick_subject(svc.services.engine, settings.faces_dir, settings.watchlist.watchlist_threshold,
+                     settings.decisions.lounge_threshold)
     async with svc.authority_client(keys["authority"]) as authority:
         r = await authority.post("/v1/watchlist/subjects", json=subject_body([s.watchlist_photo], case="LOUNGE-1"))
         assert r.status_code == 201, r.text
@@ -124,8 +124,9 @@ async def test_lounge_screening_when_listed_and_no_token_to_hold(env) -> None:
 
 async def test_a_subject_past_its_expiry_never_matches_and_its_templates_go(env) -> None:
     svc, keys, _ = env
-    s = pick_subject(svc.services.engine, svc.services.settings.faces_dir, svc.services.settings.watchlist_threshold,
-                     svc.services.settings.e_channel_threshold, skip=1)
+    settings = svc.services.settings
+    s = pick_subject(svc.services.engine, settings.faces_dir, settings.watchlist.watchlist_threshold,
+                     settings.decisions.e_channel_threshold, skip=1)
     expires = datetime.now(UTC) + timedelta(seconds=2)
     async with svc.authority_client(keys["authority"]) as authority:
         r = await authority.post("/v1/watchlist/subjects", json=subject_body([s.watchlist_photo], case="SHORT-1",

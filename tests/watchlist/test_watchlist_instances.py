@@ -7,7 +7,6 @@ import asyncio
 import uuid
 from contextlib import AsyncExitStack
 
-import msgspec
 import pytest
 
 from tests.support import journey as j
@@ -18,7 +17,7 @@ from tests.watchlist.helpers import AlertStream, extra_keys, pick_subject, subje
 
 @pytest.fixture(scope="module")
 async def pair(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+    settings = base_settings.replace(database_url=database_url)
     async with AsyncExitStack() as stack:
         a = await stack.enter_async_context(run_service(settings, engine=face_engine, authority=True))
         b = await stack.enter_async_context(run_service(settings, engine=face_engine, authority=True))
@@ -31,8 +30,9 @@ async def pair(base_settings, database_url, face_engine):
 
 async def test_subjects_and_alerts_reach_the_other_instance(pair) -> None:
     a, b, keys = pair
-    s = pick_subject(a.services.engine, a.services.settings.faces_dir, a.services.settings.watchlist_threshold,
-                     a.services.settings.e_channel_threshold)
+    settings = a.services.settings
+    s = pick_subject(a.services.engine, settings.faces_dir, settings.watchlist.watchlist_threshold,
+                     settings.decisions.e_channel_threshold)
     async with a.authority_client(keys["authority"]) as authority:
         r = await authority.post("/v1/watchlist/subjects", json=subject_body([s.watchlist_photo]))
         assert r.status_code == 201, r.text
@@ -60,8 +60,9 @@ async def test_subjects_and_alerts_reach_the_other_instance(pair) -> None:
 
 async def test_reconcile_repairs_a_missed_event(pair) -> None:
     a, b, keys = pair
-    s = pick_subject(a.services.engine, a.services.settings.faces_dir, a.services.settings.watchlist_threshold,
-                     a.services.settings.e_channel_threshold, skip=1)
+    settings = a.services.settings
+    s = pick_subject(a.services.engine, settings.faces_dir, settings.watchlist.watchlist_threshold,
+                     settings.decisions.e_channel_threshold, skip=1)
     async with a.authority_client(keys["authority"]) as authority:
         r = await authority.post("/v1/watchlist/subjects", json=subject_body([s.watchlist_photo]))
     subject_id = uuid.UUID(r.json()["id"])

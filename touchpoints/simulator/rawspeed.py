@@ -82,7 +82,7 @@ def measure(engine: Any, photos: list[bytes], seconds: float = 6.0) -> dict[str,
     if not items:
         raise ValueError("no face found in the sample photos")
     det, rec = engine.detector, engine.recognizer
-    batch = engine.settings.batch_max_size  # the service's largest batch: 1 means it never batches
+    batch = engine.settings.engine.batch_max_size  # the service's largest batch: 1 means it never batches
     batches = [(
         [d for d, _, _ in items[i:i + batch]],
         rec.prepare([c for _, _, c in items[i:i + batch]], flip=engine.flip),
@@ -121,4 +121,4 @@ def measure(engine: Any, photos: list[bytes], seconds: float = 6.0) -> dict[str,
             "modes": {k: round(v[0], 2) for k, v in runs.items()},
             "cpu_ms_per_face": round(min(v[1] for v in runs.values()), 2),
             "cpu_ms_per_face_by_mode": {k: round(v[1], 2) for k, v in runs.items()}, "photos": len(items),
-            "engine_threads": engine.settings.engine_threads, "batch_max_size": batch}
+            "engine_threads": engine.settings.models.engine_threads, "batch_max_size": batch}
