@@ -29,9 +29,8 @@ from flighttoken.lifecycle import StartupError, lifespan
 from flighttoken.privacy import document_keys
 from flighttoken.privacy.vault import TemplateVault, flight_context
 from flighttoken.settings import SettingsError, load_settings
+from flighttoken.testing import create_database, drop_database, run_service
 from flighttoken.watchlist import vault as watchlist_vault
-from tests.support.database import create_database, drop_database
-from tests.support.server import run_service
 
 KEK = generate_master_key("kek-legacy")
 PASSENGERS = 6

@@ -13,8 +13,8 @@ import pytest
 import structlog
 
 from flighttoken.logs import configure_logging
+from flighttoken.testing import run_service
 from tests.support import journey as j
-from tests.support.server import run_service
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from flighttoken.crypto.keys import generate_master_key
+from flighttoken.testing import free_port
 from tests.foundation.test_embedded_postgres import postgres_running
-from tests.support.server import free_port
 
 READY_WITHIN_S = 60
 

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from flighttoken.testing import identities, run_service
 from tests.support import journey as j
 from tests.support.concurrency import gather_limited
-from tests.support.faces import identities
-from tests.support.server import run_service
 
 N_PASSENGERS = 420
 

@@ -11,9 +11,8 @@ import pytest
 from flighttoken.devices.model import DeviceKind
 from flighttoken.journey import identify as identify_module
 from flighttoken.journey import rules
+from flighttoken.testing import identities, run_service
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import run_service
 
 N_PASSENGERS = 6
 

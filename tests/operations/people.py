@@ -13,8 +13,8 @@ import httpx
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
+from flighttoken.testing import identities
 from tests.support import journey as j
-from tests.support.faces import identities
 
 
 @dataclass

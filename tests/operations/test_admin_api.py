@@ -12,9 +12,9 @@ import msgspec
 import pytest
 
 from flighttoken.devices.model import DeviceKind
+from flighttoken.testing import run_service
 from tests.operations.people import Passenger, add_key, candidates, enrol
 from tests.support import journey as j
-from tests.support.server import run_service
 
 CSV_HEADER = "airline,number,scheduled_departure,destination,gate,international,booked\n"
 

@@ -10,9 +10,9 @@ import msgspec
 import pytest
 
 from flighttoken.devices.model import DeviceKind
+from flighttoken.testing import run_service
 from tests.operations.people import Passenger, add_key, candidates, enrol
 from tests.support import journey as j
-from tests.support.server import run_service
 
 # A valid body for each action, so that a 404 can only come from the scoping (not from validation).
 BODIES = {"state": {"state": "boarding"}, "delay": {"minutes": 30}, "gate": {"gate": "77"},

@@ -16,9 +16,9 @@ from playwright.async_api import Page, async_playwright
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.settings import CHECKOUT_ROOT
+from flighttoken.testing import run_service
 from tests.operations.people import add_key, candidates, enrol
 from tests.support import journey as j
-from tests.support.server import run_service
 
 ARTIFACTS = Path(CHECKOUT_ROOT) / "artifacts" / "operations"
 TABLET = {"width": 800, "height": 1100}

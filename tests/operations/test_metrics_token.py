@@ -6,8 +6,8 @@ from __future__ import annotations
 import msgspec
 
 from flighttoken.devices.model import DeviceKind
+from flighttoken.testing import run_service
 from tests.operations.people import add_key
-from tests.support.server import run_service
 
 
 async def test_a_metrics_token_protects_the_scrape(base_settings, database_url, face_engine) -> None:

@@ -12,9 +12,8 @@ import msgspec
 import pytest
 
 from flighttoken.privacy.retention import apply_retention
+from flighttoken.testing import identities, run_service
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import run_service
 
 
 @pytest.fixture(scope="module")

@@ -23,10 +23,9 @@ from flighttoken.db.keystore import sibling_database
 from flighttoken.db.migrate import apply_migrations
 from flighttoken.privacy.vault import TemplateVault, flight_context
 from flighttoken.settings import CHECKOUT_ROOT
+from flighttoken.testing import free_port, identities
 from tests.privacy.helpers import image_hits, scan_files, tables_containing, text_columns
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import free_port
 
 READY_WITHIN_S = 180
 PASSENGERS = 10

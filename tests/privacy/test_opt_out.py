@@ -17,9 +17,8 @@ import pytest
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
+from flighttoken.testing import identities, run_service
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import run_service
 
 N = 8
 DEADLINE_S = 10  # liveness only: how long the other instance may take before the test calls it stuck

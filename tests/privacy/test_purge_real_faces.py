@@ -21,11 +21,9 @@ from flighttoken.crypto.sealing import DecryptionError
 from flighttoken.db.keystore import sibling_database
 from flighttoken.privacy.purge import purge_flight
 from flighttoken.privacy.vault import TemplateVault, flight_context
+from flighttoken.testing import create_database, drop_database, identities, run_service
 from tests.privacy.helpers import Backup, tables_containing
 from tests.support import journey as j
-from tests.support.database import create_database, drop_database
-from tests.support.faces import identities
-from tests.support.server import run_service
 
 N_A, N_B = 12, 4
 OLD_KEK = generate_master_key("kek-2026-old")

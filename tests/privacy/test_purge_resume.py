@@ -28,10 +28,9 @@ from flighttoken.privacy.sweeper import Sweeper
 from flighttoken.privacy.vault import TemplateVault, load_master_key
 from flighttoken.services import Services
 from flighttoken.settings import CHECKOUT_ROOT
+from flighttoken.testing import identities, run_service
 from tests.privacy.helpers import seed_flight
-from tests.support.faces import identities
 from tests.support.journey import enrolment, make_devices
-from tests.support.server import run_service
 
 PASSENGERS = 25
 DEADLINE_S = 60  # liveness only: how long to wait for a background pass before calling it stuck

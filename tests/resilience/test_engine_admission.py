@@ -14,9 +14,8 @@ import structlog
 from flighttoken.errors import Unavailable
 from flighttoken.faces.admission import PER_REQUEST_CAPTURES, Admission
 from flighttoken.faces.engine import FaceEngine
-from tests.support.faces import identities
+from flighttoken.testing import identities, run_service
 from tests.support.journey import create_flight, document_number, enrolment, make_devices
-from tests.support.server import run_service
 
 CONCURRENT = 16
 

@@ -10,9 +10,8 @@ import msgspec
 import pytest
 
 from flighttoken.db.queries import devices as device_q
+from flighttoken.testing import identities, run_service
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import run_service
 
 
 def png_claiming(width: int, height: int) -> bytes:

@@ -12,7 +12,7 @@ import pytest
 from flighttoken.db.embedded import EmbeddedPostgres
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
-from tests.support.server import run_service
+from flighttoken.testing import run_service
 
 MISSING_FLIGHT = f"/v1/flights/{uuid.uuid4()}"
 

@@ -17,8 +17,8 @@ import pytest
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
+from flighttoken.testing import RunningService, run_service
 from tests.support import journey as j
-from tests.support.server import RunningService, run_service
 
 ENDS_WITHIN_S = 1.0
 

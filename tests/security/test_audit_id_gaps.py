@@ -11,9 +11,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from flighttoken.testing import RunningService, identities, run_service
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import RunningService, run_service
 from tests.watchlist.helpers import extra_keys, pick_subject, subject_body
 
 

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import msgspec
 import pytest
 
+from flighttoken.testing import run_service
 from tests.support import journey as j
-from tests.support.server import run_service
 from tests.watchlist.helpers import extra_keys
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]

@@ -19,9 +19,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from flighttoken.testing import identities, run_service
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import run_service
 from tests.watchlist.helpers import extra_keys, subject_body
 
 N = 8

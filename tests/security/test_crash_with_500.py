@@ -10,8 +10,8 @@ import pytest
 
 from flighttoken.errors import InvalidRequest
 from flighttoken.flights.days import calendar_day
+from flighttoken.testing import run_service
 from tests.support import journey as j
-from tests.support.server import run_service
 
 DEPTH = 100_000
 

@@ -16,10 +16,8 @@ from PIL import Image
 
 from flighttoken.faces.decode import ImageLimits, decode_image
 from flighttoken.faces.errors import ImageTooLarge
+from flighttoken.testing import identities, palette_bomb, png16_bomb, png_bytes, run_service
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.hostile_images import palette_bomb, png16_bomb, png_bytes
-from tests.support.server import run_service
 
 BOMBS = {"png16-6000x6000": png16_bomb, "palette-6000x6000": palette_bomb}
 

@@ -15,9 +15,8 @@ import msgspec
 import structlog
 
 from flighttoken.faces.engine import FaceEngine
+from flighttoken.testing import identities, run_service
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import run_service
 
 
 class GatedEngine(FaceEngine):

@@ -34,11 +34,9 @@ from flighttoken.devices.registry import add_device
 from flighttoken.flights.model import Flight, FlightState
 from flighttoken.flights.windows import window_start
 from flighttoken.privacy.rotation import rotate
+from flighttoken.testing import create_database, drop_database, identities, run_service
 from tests.privacy.helpers import TERMS_SHA, pg_client_dir
 from tests.support import journey as j
-from tests.support.database import create_database, drop_database
-from tests.support.faces import identities
-from tests.support.server import run_service
 
 KEK_A, KEK_B = generate_master_key("kek-doc-a"), generate_master_key("kek-doc-b")
 # Last four characters no dump could hold by chance: no hex digit, no digit, not in any name used here.

@@ -16,9 +16,8 @@ import msgspec
 import numpy as np
 import pytest
 
+from flighttoken.testing import lfw_root, run_service
 from tests.support import journey as j
-from tests.support.faces import lfw_root
-from tests.support.server import run_service
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,8 @@ import pytest
 from flighttoken.errors import Unavailable
 from flighttoken.journey import enrolment, idempotency
 from flighttoken.privacy.sweeper import Sweeper
+from flighttoken.testing import RunningService, identities, run_service
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import RunningService, run_service
 
 KEY = "Idempotency-Key"
 

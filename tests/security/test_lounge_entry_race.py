@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 
 from flighttoken.db.queries import tokens as token_q
+from flighttoken.testing import RunningService, identities, run_service
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import RunningService, run_service
 
 
 @dataclass

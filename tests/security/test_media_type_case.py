@@ -6,9 +6,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from flighttoken.testing import identities, run_service
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import run_service
 
 
 @pytest.fixture(scope="module")

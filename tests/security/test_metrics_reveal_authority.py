@@ -12,8 +12,8 @@ import re
 import msgspec
 import pytest
 
+from flighttoken.testing import run_service
 from tests.support import journey as j
-from tests.support.server import run_service
 from tests.watchlist.helpers import AlertStream, extra_keys
 
 AUTHORITY_WORDS = re.compile(r"authority|watchlist|alert", re.IGNORECASE)

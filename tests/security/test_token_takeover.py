@@ -24,9 +24,8 @@ import pytest
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
+from flighttoken.testing import lfw_root, run_service
 from tests.support import journey as j
-from tests.support.faces import lfw_root
-from tests.support.server import run_service
 
 
 @dataclass

@@ -14,9 +14,9 @@ import msgspec
 import pytest
 
 from flighttoken.faces import quality
+from flighttoken.testing import run_service
 from tests.support import journey as j
 from tests.support.cover import CoverWorld, cover_world, header_names, strip
-from tests.support.server import run_service
 from tests.watchlist.helpers import pick_subject, subject_body
 
 CAPTURE_REASONS = {quality.NO_FACE, quality.LOW_DETECTION_SCORE, quality.FACE_TOO_SMALL, quality.TOO_BLURRY,

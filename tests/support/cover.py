@@ -15,8 +15,8 @@ from typing import Any
 
 import msgspec
 
+from flighttoken.testing import RunningService, run_service
 from tests.support import journey as j
-from tests.support.server import RunningService, run_service
 from tests.watchlist.helpers import Subject, extra_keys, pick_subject, subject_body
 
 # What differs between any two passengers or flights whatever happened to them: never compared.

@@ -10,10 +10,9 @@ from contextlib import AsyncExitStack
 import msgspec
 import pytest
 
+from flighttoken.testing import identities, run_service
 from tests.support import journey as j
 from tests.support.concurrency import within
-from tests.support.faces import identities
-from tests.support.server import run_service
 
 PROPAGATION_S = 1.0
 

@@ -14,7 +14,7 @@ import pytest
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
-from tests.support.server import run_service
+from flighttoken.testing import run_service
 from touchpoints.simulator.command import simulate
 from touchpoints.simulator.scenario import Options
 

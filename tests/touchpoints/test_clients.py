@@ -12,7 +12,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from tests.support.server import free_port
+from flighttoken.testing import free_port
 from tests.touchpoints.stub import Reply, problem, stub_service
 from touchpoints import cli
 from touchpoints.clients import GateClient, KioskClient

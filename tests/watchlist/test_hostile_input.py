@@ -8,7 +8,7 @@ import uuid
 import msgspec
 import pytest
 
-from tests.support.server import run_service
+from flighttoken.testing import run_service
 from tests.watchlist.helpers import extra_keys, subject_body
 
 HUGE = "9" * 30

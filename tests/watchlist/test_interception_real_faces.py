@@ -17,11 +17,10 @@ import msgspec
 import numpy as np
 import pytest
 
+from flighttoken.testing import identities, run_service
 from flighttoken.watchlist.screening import best_hit
 from tests.support import journey as j
 from tests.support.concurrency import gather_limited
-from tests.support.faces import identities
-from tests.support.server import run_service
 from tests.watchlist.helpers import AlertStream, Subject, extra_keys, pick_subject, subject_body
 
 N_PASSENGERS = 200

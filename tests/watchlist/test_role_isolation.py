@@ -13,8 +13,8 @@ import uuid
 import msgspec
 import pytest
 
+from flighttoken.testing import run_service
 from tests.support import journey as j
-from tests.support.server import run_service
 from tests.watchlist.helpers import extra_keys
 
 NON_AUTHORITY = ["kiosk", "e_channel", "lounge", "gate23", "admin", "ops_cx"]

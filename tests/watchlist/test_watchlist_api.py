@@ -16,11 +16,10 @@ import pytest
 from flighttoken.crypto.keys import WrappedKey
 from flighttoken.crypto.sealing import DecryptionError
 from flighttoken.db.queries import devices as device_q
+from flighttoken.testing import identities, run_service
 from flighttoken.watchlist import service, vault
 from flighttoken.watchlist.screening import screen_enrolment
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import run_service
 from tests.watchlist.helpers import AlertStream, extra_keys, pick_subject, subject_body
 
 

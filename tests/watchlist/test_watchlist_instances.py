@@ -10,9 +10,9 @@ from contextlib import AsyncExitStack
 import msgspec
 import pytest
 
+from flighttoken.testing import run_service
 from tests.support import journey as j
 from tests.support.concurrency import within
-from tests.support.server import run_service
 from tests.watchlist.helpers import AlertStream, extra_keys, pick_subject, subject_body
 
 
