@@ -87,9 +87,11 @@ class ServiceFactory:
         """The test settings on this module's database; ``database_url=...`` points elsewhere."""
         return msgspec.structs.replace(self.base, **{"database_url": self.database_url, **overrides})
 
-    def __call__(self, *, engine: Any = None, authority: bool = False,
+    def __call__(self, settings: Settings | None = None, *, engine: Any = None, authority: bool = False,
                  **overrides: Any) -> AbstractAsyncContextManager[RunningService]:
-        return run_service(self.settings(**overrides), engine=engine or self.engine, authority=authority)
+        """``run_service`` on ``settings`` (default: :meth:`settings`) with ``overrides`` on top."""
+        settings = msgspec.structs.replace(settings, **overrides) if settings else self.settings(**overrides)
+        return run_service(settings, engine=engine or self.engine, authority=authority)
 
 
 # ---- database -------------------------------------------------------------------------------

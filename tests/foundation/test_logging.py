@@ -8,12 +8,10 @@ import json
 import logging
 from logging.handlers import QueueHandler
 
-import msgspec
 import pytest
 import structlog
 
 from flighttoken.logs import configure_logging
-from flighttoken.testing import run_service
 from tests.support import journey as j
 
 
@@ -33,11 +31,9 @@ def log_stream():
         structlog.configure(**saved_config)
 
 
-async def test_every_line_is_one_json_object_with_request_and_device_context(base_settings, database_url,
-                                                                             face_engine, log_stream) -> None:
+async def test_every_line_is_one_json_object_with_request_and_device_context(make_service, log_stream) -> None:
     stream, ours = log_stream
-    settings = msgspec.structs.replace(base_settings, database_url=database_url, log_format="json")
-    async with run_service(settings, engine=face_engine) as svc:
+    async with make_service(log_format="json") as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:
             r = await admin.get("/v1/flights", headers={"X-Request-ID": "req-log-1"})

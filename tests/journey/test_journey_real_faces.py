@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from flighttoken.testing import identities, run_service
+from flighttoken.testing import identities
 from tests.support import journey as j
 from tests.support.concurrency import gather_limited
 
@@ -41,11 +41,10 @@ class World:
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    import msgspec
+async def world(make_service):
 
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+    settings = make_service.settings()
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:
             flight_a = await j.create_flight(admin, "884", "23")

@@ -11,7 +11,7 @@ import pytest
 from flighttoken.devices.model import DeviceKind
 from flighttoken.journey import identify as identify_module
 from flighttoken.journey import rules
-from flighttoken.testing import identities, run_service
+from flighttoken.testing import identities
 from tests.support import journey as j
 
 N_PASSENGERS = 6
@@ -26,9 +26,9 @@ class World:
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+async def world(make_service, face_engine):
+    settings = make_service.settings()
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:
             flight = await j.create_flight(admin, "900", "23")

@@ -8,11 +8,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import msgspec
 import pytest
 
 from flighttoken.devices.model import DeviceKind
-from flighttoken.testing import run_service
 from tests.operations.people import Passenger, add_key, candidates, enrol
 from tests.support import journey as j
 
@@ -31,9 +29,9 @@ def _at(minutes: int) -> str:
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+async def world(make_service):
+    settings = make_service.settings()
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         keys["cx_ops"] = await add_key(svc, DeviceKind.AIRLINE_OPS, airline="CX")
         yield World(svc, keys, candidates(settings.faces_dir))

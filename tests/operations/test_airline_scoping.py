@@ -6,11 +6,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-import msgspec
 import pytest
 
 from flighttoken.devices.model import DeviceKind
-from flighttoken.testing import run_service
 from tests.operations.people import Passenger, add_key, candidates, enrol
 from tests.support import journey as j
 
@@ -30,9 +28,9 @@ class World:
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+async def world(make_service):
+    settings = make_service.settings()
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         cx_ops = await add_key(svc, DeviceKind.AIRLINE_OPS, airline="CX")
         ka_ops = await add_key(svc, DeviceKind.AIRLINE_OPS, airline="KA")

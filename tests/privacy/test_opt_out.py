@@ -12,12 +12,11 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
-from flighttoken.testing import identities, run_service
+from flighttoken.testing import identities
 from tests.support import journey as j
 
 N = 8
@@ -51,11 +50,11 @@ class World:
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+async def world(make_service):
+    settings = make_service.settings()
     async with AsyncExitStack() as stack:
-        svc = await stack.enter_async_context(run_service(settings, engine=face_engine))
-        other = await stack.enter_async_context(run_service(settings, engine=face_engine))
+        svc = await stack.enter_async_context(make_service(settings))
+        other = await stack.enter_async_context(make_service(settings))
         await asyncio.wait_for(other.services.sync.connected.wait(), 10)
         keys = await j.make_devices(svc.services.db())
         async with svc.services.db().acquire() as conn:

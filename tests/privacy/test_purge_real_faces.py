@@ -51,10 +51,9 @@ class World:
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine, tmp_path_factory):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url, master_key=OLD_KEK,
-                                       purge_sweep_interval_s=3600)
-    async with run_service(settings, engine=face_engine) as svc:
+async def world(make_service, database_url, tmp_path_factory):
+    settings = make_service.settings(master_key=OLD_KEK, purge_sweep_interval_s=3600)
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:
             flight_a = await j.create_flight(admin, "884", "23")

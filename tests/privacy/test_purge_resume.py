@@ -37,9 +37,8 @@ DEADLINE_S = 60  # liveness only: how long to wait for a background pass before 
 
 
 @pytest.fixture(scope="module")
-async def env(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url,
-                                       master_key=generate_master_key("kek-resume"), purge_sweep_interval_s=3600)
+async def env(make_service, database_url, face_engine):
+    settings = make_service.settings(master_key=generate_master_key("kek-resume"), purge_sweep_interval_s=3600)
     pool = await create_pool(database_url, settings)
     keystore = await KeyStore.open(database_url, settings)
     async with pool.acquire() as conn:

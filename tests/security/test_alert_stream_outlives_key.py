@@ -12,23 +12,22 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
-import msgspec
 import pytest
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
-from flighttoken.testing import RunningService, run_service
+from flighttoken.testing import RunningService
 from tests.support import journey as j
 
 ENDS_WITHIN_S = 1.0
 
 
 @pytest.fixture(scope="module")
-async def instances(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+async def instances(make_service):
+    settings = make_service.settings()
     async with contextlib.AsyncExitStack() as stack:
-        a = await stack.enter_async_context(run_service(settings, engine=face_engine, authority=True))
-        b = await stack.enter_async_context(run_service(settings, engine=face_engine, authority=True))
+        a = await stack.enter_async_context(make_service(settings, authority=True))
+        b = await stack.enter_async_context(make_service(settings, authority=True))
         keys = await j.make_devices(a.services.db())
         yield a, b, keys
 

@@ -8,20 +8,19 @@ enrolment on the watchlist, a hit at the e-channel and the alert's resolution.
 
 from __future__ import annotations
 
-import msgspec
 import pytest
 
-from flighttoken.testing import RunningService, identities, run_service
+from flighttoken.testing import RunningService, identities
 from tests.support import journey as j
 from tests.watchlist.helpers import extra_keys, pick_subject, subject_body
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+async def world(make_service, face_engine):
+    settings = make_service.settings()
     subject = pick_subject(face_engine, settings.faces_dir, settings.watchlist_threshold,
                            settings.e_channel_threshold)
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+    async with make_service(settings, authority=True) as svc:
         pool = svc.services.db()
         yield svc, {**await j.make_devices(pool), **await extra_keys(pool)}, subject
 

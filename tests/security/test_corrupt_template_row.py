@@ -16,10 +16,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
 import pytest
 
-from flighttoken.testing import identities, run_service
+from flighttoken.testing import identities
 from tests.support import journey as j
 from tests.watchlist.helpers import extra_keys, subject_body
 
@@ -47,11 +46,11 @@ class World:
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+async def world(make_service):
+    settings = make_service.settings()
     people = identities(settings.faces_dir, min_photos=3)[:N]
     passengers = [Passenger(photos[0], j.document_number(i)) for i, (_, photos) in enumerate(people)]
-    async with run_service(settings, engine=face_engine, authority=True) as first:
+    async with make_service(settings, authority=True) as first:
         pool = first.services.db()
         keys = await j.make_devices(pool) | await extra_keys(pool)
         async with first.client(keys["admin"]) as admin:
@@ -82,7 +81,7 @@ async def world(base_settings, database_url, face_engine):
                 uuid.UUID(a.token_id), uuid.UUID(b.token_id))
             await conn.execute("UPDATE watchlist_templates SET sealed = set_byte(sealed, 40, get_byte(sealed, 40) # 1)"
                                " WHERE subject_id = $1 AND n = 0", subject_id)
-        async with run_service(settings, engine=face_engine, authority=True) as second:
+        async with make_service(settings, authority=True) as second:
             yield World(first, second, keys, flight, enrolled[3:], corrupt, (a, b))
 
 

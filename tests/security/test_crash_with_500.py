@@ -5,21 +5,18 @@ from __future__ import annotations
 
 from datetime import date
 
-import msgspec
 import pytest
 
 from flighttoken.errors import InvalidRequest
 from flighttoken.flights.days import calendar_day
-from flighttoken.testing import run_service
 from tests.support import journey as j
 
 DEPTH = 100_000
 
 
 @pytest.fixture(scope="module")
-async def service(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+async def service(make_service):
+    async with make_service() as svc:
         keys = await j.make_devices(svc.services.db())
         yield svc, keys
 

@@ -91,11 +91,10 @@ def _pg_dump(url: str, major: int, out: Path) -> bytes:
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine, tmp_path_factory):
+async def world(make_service, database_url, tmp_path_factory):
     """Flight A: three passengers, then purged. Flight B: four; one opts out, one is revoked, two live."""
-    settings = msgspec.structs.replace(base_settings, database_url=database_url, master_key=KEK_A,
-                                       purge_sweep_interval_s=3600)
-    async with run_service(settings, engine=face_engine) as svc:
+    settings = make_service.settings(master_key=KEK_A, purge_sweep_interval_s=3600)
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:
             flight_a = await j.create_flight(admin, "610", "23")

@@ -14,7 +14,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from flighttoken.errors import Unavailable
@@ -37,9 +36,9 @@ class World:
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+async def world(make_service):
+    settings = make_service.settings()
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.services.db().acquire() as conn:
             from flighttoken.devices.model import DeviceKind

@@ -11,12 +11,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
 import numpy as np
 import pytest
 
 from flighttoken.db.queries import tokens as token_q
-from flighttoken.testing import RunningService, identities, run_service
+from flighttoken.testing import RunningService, identities
 from tests.support import journey as j
 
 
@@ -34,9 +33,9 @@ class World:
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+async def world(make_service, face_engine):
+    settings = make_service.settings()
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:
             flight = await j.create_flight(admin, "884", "23")

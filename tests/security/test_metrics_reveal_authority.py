@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import re
 
-import msgspec
 import pytest
 
-from flighttoken.testing import run_service
 from tests.support import journey as j
 from tests.watchlist.helpers import AlertStream, extra_keys
 
@@ -20,9 +18,8 @@ AUTHORITY_WORDS = re.compile(r"authority|watchlist|alert", re.IGNORECASE)
 
 
 @pytest.fixture(scope="module")
-async def svc_keys(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+async def svc_keys(make_service):
+    async with make_service( authority=True) as svc:
         pool = svc.services.db()
         yield svc, {**await j.make_devices(pool), **await extra_keys(pool)}
 

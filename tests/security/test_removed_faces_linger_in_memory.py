@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import msgspec
 import numpy as np
 import pytest
 
 from flighttoken.flights.windows import window_start
 from flighttoken.galleries.index import Gallery
-from flighttoken.testing import identities, run_service
+from flighttoken.testing import identities
 from tests.support import journey as j
 from tests.support.concurrency import gather_limited
 from tests.watchlist.helpers import extra_keys, subject_body
@@ -100,13 +99,12 @@ def _vectors_of(g: Gallery, ids: list[str]) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url, gallery_exact_max=4,
-                                       gallery_graph_dim=GRAPH_DIM)
+async def world(make_service):
+    settings = make_service.settings(gallery_exact_max=4, gallery_graph_dim=GRAPH_DIM)
     # Three flights in one departure window, whatever the time of day.
     base = window_start(datetime.now(UTC) + timedelta(hours=3), settings.window_seconds) + timedelta(minutes=30)
     people = identities(settings.faces_dir, min_photos=2)[: N_A + N_B + N_C + 8]
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+    async with make_service(settings, authority=True) as svc:
         keys = await j.make_devices(svc.services.db())
         keys |= await extra_keys(svc.services.db())
         flights = {}
@@ -134,7 +132,7 @@ async def world(base_settings, database_url, face_engine):
     assert {p.flight for p in enrolled} == {"A", "B", "C"}
     watchlist_photos = identities(settings.faces_dir, min_photos=3)[-1][1][:2]
     # A second start: the rebuild fits the window's projection on every face enrolled.
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+    async with make_service(settings, authority=True) as svc:
         window = svc.services.galleries._windows[datetime.fromisoformat(flights["A"]["window_start"])]
         assert window.graph_dim == GRAPH_DIM, "the window's graph must be projected for this test to cover it"
         yield World(svc, keys, flights, enrolled, watchlist_photos)

@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
-from flighttoken.testing import lfw_root, run_service
+from flighttoken.testing import lfw_root
 from tests.support import journey as j
 
 
@@ -36,9 +35,8 @@ class World:
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+async def world(make_service, face_engine):
+    async with make_service() as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.services.db().acquire() as conn:
             # "From any kiosk key": the attacker uses another kiosk than the passenger did.

@@ -13,9 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
-from flighttoken.testing import RunningService, run_service
+from flighttoken.testing import RunningService
 from tests.support import journey as j
 from tests.watchlist.helpers import Subject, extra_keys, pick_subject, subject_body
 
@@ -43,12 +41,12 @@ class CoverWorld:
 
 
 @asynccontextmanager
-async def cover_world(base_settings, database_url: str, face_engine) -> AsyncIterator[CoverWorld]:
-    settings = msgspec.structs.replace(base_settings, database_url=database_url, secondary_referral_share=1.0)
+async def cover_world(make_service, face_engine) -> AsyncIterator[CoverWorld]:
+    settings = make_service.settings(secondary_referral_share=1.0)
     wanted = pick_subject(face_engine, settings.faces_dir, settings.watchlist_threshold, settings.e_channel_threshold)
     clean = pick_subject(face_engine, settings.faces_dir, settings.watchlist_threshold, settings.e_channel_threshold,
                          skip=1)
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+    async with make_service(settings, authority=True) as svc:
         pool = svc.services.db()
         keys = {**await j.make_devices(pool), **await extra_keys(pool)}
         async with svc.client(keys["admin"]) as admin:

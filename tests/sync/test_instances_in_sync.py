@@ -7,10 +7,9 @@ import asyncio
 import uuid
 from contextlib import AsyncExitStack
 
-import msgspec
 import pytest
 
-from flighttoken.testing import identities, run_service
+from flighttoken.testing import identities
 from tests.support import journey as j
 from tests.support.concurrency import within
 
@@ -18,11 +17,11 @@ PROPAGATION_S = 1.0
 
 
 @pytest.fixture(scope="module")
-async def pair(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+async def pair(make_service):
+    settings = make_service.settings()
     async with AsyncExitStack() as stack:
-        a = await stack.enter_async_context(run_service(settings, engine=face_engine))
-        b = await stack.enter_async_context(run_service(settings, engine=face_engine))
+        a = await stack.enter_async_context(make_service(settings))
+        b = await stack.enter_async_context(make_service(settings))
         await asyncio.wait_for(b.services.sync.connected.wait(), 5)
         keys = await j.make_devices(a.services.db())
         yield a, b, keys

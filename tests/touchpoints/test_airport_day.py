@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 
-import msgspec
 import pytest
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
-from flighttoken.testing import run_service
 from touchpoints.simulator.command import simulate
 from touchpoints.simulator.scenario import Options
 
@@ -24,10 +22,10 @@ OPTIONS = Options(flights=4, passengers=300, arrival_rate=20.0, dwell_s=0.2, see
 
 
 @pytest.fixture(scope="module")
-async def day(base_settings, database_url, face_engine, tmp_path_factory):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+async def day(make_service, database_url, face_engine, tmp_path_factory):
+    settings = make_service.settings()
     out = tmp_path_factory.mktemp("day")
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+    async with make_service(settings, authority=True) as svc:
         async with svc.services.db().acquire() as conn:
             _, admin_key = await add_device(conn, name="test-manager", kind=DeviceKind.ADMIN)
         report = await simulate(OPTIONS, url=svc.base_url, authority_url=svc.authority_url,

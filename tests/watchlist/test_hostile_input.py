@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import uuid
 
-import msgspec
 import pytest
 
-from flighttoken.testing import run_service
 from tests.watchlist.helpers import extra_keys, subject_body
 
 HUGE = "9" * 30
 
 
 @pytest.fixture(scope="module")
-async def authority(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+async def authority(make_service):
+    async with make_service( authority=True) as svc:
         keys = await extra_keys(svc.services.db())
         async with svc.authority_client(keys["authority"]) as client:
             yield svc, client

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import msgspec
 import numpy as np
 import pytest
 
-from flighttoken.testing import identities, run_service
+from flighttoken.testing import identities
 from flighttoken.watchlist.screening import best_hit
 from tests.support import journey as j
 from tests.support.concurrency import gather_limited
@@ -47,11 +46,11 @@ class World:
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
+async def world(make_service, face_engine):
+    settings = make_service.settings()
     subject = pick_subject(face_engine, settings.faces_dir, settings.watchlist_threshold,
                            settings.e_channel_threshold)
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+    async with make_service(settings, authority=True) as svc:
         pool = svc.services.db()
         keys = {**await j.make_devices(pool), **await extra_keys(pool)}
         async with svc.client(keys["admin"]) as admin:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import re
 import uuid
 
-import msgspec
 import pytest
 
-from flighttoken.testing import run_service
 from tests.support import journey as j
 from tests.watchlist.helpers import extra_keys
 
@@ -23,9 +21,8 @@ _VOLATILE = {"instance", "request_id"}
 
 
 @pytest.fixture(scope="module")
-async def svc_keys(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url)
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+async def svc_keys(make_service):
+    async with make_service( authority=True) as svc:
         pool = svc.services.db()
         keys = {**await j.make_devices(pool), **await extra_keys(pool)}
         yield svc, keys

@@ -9,14 +9,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import cv2
-import msgspec
 import numpy as np
 import pytest
 
 from flighttoken.crypto.keys import WrappedKey
 from flighttoken.crypto.sealing import DecryptionError
 from flighttoken.db.queries import devices as device_q
-from flighttoken.testing import identities, run_service
+from flighttoken.testing import identities
 from flighttoken.watchlist import service, vault
 from flighttoken.watchlist.screening import screen_enrolment
 from tests.support import journey as j
@@ -30,10 +29,8 @@ def _blank_jpeg() -> bytes:
 
 
 @pytest.fixture(scope="module")
-async def env(base_settings, database_url, face_engine):
-    settings = msgspec.structs.replace(base_settings, database_url=database_url,
-                                       watchlist_touchpoints="e_channel,lounge,kiosk")
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+async def env(make_service):
+    async with make_service(watchlist_touchpoints="e_channel,lounge,kiosk", authority=True) as svc:
         pool = svc.services.db()
         keys = {**await j.make_devices(pool), **await extra_keys(pool)}
         async with svc.client(keys["admin"]) as admin:
