@@ -13,6 +13,22 @@ from flighttoken.db.embedded import EmbeddedPostgres
 from flighttoken.settings import CHECKOUT_ROOT, Settings, load_settings
 from flighttoken.testing import ServiceFactory, create_database, drop_database
 
+# A test that asks for any of these (directly or through another fixture) needs PostgreSQL, a
+# running service or the real models: an integration test. Every other test is a unit test unless
+# its module says otherwise (``pytestmark = pytest.mark.integration``: subprocesses, browsers...).
+INTEGRATION_FIXTURES = frozenset({"admin_dsn", "database_url", "face_engine", "make_service"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test ``unit`` or ``integration`` (``make test-fast`` runs ``-m unit``)."""
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.integration)
+        if item.get_closest_marker("integration") is None and INTEGRATION_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.integration)
+        if item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.unit)
+
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict:
     """Async tests run on uvloop, the loop the service runs on (flighttoken/cli.py)."""

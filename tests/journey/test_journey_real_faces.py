@@ -18,6 +18,8 @@ from flighttoken.testing import identities
 from tests.support import journey as j
 from tests.support.concurrency import gather_limited
 
+pytestmark = pytest.mark.slow
+
 N_PASSENGERS = 420
 
 

@@ -18,6 +18,8 @@ from flighttoken.settings import CHECKOUT_ROOT
 from tests.operations.people import add_key, candidates, enrol
 from tests.support import journey as j
 
+pytestmark = pytest.mark.slow
+
 ARTIFACTS = Path(CHECKOUT_ROOT) / "artifacts" / "operations"
 TABLET = {"width": 800, "height": 1100}
 N_PASSENGERS = 10

@@ -25,6 +25,8 @@ from flighttoken.testing import create_database, drop_database, identities, run_
 from tests.privacy.helpers import Backup, tables_containing
 from tests.support import journey as j
 
+pytestmark = pytest.mark.slow
+
 N_A, N_B = 12, 4
 OLD_KEK = generate_master_key("kek-2026-old")
 

@@ -24,6 +24,8 @@ from flighttoken.settings import CHECKOUT_ROOT
 from flighttoken.watchlist import vault as watchlist_vault
 from tests.privacy.helpers import seed_flight
 
+pytestmark = pytest.mark.integration  # the CLI in a subprocess, against PostgreSQL
+
 KEK_A, KEK_B, KEK_Z = (generate_master_key(f"kek-{x}") for x in "abz")
 MODEL = "test-model"
 

@@ -18,6 +18,8 @@ from flighttoken.devices.registry import add_device
 from flighttoken.settings import CHECKOUT_ROOT
 from flighttoken.testing import free_port
 
+pytestmark = pytest.mark.slow
+
 # Each role sees different operations succeed; the time budget is per role.
 ROLES = (DeviceKind.ADMIN, DeviceKind.AIRLINE_OPS, DeviceKind.KIOSK, DeviceKind.E_CHANNEL, DeviceKind.GATE,
          DeviceKind.AUTHORITY)

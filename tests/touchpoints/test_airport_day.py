@@ -16,6 +16,8 @@ from flighttoken.devices.registry import add_device
 from touchpoints.simulator.command import simulate
 from touchpoints.simulator.scenario import Options
 
+pytestmark = pytest.mark.slow
+
 # final_wave: after check-in closes the passengers go airside together (what the full run uses to
 # measure sustained identify throughput); a wave that never released would hang the day here.
 OPTIONS = Options(flights=4, passengers=300, arrival_rate=20.0, dwell_s=0.2, seed=8, final_wave=1)

@@ -19,6 +19,8 @@ from touchpoints.clients import GateClient, KioskClient
 from touchpoints.models import Booking, Consent, Decision, EnrolmentRequest, EnrolmentResult, TravelDocument
 from touchpoints.transport import ApiError, RetryPolicy, TouchpointError, Transport, retry_after_seconds
 
+pytestmark = pytest.mark.integration  # a real HTTP server (the scripted stub), on loopback
+
 PROCEED = {"decision": "proceed", "reason": "matched", "event_id": 7, "token_id": str(uuid.uuid4()),
            "passenger": {"name": "CHAN, TAI MAN", "seat": "42A", "flight": "CX884"}, "future_field": 1}
 REFER = {"decision": "refer", "reason": "no_match", "event_id": 8}

@@ -22,6 +22,8 @@ from tests.support import journey as j
 from tests.support.concurrency import gather_limited
 from tests.watchlist.helpers import AlertStream, Subject, extra_keys, pick_subject, subject_body
 
+pytestmark = pytest.mark.slow
+
 N_PASSENGERS = 200
 
 
