@@ -14,6 +14,7 @@ import pytest
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
 from touchpoints.simulator.command import simulate
+from touchpoints.simulator.report import RUSH_TAGS, raw_basis
 from touchpoints.simulator.scenario import Options
 
 pytestmark = pytest.mark.slow
@@ -94,11 +95,16 @@ def test_throughput_latency_report_and_chart(day) -> None:
     # machine's speed: assert what the basis is made of, never how many it holds.
     whens = [m["when"] for m in t["raw_measurements"]]
     assert whens[:2] == ["day_start", "wave_release"] and whens[-1] == "day_end", whens
+    # Which measurements count depends on what else the machine ran meanwhile: one taken while
+    # another process was busy never does, and when only the day's ends were quiet they are the
+    # basis (test_scenario_and_report covers each case). Here: the rule, applied to this day.
     basis = t["raw_basis"]
-    assert basis and set(basis) <= {"wave_release", "rush", "rush_end"}, basis
-    rest = iter(whens[1:-1])
-    assert all(any(w == b for w in rest) for b in basis), (basis, whens)  # in the day's order
-    assert t["raw_reference"] == "time-matched"
+    assert basis == [m.get("when", "unlabelled") for m in raw_basis(t["raw_measurements"])], basis
+    assert basis, whens
+    if set(basis) <= RUSH_TAGS:
+        rest = iter(whens[1:-1])
+        assert all(any(w == b for w in rest) for b in basis), (basis, whens)  # in the day's order
+        assert t["raw_reference"] == "time-matched"
     # The final wave: passengers who checked in early waited airside-bound until check-in closed.
     wave = report["simulation"]["final_wave"]
     assert wave["enabled"] is True and wave["passengers_held"] > OPTIONS.passengers // 2, wave
