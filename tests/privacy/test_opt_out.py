@@ -10,7 +10,7 @@ import time
 import uuid
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,35 +18,18 @@ from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
 from flighttoken.testing import identities
 from tests.support import journey as j
+from tests.support.world import Passenger, World
 
 N = 8
 DEADLINE_S = 10  # liveness only: how long the other instance may take before the test calls it stuck
 
 
-@dataclass
-class Passenger:
-    enrol_photo: Path
-    probe: Path
-    document: str
-    token_id: str
-
-    @property
-    def booking(self) -> str:
-        return "ABC" + self.document[-3:]  # as tests/support/journey.enrolment books it
-
-    def opt_out_body(self, **overrides) -> dict:
-        body = {"booking_reference": self.booking,
-                "document": {"type": "P", "number": self.document, "issuing_state": "HKG"}}
-        return {**body, **overrides}
 
 
-@dataclass
-class World:
-    svc: object
-    other: object
-    keys: dict[str, str]
+@dataclass(kw_only=True)
+class OptOutWorld(World):
+    other: Any  # a second instance on the same database
     flight: dict
-    passengers: list[Passenger]
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +51,15 @@ async def world(make_service):
                 doc = j.document_number(900 + i)
                 r = await kiosk.post("/v1/enrolments", json=j.enrolment(photos[0], flight["id"], document_number=doc))
                 if r.status_code == 201:
-                    passengers.append(Passenger(photos[0], photos[1], doc, r.json()["token_id"]))
+                    passengers.append(Passenger(enrol_photo=photos[0], probe=photos[1], document=doc,
+                                                token_id=r.json()["token_id"]))
                 if len(passengers) == N:
                     break
         assert len(passengers) == N
-        yield World(svc, other, keys, flight, passengers)
+        yield OptOutWorld(svc=svc, other=other, keys=keys, flight=flight, passengers=passengers)
 
 
-async def _token(world: World, p: Passenger):
+async def _token(world: OptOutWorld, p: Passenger):
     async with world.svc.services.db().acquire() as conn:
         return {
             "token": await conn.fetchrow("SELECT state, end_reason FROM tokens WHERE id = $1", uuid.UUID(p.token_id)),
@@ -87,14 +71,15 @@ async def _token(world: World, p: Passenger):
         }
 
 
-async def _gone_from_other_instance(world: World, token_id: uuid.UUID) -> None:
+async def _gone_from_other_instance(world: OptOutWorld, token_id: uuid.UUID) -> None:
     started = time.monotonic()
     while world.other.services.galleries.contains(token_id):
         assert time.monotonic() - started < DEADLINE_S, "the other instance kept the token"
         await asyncio.sleep(0.01)
 
 
-async def test_a_passenger_opts_out_at_a_kiosk_and_is_referred_to_the_manual_lane_afterwards(world: World) -> None:
+async def test_a_passenger_opts_out_at_a_kiosk_and_is_referred_to_the_manual_lane_afterwards(
+        world: OptOutWorld) -> None:
     p = world.passengers[0]
     token = uuid.UUID(p.token_id)
     async with world.svc.client(world.keys["e_channel"]) as e_channel:
@@ -127,7 +112,7 @@ async def test_a_passenger_opts_out_at_a_kiosk_and_is_referred_to_the_manual_lan
     assert [(a["outcome"], a["channel"]) for a in audit] == [("ok", "kiosk")]
 
 
-async def test_opting_out_twice_changes_nothing_and_re_enrolment_is_refused(world: World) -> None:
+async def test_opting_out_twice_changes_nothing_and_re_enrolment_is_refused(world: OptOutWorld) -> None:
     p = world.passengers[0]
     async with world.svc.client(world.keys["kiosk"]) as kiosk:
         again = await kiosk.post("/v1/opt-outs", json=p.opt_out_body())
@@ -139,7 +124,7 @@ async def test_opting_out_twice_changes_nothing_and_re_enrolment_is_refused(worl
     assert (await _token(world, p))["template"] == 0
 
 
-async def test_an_agent_opts_a_passenger_out_for_their_own_airline_only(world: World) -> None:
+async def test_an_agent_opts_a_passenger_out_for_their_own_airline_only(world: OptOutWorld) -> None:
     p = world.passengers[1]
     body = p.opt_out_body(flight_id=world.flight["id"])
     async with world.svc.client(world.keys["agent_ka"]) as other_airline:
@@ -156,7 +141,7 @@ async def test_an_agent_opts_a_passenger_out_for_their_own_airline_only(world: W
     assert channel == "agent"
 
 
-async def test_a_wrong_booking_or_document_reveals_nothing_and_changes_nothing(world: World) -> None:
+async def test_a_wrong_booking_or_document_reveals_nothing_and_changes_nothing(world: OptOutWorld) -> None:
     p, other = world.passengers[2], world.passengers[3]
     wrong_pairs = [
         p.opt_out_body(booking_reference=other.booking),  # someone else's booking, this document
@@ -187,14 +172,14 @@ async def test_a_wrong_booking_or_document_reveals_nothing_and_changes_nothing(w
     {"booking_reference": "ABC123", "document": {"type": "P", "number": "K1", "issuing_state": "HKG"},
      "flight_id": "not-a-uuid"},
 ])
-async def test_a_malformed_opt_out_is_a_400_and_changes_nothing(world: World, body: dict) -> None:
+async def test_a_malformed_opt_out_is_a_400_and_changes_nothing(world: OptOutWorld, body: dict) -> None:
     async with world.svc.client(world.keys["kiosk"]) as kiosk:
         r = await kiosk.post("/v1/opt-outs", json=body)
     assert r.status_code == 400 and r.json()["code"] == "invalid_request", r.text
     assert (await _token(world, world.passengers[4]))["template"] == 1
 
 
-async def test_touchpoints_cannot_opt_anyone_out(world: World) -> None:
+async def test_touchpoints_cannot_opt_anyone_out(world: OptOutWorld) -> None:
     p = world.passengers[5]
     for kind in ("e_channel", "lounge", "gate23"):
         async with world.svc.client(world.keys[kind]) as device:
