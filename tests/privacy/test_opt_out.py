@@ -26,6 +26,12 @@ DEADLINE_S = 10  # liveness only: how long the other instance may take before th
 
 
 
+def _opt_out_body(p: Passenger, **overrides) -> dict:
+    body = {"booking_reference": p.booking_reference,
+            "document": {"type": "P", "number": p.document, "issuing_state": "HKG"}}
+    return {**body, **overrides}
+
+
 @dataclass(kw_only=True)
 class OptOutWorld(World):
     other: Any  # a second instance on the same database
@@ -52,7 +58,8 @@ async def world(make_service):
                 r = await kiosk.post("/v1/enrolments", json=j.enrolment(photos[0], flight["id"], document_number=doc))
                 if r.status_code == 201:
                     passengers.append(Passenger(enrol_photo=photos[0], probe=photos[1], document=doc,
-                                                token_id=r.json()["token_id"]))
+                                                token_id=r.json()["token_id"],
+                                                booking_reference="ABC" + doc[-3:]))  # as j.enrolment books
                 if len(passengers) == N:
                     break
         assert len(passengers) == N
@@ -86,7 +93,7 @@ async def test_a_passenger_opts_out_at_a_kiosk_and_is_referred_to_the_manual_lan
         before = await j.identify(e_channel, p.probe)
     assert world.other.services.galleries.contains(token)
     async with world.svc.client(world.keys["kiosk"]) as kiosk:
-        r = await kiosk.post("/v1/opt-outs", json=p.opt_out_body())
+        r = await kiosk.post("/v1/opt-outs", json=_opt_out_body(p))
     assert r.status_code == 200, r.text
     assert r.json() == {"status": "withdrawn", "tokens_revoked": 1, "templates_deleted": 1,
                         "next_step": "manual_lane"}
@@ -115,7 +122,7 @@ async def test_a_passenger_opts_out_at_a_kiosk_and_is_referred_to_the_manual_lan
 async def test_opting_out_twice_changes_nothing_and_re_enrolment_is_refused(world: OptOutWorld) -> None:
     p = world.passengers[0]
     async with world.svc.client(world.keys["kiosk"]) as kiosk:
-        again = await kiosk.post("/v1/opt-outs", json=p.opt_out_body())
+        again = await kiosk.post("/v1/opt-outs", json=_opt_out_body(p))
         re_enrol = await kiosk.post("/v1/enrolments", json=j.enrolment(p.enrol_photo, world.flight["id"],
                                                                        document_number=p.document))
     assert again.status_code == 200
@@ -126,7 +133,7 @@ async def test_opting_out_twice_changes_nothing_and_re_enrolment_is_refused(worl
 
 async def test_an_agent_opts_a_passenger_out_for_their_own_airline_only(world: OptOutWorld) -> None:
     p = world.passengers[1]
-    body = p.opt_out_body(flight_id=world.flight["id"])
+    body = _opt_out_body(p, flight_id=world.flight["id"])
     async with world.svc.client(world.keys["agent_ka"]) as other_airline:
         r = await other_airline.post("/v1/opt-outs", json=body)
     assert r.status_code == 404 and r.json()["code"] == "passenger_not_found"
@@ -144,11 +151,11 @@ async def test_an_agent_opts_a_passenger_out_for_their_own_airline_only(world: O
 async def test_a_wrong_booking_or_document_reveals_nothing_and_changes_nothing(world: OptOutWorld) -> None:
     p, other = world.passengers[2], world.passengers[3]
     wrong_pairs = [
-        p.opt_out_body(booking_reference=other.booking),  # someone else's booking, this document
-        other.opt_out_body(booking_reference=p.booking),  # this booking, someone else's document
-        p.opt_out_body(document={"type": "P", "number": "X0000000", "issuing_state": "HKG"}),
-        p.opt_out_body(document={"type": "P", "number": p.document, "issuing_state": "GBR"}),
-        p.opt_out_body(flight_id=str(uuid.uuid4())),
+        _opt_out_body(p, booking_reference=other.booking_reference),  # someone else's booking, this document
+        _opt_out_body(other, booking_reference=p.booking_reference),  # this booking, someone else's document
+        _opt_out_body(p, document={"type": "P", "number": "X0000000", "issuing_state": "HKG"}),
+        _opt_out_body(p, document={"type": "P", "number": p.document, "issuing_state": "GBR"}),
+        _opt_out_body(p, flight_id=str(uuid.uuid4())),
     ]
     async with world.svc.client(world.keys["kiosk"]) as kiosk:
         responses = [await kiosk.post("/v1/opt-outs", json=body) for body in wrong_pairs]
@@ -183,6 +190,6 @@ async def test_touchpoints_cannot_opt_anyone_out(world: OptOutWorld) -> None:
     p = world.passengers[5]
     for kind in ("e_channel", "lounge", "gate23"):
         async with world.svc.client(world.keys[kind]) as device:
-            r = await device.post("/v1/opt-outs", json=p.opt_out_body())
+            r = await device.post("/v1/opt-outs", json=_opt_out_body(p))
         assert r.status_code == 403 and r.json()["code"] == "forbidden"
     assert (await _token(world, p))["template"] == 1

@@ -100,7 +100,7 @@ async def world(make_service, database_url, tmp_path_factory):
         async with svc.client(keys["admin"]) as admin:
             r = await admin.post(f"/v1/tokens/{b[1].token_id}/revoke", json={"reason": "other"})
             assert r.status_code == 200, r.text
-            r = await admin.get("/v1/tokens", params={"document_number": b[2].number, "issuing_state": "HKG"})
+            r = await admin.get("/v1/tokens", params={"document_number": b[2].document, "issuing_state": "HKG"})
             assert [t["id"] for t in r.json()["tokens"]] == [b[2].token_id], r.text
             assert (await admin.post(f"/v1/flights/{flight_a['id']}/state", json={"state": "boarding"})).is_success
             r = await admin.post(f"/v1/flights/{flight_a['id']}/state", json={"state": "departed"})
