@@ -34,7 +34,7 @@ from flighttoken.devices.registry import add_device
 from flighttoken.flights.model import Flight, FlightState
 from flighttoken.flights.windows import window_start
 from flighttoken.privacy.rotation import rotate
-from flighttoken.testing import create_database, drop_database, identities, run_service
+from flighttoken.testing import create_database, drop_database, identities
 from tests.privacy.helpers import TERMS_SHA, pg_client_dir
 from tests.support import journey as j
 from tests.support.world import Passenger, World
@@ -199,15 +199,15 @@ async def _pre_0010_database(admin_dsn: str) -> tuple[str, str, dict]:
 
 
 async def test_pre_0010_sha256_document_keys_are_keyed_at_start_and_still_found(
-        base_settings, admin_dsn, face_engine) -> None:
+        make_service, admin_dsn) -> None:
     name, url, legacy = await _pre_0010_database(admin_dsn)
     live, ended = "L7700QJXZ", "L7701ZWXQ"
     try:
-        settings = msgspec.structs.replace(base_settings, database_url=url, master_key=KEK_A,
+        settings = make_service.settings(database_url=url, master_key=KEK_A,
                                            purge_sweep_interval_s=3600)
         keys: dict[str, str] = {}
         for start in range(2):  # the second start must not key the keys again
-            async with run_service(settings, engine=face_engine) as svc:
+            async with make_service(settings) as svc:
                 pool = svc.services.db()
                 stored = {r["document_key"] for r in await pool.fetch(
                     "SELECT document_key FROM tokens UNION ALL SELECT document_key FROM consents")}
@@ -221,7 +221,7 @@ async def test_pre_0010_sha256_document_keys_are_keyed_at_start_and_still_found(
                     r = await admin.get("/v1/tokens", params={"document_number": live, "issuing_state": "HKG"})
                     assert [t["id"] for t in r.json()["tokens"]] == [str(legacy[live]["token"])], r.text
                     assert r.json()["tokens"][0]["document_last4"] == live[-4:]
-        async with run_service(settings, engine=face_engine) as svc, svc.client(keys["kiosk"]) as kiosk:
+        async with make_service(settings) as svc, svc.client(keys["kiosk"]) as kiosk:
             document = {"type": "P", "number": live, "issuing_state": "HKG"}
             r = await kiosk.post("/v1/opt-outs", json={"booking_reference": legacy[live]["booking"],
                                                       "document": document})
@@ -239,14 +239,14 @@ async def test_pre_0010_sha256_document_keys_are_keyed_at_start_and_still_found(
 
 
 async def test_after_master_key_rotation_document_look_ups_still_find_the_passenger(
-        base_settings, admin_dsn, face_engine) -> None:
+        make_service, admin_dsn) -> None:
     """Enrol under KEK A; rotate to B; retire A. The document MAC key was rewrapped, not replaced, so
     look-up and opt-out by document still find the passenger with B alone."""
     name, url = await create_database(admin_dsn)
     try:
-        settings = msgspec.structs.replace(base_settings, database_url=url, master_key=KEK_A,
+        settings = make_service.settings(database_url=url, master_key=KEK_A,
                                            purge_sweep_interval_s=3600)
-        async with run_service(settings, engine=face_engine) as svc:
+        async with make_service(settings) as svc:
             keys = await j.make_devices(svc.services.db())
             async with svc.client(keys["admin"]) as admin:
                 flight = await j.create_flight(admin, "630", "23")
@@ -265,7 +265,7 @@ async def test_after_master_key_rotation_document_look_ups_still_find_the_passen
             await pool.close()
 
         only_b = msgspec.structs.replace(settings, master_key=KEK_B)
-        async with run_service(only_b, engine=face_engine) as svc:
+        async with make_service(only_b) as svc:
             assert svc.services.document_keys.key_id == key_id
             async with svc.client(keys["admin"]) as admin:
                 r = await admin.get("/v1/tokens", params={"document_number": p.document, "issuing_state": "HKG"})
