@@ -1,4 +1,4 @@
-"""Shared fixtures: settings, a real PostgreSQL, a fresh database per module."""
+"""Shared fixtures: settings, a real PostgreSQL, a fresh database per module, the face engine, the service."""
 
 from __future__ import annotations
 
@@ -11,7 +11,23 @@ import uvloop
 
 from flighttoken.db.embedded import EmbeddedPostgres
 from flighttoken.settings import CHECKOUT_ROOT, Settings, load_settings
-from tests.support.database import create_database, drop_database
+from flighttoken.testing import ServiceFactory, create_database, drop_database
+
+# A test that asks for any of these (directly or through another fixture) needs PostgreSQL, a
+# running service or the real models: an integration test. Every other test is a unit test unless
+# its module says otherwise (``pytestmark = pytest.mark.integration``: subprocesses, browsers...).
+INTEGRATION_FIXTURES = frozenset({"admin_dsn", "database_url", "face_engine", "make_service"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test ``unit`` or ``integration`` (``make test-fast`` runs ``-m unit``)."""
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.integration)
+        if item.get_closest_marker("integration") is None and INTEGRATION_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.integration)
+        if item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.unit)
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict:
@@ -60,3 +76,10 @@ def face_engine(base_settings: Settings):
     from flighttoken.faces.engine import FaceEngine
 
     return FaceEngine.load(base_settings)
+
+
+@pytest.fixture(scope="module")
+def make_service(base_settings: Settings, database_url: str, face_engine) -> ServiceFactory:
+    """The real service on this module's fresh database and the session's face engine:
+    ``async with make_service(authority=True, purge_sweep_interval_s=3600) as svc``."""
+    return ServiceFactory(base_settings, database_url, face_engine)

@@ -23,7 +23,7 @@ the service's own thresholds and runner-up margin are reported beside it ("servi
 "threshold_by_gallery_size").
 Issue 8 (gallery size): the impostor tail p(t) over every different-identity pair; the fit behind
 ``impostor_tail_*``; measured FPIR at N = 420 / 1,200 / 3,654 (single-photo identities as extra
-gallery entries) against 1 - (1 - p(t))^N; the service's thresholds (``rules.threshold_for``) at
+gallery entries) against 1 - (1 - p(t))^N; the service's thresholds (``decisions.match.threshold_for``) at
 N = 420 / 3,000 / 42,000.
 Embeddings are cached in the system temp folder, keyed by model ids and detector settings.
 Ends with one line of JSON.
@@ -640,7 +640,7 @@ THRESHOLD_SIZES = (420, 3000, 42_000)
 
 
 def thresholds_by_size(s: Settings, runs: dict[str, tuple[Searches, Searches, np.ndarray]]) -> list[dict[str, object]]:
-    """The service's decision thresholds (``rules.threshold_for``) at N = 420 / 3,000 / 42,000, with
+    """The service's decision thresholds (``decisions.match.threshold_for``) at N = 420 / 3,000 / 42,000, with
     FNIR measured under the full decision (threshold and margin) on the nearest LFW gallery at or
     below that size: rank-1 errors grow with N, so the 42,000 figure is a lower bound."""
     rows, d = [], s.decisions

@@ -34,8 +34,8 @@ from flighttoken.flights.model import Flight, FlightState
 from flighttoken.flights.windows import window_start
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.settings import FIELD_SECTION, Settings
+from flighttoken.testing import create_database, drop_database
 from ops.bench.engine import canvas_frame, err
-from tests.support.database import create_database, drop_database
 
 __all__ = ["LfwTemplates", "WindowSeeder", "canvas_frame", "cpu_seconds", "err", "lfw_templates", "percentiles_ms",
            "quiet_logs", "random_unit", "scratch_database"]

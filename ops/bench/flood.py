@@ -45,11 +45,9 @@ from flighttoken.crypto.keys import generate_master_key
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
 from flighttoken.settings import load_settings
+from flighttoken.testing import big_png, free_port, identities, palette_bomb, png16_bomb
 from ops.bench.common import err, percentiles_ms, scratch_database
 from ops.bench.engine import canvas_frame
-from tests.support.faces import identities
-from tests.support.hostile_images import big_png, palette_bomb, png16_bomb
-from tests.support.server import free_port
 
 TARGET_RATIO = 2.0
 

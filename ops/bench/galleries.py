@@ -56,6 +56,7 @@ from flighttoken.logs import configure_logging
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.services import Services
 from flighttoken.settings import Settings, load_settings
+from flighttoken.testing import run_service
 from ops.bench.common import (
     WindowSeeder,
     cpu_seconds,
@@ -66,7 +67,6 @@ from ops.bench.common import (
     random_unit,
     scratch_database,
 )
-from tests.support.server import run_service
 
 TARGET_REBUILD_S = 10.0
 TARGET_RECALL = 1.0

@@ -59,6 +59,7 @@ from flighttoken.galleries import Candidate, exact_top_k
 from flighttoken.logs import configure_logging
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.settings import Settings, load_settings
+from flighttoken.testing import run_service
 from ops.bench.common import (
     LfwTemplates,
     WindowSeeder,
@@ -70,7 +71,6 @@ from ops.bench.common import (
     scratch_database,
 )
 from ops.bench.engine import model_inputs
-from tests.support.server import run_service
 
 TARGET_RATIO = 1.15
 RESERVED = 8  # passengers kept out of the gate run, for the lounge and throughput runs

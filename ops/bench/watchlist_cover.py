@@ -49,10 +49,9 @@ from flighttoken.faces.engine import FaceEngine
 from flighttoken.galleries import Candidate, exact_top_k
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.settings import Settings
+from flighttoken.testing import identities, run_service
 from ops.bench.common import WindowSeeder, canvas_frame, err, percentiles_ms, quiet_logs, scratch_database
 from ops.bench.identify import LeanClient
-from tests.support.faces import identities
-from tests.support.server import run_service
 
 GROUPS = ("hit", "random", "proceed")
 

@@ -28,9 +28,8 @@ from flighttoken.lifecycle import StartupError, lifespan
 from flighttoken.privacy import document_keys
 from flighttoken.privacy.vault import TemplateVault, flight_context
 from flighttoken.settings import SettingsError, load_settings
+from flighttoken.testing import create_database, drop_database
 from flighttoken.watchlist import vault as watchlist_vault
-from tests.support.database import create_database, drop_database
-from tests.support.server import run_service
 
 KEK = generate_master_key("kek-legacy")
 PASSENGERS = 6
@@ -234,12 +233,12 @@ async def test_a_key_store_holding_other_keys_is_refused_and_nothing_is_dropped(
 
 
 async def test_the_service_moves_an_existing_deployments_keys_at_start_and_serves_its_flights(
-        base_settings, admin_dsn, face_engine) -> None:
+        make_service, admin_dsn, face_engine) -> None:
     name, url, legacy = await _legacy_database(admin_dsn, face_engine.model_id)
     try:
-        settings = base_settings.replace(database_url=url, master_key=KEK,
+        settings = make_service.settings(database_url=url, master_key=KEK,
                                            purge_sweep_interval_s=3600)
-        async with run_service(settings, engine=face_engine) as svc:
+        async with make_service(settings) as svc:
             services, fid = svc.services, legacy["flight"].id
             # Every template of the flight was opened with the moved key and is searchable.
             assert services.galleries.flight_size(fid) == PASSENGERS
@@ -253,21 +252,21 @@ async def test_the_service_moves_an_existing_deployments_keys_at_start_and_serve
         await drop_database(admin_dsn, name)
 
 
-async def test_a_key_store_with_another_document_mac_key_is_refused_at_start(base_settings, admin_dsn,
+async def test_a_key_store_with_another_document_mac_key_is_refused_at_start(make_service, admin_dsn,
                                                                              face_engine) -> None:
     """Document keys made under one deployment's document MAC key never silently meet another's: a
     look-up or opt-out would find nothing, a re-enrolment would make a second token."""
     name, url = await create_database(admin_dsn)
     other, other_url = await create_database(admin_dsn)
     try:
-        settings = base_settings.replace(database_url=url, master_key=KEK, purge_sweep_interval_s=3600)
-        async with run_service(settings, engine=face_engine) as svc:
+        settings = make_service.settings(database_url=url, master_key=KEK, purge_sweep_interval_s=3600)
+        async with make_service(settings) as svc:
             first = svc.services.document_keys.key_id
         elsewhere = settings.replace(keystore_url=other_url)
         with pytest.raises(StartupError, match=f"document MAC key .* not the one .*{first}"):
             async with lifespan(create_app(elsewhere, engine=face_engine)):
                 pass
-        async with run_service(settings, engine=face_engine) as svc:
+        async with make_service(settings) as svc:
             assert svc.services.document_keys.key_id == first, "its own key store still opens it"
     finally:
         await drop_database(admin_dsn, other)

@@ -28,8 +28,9 @@ def lfw_dir(face_settings: Settings) -> Path:
 
 
 @pytest.fixture(scope="session")
-def engine(face_settings: Settings) -> FaceEngine:
-    return FaceEngine.load(face_settings)
+def engine(face_engine: FaceEngine) -> FaceEngine:
+    """The session's one engine (tests/conftest.py): loading the models twice costs seconds and memory."""
+    return face_engine
 
 
 @pytest.fixture(scope="session")

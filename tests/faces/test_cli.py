@@ -8,11 +8,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from flighttoken.cli import build_parser
 from flighttoken.cli.faces import check_images
 from flighttoken.settings import Settings, load_settings
 from tests.faces.conftest import jpeg, to_bgr
+
+pytestmark = pytest.mark.integration  # the real models, through the CLI
 
 
 def test_good_photo_passes(lfw_dir: Path, face_settings: Settings) -> None:

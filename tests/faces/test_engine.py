@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 
 import cv2
@@ -62,7 +63,7 @@ async def test_clean_lfw_photo_passes_every_gate(engine: FaceEngine, lfw: Photo)
     assert r.subject is not None and r.subject.inter_eye_px > 25
     # The result is a boundary Struct: it encodes (the template vector as raw float32 bytes).
     decoded = msgspec.json.decode(msgspec.json.encode(r, enc_hook=enc_hook))
-    assert decoded["quality"]["sharpness"] == r.quality.sharpness  # type: ignore[union-attr]
+    assert decoded["quality"]["sharpness"] == pytest.approx(r.quality.sharpness)  # type: ignore[union-attr]
 
 
 async def test_group_photo_six_faces_and_tailgating(engine: FaceEngine, t1_bytes: bytes) -> None:
@@ -202,7 +203,7 @@ async def test_concurrent_requests_share_embedding_batches(engine: FaceEngine, f
                                                            lfw: Photo) -> None:
     # A wait far longer than a capture takes even on a loaded machine lets the batch fill; the
     # default (2 ms) is for latency.
-    batched = FaceEngine(face_settings.replace(batch_max_wait_ms=1000.0, batch_max_size=8),
+    batched = FaceEngine(face_settings.replace(batch_max_wait_ms=5000.0, batch_max_size=8),
                          engine.detector, engine.recognizer)
     assert batched.batcher is not None
     photos = [lfw(name, n) for name, n, _ in SAME] + [lfw(name, m) for name, _, m in SAME]
@@ -219,10 +220,17 @@ async def test_concurrent_requests_share_embedding_batches(engine: FaceEngine, f
 
 async def test_event_loop_stays_responsive_during_analysis(engine: FaceEngine, t1_bytes: bytes) -> None:
     threads: set[str] = set()
+    loop_turned: list[bool] = []
     run = engine.detector.run
 
     def spy(blob: np.ndarray) -> list[np.ndarray]:
         threads.add(threading.current_thread().name)
+        # While inference holds this thread, the loop must keep turning: wait for the ticker to move.
+        # Had inference run on the loop, it never would (and this gives up after a generous 30 s).
+        seen, deadline = ticks, time.monotonic() + 30
+        while ticks < seen + 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        loop_turned.append(ticks >= seen + 2)
         return run(blob)
 
     ticks = 0
@@ -245,8 +253,8 @@ async def test_event_loop_stays_responsive_during_analysis(engine: FaceEngine, t
         del engine.detector.run
     assert threading.main_thread().name not in threads
     assert all(name.startswith("blocking") for name in threads)  # flighttoken.executor's pool
-    # Had inference run on the loop, the ticker could only have run between the awaits (a handful).
-    assert ticks > 50
+    # Proven per inference, not counted: how many ticks fit into an analysis depends on the machine.
+    assert loop_turned and all(loop_turned), loop_turned
 
 
 async def test_blocking_work_runs_with_single_threaded_blas(engine: FaceEngine, t1_bytes: bytes) -> None:

@@ -35,6 +35,7 @@ def test_corrupt_model_file_is_refused(tmp_path: Path) -> None:
     assert str(bad) in str(exc.value) and "FLIGHTTOKEN_MODEL_DIR" in str(exc.value)
 
 
+@pytest.mark.integration  # opens a real model file with onnxruntime
 def test_model_of_the_wrong_kind_is_refused(face_settings: Settings) -> None:
     recognizer_file = Path(face_settings.models.resolved_model_dir()) / face_settings.models.recognizer_file
     with pytest.raises(ModelLoadError, match="not a 5-landmark SCRFD detector"):

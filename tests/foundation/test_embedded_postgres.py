@@ -12,7 +12,7 @@ import pytest
 
 from flighttoken.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 
-pytestmark = pytest.mark.embedded
+pytestmark = [pytest.mark.embedded, pytest.mark.integration]
 
 
 def postgres_running(pgdata: Path) -> bool:

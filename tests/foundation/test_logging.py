@@ -13,7 +13,6 @@ import structlog
 
 from flighttoken.logs import configure_logging
 from tests.support import journey as j
-from tests.support.server import run_service
 
 
 @pytest.fixture
@@ -32,11 +31,9 @@ def log_stream():
         structlog.configure(**saved_config)
 
 
-async def test_every_line_is_one_json_object_with_request_and_device_context(base_settings, database_url,
-                                                                             face_engine, log_stream) -> None:
+async def test_every_line_is_one_json_object_with_request_and_device_context(make_service, log_stream) -> None:
     stream, ours = log_stream
-    settings = base_settings.replace(database_url=database_url, log_format="json")
-    async with run_service(settings, engine=face_engine) as svc:
+    async with make_service(log_format="json") as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:
             r = await admin.get("/v1/flights", headers={"X-Request-ID": "req-log-1"})

@@ -10,7 +10,7 @@ import sys
 import asyncpg
 
 from flighttoken.db.keystore import SUFFIX as KEYSTORE_SUFFIX
-from tests.support.database import with_database
+from flighttoken.testing import with_database
 
 
 def _migrate(database_url: str) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,7 @@ SCHEMA_TABLES = """SELECT table_name FROM information_schema.tables
 
 @pytest.fixture
 async def conn(admin_dsn: str):
-    from tests.support.database import create_database, drop_database
+    from flighttoken.testing import create_database, drop_database
 
     name, url = await create_database(admin_dsn)
     c = await asyncpg.connect(url)

@@ -14,8 +14,10 @@ import httpx
 import pytest
 
 from flighttoken.crypto.keys import generate_master_key
+from flighttoken.testing import free_port
 from tests.foundation.test_embedded_postgres import postgres_running
-from tests.support.server import free_port
+
+pytestmark = pytest.mark.integration  # the service in a subprocess, embedded PostgreSQL
 
 READY_WITHIN_S = 60
 

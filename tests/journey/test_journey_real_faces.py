@@ -14,45 +14,37 @@ from pathlib import Path
 
 import pytest
 
+from flighttoken.testing import identities
 from tests.support import journey as j
 from tests.support.concurrency import gather_limited
-from tests.support.faces import identities
-from tests.support.server import run_service
+from tests.support.world import Passenger, World
+
+pytestmark = pytest.mark.slow
 
 N_PASSENGERS = 420
 
 
-@dataclass
-class Passenger:
-    name: str
-    enrol_photo: Path
-    probe_photo: Path
-    document: str
-    token_id: str | None = None
 
 
-@dataclass
-class World:
-    svc: object
-    keys: dict[str, str]
+@dataclass(kw_only=True)
+class RealFacesWorld(World):
     flight_a: dict
     flight_b: dict
-    passengers: list[Passenger]
     strangers: list[Path]
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
+async def world(make_service):
 
-    settings = base_settings.replace(database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+    settings = make_service.settings()
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:
             flight_a = await j.create_flight(admin, "884", "23")
             flight_b = await j.create_flight(admin, "886", "24", in_minutes=90)
         people = identities(settings.faces_dir, min_photos=2)[:N_PASSENGERS]
-        passengers = [Passenger(name, photos[0], photos[1], j.document_number(i)) for i, (name, photos) in
-                      enumerate(people)]
+        passengers = [Passenger(name=name, enrol_photo=photos[0], probe=photos[1], document=j.document_number(i))
+                      for i, (name, photos) in enumerate(people)]
         strangers = [photos[0] for _, photos in identities(settings.faces_dir, max_photos=1)[:150]]
         async with svc.client(keys["kiosk"]) as kiosk:
             async def enrol(p: Passenger):
@@ -70,34 +62,35 @@ async def world(base_settings, database_url, face_engine):
         refused = [r.json()["code"] for r in responses if r.status_code == 422]
         assert set(refused) <= {"capture_rejected"}
         assert len(refused) <= N_PASSENGERS * 0.05, f"{len(refused)} enrolments refused"
-        yield World(svc, keys, flight_a, flight_b, [p for p in passengers if p.token_id], strangers)
+        yield RealFacesWorld(svc=svc, keys=keys, flight_a=flight_a, flight_b=flight_b,
+                             passengers=[p for p in passengers if p.token_id], strangers=strangers)
 
 
-async def test_every_enrolled_passenger_has_a_token_in_both_galleries(world: World) -> None:
+async def test_every_enrolled_passenger_has_a_token_in_both_galleries(world: RealFacesWorld) -> None:
     galleries = world.svc.services.galleries
     assert galleries.flight_size(uuid.UUID(world.flight_a["id"])) == len(world.passengers)
     assert len({p.token_id for p in world.passengers}) == len(world.passengers)
 
 
-async def test_boarding_before_immigration_and_lounge_before_clearance_are_refused(world: World) -> None:
+async def test_boarding_before_immigration_and_lounge_before_clearance_are_refused(world: RealFacesWorld) -> None:
     p = world.passengers[0]
     async with world.svc.client(world.keys["admin"]) as admin:
         r = await admin.post(f"/v1/flights/{world.flight_a['id']}/state", json={"state": "boarding"})
         assert r.status_code == 200
         try:
             async with world.svc.client(world.keys["gate23"]) as gate:
-                d = await j.identify(gate, p.probe_photo)
+                d = await j.identify(gate, p.probe)
                 assert (d["decision"], d["reason"]) == ("refer", "immigration_not_cleared")
             async with world.svc.client(world.keys["lounge"]) as lounge:
-                d = await j.identify(lounge, p.probe_photo)
+                d = await j.identify(lounge, p.probe)
                 assert (d["decision"], d["reason"]) == ("refer", "immigration_not_cleared")
         finally:
             await admin.post(f"/v1/flights/{world.flight_a['id']}/state", json={"state": "scheduled"})
 
 
-async def test_passengers_clear_the_e_channel_with_another_photo(world: World) -> None:
+async def test_passengers_clear_the_e_channel_with_another_photo(world: RealFacesWorld) -> None:
     async with world.svc.client(world.keys["e_channel"]) as e_channel:
-        decisions = await gather_limited([j.identify(e_channel, p.probe_photo) for p in world.passengers])
+        decisions = await gather_limited([j.identify(e_channel, p.probe) for p in world.passengers])
     wrong = [(p.name, d) for p, d in zip(world.passengers, decisions, strict=True)
              if d["decision"] == "proceed" and d["token_id"] != p.token_id]
     assert wrong == [], "a wrong-person accept must never happen"
@@ -115,60 +108,60 @@ async def test_passengers_clear_the_e_channel_with_another_photo(world: World) -
     world.passengers[:] = cleared
 
 
-async def test_a_second_clearance_is_refused(world: World) -> None:
+async def test_a_second_clearance_is_refused(world: RealFacesWorld) -> None:
     async with world.svc.client(world.keys["e_channel"]) as e_channel:
-        d = await j.identify(e_channel, world.passengers[0].probe_photo)
+        d = await j.identify(e_channel, world.passengers[0].probe)
     assert (d["decision"], d["reason"]) == ("refer", "already_cleared")
 
 
-async def test_cleared_passengers_enter_the_lounge(world: World) -> None:
+async def test_cleared_passengers_enter_the_lounge(world: RealFacesWorld) -> None:
     async with world.svc.client(world.keys["lounge"]) as lounge:
-        decisions = await gather_limited([j.identify(lounge, p.probe_photo) for p in world.passengers])
+        decisions = await gather_limited([j.identify(lounge, p.probe) for p in world.passengers])
     proceeded = [d for d in decisions if d["decision"] == "proceed"]
     assert all(d["token_id"] == p.token_id for p, d in zip(world.passengers, decisions, strict=True)
                if d["decision"] == "proceed")
     assert len(proceeded) >= 0.97 * len(world.passengers)
 
 
-async def test_a_gate_refers_everyone_while_its_flight_is_not_boarding(world: World) -> None:
+async def test_a_gate_refers_everyone_while_its_flight_is_not_boarding(world: RealFacesWorld) -> None:
     async with world.svc.client(world.keys["gate23"]) as gate:
-        d = await j.identify(gate, world.passengers[0].probe_photo)
+        d = await j.identify(gate, world.passengers[0].probe)
     assert (d["decision"], d["reason"]) == ("refer", "gate_not_boarding")
 
 
-async def test_a_passenger_at_another_flights_gate_is_refused(world: World) -> None:
+async def test_a_passenger_at_another_flights_gate_is_refused(world: RealFacesWorld) -> None:
     async with world.svc.client(world.keys["admin"]) as admin:
         r = await admin.post(f"/v1/flights/{world.flight_b['id']}/state", json={"state": "boarding"})
         assert r.status_code == 200
     async with world.svc.client(world.keys["gate24"]) as gate:
-        d = await j.identify(gate, world.passengers[1].probe_photo)
+        d = await j.identify(gate, world.passengers[1].probe)
     assert d["decision"] == "refer"
     assert d["reason"] in {"wrong_flight", "no_match"}
     assert "passenger" not in d
 
 
-async def test_passengers_board_showing_name_and_seat_and_cannot_board_twice(world: World) -> None:
+async def test_passengers_board_showing_name_and_seat_and_cannot_board_twice(world: RealFacesWorld) -> None:
     async with world.svc.client(world.keys["admin"]) as admin:
         r = await admin.post(f"/v1/flights/{world.flight_a['id']}/state", json={"state": "boarding"})
         assert r.status_code == 200
     async with world.svc.client(world.keys["gate23"]) as gate:
-        decisions = await gather_limited([j.identify(gate, p.probe_photo) for p in world.passengers])
+        decisions = await gather_limited([j.identify(gate, p.probe) for p in world.passengers])
         boarded = [(p, d) for p, d in zip(world.passengers, decisions, strict=True) if d["decision"] == "proceed"]
         assert all(d["token_id"] == p.token_id for p, d in boarded)
         assert len(boarded) >= 0.97 * len(world.passengers)
         assert boarded[0][1]["passenger"] == {"name": "Chan, Tai Man", "seat": "42A", "flight": "CX884"}
-        again = await j.identify(gate, boarded[0][0].probe_photo)
+        again = await j.identify(gate, boarded[0][0].probe)
     assert (again["decision"], again["reason"]) == ("refer", "already_boarded")
 
 
-async def test_people_who_never_enrolled_are_refused_everywhere(world: World) -> None:
+async def test_people_who_never_enrolled_are_refused_everywhere(world: RealFacesWorld) -> None:
     async with world.svc.client(world.keys["e_channel"]) as e_channel:
         decisions = await gather_limited([j.identify(e_channel, photo) for photo in world.strangers])
     accepted = [d for d in decisions if d["decision"] == "proceed"]
     assert accepted == []
 
 
-async def test_every_decision_is_a_journey_event_without_biometrics(world: World) -> None:
+async def test_every_decision_is_a_journey_event_without_biometrics(world: RealFacesWorld) -> None:
     async with world.svc.services.db().acquire() as conn:
         columns = {r["column_name"] for r in await conn.fetch(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'journey_events'")}
@@ -180,7 +173,7 @@ async def test_every_decision_is_a_journey_event_without_biometrics(world: World
     assert proceeds >= 2 * len(world.passengers)
 
 
-async def test_a_face_enrolled_under_another_document_is_refused_and_audited(world: World) -> None:
+async def test_a_face_enrolled_under_another_document_is_refused_and_audited(world: RealFacesWorld) -> None:
     name, photos = identities(world.svc.services.settings.faces_dir, min_photos=3)[-1]
     async with world.svc.client(world.keys["kiosk"]) as kiosk:
         first = await kiosk.post("/v1/enrolments", json=j.enrolment(photos[0], world.flight_b["id"],
@@ -203,7 +196,7 @@ async def test_a_face_enrolled_under_another_document_is_refused_and_audited(wor
     assert second_tokens == 0
 
 
-async def test_re_enrolling_the_same_document_returns_the_same_token(world: World) -> None:
+async def test_re_enrolling_the_same_document_returns_the_same_token(world: RealFacesWorld) -> None:
     p = world.passengers[6]
     async with world.svc.client(world.keys["kiosk"]) as kiosk:
         r = await kiosk.post("/v1/enrolments", json=j.enrolment(p.enrol_photo, world.flight_a["id"],
@@ -214,7 +207,7 @@ async def test_re_enrolling_the_same_document_returns_the_same_token(world: Worl
         assert r.json()["token_id"] == p.token_id
 
 
-async def test_identifications_during_enrolments_never_fail_or_mislead(world: World) -> None:
+async def test_identifications_during_enrolments_never_fail_or_mislead(world: RealFacesWorld) -> None:
     """New passengers enrol on flight B while B's gate identifies already-enrolled ones."""
     others = identities(world.svc.services.settings.faces_dir, min_photos=2)[N_PASSENGERS:N_PASSENGERS + 60]
     rng = random.Random(7)

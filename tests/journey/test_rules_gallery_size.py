@@ -10,25 +10,24 @@ import pytest
 from flighttoken.decisions.match import threshold_for
 from flighttoken.devices.model import DeviceKind
 from flighttoken.journey import identify as identify_module
+from flighttoken.testing import identities
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import run_service
+from tests.support.world import World
 
 N_PASSENGERS = 6
 
 
-@dataclass
-class World:
-    svc: object
-    keys: dict[str, str]
+
+@dataclass(kw_only=True)
+class GallerySizeWorld(World):
     flight: dict
     probes: list  # another photo of each enrolled passenger
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+async def world(make_service, face_engine):
+    settings = make_service.settings()
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:
             flight = await j.create_flight(admin, "900", "23")
@@ -43,7 +42,7 @@ async def world(base_settings, database_url, face_engine):
                     probes.append(photos[1])
                 if len(probes) == N_PASSENGERS:
                     break
-        yield World(svc, keys, flight, probes)
+        yield GallerySizeWorld(svc=svc, keys=keys, flight=flight, probes=probes)
 
 
 def _clear_pair(engine, enrol_photo, probe_photo) -> bool:
@@ -67,12 +66,12 @@ def sizes(monkeypatch) -> list[tuple[DeviceKind, int]]:
     return seen
 
 
-async def _score(world: World, event_id: int) -> float:
+async def _score(world: GallerySizeWorld, event_id: int) -> float:
     async with world.svc.services.db().acquire() as conn:
         return await conn.fetchval("SELECT score FROM journey_events WHERE id = $1", event_id)
 
 
-async def test_the_e_channel_threshold_follows_the_window_gallery_size(world: World, sizes) -> None:
+async def test_the_e_channel_threshold_follows_the_window_gallery_size(world: GallerySizeWorld, sizes) -> None:
     services = world.svc.services
     default = services.settings
     async with world.svc.client(world.keys["e_channel"]) as e_channel:
@@ -93,7 +92,7 @@ async def test_the_e_channel_threshold_follows_the_window_gallery_size(world: Wo
     assert (cleared["decision"], cleared["reason"]) == ("proceed", "matched"), score
 
 
-async def test_the_gate_uses_the_size_of_its_boarding_flights(world: World, sizes) -> None:
+async def test_the_gate_uses_the_size_of_its_boarding_flights(world: GallerySizeWorld, sizes) -> None:
     async with world.svc.client(world.keys["admin"]) as admin:
         r = await admin.post(f"/v1/flights/{world.flight['id']}/state", json={"state": "boarding"})
         assert r.status_code == 200

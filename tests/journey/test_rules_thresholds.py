@@ -51,9 +51,9 @@ def test_the_size_threshold_rises_with_the_gallery_and_falls_with_the_fpir_allow
 def test_the_touchpoint_threshold_is_a_floor_for_small_galleries() -> None:
     for kind in TOUCHPOINTS:
         assert threshold_for(SETTINGS, kind, 0) == SETTINGS.decisions.gate_threshold
-        assert threshold_for(SETTINGS, kind, 420) == 0.40
+        assert threshold_for(SETTINGS, kind, 420) == pytest.approx(0.40)
     raised = load_settings({}, gate_threshold=0.5)
-    assert threshold_for(raised, DeviceKind.GATE, 42_000) == 0.5
+    assert threshold_for(raised, DeviceKind.GATE, 42_000) == pytest.approx(0.5)
 
 
 def test_large_galleries_get_a_higher_threshold_and_the_e_channel_the_highest() -> None:
@@ -96,5 +96,6 @@ def test_bad_tail_settings_stop_start_up_naming_the_variable(env: dict[str, str]
 
 
 def test_the_tail_model_stays_a_share_far_below_the_fit() -> None:
-    assert predicted_fpir(-1.0, 10, 0.397, 0.001) == 1.0  # no overflow: every comparison is an impostor hit
+    # No overflow: every comparison is an impostor hit.
+    assert predicted_fpir(-1.0, 10, 0.397, 0.001) == pytest.approx(1.0)
     assert predicted_fpir(0.999, 42_000, 0.397, 0.056) < 1e-6

@@ -6,24 +6,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
+from flighttoken.testing import identities
 from tests.support import journey as j
-from tests.support.faces import identities
-
-
-@dataclass
-class Passenger:
-    name: str
-    document: str
-    token_id: str
-    probe: Path
-    booking_reference: str
+from tests.support.world import Passenger
 
 
 async def add_key(svc, kind: DeviceKind, **extra: str) -> str:
@@ -48,10 +39,12 @@ async def enrol(kiosk: httpx.AsyncClient, people: Iterator[tuple[str, list[Path]
             continue
         token_id = r.json()["token_id"]
         if e_channel is None:
-            return Passenger(name, document, token_id, photos[1], "ABC" + document[-3:])
+            return Passenger(name=name, document=document, token_id=token_id, probe=photos[1],
+                             booking_reference="ABC" + document[-3:])
         for probe in photos[1:4]:
             d = await j.identify(e_channel, probe)
             if d["decision"] == "proceed":
                 assert d["token_id"] == token_id
-                return Passenger(name, document, token_id, probe, "ABC" + document[-3:])
+                return Passenger(name=name, document=document, token_id=token_id, probe=probe,
+                                 booking_reference="ABC" + document[-3:])
     raise AssertionError("ran out of LFW people who enrol and clear")

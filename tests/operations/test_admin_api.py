@@ -5,24 +5,25 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from flighttoken.devices.model import DeviceKind
 from tests.operations.people import Passenger, add_key, candidates, enrol
 from tests.support import journey as j
-from tests.support.server import run_service
+from tests.support.world import World
 
 CSV_HEADER = "airline,number,scheduled_departure,destination,gate,international,booked\n"
 
 
-@dataclass
-class World:
-    svc: object
-    keys: dict[str, str]
-    people: object
+
+@dataclass(kw_only=True)
+class AdminWorld(World):
+    people: Iterator[tuple[str, list[Path]]]  # LFW people not yet enrolled, in a stable order
 
 
 def _at(minutes: int) -> str:
@@ -30,20 +31,20 @@ def _at(minutes: int) -> str:
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+async def world(make_service):
+    settings = make_service.settings()
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         keys["cx_ops"] = await add_key(svc, DeviceKind.AIRLINE_OPS, airline="CX")
-        yield World(svc, keys, candidates(settings.faces_dir))
+        yield AdminWorld(svc=svc, keys=keys, people=candidates(settings.faces_dir))
 
 
-async def _count(world: World, sql: str, *args) -> int:
+async def _count(world: AdminWorld, sql: str, *args) -> int:
     async with world.svc.services.db().acquire() as conn:
         return await conn.fetchval(sql, *args)
 
 
-async def _audited(world: World, action: str, **where) -> int:
+async def _audited(world: AdminWorld, action: str, **where) -> int:
     clauses = "".join(f" AND {k} = ${i}" for i, k in enumerate(where, start=2))
     return await _count(world, f"SELECT count(*) FROM audit_events WHERE action = $1{clauses}", action,
                         *where.values())
@@ -51,7 +52,7 @@ async def _audited(world: World, action: str, **where) -> int:
 
 # ---- schedule import -------------------------------------------------------------------------------
 
-async def test_a_csv_schedule_imports_every_flight_with_its_booked_count(world: World) -> None:
+async def test_a_csv_schedule_imports_every_flight_with_its_booked_count(world: AdminWorld) -> None:
     csv = CSV_HEADER + f"CX,500,{_at(120)},LAX,30,true,280\nCX,501,{_at(130)},SFO,,false,\n"
     async with world.svc.client(world.keys["cx_ops"]) as ops:
         r = await ops.post("/v1/flights/import", content=csv, headers={"Content-Type": "text/csv"})
@@ -65,7 +66,7 @@ async def test_a_csv_schedule_imports_every_flight_with_its_booked_count(world: 
     assert await _audited(world, "flight.import", outcome="ok") == 1
 
 
-async def test_a_csv_with_one_bad_line_imports_nothing_and_names_the_line(world: World) -> None:
+async def test_a_csv_with_one_bad_line_imports_nothing_and_names_the_line(world: AdminWorld) -> None:
     before = await _count(world, "SELECT count(*) FROM flights")
     csv = (CSV_HEADER + f"CX,510,{_at(120)},LAX,31,true,100\n"
                         f"CX,511,{_at(125)},LAX,32,true,100\n"
@@ -85,7 +86,7 @@ async def test_a_csv_with_one_bad_line_imports_nothing_and_names_the_line(world:
     assert await _audited(world, "flight.import", outcome="refused") >= 1
 
 
-async def test_a_json_schedule_imports_and_an_existing_flight_refuses_the_whole_file(world: World) -> None:
+async def test_a_json_schedule_imports_and_an_existing_flight_refuses_the_whole_file(world: AdminWorld) -> None:
     departure = _at(140)
     flights = [{"airline": "KA", "number": "600", "scheduled_departure": departure, "destination": "PEK",
                 "gate": "40", "booked": 150}]
@@ -102,7 +103,7 @@ async def test_a_json_schedule_imports_and_an_existing_flight_refuses_the_whole_
         assert (r.status_code, r.json()["code"]) == (415, "unsupported_media_type")
 
 
-async def test_an_airline_key_cannot_import_or_create_another_airlines_flights(world: World) -> None:
+async def test_an_airline_key_cannot_import_or_create_another_airlines_flights(world: AdminWorld) -> None:
     async with world.svc.client(world.keys["cx_ops"]) as ops:
         r = await ops.post("/v1/flights/import", content=CSV_HEADER + f"KA,700,{_at(100)},PEK,1,true,1\n",
                            headers={"Content-Type": "text/csv"})
@@ -115,7 +116,7 @@ async def test_an_airline_key_cannot_import_or_create_another_airlines_flights(w
 
 # ---- lists and flight updates ------------------------------------------------------------------------
 
-async def test_lists_show_today_by_default_and_an_airline_key_only_its_flights(world: World) -> None:
+async def test_lists_show_today_by_default_and_an_airline_key_only_its_flights(world: AdminWorld) -> None:
     async with world.svc.client(world.keys["admin"]) as admin, world.svc.client(world.keys["cx_ops"]) as ops:
         everyone = (await admin.get("/v1/flights")).json()["flights"]
         mine = (await ops.get("/v1/flights")).json()["flights"]
@@ -129,7 +130,7 @@ async def test_lists_show_today_by_default_and_an_airline_key_only_its_flights(w
         assert (r.status_code, r.json()["code"]) == (400, "invalid_range")
 
 
-async def test_state_actions_move_the_flight_and_are_audited(world: World) -> None:
+async def test_state_actions_move_the_flight_and_are_audited(world: AdminWorld) -> None:
     async with world.svc.client(world.keys["cx_ops"]) as ops:
         flight = (await ops.post("/v1/flights", json={"airline": "CX", "number": "520", "destination": "NRT",
                                                       "gate": "50", "scheduled_departure": _at(90)})).json()
@@ -149,7 +150,7 @@ async def test_state_actions_move_the_flight_and_are_audited(world: World) -> No
         assert await _audited(world, action, flight_id=uuid.UUID(fid)) == 1, action
 
 
-async def test_a_gate_change_takes_effect_at_once(world: World) -> None:
+async def test_a_gate_change_takes_effect_at_once(world: AdminWorld) -> None:
     async with world.svc.client(world.keys["admin"]) as admin, world.svc.client(world.keys["kiosk"]) as kiosk, \
             world.svc.client(world.keys["e_channel"]) as e_channel:
         flight = await j.create_flight(admin, "530", "23")
@@ -167,7 +168,7 @@ async def test_a_gate_change_takes_effect_at_once(world: World) -> None:
     world.boarded = (flight, p)  # type: ignore[attr-defined]
 
 
-async def test_progress_counts_the_journey(world: World) -> None:
+async def test_progress_counts_the_journey(world: AdminWorld) -> None:
     flight, p = world.boarded  # type: ignore[attr-defined]
     async with world.svc.client(world.keys["gate24"]) as gate24:
         again = await j.identify(gate24, p.probe)
@@ -184,7 +185,7 @@ async def test_progress_counts_the_journey(world: World) -> None:
     assert progress["referred"] == sum(progress["referred_by_reason"].values())
 
 
-async def test_a_delay_moves_the_flights_tokens_to_their_new_departure_window(world: World) -> None:
+async def test_a_delay_moves_the_flights_tokens_to_their_new_departure_window(world: AdminWorld) -> None:
     galleries, window_s = world.svc.services.galleries, world.svc.services.settings.galleries.window_seconds
     async with world.svc.client(world.keys["admin"]) as admin, world.svc.client(world.keys["kiosk"]) as kiosk:
         flight = await j.create_flight(admin, "540", "25", in_minutes=60)
@@ -208,7 +209,7 @@ async def test_a_delay_moves_the_flights_tokens_to_their_new_departure_window(wo
 
 # ---- tokens ----------------------------------------------------------------------------------------
 
-async def test_tokens_are_found_by_booking_reference_or_document_and_revoked(world: World) -> None:
+async def test_tokens_are_found_by_booking_reference_or_document_and_revoked(world: AdminWorld) -> None:
     async with world.svc.client(world.keys["admin"]) as admin, world.svc.client(world.keys["kiosk"]) as kiosk, \
             world.svc.client(world.keys["e_channel"]) as e_channel:
         flight = await j.create_flight(admin, "550", "26")
@@ -238,7 +239,7 @@ async def test_tokens_are_found_by_booking_reference_or_document_and_revoked(wor
 
 # ---- devices ---------------------------------------------------------------------------------------
 
-async def test_devices_are_added_disabled_and_rotated_and_keys_stop_working_at_once(world: World) -> None:
+async def test_devices_are_added_disabled_and_rotated_and_keys_stop_working_at_once(world: AdminWorld) -> None:
     async with world.svc.client(world.keys["admin"]) as admin:
         r = await admin.post("/v1/devices", json={"name": "gate-60", "kind": "gate", "gate": "60", "terminal": "T1"})
         assert r.status_code == 201, r.text
@@ -277,7 +278,7 @@ async def test_devices_are_added_disabled_and_rotated_and_keys_stop_working_at_o
 
 # ---- metrics ---------------------------------------------------------------------------------------
 
-async def test_metrics_show_latency_decisions_galleries_batches_purges_and_the_pool(world: World) -> None:
+async def test_metrics_show_latency_decisions_galleries_batches_purges_and_the_pool(world: AdminWorld) -> None:
     async with world.svc.client() as anonymous:
         r = await anonymous.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")

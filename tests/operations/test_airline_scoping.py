@@ -11,16 +11,16 @@ import pytest
 from flighttoken.devices.model import DeviceKind
 from tests.operations.people import Passenger, add_key, candidates, enrol
 from tests.support import journey as j
-from tests.support.server import run_service
+from tests.support.world import World
 
 # A valid body for each action, so that a 404 can only come from the scoping (not from validation).
 BODIES = {"state": {"state": "boarding"}, "delay": {"minutes": 30}, "gate": {"gate": "77"},
           "revoke": {"reason": "other"}, "hold": {"reason": "document_check"}}
 
 
-@dataclass
-class World:
-    svc: object
+
+@dataclass(kw_only=True)
+class ScopingWorld(World):
     cx_ops: str
     ka_ops: str
     cx_flight: dict
@@ -29,9 +29,9 @@ class World:
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+async def world(make_service):
+    settings = make_service.settings()
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         cx_ops = await add_key(svc, DeviceKind.AIRLINE_OPS, airline="CX")
         ka_ops = await add_key(svc, DeviceKind.AIRLINE_OPS, airline="KA")
@@ -45,7 +45,8 @@ async def world(base_settings, database_url, face_engine):
             people = candidates(settings.faces_dir)
             await enrol(kiosk, people, cx_flight["id"], 100)
             ka_passenger = await enrol(kiosk, people, ka_flight["id"], 200)
-        yield World(svc, cx_ops, ka_ops, cx_flight, ka_flight, ka_passenger)
+        yield ScopingWorld(svc=svc, cx_ops=cx_ops, ka_ops=ka_ops, cx_flight=cx_flight, ka_flight=ka_flight,
+                           ka_passenger=ka_passenger)
 
 
 def _routes_with_ids(app) -> list[tuple[str, str]]:
@@ -65,7 +66,7 @@ def _fill(template: str, flight_id: str, token_id: str) -> str:
             .replace("{flight_id}", flight_id).replace("{token_id}", token_id))
 
 
-async def test_every_flight_and_token_route_answers_404_for_another_airlines_ids(world: World) -> None:
+async def test_every_flight_and_token_route_answers_404_for_another_airlines_ids(world: ScopingWorld) -> None:
     routes = _routes_with_ids(world.svc.app)
     ka_flight, ka_token = world.ka_flight["id"], world.ka_passenger.token_id
     not_found = []
@@ -92,7 +93,7 @@ async def test_every_flight_and_token_route_answers_404_for_another_airlines_ids
     assert expected <= set(not_found), expected - set(not_found)
 
 
-async def test_nothing_of_the_other_airline_changed(world: World) -> None:
+async def test_nothing_of_the_other_airline_changed(world: ScopingWorld) -> None:
     async with world.svc.client(world.ka_ops) as ka:
         flight = (await ka.get(f"/v1/flights/{world.ka_flight['id']}")).json()
         token = (await ka.get(f"/v1/tokens/{world.ka_passenger.token_id}")).json()
@@ -101,7 +102,7 @@ async def test_nothing_of_the_other_airline_changed(world: World) -> None:
     assert token["state"] == "enrolled"
 
 
-async def test_lists_lookups_and_the_dashboard_show_only_the_keys_airline(world: World) -> None:
+async def test_lists_lookups_and_the_dashboard_show_only_the_keys_airline(world: ScopingWorld) -> None:
     p = world.ka_passenger
     async with world.svc.client(world.cx_ops) as cx, world.svc.client(world.ka_ops) as ka:
         assert {f["airline"] for f in (await cx.get("/v1/flights")).json()["flights"]} == {"CX"}

@@ -17,7 +17,8 @@ from flighttoken.devices.model import DeviceKind
 from flighttoken.settings import CHECKOUT_ROOT
 from tests.operations.people import add_key, candidates, enrol
 from tests.support import journey as j
-from tests.support.server import run_service
+
+pytestmark = pytest.mark.slow
 
 ARTIFACTS = Path(CHECKOUT_ROOT) / "artifacts" / "operations"
 TABLET = {"width": 800, "height": 1100}
@@ -62,11 +63,9 @@ async def _sign_in(page: Page, base_url: str, key: str) -> None:
     await page.get_by_role("button", name="Open dashboard").click()
 
 
-async def test_the_boarded_count_rises_live_as_the_gate_boards(base_settings, database_url, face_engine,
-                                                               browser) -> None:
-    settings = base_settings.replace(database_url=database_url, ops_refresh_s=0.5,
-                                       ops_timezone="Asia/Hong_Kong")
-    async with run_service(settings, engine=face_engine) as svc:
+async def test_the_boarded_count_rises_live_as_the_gate_boards(make_service, browser) -> None:
+    settings = make_service.settings(ops_refresh_s=0.5, ops_timezone="Asia/Hong_Kong")
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         ops_key = await add_key(svc, DeviceKind.AIRLINE_OPS, airline="CX")
         async with svc.client(keys["admin"]) as admin, svc.client(keys["kiosk"]) as kiosk, \
@@ -119,10 +118,8 @@ async def test_the_boarded_count_rises_live_as_the_gate_boards(base_settings, da
         await page.close()
 
 
-async def test_a_wrong_key_or_a_touchpoint_key_is_turned_away(base_settings, database_url, face_engine,
-                                                               browser) -> None:
-    settings = base_settings.replace(database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+async def test_a_wrong_key_or_a_touchpoint_key_is_turned_away(make_service, browser) -> None:
+    async with make_service() as svc:
         gate_key = await add_key(svc, DeviceKind.GATE, gate="5")
         page = await browser.new_page()
         await _sign_in(page, svc.base_url, "ftk_not-a-key")

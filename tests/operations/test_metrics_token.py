@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from flighttoken.devices.model import DeviceKind
 from tests.operations.people import add_key
-from tests.support.server import run_service
 
 
-async def test_a_metrics_token_protects_the_scrape(base_settings, database_url, face_engine) -> None:
-    settings = base_settings.replace(database_url=database_url, metrics_token="scrape-me")
-    async with run_service(settings, engine=face_engine) as svc:
+async def test_a_metrics_token_protects_the_scrape(make_service) -> None:
+    async with make_service(metrics_token="scrape-me") as svc:
         admin_key = await add_key(svc, DeviceKind.ADMIN)
         async with svc.client() as anonymous, svc.client(admin_key) as admin, svc.client("scrape-me") as scraper:
             r = await anonymous.get("/metrics")

@@ -11,15 +11,14 @@ import asyncpg
 import pytest
 
 from flighttoken.privacy.retention import apply_retention
+from flighttoken.testing import identities
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import run_service
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url, purge_sweep_interval_s=3600)
-    async with run_service(settings, engine=face_engine) as svc:
+async def world(make_service):
+    settings = make_service.settings(purge_sweep_interval_s=3600)
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         ids = {r["name"][5:]: r["id"] for r in await svc.services.db().fetch("SELECT id, name FROM devices")}
         async with svc.client(keys["admin"]) as admin:

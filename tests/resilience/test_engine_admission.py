@@ -13,9 +13,8 @@ import structlog
 from flighttoken.errors import Unavailable
 from flighttoken.faces.admission import PER_REQUEST_CAPTURES, Admission
 from flighttoken.faces.engine import FaceEngine
-from tests.support.faces import identities
+from flighttoken.testing import identities
 from tests.support.journey import create_flight, document_number, enrolment, make_devices
-from tests.support.server import run_service
 
 CONCURRENT = 16
 
@@ -36,11 +35,11 @@ async def _count(svc, table: str) -> int:
 
 
 async def test_a_full_engine_queue_sheds_identifies_with_503_and_writes_nothing_for_them(
-        base_settings, database_url, face_engine, photos) -> None:
-    settings = base_settings.replace(database_url=database_url, engine_queue_max=1)
+        make_service, face_engine, photos) -> None:
+    settings = make_service.settings(engine_queue_max=1)
     engine = _engine(face_engine, settings)
     assert engine.admission.limit == 1
-    async with run_service(settings, engine=engine) as svc:
+    async with make_service(settings, engine=engine) as svc:
         keys = await make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:
             await create_flight(admin, "884", "23")
@@ -73,11 +72,11 @@ async def test_a_full_engine_queue_sheds_identifies_with_503_and_writes_nothing_
 
 
 async def test_an_enrolment_is_admitted_as_a_whole_and_a_shed_one_enrols_nothing(
-        base_settings, database_url, face_engine, photos) -> None:
-    settings = base_settings.replace(database_url=database_url, engine_queue_max=1)
+        base_settings, make_service, face_engine, photos) -> None:
+    settings = make_service.settings(engine_queue_max=1)
     engine = _engine(face_engine, settings)
     people = identities(base_settings.faces_dir, min_photos=3)[CONCURRENT:CONCURRENT + 10]
-    async with run_service(settings, engine=engine) as svc:
+    async with make_service(settings, engine=engine) as svc:
         keys = await make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:
             flight = await create_flight(admin, "885", "24")

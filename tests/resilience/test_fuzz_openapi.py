@@ -16,7 +16,9 @@ import pytest
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
 from flighttoken.settings import CHECKOUT_ROOT
-from tests.support.server import free_port
+from flighttoken.testing import free_port
+
+pytestmark = pytest.mark.slow
 
 # Each role sees different operations succeed; the time budget is per role.
 ROLES = (DeviceKind.ADMIN, DeviceKind.AIRLINE_OPS, DeviceKind.KIOSK, DeviceKind.E_CHANNEL, DeviceKind.GATE,

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from flighttoken.db.queries import devices as device_q
+from flighttoken.testing import identities
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import run_service
 
 
 def png_claiming(width: int, height: int) -> bytes:
@@ -24,9 +23,9 @@ def png_claiming(width: int, height: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-async def hostile(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+async def hostile(make_service):
+    settings = make_service.settings()
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:
             flight = await j.create_flight(admin, "500", "23")

@@ -11,7 +11,7 @@ import pytest
 from flighttoken.db.embedded import EmbeddedPostgres
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
-from tests.support.server import run_service
+from flighttoken.testing import run_service
 
 MISSING_FLIGHT = f"/v1/flights/{uuid.uuid4()}"
 
@@ -22,10 +22,8 @@ async def _admin_key(svc) -> str:
     return key
 
 
-async def test_a_device_over_its_rate_gets_429_with_retry_after_and_others_are_unaffected(
-        base_settings, database_url, face_engine) -> None:
-    settings = base_settings.replace(database_url=database_url, rate_limit_per_second=3)
-    async with run_service(settings, engine=face_engine) as svc:
+async def test_a_device_over_its_rate_gets_429_with_retry_after_and_others_are_unaffected(make_service) -> None:
+    async with make_service(rate_limit_per_second=3) as svc:
         noisy, quiet = await _admin_key(svc), await _admin_key(svc)
         # One concurrent burst, far over the rate: sent one by one, requests slower than 1/rate each
         # (a loaded machine) would never exceed the limit, and the test would measure the machine.
@@ -40,9 +38,8 @@ async def test_a_device_over_its_rate_gets_429_with_retry_after_and_others_are_u
             assert (await client.get(MISSING_FLIGHT)).status_code == 404
 
 
-async def test_a_trickling_request_body_is_refused_with_408(base_settings, database_url, face_engine) -> None:
-    settings = base_settings.replace(database_url=database_url, request_body_timeout_s=0.5)
-    async with run_service(settings, engine=face_engine) as svc:
+async def test_a_trickling_request_body_is_refused_with_408(make_service) -> None:
+    async with make_service(request_body_timeout_s=0.5) as svc:
         key = await _admin_key(svc)
         host, port = svc.base_url.removeprefix("http://").split(":")
         reader, writer = await asyncio.open_connection(host, int(port))

@@ -11,7 +11,11 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from ops.load.__main__ import main, parse
+
+pytestmark = pytest.mark.slow
 
 
 async def test_a_small_day_survives_a_killed_instance_and_a_database_restart(base_settings, tmp_path: Path) -> None:

@@ -38,8 +38,8 @@ async def _summary(world: CoverWorld) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-async def seen(base_settings, database_url, face_engine):
-    async with cover_world(base_settings, database_url, face_engine) as world:
+async def seen(make_service, face_engine):
+    async with cover_world(make_service, face_engine) as world:
         summaries, events = [await _summary(world)], []
         async with world.svc.client(world.keys["e_channel"]) as e_channel:
             for t in (world.wanted, world.clean):

@@ -16,18 +16,18 @@ import pytest
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
+from flighttoken.testing import RunningService
 from tests.support import journey as j
-from tests.support.server import RunningService, run_service
 
 ENDS_WITHIN_S = 1.0
 
 
 @pytest.fixture(scope="module")
-async def instances(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)
+async def instances(make_service):
+    settings = make_service.settings()
     async with contextlib.AsyncExitStack() as stack:
-        a = await stack.enter_async_context(run_service(settings, engine=face_engine, authority=True))
-        b = await stack.enter_async_context(run_service(settings, engine=face_engine, authority=True))
+        a = await stack.enter_async_context(make_service(settings, authority=True))
+        b = await stack.enter_async_context(make_service(settings, authority=True))
         keys = await j.make_devices(a.services.db())
         yield a, b, keys
 

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import pytest
 
+from flighttoken.testing import RunningService, identities
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import RunningService, run_service
 from tests.watchlist.helpers import extra_keys, pick_subject, subject_body
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)
+async def world(make_service, face_engine):
+    settings = make_service.settings()
     subject = pick_subject(face_engine, settings.faces_dir, settings.watchlist.watchlist_threshold,
                            settings.decisions.e_channel_threshold)
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+    async with make_service(settings, authority=True) as svc:
         pool = svc.services.db()
         yield svc, {**await j.make_devices(pool), **await extra_keys(pool)}, subject
 

@@ -20,7 +20,6 @@ import msgspec
 import pytest
 
 from tests.support import journey as j
-from tests.support.server import run_service
 from tests.watchlist.helpers import extra_keys
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
@@ -36,9 +35,8 @@ def twin(path: str) -> str:
 
 
 @pytest.fixture(scope="module")
-async def svc_keys(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+async def svc_keys(make_service):
+    async with make_service( authority=True) as svc:
         pool = svc.services.db()
         yield svc, {**await j.make_devices(pool), **await extra_keys(pool)}
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import pytest
 
+from flighttoken.testing import identities
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import run_service
+from tests.support.world import Passenger, World
 from tests.watchlist.helpers import extra_keys, subject_body
 
 N = 8
@@ -28,18 +28,13 @@ CAPTURE_PROBLEMS = {"no_face", "face_too_small", "too_blurry", "too_dark", "too_
                     "head_tilted", "low_detection_score", "tailgating"}
 
 
-@dataclass
-class Passenger:
-    photo: Path
-    document: str
-    token_id: str = ""
 
 
-@dataclass
-class World:
-    first: object  # the instance that started before the rows were spoiled: it still holds the faces
-    second: object  # the instance that started after
-    keys: dict[str, str]
+@dataclass(kw_only=True)
+class CorruptWorld(World):
+    """``svc`` started before the rows were spoiled (it still holds the faces); ``second`` after."""
+
+    second: Any
     flight: dict
     good: list[Passenger]
     corrupt: Passenger
@@ -47,18 +42,19 @@ class World:
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)
+async def world(make_service):
+    settings = make_service.settings()
     people = identities(settings.faces_dir, min_photos=3)[:N]
-    passengers = [Passenger(photos[0], j.document_number(i)) for i, (_, photos) in enumerate(people)]
-    async with run_service(settings, engine=face_engine, authority=True) as first:
+    passengers = [Passenger(enrol_photo=photos[0], document=j.document_number(i))
+                  for i, (_, photos) in enumerate(people)]
+    async with make_service(settings, authority=True) as first:
         pool = first.services.db()
         keys = await j.make_devices(pool) | await extra_keys(pool)
         async with first.client(keys["admin"]) as admin:
             flight = await j.create_flight(admin, "884", "23")
         async with first.client(keys["kiosk"]) as kiosk:
             for p in passengers:
-                r = await kiosk.post("/v1/enrolments", json=j.enrolment(p.photo, flight["id"],
+                r = await kiosk.post("/v1/enrolments", json=j.enrolment(p.enrol_photo, flight["id"],
                                                                         document_number=p.document))
                 if r.status_code == 201:
                     p.token_id = r.json()["token_id"]
@@ -82,15 +78,16 @@ async def world(base_settings, database_url, face_engine):
                 uuid.UUID(a.token_id), uuid.UUID(b.token_id))
             await conn.execute("UPDATE watchlist_templates SET sealed = set_byte(sealed, 40, get_byte(sealed, 40) # 1)"
                                " WHERE subject_id = $1 AND n = 0", subject_id)
-        async with run_service(settings, engine=face_engine, authority=True) as second:
-            yield World(first, second, keys, flight, enrolled[3:], corrupt, (a, b))
+        async with make_service(settings, authority=True) as second:
+            yield CorruptWorld(svc=first, second=second, keys=keys, flight=flight, good=enrolled[3:], corrupt=corrupt,
+                               swapped=(a, b))
 
 
-def _bad(world: World) -> list[Passenger]:
+def _bad(world: CorruptWorld) -> list[Passenger]:
     return [world.corrupt, *world.swapped]
 
 
-async def test_an_instance_starts_and_is_ready_despite_spoiled_template_rows(world: World) -> None:
+async def test_an_instance_starts_and_is_ready_despite_spoiled_template_rows(world: CorruptWorld) -> None:
     async with world.second.client() as anyone:
         r = await anyone.get("/health/ready")
     assert r.status_code == 200, r.text
@@ -100,16 +97,18 @@ async def test_an_instance_starts_and_is_ready_despite_spoiled_template_rows(wor
     assert "watchlist" not in r.text  # the public listener never speaks of the watchlist
 
 
-async def test_spoiled_rows_are_counted_in_metrics(world: World) -> None:
+async def test_spoiled_rows_are_counted_in_metrics(world: CorruptWorld) -> None:
     async with world.second.client() as anyone:
         public = (await anyone.get("/metrics")).text
     async with world.second.authority_client() as authority:
         private = (await authority.get("/metrics")).text
-    assert float(re.search(r"^flighttoken_quarantined_templates (\S+)$", public, re.M).group(1)) == 3.0
-    assert float(re.search(r"^flighttoken_quarantined_watchlist_templates (\S+)$", private, re.M).group(1)) == 1.0
+    quarantined = re.search(r"^flighttoken_quarantined_templates (\S+)$", public, re.M).group(1)
+    assert float(quarantined) == pytest.approx(3)
+    watchlist = re.search(r"^flighttoken_quarantined_watchlist_templates (\S+)$", private, re.M).group(1)
+    assert float(watchlist) == pytest.approx(1)
 
 
-async def test_spoiled_rows_are_audited_and_their_tokens_held_for_staff(world: World) -> None:
+async def test_spoiled_rows_are_audited_and_their_tokens_held_for_staff(world: CorruptWorld) -> None:
     async with world.second.client(world.keys["admin"]) as admin:
         r = await admin.get("/v1/audit", params={"action": "template.quarantine"})
         assert r.status_code == 200, r.text
@@ -121,20 +120,20 @@ async def test_spoiled_rows_are_audited_and_their_tokens_held_for_staff(world: W
         assert (await admin.get(f"/v1/tokens/{world.good[0].token_id}")).json()["on_hold"] is False
 
 
-async def test_the_other_passengers_still_match_and_the_spoiled_ones_see_an_officer(world: World) -> None:
-    async with world.first.client(world.keys["e_channel"]) as e_channel:
+async def test_the_other_passengers_still_match_and_the_spoiled_ones_see_an_officer(world: CorruptWorld) -> None:
+    async with world.svc.client(world.keys["e_channel"]) as e_channel:
         # The instance that loaded these faces before the rows were spoiled still knows them: the hold
         # sends each to an officer there too.
         for p in _bad(world):
-            d = await j.identify(e_channel, p.photo)
+            d = await j.identify(e_channel, p.enrol_photo)
             assert (d["decision"], d["reason"]) == ("refer", "see_officer"), d
     async with world.second.client(world.keys["e_channel"]) as e_channel:
         for p in _bad(world):
-            d = await j.identify(e_channel, p.photo)
+            d = await j.identify(e_channel, p.enrol_photo)
             assert d["decision"] == "refer", d
         proceeded = 0
         for p in world.good:
-            d = await j.identify(e_channel, p.photo)
+            d = await j.identify(e_channel, p.enrol_photo)
             assert d["decision"] == "proceed" or d["reason"] in CAPTURE_PROBLEMS, d
             if d["decision"] == "proceed":
                 assert d["token_id"] == p.token_id
@@ -142,12 +141,12 @@ async def test_the_other_passengers_still_match_and_the_spoiled_ones_see_an_offi
         assert proceeded >= len(world.good) - 1
 
 
-async def test_a_spoiled_token_sees_an_officer_at_the_lounge_and_the_gate(world: World) -> None:
-    async with world.first.client(world.keys["admin"]) as admin:
+async def test_a_spoiled_token_sees_an_officer_at_the_lounge_and_the_gate(world: CorruptWorld) -> None:
+    async with world.svc.client(world.keys["admin"]) as admin:
         r = await admin.post(f"/v1/flights/{world.flight['id']}/state", json={"state": "boarding"})
         assert r.status_code == 200, r.text
     for key in ("lounge", "gate23"):
-        async with world.first.client(world.keys[key]) as device:
+        async with world.svc.client(world.keys[key]) as device:
             for p in _bad(world):
-                d = await j.identify(device, p.photo)
+                d = await j.identify(device, p.enrol_photo)
                 assert (d["decision"], d["reason"]) == ("refer", "see_officer"), (key, d)

@@ -10,15 +10,13 @@ import pytest
 from flighttoken.errors import InvalidRequest
 from flighttoken.flights.days import calendar_day
 from tests.support import journey as j
-from tests.support.server import run_service
 
 DEPTH = 100_000
 
 
 @pytest.fixture(scope="module")
-async def service(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+async def service(make_service):
+    async with make_service() as svc:
         keys = await j.make_devices(svc.services.db())
         yield svc, keys
 

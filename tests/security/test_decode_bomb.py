@@ -15,18 +15,16 @@ from PIL import Image
 
 from flighttoken.faces.decode import ImageLimits, decode_image
 from flighttoken.faces.errors import ImageTooLarge
+from flighttoken.testing import identities, palette_bomb, png16_bomb, png_bytes
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.hostile_images import palette_bomb, png16_bomb, png_bytes
-from tests.support.server import run_service
 
 BOMBS = {"png16-6000x6000": png16_bomb, "palette-6000x6000": palette_bomb}
 
 
 @pytest.fixture(scope="module")
-async def service(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)  # default limits
-    async with run_service(settings, engine=face_engine) as svc:
+async def service(make_service):
+    settings = make_service.settings()  # default limits
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:
             flight = await j.create_flight(admin, "616", "23")

@@ -30,8 +30,7 @@ from flighttoken.crypto.keys import generate_master_key
 from flighttoken.db.embedded import EmbeddedPostgres
 from flighttoken.lifecycle import StartupError, lifespan
 from flighttoken.settings import CHECKOUT_ROOT
-from tests.support.database import create_database, drop_database
-from tests.support.server import free_port
+from flighttoken.testing import create_database, drop_database, free_port
 
 READY_WITHIN_S = 90
 METRICS_TOKEN = "scraper-credential"

@@ -14,9 +14,8 @@ from collections import Counter
 import structlog
 
 from flighttoken.faces.engine import FaceEngine
+from flighttoken.testing import identities
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import run_service
 
 
 class GatedEngine(FaceEngine):
@@ -52,16 +51,14 @@ async def _events(svc) -> int:
     return await svc.services.db().fetchval("SELECT count(*) FROM journey_events")
 
 
-async def test_one_device_flooding_the_engine_cannot_starve_another(base_settings, database_url,
-                                                                   face_engine) -> None:
+async def test_one_device_flooding_the_engine_cannot_starve_another(make_service, face_engine) -> None:
     # A queue of 4, half of it per device: the flooding e-channel may hold 2 captures (and here run
     # both, so that both reach the gate).
-    settings = base_settings.replace(database_url=database_url, engine_queue_max=4,
-                                       engine_device_share=0.5, engine_device_running=2)
+    settings = make_service.settings(engine_queue_max=4, engine_device_share=0.5, engine_device_running=2)
     engine = GatedEngine(settings, face_engine)
     photo = identities(settings.faces_dir, min_photos=2)[0][1][0].read_bytes()
     image = {"Content-Type": "image/jpeg"}
-    async with run_service(settings, engine=engine) as svc:
+    async with make_service(settings, engine=engine) as svc:
         keys = await j.make_devices(svc.services.db())
         before = await _events(svc)
         async with svc.client(keys["e_channel"]) as flooder, svc.client(keys["lounge"]) as other, \

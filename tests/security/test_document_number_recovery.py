@@ -16,7 +16,7 @@ import hashlib
 import itertools
 import subprocess
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,38 +33,24 @@ from flighttoken.devices.registry import add_device
 from flighttoken.flights.model import Flight, FlightState
 from flighttoken.flights.windows import window_start
 from flighttoken.privacy.rotation import rotate
+from flighttoken.testing import create_database, drop_database, identities
 from tests.privacy.helpers import TERMS_SHA, pg_client_dir
 from tests.support import journey as j
-from tests.support.database import create_database, drop_database
-from tests.support.faces import identities
-from tests.support.server import run_service
+from tests.support.world import Passenger, World
 
 KEK_A, KEK_B = generate_master_key("kek-doc-a"), generate_master_key("kek-doc-b")
 # Last four characters no dump could hold by chance: no hex digit, no digit, not in any name used here.
 SUFFIXES = ["".join(p) for p in itertools.permutations("JQWXZ", 4)]
 
 
-@dataclass
-class Passenger:
-    number: str
-    token_id: str
-    flight: str
-    booking: str
-    ended: bool = False
-
-    @property
-    def last4(self) -> str:
-        return self.number[-4:]
-
-    def document(self) -> dict:
-        return {"type": "P", "number": self.number, "issuing_state": "HKG"}
 
 
-@dataclass
-class World:
-    svc: object
-    keys: dict[str, str]
-    passengers: list[Passenger] = field(default_factory=list)
+def _document(p: Passenger) -> dict:
+    return {"type": "P", "number": p.document, "issuing_state": "HKG"}
+
+
+@dataclass(kw_only=True)
+class RecoveryWorld(World):
     dump: bytes = b""
 
 
@@ -77,7 +63,8 @@ async def _enrol(svc, key: str, flight: dict, people, count: int, start: int) ->
             body["booking"]["booking_reference"] = booking
             r = await kiosk.post("/v1/enrolments", json=body)
             if r.status_code == 201:
-                out.append(Passenger(number, r.json()["token_id"], flight["id"], booking))
+                out.append(Passenger(document=number, token_id=r.json()["token_id"], flight=flight["id"],
+                                     booking_reference=booking))
             if len(out) == count:
                 return out
     raise AssertionError(f"only {len(out)} of {count} enrolments succeeded")
@@ -92,27 +79,27 @@ def _pg_dump(url: str, major: int, out: Path) -> bytes:
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine, tmp_path_factory):
+async def world(make_service, database_url, tmp_path_factory):
     """Flight A: three passengers, then purged. Flight B: four; one opts out, one is revoked, two live."""
-    settings = base_settings.replace(database_url=database_url, master_key=KEK_A,
-                                       purge_sweep_interval_s=3600)
-    async with run_service(settings, engine=face_engine) as svc:
+    settings = make_service.settings(master_key=KEK_A, purge_sweep_interval_s=3600)
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:
             flight_a = await j.create_flight(admin, "610", "23")
             flight_b = await j.create_flight(admin, "612", "24", in_minutes=90)
         people = identities(settings.faces_dir, min_photos=1)[700:760]
-        w = World(svc, keys)
+        w = RecoveryWorld(svc=svc, keys=keys)
         w.passengers = await _enrol(svc, keys["kiosk"], flight_a, people[:30], 3, 0)
         w.passengers += await _enrol(svc, keys["kiosk"], flight_b, people[30:], 4, 30)
         a, b = w.passengers[:3], w.passengers[3:]
         async with svc.client(keys["kiosk"]) as kiosk:
-            r = await kiosk.post("/v1/opt-outs", json={"booking_reference": b[0].booking, "document": b[0].document()})
+            r = await kiosk.post("/v1/opt-outs", json={"booking_reference": b[0].booking_reference,
+                                                       "document": _document(b[0])})
             assert r.status_code == 200 and r.json()["tokens_revoked"] == 1, r.text
         async with svc.client(keys["admin"]) as admin:
             r = await admin.post(f"/v1/tokens/{b[1].token_id}/revoke", json={"reason": "other"})
             assert r.status_code == 200, r.text
-            r = await admin.get("/v1/tokens", params={"document_number": b[2].number, "issuing_state": "HKG"})
+            r = await admin.get("/v1/tokens", params={"document_number": b[2].document, "issuing_state": "HKG"})
             assert [t["id"] for t in r.json()["tokens"]] == [b[2].token_id], r.text
             assert (await admin.post(f"/v1/flights/{flight_a['id']}/state", json={"state": "boarding"})).is_success
             r = await admin.post(f"/v1/flights/{flight_a['id']}/state", json={"state": "departed"})
@@ -144,35 +131,35 @@ def _unkeyed_digests(number: str) -> dict[str, bytes]:
     return out
 
 
-async def test_a_dump_of_the_service_database_gives_back_no_document_number(world: World) -> None:
+async def test_a_dump_of_the_service_database_gives_back_no_document_number(world: RecoveryWorld) -> None:
     dump = world.dump
     assert b"COPY public.tokens" in dump and b"COPY public.consents" in dump
     found = []
     for p in world.passengers:
-        if p.number.encode() in dump:
-            found.append(f"{p.number}: the number itself")
-        for name, digest in _unkeyed_digests(p.number).items():
+        if p.document.encode() in dump:
+            found.append(f"{p.document}: the number itself")
+        for name, digest in _unkeyed_digests(p.document).items():
             if any(s in dump for s in _spellings(digest)):
-                found.append(f"{p.number}: {name}")
-        if p.ended and p.last4.encode() in dump:
-            found.append(f"{p.number}: last four {p.last4} of an ended token")
+                found.append(f"{p.document}: {name}")
+        if p.ended and p.document[-4:].encode() in dump:
+            found.append(f"{p.document}: last four {p.document[-4:]} of an ended token")
     assert found == []
     # The scan looks where a digest would be: the dump holds each keyed document key, spelt in hex.
     for p in world.passengers:
-        assert world.svc.services.document_keys.of("HKG", "P", p.number).hex().encode() in dump, p
+        assert world.svc.services.document_keys.of("HKG", "P", p.document).hex().encode() in dump, p
     live = [p for p in world.passengers if not p.ended]
-    assert len(live) == 2 and all(f"\t{p.last4}\t".encode() in dump for p in live), \
+    assert len(live) == 2 and all(f"\t{p.document[-4:]}\t".encode() in dump for p in live), \
         "a live token keeps its last four (and the dump would show them)"
 
 
-async def test_an_ended_token_keeps_no_last_four_whichever_way_it_ended(world: World) -> None:
+async def test_an_ended_token_keeps_no_last_four_whichever_way_it_ended(world: RecoveryWorld) -> None:
     rows = await world.svc.services.db().fetch("SELECT id, state, end_reason, document_last4 FROM tokens")
     by_id = {str(r["id"]): r for r in rows}
     ended = {by_id[p.token_id]["end_reason"]: by_id[p.token_id]["document_last4"]
              for p in world.passengers if p.ended}
     assert ended == {"opted_out": None, "other": None, "flight_departed": None}
     assert [by_id[p.token_id]["document_last4"] for p in world.passengers if not p.ended] == \
-        [p.last4 for p in world.passengers if not p.ended]
+        [p.document[-4:] for p in world.passengers if not p.ended]
 
 
 # ---- a deployment from before migration 0010 --------------------------------------------------------
@@ -211,15 +198,15 @@ async def _pre_0010_database(admin_dsn: str) -> tuple[str, str, dict]:
 
 
 async def test_pre_0010_sha256_document_keys_are_keyed_at_start_and_still_found(
-        base_settings, admin_dsn, face_engine) -> None:
+        make_service, admin_dsn) -> None:
     name, url, legacy = await _pre_0010_database(admin_dsn)
     live, ended = "L7700QJXZ", "L7701ZWXQ"
     try:
-        settings = base_settings.replace(database_url=url, master_key=KEK_A,
+        settings = make_service.settings(database_url=url, master_key=KEK_A,
                                            purge_sweep_interval_s=3600)
         keys: dict[str, str] = {}
         for start in range(2):  # the second start must not key the keys again
-            async with run_service(settings, engine=face_engine) as svc:
+            async with make_service(settings) as svc:
                 pool = svc.services.db()
                 stored = {r["document_key"] for r in await pool.fetch(
                     "SELECT document_key FROM tokens UNION ALL SELECT document_key FROM consents")}
@@ -233,7 +220,7 @@ async def test_pre_0010_sha256_document_keys_are_keyed_at_start_and_still_found(
                     r = await admin.get("/v1/tokens", params={"document_number": live, "issuing_state": "HKG"})
                     assert [t["id"] for t in r.json()["tokens"]] == [str(legacy[live]["token"])], r.text
                     assert r.json()["tokens"][0]["document_last4"] == live[-4:]
-        async with run_service(settings, engine=face_engine) as svc, svc.client(keys["kiosk"]) as kiosk:
+        async with make_service(settings) as svc, svc.client(keys["kiosk"]) as kiosk:
             document = {"type": "P", "number": live, "issuing_state": "HKG"}
             r = await kiosk.post("/v1/opt-outs", json={"booking_reference": legacy[live]["booking"],
                                                       "document": document})
@@ -251,19 +238,19 @@ async def test_pre_0010_sha256_document_keys_are_keyed_at_start_and_still_found(
 
 
 async def test_after_master_key_rotation_document_look_ups_still_find_the_passenger(
-        base_settings, admin_dsn, face_engine) -> None:
+        make_service, admin_dsn) -> None:
     """Enrol under KEK A; rotate to B; retire A. The document MAC key was rewrapped, not replaced, so
     look-up and opt-out by document still find the passenger with B alone."""
     name, url = await create_database(admin_dsn)
     try:
-        settings = base_settings.replace(database_url=url, master_key=KEK_A,
+        settings = make_service.settings(database_url=url, master_key=KEK_A,
                                            purge_sweep_interval_s=3600)
-        async with run_service(settings, engine=face_engine) as svc:
+        async with make_service(settings) as svc:
             keys = await j.make_devices(svc.services.db())
             async with svc.client(keys["admin"]) as admin:
                 flight = await j.create_flight(admin, "630", "23")
             [p] = await _enrol(svc, keys["kiosk"], flight, identities(settings.faces_dir)[800:830], 1, 100)
-        assert await _stored_document_key(url, p.token_id) != unkeyed_digest("HKG", "P", p.number)
+        assert await _stored_document_key(url, p.token_id) != unkeyed_digest("HKG", "P", p.document)
 
         pool = await create_pool(url, settings)
         keystore = await KeyStore.open(url, settings)
@@ -277,13 +264,14 @@ async def test_after_master_key_rotation_document_look_ups_still_find_the_passen
             await pool.close()
 
         only_b = settings.replace(master_key=KEK_B)
-        async with run_service(only_b, engine=face_engine) as svc:
+        async with make_service(only_b) as svc:
             assert svc.services.document_keys.key_id == key_id
             async with svc.client(keys["admin"]) as admin:
-                r = await admin.get("/v1/tokens", params={"document_number": p.number, "issuing_state": "HKG"})
+                r = await admin.get("/v1/tokens", params={"document_number": p.document, "issuing_state": "HKG"})
                 assert [t["id"] for t in r.json()["tokens"]] == [p.token_id], r.text
             async with svc.client(keys["kiosk"]) as kiosk:
-                r = await kiosk.post("/v1/opt-outs", json={"booking_reference": p.booking, "document": p.document()})
+                r = await kiosk.post("/v1/opt-outs", json={"booking_reference": p.booking_reference,
+                                                           "document": _document(p)})
                 assert r.status_code == 200 and r.json()["tokens_revoked"] == 1, r.text
     finally:
         await drop_database(admin_dsn, name)

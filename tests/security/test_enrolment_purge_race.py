@@ -15,15 +15,13 @@ from datetime import datetime
 import numpy as np
 import pytest
 
+from flighttoken.testing import lfw_root
 from tests.support import journey as j
-from tests.support.faces import lfw_root
-from tests.support.server import run_service
 
 
 @pytest.fixture(scope="module")
-async def svc(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url, purge_sweep_interval_s=3600)
-    async with run_service(settings, engine=face_engine) as running:
+async def svc(make_service):
+    async with make_service(purge_sweep_interval_s=3600) as running:
         yield running
 
 

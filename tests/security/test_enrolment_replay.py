@@ -19,27 +19,26 @@ import pytest
 from flighttoken.errors import Unavailable
 from flighttoken.journey import enrolment, idempotency
 from flighttoken.privacy.sweeper import Sweeper
+from flighttoken.testing import RunningService, identities, run_service
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import RunningService, run_service
+from tests.support.world import World
 
 KEY = "Idempotency-Key"
 
 
-@dataclass
-class World:
-    svc: RunningService
+
+@dataclass(kw_only=True)
+class ReplayWorld(World):
     settings: object
-    keys: dict[str, str]
     flight_id: str
     people: list[list[Path]]
     second_kiosk: str
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+async def world(make_service):
+    settings = make_service.settings()
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.services.db().acquire() as conn:
             from flighttoken.devices.model import DeviceKind
@@ -49,17 +48,18 @@ async def world(base_settings, database_url, face_engine):
         async with svc.client(keys["admin"]) as admin:
             flight = await j.create_flight(admin, "884", "23")
         people = [photos for _, photos in identities(settings.faces_dir, min_photos=3)[:20]]
-        yield World(svc, settings, keys, flight["id"], people, second_kiosk)
+        yield ReplayWorld(svc=svc, settings=settings, keys=keys, flight_id=flight["id"], people=people,
+                          second_kiosk=second_kiosk)
 
 
-def _body(world: World, person: int, document: str, **extra) -> bytes:
+def _body(world: ReplayWorld, person: int, document: str, **extra) -> bytes:
     """The exact bytes a kiosk sends (a retry sends these again)."""
     body = j.enrolment(world.people[person][0], world.flight_id, document_number=document)
     body.update(extra)
     return json.dumps(body).encode()
 
 
-async def _post(world: World, content: bytes, key: str | None, *, device: str = "kiosk",
+async def _post(world: ReplayWorld, content: bytes, key: str | None, *, device: str = "kiosk",
                 path: str = "/v1/enrolments", svc: RunningService | None = None):
     headers = {"Content-Type": "application/json"}
     if key is not None:
@@ -68,7 +68,7 @@ async def _post(world: World, content: bytes, key: str | None, *, device: str = 
         return await kiosk.post(path, content=content, headers=headers)
 
 
-async def _writes(world: World, document: str) -> dict[str, int]:
+async def _writes(world: ReplayWorld, document: str) -> dict[str, int]:
     """What an enrolment of ``document`` wrote: consent rows, tokens and enrol audit events."""
     pool = world.svc.services.db()
     doc_key = world.svc.services.document_keys.of("HKG", "P", document)
@@ -81,7 +81,7 @@ async def _writes(world: World, document: str) -> dict[str, int]:
     }
 
 
-async def _refusal_audits(world: World, reason: str) -> int:
+async def _refusal_audits(world: ReplayWorld, reason: str) -> int:
     return await world.svc.services.db().fetchval(
         "SELECT count(*) FROM audit_events WHERE action = 'token.enrol' AND outcome = 'refused'"
         " AND detail->>'reason' = $1", reason)
@@ -118,7 +118,7 @@ def held_enrolment(monkeypatch):
     return Held
 
 
-async def test_a_retried_enrolment_replays_the_first_answer_and_writes_nothing(world: World) -> None:
+async def test_a_retried_enrolment_replays_the_first_answer_and_writes_nothing(world: ReplayWorld) -> None:
     content, key = _body(world, 0, "K10000001"), str(uuid.uuid4())
     first = await _post(world, content, key)
     assert first.status_code == 201, first.text
@@ -131,7 +131,7 @@ async def test_a_retried_enrolment_replays_the_first_answer_and_writes_nothing(w
     assert (plain.status_code, plain.json()["created"]) == (200, False)
 
 
-async def test_a_key_reused_with_another_body_is_refused_and_writes_nothing(world: World) -> None:
+async def test_a_key_reused_with_another_body_is_refused_and_writes_nothing(world: ReplayWorld) -> None:
     key = str(uuid.uuid4())
     first = await _post(world, _body(world, 1, "K10000002"), key)
     assert first.status_code == 201, first.text
@@ -152,7 +152,7 @@ async def test_a_key_reused_with_another_body_is_refused_and_writes_nothing(worl
     assert (token["seat"], token["state"]) == ("42A", "enrolled")
 
 
-async def test_concurrent_retries_with_one_key_enrol_once(world: World, held_enrolment, monkeypatch) -> None:
+async def test_concurrent_retries_with_one_key_enrol_once(world: ReplayWorld, held_enrolment, monkeypatch) -> None:
     # The retry arrives while the first request is still enrolling (held on an event): it must not
     # enrol a second time, and gets the first request's answer once that is known.
     real_key_of, seen = idempotency.key_of, []
@@ -177,7 +177,7 @@ async def test_concurrent_retries_with_one_key_enrol_once(world: World, held_enr
     assert await _writes(world, "K10000003") == {"consents": 1, "tokens": 1, "audits": 1}
 
 
-async def test_simultaneous_requests_with_one_key_enrol_once(world: World) -> None:
+async def test_simultaneous_requests_with_one_key_enrol_once(world: ReplayWorld) -> None:
     content, key = _body(world, 3, "K10000004"), str(uuid.uuid4())
     answers = await asyncio.gather(*(_post(world, content, key) for _ in range(4)))
     assert {r.status_code for r in answers} == {201}
@@ -186,7 +186,7 @@ async def test_simultaneous_requests_with_one_key_enrol_once(world: World) -> No
 
 
 async def test_a_retry_on_another_instance_while_the_first_runs_is_told_to_retry_and_then_replayed(
-        world: World, face_engine, held_enrolment) -> None:
+        world: ReplayWorld, face_engine, held_enrolment) -> None:
     content, key = _body(world, 4, "K10000005"), str(uuid.uuid4())
     async with run_service(world.settings, engine=face_engine) as other:
         first = asyncio.create_task(_post(world, content, key))
@@ -203,7 +203,7 @@ async def test_a_retry_on_another_instance_while_the_first_runs_is_told_to_retry
     assert await _writes(world, "K10000005") == {"consents": 1, "tokens": 1, "audits": 1}
 
 
-async def test_a_retried_refusal_is_replayed_without_a_second_audit(world: World) -> None:
+async def test_a_retried_refusal_is_replayed_without_a_second_audit(world: ReplayWorld) -> None:
     # A chip photo of someone else: a deterministic refusal, audited once.
     chip = base64.b64encode(world.people[6][0].read_bytes()).decode()
     content, key = _body(world, 5, "K10000006", chip_photo=chip), str(uuid.uuid4())
@@ -216,7 +216,7 @@ async def test_a_retried_refusal_is_replayed_without_a_second_audit(world: World
     assert await _refusal_audits(world, "chip_photo_mismatch") == audits
 
 
-async def test_a_retry_after_a_busy_engine_is_executed_not_replayed(world: World, monkeypatch) -> None:
+async def test_a_retry_after_a_busy_engine_is_executed_not_replayed(world: ReplayWorld, monkeypatch) -> None:
     real, calls = enrolment.enrol, []
 
     async def busy_once(*args, **kwargs):
@@ -238,7 +238,7 @@ async def test_a_retry_after_a_busy_engine_is_executed_not_replayed(world: World
 @pytest.mark.parametrize("headers", [
     [(KEY, "")], [(KEY, "k" * 256)], [(KEY, "caf\u00e9")], [(KEY, "a\tb")], [(KEY, "one"), (KEY, "two")],
 ], ids=["empty", "too_long", "not_ascii", "control_character", "two_headers"])
-async def test_a_malformed_idempotency_key_is_refused_and_writes_nothing(world: World, headers) -> None:
+async def test_a_malformed_idempotency_key_is_refused_and_writes_nothing(world: ReplayWorld, headers) -> None:
     document = f"K2{abs(hash(str(headers))) % 10**7:07d}"
     content = _body(world, 8, document)
     async with world.svc.client(world.keys["kiosk"]) as kiosk:
@@ -248,7 +248,7 @@ async def test_a_malformed_idempotency_key_is_refused_and_writes_nothing(world: 
     assert await _writes(world, document) == {"consents": 0, "tokens": 0, "audits": 0}
 
 
-async def test_one_key_on_two_kiosks_is_two_requests(world: World) -> None:
+async def test_one_key_on_two_kiosks_is_two_requests(world: ReplayWorld) -> None:
     content, key = _body(world, 9, "K10000010"), "kiosk-day-0001"
     first = await _post(world, content, key)
     other = await _post(world, content, key, device=world.second_kiosk)
@@ -256,7 +256,7 @@ async def test_one_key_on_two_kiosks_is_two_requests(world: World) -> None:
     assert other.headers.get("idempotent-replayed") is None
 
 
-async def test_the_key_keeps_a_keyed_digest_never_the_body_and_expires_after_24_hours(world: World) -> None:
+async def test_the_key_keeps_a_keyed_digest_never_the_body_and_expires_after_24_hours(world: ReplayWorld) -> None:
     pool = world.svc.services.db()
     content, key = _body(world, 10, "K10000011"), str(uuid.uuid4())
     first = await _post(world, content, key)
@@ -286,7 +286,7 @@ async def test_the_key_keeps_a_keyed_digest_never_the_body_and_expires_after_24_
     assert await pool.fetchval("SELECT count(*) FROM idempotency_keys WHERE key = $1", young) == 1
 
 
-async def test_a_retried_opt_out_replays_the_first_answer_and_audits_once(world: World) -> None:
+async def test_a_retried_opt_out_replays_the_first_answer_and_audits_once(world: ReplayWorld) -> None:
     enrolled = await _post(world, _body(world, 11, "K10000012"), None)
     assert enrolled.status_code == 201
     body = json.dumps({"booking_reference": "ABC012", "flight_id": world.flight_id,

@@ -8,35 +8,21 @@ over HTTP and committed before the lounge's write runs. No sleep.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from flighttoken.db.queries import tokens as token_q
+from flighttoken.testing import identities
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import RunningService, run_service
-
-
-@dataclass
-class Passenger:
-    token_id: uuid.UUID
-    probe: Path
-
-
-@dataclass
-class World:
-    svc: RunningService
-    keys: dict[str, str]
-    passengers: list[Passenger]
+from tests.support.world import Passenger, World
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+async def world(make_service, face_engine):
+    settings = make_service.settings()
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.client(keys["admin"]) as admin:
             flight = await j.create_flight(admin, "884", "23")
@@ -53,10 +39,10 @@ async def world(base_settings, database_url, face_engine):
                 # Cleared immigration: the lounge is the next step of their journey.
                 d = await j.identify(e_channel, e_channel_photo)
                 assert (d["decision"], d["reason"]) == ("proceed", "matched"), d
-                passengers.append(Passenger(uuid.UUID(r.json()["token_id"]), lounge_photo))
+                passengers.append(Passenger(token_id=uuid.UUID(r.json()["token_id"]), probe=lounge_photo))
                 if len(passengers) == 3:
                     break
-        yield World(svc, keys, passengers)
+        yield World(svc=svc, keys=keys, passengers=passengers)
 
 
 async def _clear_photos(engine, photos: list[Path]) -> tuple[Path, Path, Path] | None:

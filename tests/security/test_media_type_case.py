@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from flighttoken.testing import identities
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import run_service
 
 
 @pytest.fixture(scope="module")
-async def service(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+async def service(make_service):
+    settings = make_service.settings()
+    async with make_service(settings) as svc:
         keys = await j.make_devices(svc.services.db())
         photo = identities(settings.faces_dir, min_photos=2)[0][1][0].read_bytes()
         yield svc, keys, photo

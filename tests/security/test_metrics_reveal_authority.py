@@ -12,16 +12,14 @@ import re
 import pytest
 
 from tests.support import journey as j
-from tests.support.server import run_service
 from tests.watchlist.helpers import AlertStream, extra_keys
 
 AUTHORITY_WORDS = re.compile(r"authority|watchlist|alert", re.IGNORECASE)
 
 
 @pytest.fixture(scope="module")
-async def svc_keys(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+async def svc_keys(make_service):
+    async with make_service( authority=True) as svc:
         pool = svc.services.db()
         yield svc, {**await j.make_devices(pool), **await extra_keys(pool)}
 

@@ -24,10 +24,10 @@ import pytest
 
 from flighttoken.flights.windows import window_start
 from flighttoken.galleries.index import Gallery
+from flighttoken.testing import identities
 from tests.support import journey as j
 from tests.support.concurrency import gather_limited
-from tests.support.faces import identities
-from tests.support.server import run_service
+from tests.support.world import Passenger, World
 from tests.watchlist.helpers import extra_keys, subject_body
 
 N_A, N_B, N_C = 36, 4, 4  # the window must hold >= 4 x graph_dim faces for its graph to be projected
@@ -35,21 +35,10 @@ GRAPH_DIM = 8
 CLOSE = 0.01  # relative L2 distance: a stored vector this near the removed one *is* the removed one
 
 
-@dataclass
-class Passenger:
-    photo: Path
-    probe: Path
-    document: str
-    flight: str
-    token_id: str = ""
 
 
-@dataclass
-class World:
-    svc: object
-    keys: dict[str, str]
-    flights: dict[str, dict]
-    passengers: list[Passenger]
+@dataclass(kw_only=True)
+class LingerWorld(World):
     watchlist_photos: list[Path]
     spare: list[Passenger] = field(default_factory=list)
 
@@ -81,7 +70,7 @@ def where_held(g: Gallery, vector: np.ndarray) -> list[str]:
     return found
 
 
-def every_gallery(world: World) -> list[Gallery]:
+def every_gallery(world: LingerWorld) -> list[Gallery]:
     reg = world.svc.services.galleries
     return [*reg._flights.values(), *reg._windows.values(), world.svc.services.watchlist.gallery._gallery]
 
@@ -100,14 +89,13 @@ def _vectors_of(g: Gallery, ids: list[str]) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url, gallery_exact_max=4,
-                                       gallery_graph_dim=GRAPH_DIM)
+async def world(make_service):
+    settings = make_service.settings(gallery_exact_max=4, gallery_graph_dim=GRAPH_DIM)
     # Three flights in one departure window, whatever the time of day.
     base = (window_start(datetime.now(UTC) + timedelta(hours=3), settings.galleries.window_seconds)
             + timedelta(minutes=30))
     people = identities(settings.faces_dir, min_photos=2)[: N_A + N_B + N_C + 8]
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+    async with make_service(settings, authority=True) as svc:
         keys = await j.make_devices(svc.services.db())
         keys |= await extra_keys(svc.services.db())
         flights = {}
@@ -119,11 +107,11 @@ async def world(base_settings, database_url, face_engine):
                 assert r.status_code == 201, r.text
                 flights[name] = r.json()
         plan = ["A"] * (N_A + 8) + ["B"] * N_B + ["C"] * N_C
-        passengers = [Passenger(photos[0], photos[1], j.document_number(i), plan[i])
+        passengers = [Passenger(enrol_photo=photos[0], probe=photos[1], document=j.document_number(i), flight=plan[i])
                       for i, (_, photos) in enumerate(people[: len(plan)])]
         async with svc.client(keys["kiosk"]) as kiosk:
             async def enrol(p: Passenger) -> None:
-                r = await kiosk.post("/v1/enrolments", json=j.enrolment(p.photo, flights[p.flight]["id"],
+                r = await kiosk.post("/v1/enrolments", json=j.enrolment(p.enrol_photo, flights[p.flight]["id"],
                                                                         document_number=p.document))
                 assert r.status_code in (201, 422), r.text
                 if r.status_code == 201:
@@ -135,13 +123,13 @@ async def world(base_settings, database_url, face_engine):
     assert {p.flight for p in enrolled} == {"A", "B", "C"}
     watchlist_photos = identities(settings.faces_dir, min_photos=3)[-1][1][:2]
     # A second start: the rebuild fits the window's projection on every face enrolled.
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+    async with make_service(settings, authority=True) as svc:
         window = svc.services.galleries._windows[datetime.fromisoformat(flights["A"]["window_start"])]
         assert window.graph_dim == GRAPH_DIM, "the window's graph must be projected for this test to cover it"
-        yield World(svc, keys, flights, enrolled, watchlist_photos)
+        yield LingerWorld(svc=svc, keys=keys, flights=flights, passengers=enrolled, watchlist_photos=watchlist_photos)
 
 
-async def test_an_opted_out_face_is_overwritten_in_memory_at_once(world: World) -> None:
+async def test_an_opted_out_face_is_overwritten_in_memory_at_once(world: LingerWorld) -> None:
     p = next(p for p in world.passengers if p.flight == "A")
     window = world.svc.services.galleries._windows[datetime.fromisoformat(world.flights["A"]["window_start"])]
     vectors = _vectors_of(window, [p.token_id])
@@ -155,7 +143,7 @@ async def test_an_opted_out_face_is_overwritten_in_memory_at_once(world: World) 
     assert nowhere(every_gallery(world), vectors) == {}
 
 
-async def test_a_revoked_face_is_overwritten_in_memory_at_once(world: World) -> None:
+async def test_a_revoked_face_is_overwritten_in_memory_at_once(world: LingerWorld) -> None:
     p = next(p for p in world.passengers if p.flight == "A")
     window = world.svc.services.galleries._windows[datetime.fromisoformat(world.flights["A"]["window_start"])]
     vectors = _vectors_of(window, [p.token_id])
@@ -166,7 +154,7 @@ async def test_a_revoked_face_is_overwritten_in_memory_at_once(world: World) -> 
     assert nowhere(every_gallery(world), vectors) == {}
 
 
-async def test_a_purged_flight_leaves_no_face_in_memory_even_in_its_dropped_gallery(world: World) -> None:
+async def test_a_purged_flight_leaves_no_face_in_memory_even_in_its_dropped_gallery(world: LingerWorld) -> None:
     reg = world.svc.services.galleries
     flight_id = uuid.UUID(world.flights["C"]["id"])
     dropped = reg._flights[flight_id]  # a search may still hold the gallery when the purge drops it
@@ -183,7 +171,7 @@ async def test_a_purged_flight_leaves_no_face_in_memory_even_in_its_dropped_gall
         world.passengers.remove(p)
 
 
-async def test_a_delayed_flight_leaves_no_face_in_its_old_window(world: World) -> None:
+async def test_a_delayed_flight_leaves_no_face_in_its_old_window(world: LingerWorld) -> None:
     reg = world.svc.services.galleries
     old = datetime.fromisoformat(world.flights["B"]["window_start"])
     moving = [p for p in world.passengers if p.flight == "B"]
@@ -198,7 +186,7 @@ async def test_a_delayed_flight_leaves_no_face_in_its_old_window(world: World) -
     assert all(reg._windows[new].contains(p.token_id) for p in moving)
 
 
-async def test_a_removed_watchlist_subject_leaves_no_face_in_memory(world: World) -> None:
+async def test_a_removed_watchlist_subject_leaves_no_face_in_memory(world: LingerWorld) -> None:
     async with world.svc.authority_client(world.keys["authority"]) as authority:
         r = await authority.post("/v1/watchlist/subjects", json=subject_body(world.watchlist_photos))
         assert r.status_code == 201, r.text
@@ -213,7 +201,7 @@ async def test_a_removed_watchlist_subject_leaves_no_face_in_memory(world: World
     assert nowhere(every_gallery(world), vectors) == {}
 
 
-async def test_the_remaining_passengers_still_match_after_the_removals(world: World) -> None:
+async def test_the_remaining_passengers_still_match_after_the_removals(world: LingerWorld) -> None:
     remaining = [p for p in world.passengers if p.flight == "A"]
     async with world.svc.client(world.keys["e_channel"]) as e_channel:
         decisions = await gather_limited([j.identify(e_channel, p.probe) for p in remaining])

@@ -23,22 +23,19 @@ import pytest
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
+from flighttoken.testing import lfw_root
 from tests.support import journey as j
-from tests.support.faces import lfw_root
-from tests.support.server import run_service
+from tests.support.world import World
 
 
-@dataclass
-class World:
-    svc: Any
-    keys: dict[str, str]
+@dataclass(kw_only=True)
+class TakeoverWorld(World):
     faces: Any  # the engine, to pick photos the quality gates accept
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)
-    async with run_service(settings, engine=face_engine) as svc:
+async def world(make_service, face_engine):
+    async with make_service() as svc:
         keys = await j.make_devices(svc.services.db())
         async with svc.services.db().acquire() as conn:
             # "From any kiosk key": the attacker uses another kiosk than the passenger did.
@@ -48,10 +45,10 @@ async def world(base_settings, database_url, face_engine):
             for gate in ("31", "33", "34"):
                 _, keys[f"gate{gate}"] = await add_device(conn, name=f"test-gate-{gate}", kind=DeviceKind.GATE,
                                                           terminal="T1", gate=gate)
-        yield World(svc, keys, face_engine)
+        yield TakeoverWorld(svc=svc, keys=keys, faces=face_engine)
 
 
-async def usable(world: World, name: str) -> list[Path]:
+async def usable(world: TakeoverWorld, name: str) -> list[Path]:
     """The identity's LFW photos whose capture passes the service's quality gates, in name order."""
     root = lfw_root(world.svc.services.settings.faces_dir)
     out = []
@@ -78,17 +75,17 @@ def body(photos: list[Path], flight: dict, document: str, *, surname: str, booki
     return b
 
 
-async def enrol(world: World, kiosk: str, payload: dict[str, Any]):
+async def enrol(world: TakeoverWorld, kiosk: str, payload: dict[str, Any]):
     async with world.svc.client(world.keys[kiosk]) as client:
         return await client.post("/v1/enrolments", json=payload)
 
 
-async def identify(world: World, device: str, photo: Path) -> dict[str, Any]:
+async def identify(world: TakeoverWorld, device: str, photo: Path) -> dict[str, Any]:
     async with world.svc.client(world.keys[device]) as client:
         return await j.identify(client, photo)
 
 
-async def proceeds(world: World, device: str, photos: list[Path], token_id: str) -> Path:
+async def proceeds(world: TakeoverWorld, device: str, photos: list[Path], token_id: str) -> Path:
     """The first of ``photos`` that proceeds at ``device`` as ``token_id`` (a news photo may be refused
     for its capture; a wrong-person proceed fails at once)."""
     for photo in photos:
@@ -99,18 +96,18 @@ async def proceeds(world: World, device: str, photos: list[Path], token_id: str)
     raise AssertionError(f"none of {[p.name for p in photos]} proceeded at {device}")
 
 
-async def new_flight(world: World, number: str, gate: str) -> dict:
+async def new_flight(world: TakeoverWorld, number: str, gate: str) -> dict:
     async with world.svc.client(world.keys["admin"]) as admin:
         return await j.create_flight(admin, number, gate)
 
 
-async def set_state(world: World, flight: dict, state: str) -> None:
+async def set_state(world: TakeoverWorld, flight: dict, state: str) -> None:
     async with world.svc.client(world.keys["admin"]) as admin:
         r = await admin.post(f"/v1/flights/{flight['id']}/state", json={"state": state})
     assert r.status_code == 200, r.text
 
 
-async def snapshot(world: World, token_id: str, flight: dict) -> dict[str, Any]:
+async def snapshot(world: TakeoverWorld, token_id: str, flight: dict) -> dict[str, Any]:
     """Everything a re-enrolment could change: token, template, consents of the flight."""
     async with world.svc.services.db().acquire() as conn:
         token = await conn.fetchrow(
@@ -122,7 +119,7 @@ async def snapshot(world: World, token_id: str, flight: dict) -> dict[str, Any]:
     return {"token": dict(token), "template": dict(template), "consents": consents}
 
 
-async def refusals(world: World, token_id: str, reason: str) -> int:
+async def refusals(world: TakeoverWorld, token_id: str, reason: str) -> int:
     async with world.svc.services.db().acquire() as conn:
         return await conn.fetchval(
             "SELECT count(*) FROM audit_events WHERE action = 'token.enrol' AND outcome = 'refused'"
@@ -135,7 +132,7 @@ def assert_problem(r, status: int, code: str) -> None:
     assert r.json()["code"] == code
 
 
-async def test_token_takeover_by_re_enrolling_another_face_is_refused(world: World) -> None:
+async def test_token_takeover_by_re_enrolling_another_face_is_refused(world: TakeoverWorld) -> None:
     """The reproduced attack: Arnold re-enrols BUSH's cleared token from another kiosk."""
     bush = await usable(world, "George_W_Bush")
     arnold = await usable(world, "Arnold_Schwarzenegger")
@@ -165,7 +162,7 @@ async def test_token_takeover_by_re_enrolling_another_face_is_refused(world: Wor
     assert boarded["passenger"]["name"] == "BUSH, Tai Man"
 
 
-async def test_same_passenger_re_enrolment_still_updates_template_seat_and_lounge(world: World) -> None:
+async def test_same_passenger_re_enrolment_still_updates_template_seat_and_lounge(world: TakeoverWorld) -> None:
     hanks = await usable(world, "Tom_Hanks")
     flight = await new_flight(world, "802", "32")
     r = await enrol(world, "kiosk", body(hanks[:1], flight, "K2000002", surname="HANKS"))
@@ -187,7 +184,7 @@ async def test_same_passenger_re_enrolment_still_updates_template_seat_and_loung
     await proceeds(world, "e_channel", hanks[3:], token)
 
 
-async def test_document_holder_with_chip_photo_exposes_a_fraudulent_first_enrolment(world: World) -> None:
+async def test_document_holder_with_chip_photo_exposes_a_fraudulent_first_enrolment(world: TakeoverWorld) -> None:
     """Blair enrolled with Putin's passport; Putin arrives with it: the chip photo (DG2) matches his
     live face and not the enrolled one, so the token is held for staff everywhere."""
     blair = await usable(world, "Tony_Blair")
@@ -224,7 +221,7 @@ async def test_document_holder_with_chip_photo_exposes_a_fraudulent_first_enrolm
         assert all(d["decision"] == "refer" for d in decisions), (device, decisions)
 
 
-async def test_kiosk_never_replaces_the_template_of_a_token_past_check_in(world: World) -> None:
+async def test_kiosk_never_replaces_the_template_of_a_token_past_check_in(world: TakeoverWorld) -> None:
     federer = await usable(world, "Roger_Federer")
     flight = await new_flight(world, "804", "34")
     r = await enrol(world, "kiosk", body(federer[:1], flight, "K4000004", surname="FEDERER", lounge=True))
@@ -252,7 +249,7 @@ async def test_kiosk_never_replaces_the_template_of_a_token_past_check_in(world:
     assert (await snapshot(world, token, flight))["template"] == before["template"]
 
 
-async def test_re_enrolment_under_another_booking_reference_is_refused(world: World) -> None:
+async def test_re_enrolment_under_another_booking_reference_is_refused(world: TakeoverWorld) -> None:
     serena = await usable(world, "Serena_Williams")
     flight = await new_flight(world, "805", "35")
     r = await enrol(world, "kiosk", body(serena[:1], flight, "K5000005", surname="WILLIAMS", booking="ABC005"))

@@ -15,7 +15,6 @@ import pytest
 from flighttoken.faces import quality
 from tests.support import journey as j
 from tests.support.cover import CoverWorld, cover_world, header_names, strip
-from tests.support.server import run_service
 from tests.watchlist.helpers import pick_subject, subject_body
 
 CAPTURE_REASONS = {quality.NO_FACE, quality.LOW_DETECTION_SCORE, quality.FACE_TOO_SMALL, quality.TOO_BLURRY,
@@ -23,8 +22,8 @@ CAPTURE_REASONS = {quality.NO_FACE, quality.LOW_DETECTION_SCORE, quality.FACE_TO
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    async with cover_world(base_settings, database_url, face_engine) as w:
+async def world(make_service, face_engine):
+    async with cover_world(make_service, face_engine) as w:
         yield w
 
 
@@ -107,11 +106,9 @@ async def test_only_the_authority_tells_a_hit_from_a_random_referral(world: Cove
     assert (token["on_hold"], token["officer_referral"]) == (False, False)
 
 
-async def test_an_enrolment_time_hit_answers_the_kiosk_like_a_clean_enrolment(
-        base_settings, database_url, face_engine, world: CoverWorld) -> None:
-    settings = base_settings.replace(database_url=database_url,
-                                       watchlist_touchpoints="e_channel,kiosk", secondary_referral_share=0.0)
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+async def test_an_enrolment_time_hit_answers_the_kiosk_like_a_clean_enrolment(make_service, world: CoverWorld) -> None:
+    async with make_service(authority=True, watchlist_touchpoints="e_channel,kiosk",
+                            secondary_referral_share=0.0) as svc:
         keys = world.keys  # the same database: the module's keys and watchlist
         async with svc.client(keys["admin"]) as admin:
             flight = await j.create_flight(admin, "990", "24", in_minutes=300)  # another window: not a duplicate

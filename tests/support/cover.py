@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from flighttoken.testing import RunningService
 from tests.support import journey as j
-from tests.support.server import RunningService, run_service
 from tests.watchlist.helpers import Subject, extra_keys, pick_subject, subject_body
 
 # What differs between any two passengers or flights whatever happened to them: never compared.
@@ -41,12 +41,12 @@ class CoverWorld:
 
 
 @asynccontextmanager
-async def cover_world(base_settings, database_url: str, face_engine) -> AsyncIterator[CoverWorld]:
-    settings = base_settings.replace(database_url=database_url, secondary_referral_share=1.0)
-    alert_at, proceed_at = settings.watchlist.watchlist_threshold, settings.decisions.e_channel_threshold
-    wanted = pick_subject(face_engine, settings.faces_dir, alert_at, proceed_at)
-    clean = pick_subject(face_engine, settings.faces_dir, alert_at, proceed_at, skip=1)
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+async def cover_world(make_service, face_engine) -> AsyncIterator[CoverWorld]:
+    settings = make_service.settings(secondary_referral_share=1.0)
+    thresholds = settings.watchlist.watchlist_threshold, settings.decisions.e_channel_threshold
+    wanted = pick_subject(face_engine, settings.faces_dir, *thresholds)
+    clean = pick_subject(face_engine, settings.faces_dir, *thresholds, skip=1)
+    async with make_service(settings, authority=True) as svc:
         pool = svc.services.db()
         keys = {**await j.make_devices(pool), **await extra_keys(pool)}
         async with svc.client(keys["admin"]) as admin:

@@ -15,7 +15,7 @@ from typing import Any
 
 import uvicorn
 
-from tests.support.server import free_port
+from flighttoken.testing import free_port
 
 
 @dataclass

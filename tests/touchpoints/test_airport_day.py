@@ -13,9 +13,11 @@ import pytest
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
-from tests.support.server import run_service
 from touchpoints.simulator.command import simulate
+from touchpoints.simulator.report import RUSH_TAGS, raw_basis
 from touchpoints.simulator.scenario import Options
+
+pytestmark = pytest.mark.slow
 
 # final_wave: after check-in closes the passengers go airside together (what the full run uses to
 # measure sustained identify throughput); a wave that never released would hang the day here.
@@ -23,10 +25,10 @@ OPTIONS = Options(flights=4, passengers=300, arrival_rate=20.0, dwell_s=0.2, see
 
 
 @pytest.fixture(scope="module")
-async def day(base_settings, database_url, face_engine, tmp_path_factory):
-    settings = base_settings.replace(database_url=database_url)
+async def day(make_service, database_url, face_engine, tmp_path_factory):
+    settings = make_service.settings()
     out = tmp_path_factory.mktemp("day")
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+    async with make_service(settings, authority=True) as svc:
         async with svc.services.db().acquire() as conn:
             _, admin_key = await add_device(conn, name="test-manager", kind=DeviceKind.ADMIN)
         report = await simulate(OPTIONS, url=svc.base_url, authority_url=svc.authority_url,
@@ -93,11 +95,16 @@ def test_throughput_latency_report_and_chart(day) -> None:
     # machine's speed: assert what the basis is made of, never how many it holds.
     whens = [m["when"] for m in t["raw_measurements"]]
     assert whens[:2] == ["day_start", "wave_release"] and whens[-1] == "day_end", whens
+    # Which measurements count depends on what else the machine ran meanwhile: one taken while
+    # another process was busy never does, and when only the day's ends were quiet they are the
+    # basis (test_scenario_and_report covers each case). Here: the rule, applied to this day.
     basis = t["raw_basis"]
-    assert basis and set(basis) <= {"wave_release", "rush", "rush_end"}, basis
-    rest = iter(whens[1:-1])
-    assert all(any(w == b for w in rest) for b in basis), (basis, whens)  # in the day's order
-    assert t["raw_reference"] == "time-matched"
+    assert basis == [m.get("when", "unlabelled") for m in raw_basis(t["raw_measurements"])], basis
+    assert basis, whens
+    if set(basis) <= RUSH_TAGS:
+        rest = iter(whens[1:-1])
+        assert all(any(w == b for w in rest) for b in basis), (basis, whens)  # in the day's order
+        assert t["raw_reference"] == "time-matched"
     # The final wave: passengers who checked in early waited airside-bound until check-in closed.
     wave = report["simulation"]["final_wave"]
     assert wave["enabled"] is True and wave["passengers_held"] > OPTIONS.passengers // 2, wave

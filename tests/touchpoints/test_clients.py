@@ -12,12 +12,14 @@ from email.utils import format_datetime
 
 import pytest
 
-from tests.support.server import free_port
+from flighttoken.testing import free_port
 from tests.touchpoints.stub import Reply, problem, stub_service
 from touchpoints import cli
 from touchpoints.clients import GateClient, KioskClient
 from touchpoints.models import Booking, Consent, Decision, EnrolmentRequest, EnrolmentResult, TravelDocument
 from touchpoints.transport import ApiError, RetryPolicy, TouchpointError, Transport, retry_after_seconds
+
+pytestmark = pytest.mark.integration  # a real HTTP server (the scripted stub), on loopback
 
 PROCEED = {"decision": "proceed", "reason": "matched", "event_id": 7, "token_id": str(uuid.uuid4()),
            "passenger": {"name": "CHAN, TAI MAN", "seat": "42A", "flight": "CX884"}, "future_field": 1}
@@ -88,7 +90,7 @@ async def test_retries_stop_after_max_attempts_with_the_services_error() -> None
             with pytest.raises(ApiError) as caught:
                 await t.call("POST", "/v1/identify", Decision, content=b"jpeg")
     assert (caught.value.status, caught.value.code) == (503, "database_unavailable")
-    assert caught.value.retry_after == 1.0
+    assert caught.value.retry_after == pytest.approx(1.0)
     assert len(stub.hits("/v1/identify")) == 3
     assert sleeps.waits == [1.0, 1.0]
 
@@ -220,9 +222,9 @@ async def test_another_409_is_not_retried() -> None:
 
 def test_retry_after_values() -> None:
     now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-    assert retry_after_seconds("3", now) == 3.0
-    assert retry_after_seconds(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30.0
-    assert retry_after_seconds(format_datetime(now - timedelta(seconds=30), usegmt=True), now) == 0.0
+    assert retry_after_seconds("3", now) == pytest.approx(3.0)
+    assert retry_after_seconds(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == pytest.approx(30.0)
+    assert retry_after_seconds(format_datetime(now - timedelta(seconds=30), usegmt=True), now) == pytest.approx(0.0)
     assert retry_after_seconds("soon", now) is None
     assert retry_after_seconds(None, now) is None
 

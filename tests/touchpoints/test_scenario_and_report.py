@@ -89,8 +89,8 @@ def test_fnir_fpir_and_wrong_person_accepts() -> None:
     seen += [obs(purpose="stranger", who="s3", own=None)]
     acc = report.accuracy(seen)
     e = acc["fnir"]["e_channel"]
-    assert (e["captures"], e["referred"], e["fnir"]) == (11, 2, round(2 / 11, 4))
-    assert e["fnir_matching"] == round(1 / 10, 4)  # the tailgating capture is not a matching failure
+    assert (e["captures"], e["referred"], e["fnir"]) == pytest.approx((11, 2, round(2 / 11, 4)))
+    assert e["fnir_matching"] == pytest.approx(1 / 10, abs=1e-4)  # the tailgating capture: not a matching failure
     assert (e["visits"], e["visits_referred"]) == (10, 1)  # p9 got through on the retry
     assert acc["fpir"]["e_channel"] == {"attempts": 4, "accepted": 1, "fpir": 0.25, "refer": {"no_match": 3}}
     assert acc["wrong_person_accepts"] == 0
@@ -98,7 +98,7 @@ def test_fnir_fpir_and_wrong_person_accepts() -> None:
     # A departed passenger's face, after the purge, is a non-mated search: a proceed is a false positive.
     after = report.accuracy([*seen, obs(who="p4", purpose="purge_probe", own=False)])
     assert after["wrong_person_accepts"] == 0 and after["fpir"]["departed_passengers"]["accepted"] == 1
-    assert after["fpir_overall"] == round(2 / 5, 4)
+    assert after["fpir_overall"] == pytest.approx(round(2 / 5, 4))
 
 
 def test_refusals_that_were_accepted_break_the_invariants() -> None:
@@ -125,10 +125,11 @@ def test_sustained_throughput_counts_only_saturated_identify_only_seconds() -> N
     seen = [obs(done=s + 0.5) for s in range(40) for _ in range(8 if s < 30 else 2)]
     seen += [obs(touchpoint="kiosk", purpose="enrol", outcome="created", done=s + 0.5) for s in range(30, 40)]
     t = report.throughput(_day(seen, samples, raw=[{"faces_per_s": 10.0}, {"faces_per_s": 9.0}]))
-    assert t["saturated_identify_only_s"] == 30 and t["sustained_identify_per_s"] == 8.0
-    assert t["raw_model_per_s"] == 10.0  # the better of the two measurements: the stricter ratio
-    assert t["ratio"] == 0.8 and t["ratio_basis"] == "identify-only saturated seconds" and not t["target_met"]
-    assert t["saturated_s"] == 40 and t["sustained_analyses_per_s"] == (30 * 8 + 10 * 3) / 40
+    assert t["saturated_identify_only_s"] == 30 and t["sustained_identify_per_s"] == pytest.approx(8.0)
+    assert t["raw_model_per_s"] == pytest.approx(10.0)  # the better of the two measurements: the stricter ratio
+    assert t["ratio"] == pytest.approx(0.8) and t["ratio_basis"] == "identify-only saturated seconds"
+    assert not t["target_met"]
+    assert t["saturated_s"] == 40 and t["sustained_analyses_per_s"] == pytest.approx((30 * 8 + 10 * 3) / 40)
 
 
 def test_with_a_final_wave_the_ratio_is_held_to_raw_measured_through_the_rush() -> None:
@@ -143,17 +144,17 @@ def test_with_a_final_wave_the_ratio_is_held_to_raw_measured_through_the_rush() 
     t = report.throughput(_day(seen, samples, raw=raw))
     # Each saturated second is held to raw interpolated at that second: their mean is 10/s.
     assert t["raw_basis"] == ["wave_release", "rush_end"] and t["raw_reference"] == "time-matched"
-    assert t["raw_model_per_s"] == 10.0 and t["ratio"] == 0.8
-    assert t["ratio_vs_best_raw_of_the_day"] == round(8 / 14, 3)
+    assert t["raw_model_per_s"] == pytest.approx(10.0) and t["ratio"] == pytest.approx(0.8)
+    assert t["ratio_vs_best_raw_of_the_day"] == pytest.approx(round(8 / 14, 3))
     # A measurement taken while the service was busy is never a basis: it would flatter the ratio.
     raw[2]["service_cpu_s_per_s"] = 0.5
     t = report.throughput(_day(seen, samples, raw=raw))
-    assert t["raw_basis"] == ["wave_release"] and t["raw_model_per_s"] == 12.0
+    assert t["raw_basis"] == ["wave_release"] and t["raw_model_per_s"] == pytest.approx(12.0)
     raw[2]["service_cpu_s_per_s"], raw[2]["other_cpu_s_per_s"] = 0.0, 0.3  # e.g. PostgreSQL vacuuming
     assert report.throughput(_day(seen, samples, raw=raw))["raw_basis"] == ["wave_release"]
     # Without a final wave: the best of every quiet measurement.
     t = report.throughput(_day(seen, samples, raw=[raw[0], raw[3]]))
-    assert t["raw_basis"] == ["day_start", "day_end"] and t["raw_model_per_s"] == 14.0
+    assert t["raw_basis"] == ["day_start", "day_end"] and t["raw_model_per_s"] == pytest.approx(14.0)
     assert t["raw_reference"] == "best"
 
 
@@ -164,8 +165,8 @@ def test_cpu_per_identify_is_priced_over_identify_only_windows() -> None:
     # 0.2 CPU-s per second while 8 identifies/s complete: 25 ms each; 0.6 CPU-s/s once enrolling.
     day.cpu = [(5.0 * k, 1.0 * k if k <= 6 else 6.0 + 3.0 * (k - 6)) for k in range(9)]
     cost = report.throughput(day)["cpu"]
-    assert cost["service_cpu_ms_per_identify"] == 25.0 and cost["identifies_priced"] == 240
-    assert cost["ratio_cpu"] == 0.8 and cost["ratio_cpu_basis"] == "identify-only saturated windows"
+    assert cost["service_cpu_ms_per_identify"] == pytest.approx(25.0) and cost["identifies_priced"] == 240
+    assert cost["ratio_cpu"] == pytest.approx(0.8) and cost["ratio_cpu_basis"] == "identify-only saturated windows"
     assert report.throughput(_day(seen, samples))["cpu"]["status"].startswith("not measured")
 
 
@@ -177,9 +178,10 @@ def test_the_ratio_is_also_held_to_the_cores_the_simulator_left_the_service() ->
     day.cpu = [(5.0 * k, 100.0 + 1.5 * k) for k in range(9)]  # the service: another process
     day.client_cpu = [(5.0 * k, 2.0 * k) for k in range(9)]  # the simulator: 0.4 CPU-s per second
     t = report.throughput(day)
-    assert t["ratio"] == 0.8 and t["simulator_cpu_s_per_s"] == 0.4
+    assert t["ratio"] == pytest.approx(0.8) and t["simulator_cpu_s_per_s"] == pytest.approx(0.4)
     # 8/s against 10/s x (2 - 0.4) / 2 = 8/s.
-    assert t["ratio_client_adjusted"] == 1.0 and t["target_met_client_adjusted"] and not t["target_met"]
+    assert t["ratio_client_adjusted"] == pytest.approx(1.0)
+    assert t["target_met_client_adjusted"] and not t["target_met"]
     day.client_cpu = [(5.0 * k, 100.0 + 1.5 * k) for k in range(9)]  # the service ran inside the simulator
     assert report.throughput(day)["ratio_client_adjusted"] is None
 
@@ -217,7 +219,9 @@ async def test_a_paused_day_sends_nothing_until_the_requests_in_flight_are_done(
         await asyncio.sleep(0.05)
         assert first.done() and sent == ["in flight"] and rec.inflight["identify"] == 0
     await late
-    assert sent == ["in flight", "late"] and len(rec.pauses) == 1 and rec.pauses[0][1] - rec.pauses[0][0] >= 0.1
+    # The pause lasted at least the 0.05 s slept inside it (timer granularity aside); how much of the
+    # first request's hold it also covered depends on how fast the machine got there.
+    assert sent == ["in flight", "late"] and len(rec.pauses) == 1 and rec.pauses[0][1] - rec.pauses[0][0] >= 0.04
 
 
 async def test_the_rush_baseline_measures_at_the_wave_then_paused_until_the_rush_is_over() -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
-from tests.support.faces import identities
+from flighttoken.testing import identities
 
 
 async def extra_keys(pool) -> dict[str, str]:

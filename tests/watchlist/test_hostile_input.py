@@ -7,16 +7,14 @@ import uuid
 
 import pytest
 
-from tests.support.server import run_service
 from tests.watchlist.helpers import extra_keys, subject_body
 
 HUGE = "9" * 30
 
 
 @pytest.fixture(scope="module")
-async def authority(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+async def authority(make_service):
+    async with make_service( authority=True) as svc:
         keys = await extra_keys(svc.services.db())
         async with svc.authority_client(keys["authority"]) as client:
             yield svc, client

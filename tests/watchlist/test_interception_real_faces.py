@@ -16,42 +16,34 @@ import cv2
 import numpy as np
 import pytest
 
+from flighttoken.testing import identities
 from flighttoken.watchlist.screening import best_hit
 from tests.support import journey as j
 from tests.support.concurrency import gather_limited
-from tests.support.faces import identities
-from tests.support.server import run_service
+from tests.support.world import Passenger, World
 from tests.watchlist.helpers import AlertStream, Subject, extra_keys, pick_subject, subject_body
+
+pytestmark = pytest.mark.slow
 
 N_PASSENGERS = 200
 
 
-@dataclass
-class Passenger:
-    name: str
-    enrol_photo: Path
-    probe_photo: Path
-    document: str
-    token_id: str | None = None
 
 
-@dataclass
-class World:
-    svc: object
-    keys: dict[str, str]
+@dataclass(kw_only=True)
+class WatchlistWorld(World):
     flight: dict
     subject: Subject
     subject_token: str
     subject_id: str
-    passengers: list[Passenger]
 
 
 @pytest.fixture(scope="module")
-async def world(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)
+async def world(make_service, face_engine):
+    settings = make_service.settings()
     subject = pick_subject(face_engine, settings.faces_dir, settings.watchlist.watchlist_threshold,
                            settings.decisions.e_channel_threshold)
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+    async with make_service(settings, authority=True) as svc:
         pool = svc.services.db()
         keys = {**await j.make_devices(pool), **await extra_keys(pool)}
         async with svc.client(keys["admin"]) as admin:
@@ -62,7 +54,7 @@ async def world(base_settings, database_url, face_engine):
             assert r.status_code == 201, r.text
             subject_id = r.json()["id"]
         people = [(n, p) for n, p in identities(settings.faces_dir, min_photos=2) if n != subject.name]
-        passengers = [Passenger(n, p[0], p[1], j.document_number(i)) for i, (n, p) in
+        passengers = [Passenger(name=n, enrol_photo=p[0], probe=p[1], document=j.document_number(i)) for i, (n, p) in
                       enumerate(people[:N_PASSENGERS])]
         async with svc.client(keys["kiosk"]) as kiosk:
             # The same person enrols as a passenger with a different photo: the kiosk notices nothing.
@@ -82,10 +74,11 @@ async def world(base_settings, database_url, face_engine):
         assert set(codes) <= {201, 422}
         enrolled = [p for p in passengers if p.token_id]
         assert len(enrolled) >= 0.95 * N_PASSENGERS
-        yield World(svc, keys, flight, subject, subject_token, subject_id, enrolled)
+        yield WatchlistWorld(svc=svc, keys=keys, flight=flight, subject=subject, subject_token=subject_token,
+                             subject_id=subject_id, passengers=enrolled)
 
 
-async def _on_hold(world: World, token_id: str) -> bool:
+async def _on_hold(world: WatchlistWorld, token_id: str) -> bool:
     return await world.svc.services.db().fetchval("SELECT on_hold FROM tokens WHERE id = $1", uuid.UUID(token_id))
 
 
@@ -96,7 +89,7 @@ def _poor_capture(photo: Path) -> bytes:
     return buf.tobytes()
 
 
-async def test_the_subject_is_listed_without_templates(world: World) -> None:
+async def test_the_subject_is_listed_without_templates(world: WatchlistWorld) -> None:
     async with world.svc.authority_client(world.keys["authority"]) as authority:
         r = await authority.get("/v1/watchlist/subjects")
     assert r.status_code == 200
@@ -106,7 +99,7 @@ async def test_the_subject_is_listed_without_templates(world: World) -> None:
     assert not {"template", "templates_sealed", "vector", "sealed", "photos"} & set(subject)
 
 
-async def test_the_wanted_person_is_referred_at_the_e_channel_like_any_held_passenger(world: World) -> None:
+async def test_the_wanted_person_is_referred_at_the_e_channel_like_any_held_passenger(world: WatchlistWorld) -> None:
     svc, keys = world.svc, world.keys
     async with svc.authority_client(keys["authority"]) as authority, AlertStream(authority) as alerts, \
             svc.client(keys["e_channel"]) as e_channel:
@@ -139,7 +132,7 @@ async def test_the_wanted_person_is_referred_at_the_e_channel_like_any_held_pass
     assert state == "enrolled", "a hit never clears immigration"
 
 
-async def test_a_hit_on_a_poor_capture_keeps_the_captures_own_answer(world: World) -> None:
+async def test_a_hit_on_a_poor_capture_keeps_the_captures_own_answer(world: WatchlistWorld) -> None:
     svc, keys = world.svc, world.keys
     poor = _poor_capture(world.subject.probe_photo)
     alerts_before = await svc.services.db().fetchval("SELECT count(*) FROM alerts")
@@ -153,7 +146,7 @@ async def test_a_hit_on_a_poor_capture_keeps_the_captures_own_answer(world: Worl
     assert await svc.services.db().fetchval("SELECT count(*) FROM alerts") == alerts_before + (hit is not None)
 
 
-async def test_the_held_token_is_referred_at_the_lounge_and_the_gate(world: World) -> None:
+async def test_the_held_token_is_referred_at_the_lounge_and_the_gate(world: WatchlistWorld) -> None:
     probe = world.subject.other_photos[0]
     async with world.svc.client(world.keys["lounge"]) as lounge:
         d = await j.identify(lounge, probe)
@@ -171,7 +164,7 @@ async def test_the_held_token_is_referred_at_the_lounge_and_the_gate(world: Worl
             await admin.post(f"/v1/flights/{world.flight['id']}/state", json={"state": "scheduled"})
 
 
-async def test_a_false_alarm_releases_the_hold_and_is_audited(world: World) -> None:
+async def test_a_false_alarm_releases_the_hold_and_is_audited(world: WatchlistWorld) -> None:
     async with world.svc.authority_client(world.keys["authority"]) as authority:
         [alert] = [a for a in (await authority.get("/v1/alerts", params={"status": "open"})).json()["alerts"]
                    if a["token"] is not None]
@@ -199,7 +192,7 @@ async def test_a_false_alarm_releases_the_hold_and_is_audited(world: World) -> N
         "SELECT count(*) FROM audit_events WHERE action LIKE 'watchlist.%'") == 0
 
 
-async def test_a_confirmed_alert_keeps_the_hold_after_the_subject_is_removed(world: World) -> None:
+async def test_a_confirmed_alert_keeps_the_hold_after_the_subject_is_removed(world: WatchlistWorld) -> None:
     svc, keys = world.svc, world.keys
     async with svc.client(keys["e_channel"]) as e_channel:
         d = await j.identify(e_channel, world.subject.probe_photo)
@@ -223,7 +216,7 @@ async def test_a_confirmed_alert_keeps_the_hold_after_the_subject_is_removed(wor
     assert await svc.services.db().fetchval("SELECT count(*) FROM alerts") == before
 
 
-async def test_200_other_passengers_pass_unaffected(world: World) -> None:
+async def test_200_other_passengers_pass_unaffected(world: WatchlistWorld) -> None:
     before = await world.svc.services.db().fetchval("SELECT count(*) FROM alerts")
     # Put a second subject (someone not travelling) on the list, so the gallery is not empty.
     async with world.svc.authority_client(world.keys["authority"]) as authority:
@@ -231,7 +224,7 @@ async def test_200_other_passengers_pass_unaffected(world: World) -> None:
         r = await authority.post("/v1/watchlist/subjects", json=subject_body([outsider], case="HKPF/2026/0002"))
         assert r.status_code == 201, r.text
     async with world.svc.client(world.keys["e_channel"]) as e_channel:
-        decisions = await gather_limited([j.identify(e_channel, p.probe_photo) for p in world.passengers])
+        decisions = await gather_limited([j.identify(e_channel, p.probe) for p in world.passengers])
     wrong = [p.name for p, d in zip(world.passengers, decisions, strict=True)
              if d["decision"] == "proceed" and d["token_id"] != p.token_id]
     assert wrong == []

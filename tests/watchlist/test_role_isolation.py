@@ -13,7 +13,6 @@ import uuid
 import pytest
 
 from tests.support import journey as j
-from tests.support.server import run_service
 from tests.watchlist.helpers import extra_keys
 
 NON_AUTHORITY = ["kiosk", "e_channel", "lounge", "gate23", "admin", "ops_cx"]
@@ -22,9 +21,8 @@ _VOLATILE = {"instance", "request_id"}
 
 
 @pytest.fixture(scope="module")
-async def svc_keys(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+async def svc_keys(make_service):
+    async with make_service( authority=True) as svc:
         pool = svc.services.db()
         keys = {**await j.make_devices(pool), **await extra_keys(pool)}
         yield svc, keys

@@ -16,10 +16,9 @@ from flighttoken.crypto.keys import WrappedKey
 from flighttoken.crypto.sealing import DecryptionError
 from flighttoken.db.queries import devices as device_q
 from flighttoken.journey.cover import screen_enrolment
+from flighttoken.testing import identities
 from flighttoken.watchlist import service, vault
 from tests.support import journey as j
-from tests.support.faces import identities
-from tests.support.server import run_service
 from tests.watchlist.helpers import AlertStream, extra_keys, pick_subject, subject_body
 
 
@@ -30,10 +29,8 @@ def _blank_jpeg() -> bytes:
 
 
 @pytest.fixture(scope="module")
-async def env(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url,
-                                       watchlist_touchpoints="e_channel,lounge,kiosk")
-    async with run_service(settings, engine=face_engine, authority=True) as svc:
+async def env(make_service):
+    async with make_service(watchlist_touchpoints="e_channel,lounge,kiosk", authority=True) as svc:
         pool = svc.services.db()
         keys = {**await j.make_devices(pool), **await extra_keys(pool)}
         async with svc.client(keys["admin"]) as admin:
@@ -79,12 +76,13 @@ async def test_unusable_photos_are_reported_and_templates_are_sealed(env) -> Non
     rows = await svc.services.db().fetch(
         "SELECT t.n, t.sealed, t.key_id, t.model_id FROM watchlist_templates t WHERE subject_id = $1 ORDER BY n",
         subject_id)
-    plain = svc.services.engine.analyse_sync(photos[0].read_bytes()).template.vector.astype("<f4").tobytes()
+    vector = svc.services.engine.analyse_sync(photos[0].read_bytes()).template.vector.astype("<f4")
+    plain = vector.tobytes()
     assert [r["n"] for r in rows] == [0, 1]
     assert all(plain[:64] not in bytes(r["sealed"]) for r in rows)
     dek = await vault.key(svc.services.vault, svc.services.db(), rows[0]["key_id"])
     opened = vault.open_template(dek, subject_id, 0, rows[0]["model_id"], bytes(rows[0]["sealed"]))
-    assert opened.tobytes() == plain
+    np.testing.assert_allclose(opened, vector, rtol=0, atol=1e-6)
     with pytest.raises(DecryptionError):  # bound to its subject and photo: a copied row won't open
         vault.open_template(dek, subject_id, 1, rows[0]["model_id"], bytes(rows[0]["sealed"]))
     # The watchlist key is its own: a flight's context cannot unwrap it.

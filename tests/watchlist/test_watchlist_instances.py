@@ -11,16 +11,15 @@ import pytest
 
 from tests.support import journey as j
 from tests.support.concurrency import within
-from tests.support.server import run_service
 from tests.watchlist.helpers import AlertStream, extra_keys, pick_subject, subject_body
 
 
 @pytest.fixture(scope="module")
-async def pair(base_settings, database_url, face_engine):
-    settings = base_settings.replace(database_url=database_url)
+async def pair(make_service):
+    settings = make_service.settings()
     async with AsyncExitStack() as stack:
-        a = await stack.enter_async_context(run_service(settings, engine=face_engine, authority=True))
-        b = await stack.enter_async_context(run_service(settings, engine=face_engine, authority=True))
+        a = await stack.enter_async_context(make_service(settings, authority=True))
+        b = await stack.enter_async_context(make_service(settings, authority=True))
         await asyncio.wait_for(b.services.sync.connected.wait(), 5)
         await asyncio.wait_for(a.services.sync.connected.wait(), 5)
         pool = a.services.db()

@@ -1,0 +1,39 @@
+"""The traveller and the world a test module sets up: one shape for every module's fixtures.
+
+A module's ``world`` fixture starts the service (``make_service``), enrols its passengers and yields
+a :class:`World`; modules that need more (a second instance, a watchlist subject...) subclass it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(kw_only=True)
+class Passenger:
+    """One traveller: the photo they enrol with, another they are seen with, their document and token."""
+
+    name: str = ""
+    enrol_photo: Path | None = None
+    probe: Path | None = None
+    """Another photo of the same person, as a touchpoint sees them (None: the enrolment photo again)."""
+    document: str = ""
+    token_id: str | uuid.UUID | None = None
+    flight: str = ""
+    """The flight's id or a module's name for it."""
+    booking_reference: str = ""
+    ended: bool = False
+    """Opted out, revoked or purged."""
+
+
+@dataclass(kw_only=True)
+class World:
+    """The running service, its device keys, the module's flights (by the module's names) and passengers."""
+
+    svc: Any
+    keys: dict[str, str] = field(default_factory=dict)
+    flights: dict[str, dict[str, Any]] = field(default_factory=dict)
+    passengers: list[Passenger] = field(default_factory=list)
