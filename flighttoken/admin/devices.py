@@ -13,6 +13,7 @@ import asyncpg
 import structlog
 
 from flighttoken.admin.schemas import DeviceKey, DeviceView, NewDevice
+from flighttoken.db.connection import Connection
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import devices as q
 from flighttoken.devices.model import Device, DeviceKind
@@ -31,7 +32,7 @@ def _view(row: asyncpg.Record) -> DeviceView:
                       created_at=row["created_at"], disabled_at=row["disabled_at"])
 
 
-async def _existing(conn: asyncpg.Connection, device_id: uuid.UUID) -> asyncpg.Record:
+async def _existing(conn: Connection, device_id: uuid.UUID) -> asyncpg.Record:
     row = await q.with_status(conn, device_id)
     if row is None:
         raise NotFound("no such device", code="device_not_found")

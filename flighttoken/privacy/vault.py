@@ -9,12 +9,12 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import asyncpg
 import numpy as np
 import structlog
 
 from flighttoken.crypto.keys import DataKeyCache, MasterKey, load_or_create_key_file, new_data_key
 from flighttoken.crypto.sealing import open_sealed, seal
+from flighttoken.db.connection import Connection, Executor
 from flighttoken.db.keystore import KeyStore
 from flighttoken.db.queries import privacy as privacy_q
 from flighttoken.production import master_key_problem
@@ -57,14 +57,14 @@ class TemplateVault:
         self.keystore = keystore
         self.keys = DataKeyCache(master)
 
-    async def create_flight_key(self, conn: asyncpg.Connection, flight_id: uuid.UUID) -> None:
+    async def create_flight_key(self, conn: Connection, flight_id: uuid.UUID) -> None:
         """A new data key for the flight: committed in the key store at once, then its marker is written
         with ``conn`` (in the caller's transaction, next to the flight row)."""
         wrapped = self.master.wrap(new_data_key(), flight_context(flight_id))
         key_id = await self.keystore.add_flight_key(flight_id, uuid.uuid4(), wrapped)
         await privacy_q.insert_flight_key_marker(conn, flight_id, key_id)
 
-    async def flight_key(self, conn: asyncpg.Connection | asyncpg.Pool | None, flight_id: uuid.UUID) -> bytes | None:
+    async def flight_key(self, conn: Executor | None, flight_id: uuid.UUID) -> bytes | None:
         """The flight's data key, or None once it has been destroyed (purged). ``conn`` is unused: the
         key comes from the key store (kept so callers need not change)."""
         context = flight_context(flight_id)

@@ -10,6 +10,7 @@ import contextlib
 import asyncpg
 import structlog
 
+from flighttoken.db.connection import Connection
 from flighttoken.errors import DATABASE_UNAVAILABLE
 from flighttoken.services import Services
 from flighttoken.sync.apply import HANDLERS, Handler
@@ -63,7 +64,7 @@ class SyncListener:
     async def _listen(self) -> None:
         backoff = 0.2
         while True:
-            conn: asyncpg.Connection | None = None
+            conn: Connection | None = None
             try:
                 conn = await asyncpg.connect(self.services.dsn, timeout=5)
                 lost = asyncio.Event()

@@ -16,6 +16,7 @@ import msgspec
 import structlog
 
 from flighttoken.crypto.sealing import DecryptionError
+from flighttoken.db.connection import Connection
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import watchlist as q
 from flighttoken.devices.model import Device
@@ -77,7 +78,7 @@ async def enrol(services: Services, device: Device, req: NewSubject) -> Enrolled
     return EnrolledSubject(**msgspec.structs.asdict(to_subject(row, now)), rejected_photos=rejected)
 
 
-async def _changed(services: Services, conn: asyncpg.Connection, subject_ids: list[uuid.UUID]) -> None:
+async def _changed(services: Services, conn: Connection, subject_ids: list[uuid.UUID]) -> None:
     """Tell the other instances (at commit) to reload these subjects; see ``watchlist.sync``."""
     await publish(conn, services.instance_id, "watchlist_changed",
                   payload={"subject_ids": ",".join(str(s) for s in subject_ids)})

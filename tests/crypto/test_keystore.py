@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 
 from flighttoken.app import create_app
 from flighttoken.crypto.keys import MasterKey, generate_master_key, new_data_key
+from flighttoken.db.connection import Connection
 from flighttoken.db.keystore import KeyStore, KeyStoreError, sibling_database
 from flighttoken.db.migrate import MigrationError, apply_migrations, discover
 from flighttoken.db.queries import flights as flight_q
@@ -192,7 +193,7 @@ async def test_a_crash_after_the_copy_drops_nothing_and_the_next_start_finishes(
     try:
         real = store.service_migration_hooks()[6]
 
-        async def copy_then_crash(conn: asyncpg.Connection) -> None:
+        async def copy_then_crash(conn: Connection) -> None:
             await real(conn)
             raise ConnectionResetError("killed after copying the keys")
 

@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 
 from flighttoken.crypto.keys import MasterKey, WrappedKey
+from flighttoken.db.connection import Connection
 from flighttoken.db.keystore import sibling_database
 from flighttoken.db.migrate import apply_migrations
 from flighttoken.privacy.vault import TemplateVault, flight_context
@@ -104,7 +105,7 @@ async def _journey(base: str, keys: dict[str, str], faces_dir: str) -> tuple[lis
     return uploaded, flight["id"]
 
 
-async def _a_plaintext_template(conn: asyncpg.Connection, data_dir: Path, database_url: str) -> bytes:
+async def _a_plaintext_template(conn: Connection, data_dir: Path, database_url: str) -> bytes:
     """Decrypt one stored template with the service's (development) master key and its data key from
     the key store: the needle."""
     master = MasterKey.parse((data_dir / "master.key").read_text())
@@ -119,7 +120,7 @@ async def _a_plaintext_template(conn: asyncpg.Connection, data_dir: Path, databa
     return TemplateVault.open_template(dek, row["token_id"], row["model_id"], row["sealed"]).tobytes()
 
 
-async def _database_files(conn: asyncpg.Connection, since: float) -> list[Path]:
+async def _database_files(conn: Connection, since: float) -> list[Path]:
     """This database's relation files, and WAL segments written during the test."""
     await conn.execute("CHECKPOINT")
     data = Path(await conn.fetchval("SHOW data_directory"))

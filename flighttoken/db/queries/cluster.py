@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import msgspec
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from flighttoken.db.connection import Executor
 
 
 class ClusterIdentity(msgspec.Struct, frozen=True):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from flighttoken.db.connection import Connection, Executor
 
 # The tables holding a document key, each keyed by its uuid ``id``. Only these names reach the SQL.
 TABLES = ("tokens", "consents")
@@ -24,7 +24,7 @@ async def has_rows(conn: Executor) -> bool:
     return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM tokens) OR EXISTS (SELECT 1 FROM consents)")
 
 
-async def lock_tables(conn: asyncpg.Connection) -> None:
+async def lock_tables(conn: Connection) -> None:
     """Inside the migration transaction: no other writer until it commits (or rolls back)."""
     await conn.execute("LOCK TABLE tokens, consents IN SHARE ROW EXCLUSIVE MODE")
 
@@ -45,7 +45,7 @@ async def replace(conn: Executor, table: str, rows: Sequence[tuple[uuid.UUID, by
     return int(status.split()[-1])
 
 
-async def declare_keyed(conn: asyncpg.Connection) -> None:
+async def declare_keyed(conn: Connection) -> None:
     """What 0010 checks before it applies (this transaction only)."""
     await conn.execute("SELECT set_config('flighttoken.document_keys_keyed', 'on', true)")
 

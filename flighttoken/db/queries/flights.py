@@ -5,12 +5,12 @@ from datetime import datetime
 
 import asyncpg
 
+from flighttoken.db.connection import Executor
 from flighttoken.flights.model import Flight, FlightState
 
 _INSERT_COLUMNS = ("id, airline, number, scheduled_departure, window_start, destination, international, state, gate,"
                    " booked")
 _COLUMNS = _INSERT_COLUMNS + ", boarding_closed_at"
-Executor = asyncpg.Connection | asyncpg.Pool
 
 
 def _flight(row: asyncpg.Record) -> Flight:

@@ -17,9 +17,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-import asyncpg
-
-Executor = asyncpg.Connection | asyncpg.Pool
+from flighttoken.db.connection import Executor
 
 # Data-modifying CTEs all run to completion whether or not the main query reads them. ``moved`` is
 # empty when the token was not to move (or be stamped), or its state or hold changed since it was

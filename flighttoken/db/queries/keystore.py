@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from flighttoken.db.connection import Connection, Executor
 
 # ---- flight keys --------------------------------------------------------------------------------
 
@@ -32,7 +32,7 @@ async def is_destroyed(conn: Executor, flight_id: uuid.UUID) -> bool:
     return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM destroyed_flight_keys WHERE flight_id = $1)", flight_id)
 
 
-async def destroy_flight_keys(conn: asyncpg.Connection, flight_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+async def destroy_flight_keys(conn: Connection, flight_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
     """Delete the keys and leave their tombstones (one transaction; call inside one). Returns the
     tombstones of all these flights, those of earlier runs included: (flight_id, key_id, kek_id, destroyed_at)."""
     ids = sorted(set(flight_ids))

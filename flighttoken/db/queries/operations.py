@@ -11,7 +11,7 @@ from datetime import datetime
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from flighttoken.db.connection import Executor
 
 # Live and used tokens: everything but a revocation counts as enrolled.
 _PROGRESS = """

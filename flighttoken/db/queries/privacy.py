@@ -8,7 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from flighttoken.db.connection import Connection, Executor
 
 LIVE_TOKEN_STATES = ("enrolled", "immigration_cleared", "boarded")
 _RECEIPT = ("id, flight_id, flight_code, scheduled_departure, trigger, initiated_by, started_at, key_id, kek_id,"
@@ -30,7 +30,7 @@ async def begin_purges(conn: Executor, triggers: dict[uuid.UUID, str], initiated
     return await conn.fetch(f"SELECT {_RECEIPT} FROM purge_receipts WHERE flight_id = ANY($1::uuid[])", ids)
 
 
-async def lock_flights(conn: asyncpg.Connection, flight_ids: Sequence[uuid.UUID]) -> None:
+async def lock_flights(conn: Connection, flight_ids: Sequence[uuid.UUID]) -> None:
     """Serialise with enrolments (their inserts hold a key-share lock on the flight row); in id order,
     so two purges of overlapping sets never deadlock."""
     await conn.execute("SELECT 1 FROM flights WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", list(flight_ids))
@@ -134,7 +134,7 @@ async def database_now(conn: Executor) -> datetime:
 # ---- opt-out ----------------------------------------------------------------------------------
 
 
-async def tokens_for_opt_out(conn: asyncpg.Connection, *, document_key: bytes, booking_reference: str,
+async def tokens_for_opt_out(conn: Connection, *, document_key: bytes, booking_reference: str,
                              flight_id: uuid.UUID | None, airline: str | None) -> list[asyncpg.Record]:
     """The passenger's tokens (locked): the booking reference AND the document must both match."""
     return await conn.fetch(
@@ -181,7 +181,7 @@ async def has_legacy_wrapped_keys(conn: Executor) -> bool:
         " AND column_name = 'wrapped' AND table_name IN ('flight_keys', 'watchlist_keys')")
 
 
-async def lock_legacy_keys(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+async def lock_legacy_keys(conn: Connection) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
     """Every wrapped key still in the service database, locked against new ones until commit."""
     await conn.execute("LOCK TABLE flight_keys, watchlist_keys IN EXCLUSIVE MODE")
     flights = await conn.fetch("SELECT flight_id, key_id, kek_id, wrapped FROM flight_keys ORDER BY flight_id")
@@ -189,6 +189,6 @@ async def lock_legacy_keys(conn: asyncpg.Connection) -> tuple[list[asyncpg.Recor
     return flights, watchlist
 
 
-async def declare_keys_moved(conn: asyncpg.Connection) -> None:
+async def declare_keys_moved(conn: Connection) -> None:
     """Tell migration 0006 (same transaction) that every wrapped key is safe in the key store."""
     await conn.execute("SET LOCAL flighttoken.keys_in_keystore = 'on'")

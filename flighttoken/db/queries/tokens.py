@@ -6,7 +6,7 @@ from datetime import datetime
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from flighttoken.db.connection import Executor
 
 # The token and its flight in one row: what every touchpoint decision needs.
 _TOKEN_AND_FLIGHT = """
