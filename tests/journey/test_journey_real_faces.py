@@ -17,7 +17,7 @@ import pytest
 from tests.support import journey as j
 from tests.support.concurrency import gather_limited
 from tests.support.faces import identities
-from tests.support.server import run_service
+from tests.support.server import RunningService, run_service
 
 N_PASSENGERS = 420
 
@@ -33,7 +33,7 @@ class Passenger:
 
 @dataclass
 class World:
-    svc: object
+    svc: RunningService
     keys: dict[str, str]
     flight_a: dict
     flight_b: dict

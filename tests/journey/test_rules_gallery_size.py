@@ -13,14 +13,14 @@ from flighttoken.journey import identify as identify_module
 from flighttoken.journey import rules
 from tests.support import journey as j
 from tests.support.faces import identities
-from tests.support.server import run_service
+from tests.support.server import RunningService, run_service
 
 N_PASSENGERS = 6
 
 
 @dataclass
 class World:
-    svc: object
+    svc: RunningService
     keys: dict[str, str]
     flight: dict
     probes: list  # another photo of each enrolled passenger

@@ -14,14 +14,14 @@ import pytest
 from flighttoken.devices.model import DeviceKind
 from tests.operations.people import Passenger, add_key, candidates, enrol
 from tests.support import journey as j
-from tests.support.server import run_service
+from tests.support.server import RunningService, run_service
 
 CSV_HEADER = "airline,number,scheduled_departure,destination,gate,international,booked\n"
 
 
 @dataclass
 class World:
-    svc: object
+    svc: RunningService
     keys: dict[str, str]
     people: object
 

@@ -12,7 +12,7 @@ import pytest
 from flighttoken.devices.model import DeviceKind
 from tests.operations.people import Passenger, add_key, candidates, enrol
 from tests.support import journey as j
-from tests.support.server import run_service
+from tests.support.server import RunningService, run_service
 
 # A valid body for each action, so that a 404 can only come from the scoping (not from validation).
 BODIES = {"state": {"state": "boarding"}, "delay": {"minutes": 30}, "gate": {"gate": "77"},
@@ -21,7 +21,7 @@ BODIES = {"state": {"state": "boarding"}, "delay": {"minutes": 30}, "gate": {"ga
 
 @dataclass
 class World:
-    svc: object
+    svc: RunningService
     cx_ops: str
     ka_ops: str
     cx_flight: dict

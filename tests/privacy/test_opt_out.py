@@ -19,7 +19,7 @@ from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
 from tests.support import journey as j
 from tests.support.faces import identities
-from tests.support.server import run_service
+from tests.support.server import RunningService, run_service
 
 N = 8
 DEADLINE_S = 10  # liveness only: how long the other instance may take before the test calls it stuck
@@ -44,7 +44,7 @@ class Passenger:
 
 @dataclass
 class World:
-    svc: object
+    svc: RunningService
     other: object
     keys: dict[str, str]
     flight: dict

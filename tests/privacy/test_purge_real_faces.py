@@ -25,7 +25,7 @@ from tests.privacy.helpers import Backup, tables_containing
 from tests.support import journey as j
 from tests.support.database import create_database, drop_database
 from tests.support.faces import identities
-from tests.support.server import run_service
+from tests.support.server import RunningService, run_service
 
 N_A, N_B = 12, 4
 OLD_KEK = generate_master_key("kek-2026-old")
@@ -39,7 +39,7 @@ class Passenger:
 
 @dataclass
 class World:
-    svc: object
+    svc: RunningService
     keys: dict[str, str]
     flight_a: dict
     flight_b: dict

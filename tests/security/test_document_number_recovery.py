@@ -38,7 +38,7 @@ from tests.privacy.helpers import TERMS_SHA, pg_client_dir
 from tests.support import journey as j
 from tests.support.database import create_database, drop_database
 from tests.support.faces import identities
-from tests.support.server import run_service
+from tests.support.server import RunningService, run_service
 
 KEK_A, KEK_B = generate_master_key("kek-doc-a"), generate_master_key("kek-doc-b")
 # Last four characters no dump could hold by chance: no hex digit, no digit, not in any name used here.
@@ -63,7 +63,7 @@ class Passenger:
 
 @dataclass
 class World:
-    svc: object
+    svc: RunningService
     keys: dict[str, str]
     passengers: list[Passenger] = field(default_factory=list)
     dump: bytes = b""

@@ -28,7 +28,7 @@ from flighttoken.galleries.index import Gallery
 from tests.support import journey as j
 from tests.support.concurrency import gather_limited
 from tests.support.faces import identities
-from tests.support.server import run_service
+from tests.support.server import RunningService, run_service
 from tests.watchlist.helpers import extra_keys, subject_body
 
 N_A, N_B, N_C = 36, 4, 4  # the window must hold >= 4 x graph_dim faces for its graph to be projected
@@ -47,7 +47,7 @@ class Passenger:
 
 @dataclass
 class World:
-    svc: object
+    svc: RunningService
     keys: dict[str, str]
     flights: dict[str, dict]
     passengers: list[Passenger]

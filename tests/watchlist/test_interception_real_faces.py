@@ -21,7 +21,7 @@ from flighttoken.watchlist.screening import best_hit
 from tests.support import journey as j
 from tests.support.concurrency import gather_limited
 from tests.support.faces import identities
-from tests.support.server import run_service
+from tests.support.server import RunningService, run_service
 from tests.watchlist.helpers import AlertStream, Subject, extra_keys, pick_subject, subject_body
 
 N_PASSENGERS = 200
@@ -38,7 +38,7 @@ class Passenger:
 
 @dataclass
 class World:
-    svc: object
+    svc: RunningService
     keys: dict[str, str]
     flight: dict
     subject: Subject
