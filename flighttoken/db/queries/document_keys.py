@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import cast
 
 import asyncpg
 
@@ -21,7 +22,7 @@ def _table(table: str) -> str:
 
 
 async def has_rows(conn: Executor) -> bool:
-    return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM tokens) OR EXISTS (SELECT 1 FROM consents)")
+    return cast(bool, await conn.fetchval("SELECT EXISTS (SELECT 1 FROM tokens) OR EXISTS (SELECT 1 FROM consents)"))
 
 
 async def lock_tables(conn: Connection) -> None:
@@ -57,4 +58,4 @@ async def recorded_mac_key(conn: Executor) -> uuid.UUID | None:
 async def record_mac_key(conn: Executor, key_id: uuid.UUID) -> uuid.UUID:
     """Record ``key_id`` unless one is recorded already; the recorded id either way."""
     await conn.execute("INSERT INTO document_mac_key (key_id) VALUES ($1) ON CONFLICT DO NOTHING", key_id)
-    return await conn.fetchval("SELECT key_id FROM document_mac_key")
+    return cast(uuid.UUID, await conn.fetchval("SELECT key_id FROM document_mac_key"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
 import asyncpg
 
@@ -128,7 +129,7 @@ async def flights_due(conn: Executor, grace_s: int, limit: int) -> list[asyncpg.
 
 
 async def database_now(conn: Executor) -> datetime:
-    return await conn.fetchval("SELECT now()")
+    return cast(datetime, await conn.fetchval("SELECT now()"))
 
 
 # ---- opt-out ----------------------------------------------------------------------------------
@@ -176,9 +177,9 @@ async def insert_flight_key_marker(conn: Executor, flight_id: uuid.UUID, key_id:
 
 async def has_legacy_wrapped_keys(conn: Executor) -> bool:
     """Does the service database still have the wrapped-key columns (before migration 0006)?"""
-    return await conn.fetchval(
+    return cast(bool, await conn.fetchval(
         "SELECT count(*) = 2 FROM information_schema.columns WHERE table_schema = current_schema()"
-        " AND column_name = 'wrapped' AND table_name IN ('flight_keys', 'watchlist_keys')")
+        " AND column_name = 'wrapped' AND table_name IN ('flight_keys', 'watchlist_keys')"))
 
 
 async def lock_legacy_keys(conn: Connection) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
-from flighttoken.db.connection import Connection, Executor
+from flighttoken.db.connection import Connection, Executor, one
 
 # ---- keys -----------------------------------------------------------------------------------------
 
@@ -187,11 +187,11 @@ async def resolve(conn: Executor, alert_id: int, *, status: str, resolved_by: st
 async def referral_state(conn: Executor, token_id: uuid.UUID) -> asyncpg.Record:
     """(staff_hold, officer_referral): a staff hold in force; an officer referral in force, whatever
     its cause (watchlist hit or random) — what airline staff may know of a token's holds."""
-    return await conn.fetchrow(
+    return one(await conn.fetchrow(
         "SELECT EXISTS (SELECT 1 FROM token_holds WHERE token_id = $1 AND released_at IS NULL"
         "               AND holder = 'staff') AS staff_hold,"
         " EXISTS (SELECT 1 FROM token_holds WHERE token_id = $1 AND released_at IS NULL"
-        "         AND holder = 'authority') AS officer_referral", token_id)
+        "         AND holder = 'authority') AS officer_referral", token_id))
 
 
 async def release_alert_hold(conn: Executor, alert_id: int, released_by: str) -> list[uuid.UUID]:
