@@ -716,7 +716,7 @@ def label_issues(f: Features, vecs: np.ndarray, top: int = 12) -> list[dict[str,
 def main(argv: list[str] | None = None) -> int:
     # Logs to stderr: stdout carries only the result line.
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     ap.add_argument("--seeds", type=int, default=10, help="random N=420 galleries to pool")
     ap.add_argument("--margin", type=float, default=0.05, help="top1-top2 margin rule shown in the table")
     ap.add_argument("--no-cache", action="store_true")

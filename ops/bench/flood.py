@@ -172,7 +172,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     ap.add_argument("--probes", type=int, default=40, help="B's sequential identifies per phase and round")
     ap.add_argument("--rounds", type=int, default=3, help="alternating idle / flooded rounds")
     ap.add_argument("--flooders", type=int, default=8, help="A's concurrent callers")

@@ -273,7 +273,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     ap.add_argument("--sizes", default="420,5000,42000",
                     help="gallery sizes; the largest is also rebuilt from PostgreSQL")
     ap.add_argument("--queries", type=int, default=1000, help="timed searches per size (recall uses every probe)")

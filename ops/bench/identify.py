@@ -319,7 +319,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     ap.add_argument("--passengers", type=int, default=420, help="tokens on the flight")
     ap.add_argument("--iterations", type=int, default=200, help="sequential identifies per run (gate: distinct "
                     "passengers, at most the passengers with a full match)")

@@ -109,7 +109,7 @@ def choose(s: Screens, budget: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     ap.add_argument("--subjects", type=int, default=SUBJECTS, help="people on each random watchlist")
     ap.add_argument("--seeds", type=int, default=10, help="random watchlists to pool")
     ap.add_argument("--alarm-budget", type=float, default=0.01, help="false-alarm rate the threshold may spend")

@@ -234,7 +234,7 @@ async def main(args: argparse.Namespace) -> int:
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m ops.load", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m ops.load", description=(__doc__ or "").partition("\n")[0])
     p.add_argument("--flights", type=int, default=6)
     p.add_argument("--passengers", type=int, default=600)
     p.add_argument("--arrival-rate", type=float, default=8.0, help="passengers arriving per second (simulator)")
