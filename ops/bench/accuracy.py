@@ -42,6 +42,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import msgspec
@@ -420,11 +421,11 @@ def print_table(title: str, rows: list[dict[str, float]]) -> None:
         err("  ".join(f"{r[k]!s:>12}" for k in keys))
 
 
-def quality_report(f: Features, s: Settings) -> dict[str, object]:
+def quality_report(f: Features, s: Settings) -> dict[str, Any]:
     """Each metric's LFW percentiles, and how often its gate fires: the basis of the defaults."""
     t = QualityThresholds.from_settings(s)
     m = f.metrics[f.found]
-    out: dict[str, object] = {"photos_with_face": int(f.found.sum()), "photos": len(f.found)}
+    out: dict[str, Any] = {"photos_with_face": int(f.found.sum()), "photos": len(f.found)}
     for k, name in enumerate(METRICS):
         col = m[:, k]
         if name in ("yaw_deg", "roll_deg"):
@@ -440,7 +441,7 @@ def quality_report(f: Features, s: Settings) -> dict[str, object]:
     return out
 
 
-def gate_effect(f: Features, vecs: np.ndarray, seeds: int, s: Settings) -> dict[str, object]:
+def gate_effect(f: Features, vecs: np.ndarray, seeds: int, s: Settings) -> dict[str, Any]:
     """FNIR at one fixed threshold for mated probes that pass vs fail each gate."""
     base = run_protocol(f, vecs, GALLERY_N, seeds, "first", None, f.found)
     thr = at_fpir(base)["threshold"]
@@ -464,7 +465,7 @@ def gate_effect(f: Features, vecs: np.ndarray, seeds: int, s: Settings) -> dict[
 # --- decisions: cohort score normalisation, honest quality gating (issue 3) ----------------------
 
 
-def decision_variants(searches: dict[str, Searches], f: Features) -> dict[str, dict[str, object]]:
+def decision_variants(searches: dict[str, Searches], f: Features) -> dict[str, dict[str, Any]]:
     """Score normalisation with the gallery itself as cohort (T-norm / AS-norm style, probe side): the
     candidate's score corrected by the probe's other top-``TOP_K`` scores; and a probe-quality
     correction by embedding norm. Each variant's threshold is re-set for FPIR 0.003, so FNIR compares."""
@@ -486,7 +487,7 @@ def decision_variants(searches: dict[str, Searches], f: Features) -> dict[str, d
     }
     for m in (0.02, 0.05, 0.08):  # the service's runner-up margin, with the threshold re-set for FPIR 0.003
         fns[f"margin_{m}"] = lambda top, pr, m=m: np.where(top[:, 0] - top[:, 1] >= m, top[:, 0], -np.inf)
-    out: dict[str, dict[str, object]] = {}
+    out: dict[str, dict[str, Any]] = {}
     poorest = f.found & (f.norm < np.quantile(f.norm[f.found], 1 / 3))
     for name, fn in fns.items():
         out[name] = {scale: at_fpir(sr.rescored(fn)) for scale, sr in searches.items()}
@@ -509,7 +510,7 @@ def fpir_where(s: Searches, probe_mask: np.ndarray, fpir: float = NIST_FPIR) -> 
     return round(alarms / max(n, 1), 5)
 
 
-def gating_counted(f: Features, vecs: np.ndarray, seeds: int, gate: np.ndarray) -> dict[str, object]:
+def gating_counted(f: Features, vecs: np.ndarray, seeds: int, gate: np.ndarray) -> dict[str, Any]:
     """Probe quality gating, counted two ways at N = 420 (enrolment on the first photo passing the
     gates, as the kiosk retakes until one does):
 
@@ -584,7 +585,7 @@ def impostor_tail(f: Features, vecs: np.ndarray) -> Tail:
     return Tail(edges, survival, pairs, float((-6.0 - intercept) / slope), float(-1.0 / slope), high, suspects)
 
 
-def tail_report(tail: Tail, s: Settings, f: Features) -> dict[str, object]:
+def tail_report(tail: Tail, s: Settings, f: Features) -> dict[str, Any]:
     grid = [round(x, 2) for x in np.arange(0.20, 0.61, 0.04)]
     rows = [{"t": t, "p_measured": float(f"{tail.p(t):.3e}"), "p_measured_clean": float(f"{tail.p(t, True):.3e}"),
              "p_fit": float(f"{impostor_rate(t, tail.score_1e6, tail.decade):.3e}"),
@@ -607,14 +608,14 @@ MEASURED_SIZES = {"n420": (420, 0), "n1200": (592, 608), "n3654": (800, 2854)}
 
 
 def fpir_by_size(f: Features, vecs: np.ndarray, seeds: int, gate: np.ndarray, tail: Tail,
-                 s: Settings) -> tuple[dict[str, object], dict[str, tuple[Searches, Searches, np.ndarray]]]:
+                 s: Settings) -> tuple[dict[str, Any], dict[str, tuple[Searches, Searches, np.ndarray]]]:
     """Measured FPIR at the model's t(N) against the prediction 1 - (1 - p(t))^N (model and measured p).
 
     ``*_clean`` figures leave out non-mated searches by the suspect identities (``SUSPECT_SCORE``):
     with every single-photo identity enrolled, a name filed twice turns a mated search into a
     "non-mated" one that scores 0.6-0.99 whatever the threshold.
     """
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     runs: dict[str, tuple[Searches, Searches, np.ndarray]] = {}
     suspect = np.zeros(len(f.names), bool)
     suspect[tail.suspect_identities()] = True
@@ -623,7 +624,7 @@ def fpir_by_size(f: Features, vecs: np.ndarray, seeds: int, gate: np.ndarray, ta
         clean = sr.keep_non_mated(~suspect[f.identity[sr.non_probes]])
         runs[name] = (sr, clean, suspect[f.identity[sr.mated_probes]])
         n = round(float(np.mean(sr.gallery_sizes)))
-        row: dict[str, object] = {"gallery": n, "non_mated_searches": len(sr.non_top1),
+        row: dict[str, Any] = {"gallery": n, "non_mated_searches": len(sr.non_top1),
                                   "non_mated_searches_clean": len(clean.non_top1),
                                   "mated_searches": len(sr.mated_top1),
                                   "threshold_at_fpir_0.003_measured": at_fpir(sr)["threshold"],
@@ -653,7 +654,7 @@ def fpir_by_size(f: Features, vecs: np.ndarray, seeds: int, gate: np.ndarray, ta
 THRESHOLD_SIZES = (420, 3000, 42_000)
 
 
-def thresholds_by_size(s: Settings, runs: dict[str, tuple[Searches, Searches, np.ndarray]]) -> list[dict[str, object]]:
+def thresholds_by_size(s: Settings, runs: dict[str, tuple[Searches, Searches, np.ndarray]]) -> list[dict[str, Any]]:
     """The service's decision thresholds (``rules.threshold_for``) at N = 420 / 3,000 / 42,000, with
     FNIR measured under the full decision (threshold and margin) on the nearest LFW gallery at or
     below that size: rank-1 errors grow with N, so the 42,000 figure is a lower bound."""
@@ -687,7 +688,7 @@ def _target(s: Settings, kind: DeviceKind) -> float:
             DeviceKind.LOUNGE: s.lounge_target_fpir}[kind]
 
 
-def label_issues(f: Features, vecs: np.ndarray, top: int = 12) -> list[dict[str, object]]:
+def label_issues(f: Features, vecs: np.ndarray, top: int = 12) -> list[dict[str, Any]]:
     """Highest-scoring pairs of photos filed under different names: LFW label errors, duplicates and
     look-alikes that sit in the non-mated tail. Reported, not removed (see the data README)."""
     idx = np.flatnonzero(f.found)
@@ -745,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
     if tta is not None:
         vec_sets.update(tta)
         variants.update({name: (name, "first", None) for name in tta})
-    results: dict[str, object] = {"bench": "accuracy", "photos": len(f.paths), "identities": len(f.names),
+    results: dict[str, Any] = {"bench": "accuracy", "photos": len(f.paths), "identities": len(f.names),
                                   "faces_found": int(f.found.sum()), "gallery_draws": args.seeds,
                                   "service_variant": sv, "refine_ied_px": refine_ied(s),
                                   "detector_input_size": s.detector_input_size,

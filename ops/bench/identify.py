@@ -39,6 +39,7 @@ import random
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import msgspec
@@ -171,7 +172,7 @@ async def post(client: httpx.AsyncClient | LeanClient, frame: bytes) -> dict:
 
 
 async def paired(client: httpx.AsyncClient | LeanClient, engine: FaceEngine, frames: list[bytes], raws: list,
-                 expect: str) -> dict[str, object]:
+                 expect: str) -> dict[str, Any]:
     """Per frame, in random order: the identify over HTTP, the raw model time, and (to show where
     the overhead is) the engine alone, ``engine.analyse``."""
     times: dict[str, list[float]] = {"http": [], "raw": [], "engine": []}
@@ -209,7 +210,7 @@ async def throughput(callers: int, per_caller: int, frames: list[bytes], call) -
     return callers * per_caller / (time.perf_counter() - t0)
 
 
-async def run(args: argparse.Namespace) -> dict[str, object]:
+async def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     # Its concurrent callers are one lounge key standing in for many cameras: no per-device share
     # of the engine (FLIGHTTOKEN_ENGINE_DEVICE_SHARE / _RUNNING, issue 16) between them.
@@ -226,7 +227,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     err(f"{len(passengers)} passengers, {len(matched)} probes give a full match; chosen in "
         f"{time.perf_counter() - t0:.0f} s")
     reserved, gate_run = matched[-RESERVED:], matched[:-RESERVED][: args.iterations]
-    out: dict[str, object] = {"bench": "identify", "passengers": len(passengers), "full_match_probes": len(matched),
+    out: dict[str, Any] = {"bench": "identify", "passengers": len(passengers), "full_match_probes": len(matched),
                               "client": args.client, "engine_threads": settings.engine_threads,
                               "batch_max_size": settings.batch_max_size,
                               "cores": os.cpu_count(), "load_avg_start": [round(x, 2) for x in os.getloadavg()]}

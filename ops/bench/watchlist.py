@@ -33,6 +33,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import uvloop
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cover-alpha", type=float, default=0.01, help="significance level of each KS test")
     args = ap.parse_args(argv)
     s = load_settings()
-    out: dict[str, object] = {"bench": "watchlist"}
+    out: dict[str, Any] = {"bench": "watchlist"}
     if not args.cover_only:
         out.update(accuracy(args, s))
     if not args.no_cover:
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if cover_ok else 1
 
 
-async def cover(args: argparse.Namespace, s) -> dict[str, object]:
+async def cover(args: argparse.Namespace, s) -> dict[str, Any]:
     configure_logging("json", s.log_level)
     quiet_logs()
     executor.configure()
@@ -144,7 +145,7 @@ async def cover(args: argparse.Namespace, s) -> dict[str, object]:
                                      args.cover_alpha)
 
 
-def accuracy(args: argparse.Namespace, s) -> dict[str, object]:
+def accuracy(args: argparse.Namespace, s) -> dict[str, Any]:
     t0 = time.perf_counter()
     f = extract(s, Path(s.faces_dir) / "lfw-train", not args.no_cache)
     vecs = f.flip if s.flip_average else f.plain

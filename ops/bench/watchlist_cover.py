@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import combinations
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -104,7 +105,7 @@ def _group(decision: dict, alert_kind: str | None) -> str | None:
     return None
 
 
-def compare(samples: dict[str, list[float]], alpha: float) -> dict[str, object]:
+def compare(samples: dict[str, list[float]], alpha: float) -> dict[str, Any]:
     stats = {g: percentiles_ms(samples[g]) for g in GROUPS}
     base = stats["proceed"]["median"]
     pairs = {}
@@ -118,7 +119,7 @@ def compare(samples: dict[str, list[float]], alpha: float) -> dict[str, object]:
 
 
 async def run(settings: Settings, engine: FaceEngine, hits: int, others: int, share: float,
-              alpha: float) -> dict[str, object]:
+              alpha: float) -> dict[str, Any]:
     t0 = time.perf_counter()
     travellers = choose(engine, settings, hits + others)
     for t in travellers[:hits]:
