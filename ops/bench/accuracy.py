@@ -145,7 +145,9 @@ def extract(settings: Settings, root: Path, use_cache: bool) -> Features:
         if seen is None:
             return
         img, dets, scene = seen
-        first = dets.landmarks[scene.subject]
+        subject = scene.subject
+        assert subject is not None  # _subject returns only scenes with a subject
+        first = dets.landmarks[subject]
         refined = det.refine(img, first, REFINE_PATCH, refine_ied(settings))
         refined = first if refined is None else refined
         crops = [rec.align(img, first), rec.align(img, refined)]
@@ -154,7 +156,7 @@ def extract(settings: Settings, root: Path, use_cache: bool) -> Features:
             vecs[name][i] = rec.finish(raw[rows], 1, flip=len(rows) == 2)[0][0]
         k = 1 if use_refined else 0
         norm[i] = float(np.linalg.norm(raw[k]))
-        face = scene.faces[scene.subject]
+        face = scene.faces[subject]
         m = quality.measure(crops[k], refined if use_refined else first, face.det_score, face.inter_eye_px)
         metrics[i] = [getattr(m, name) for name in METRICS]
         others[i] = scene.other_faces
@@ -166,7 +168,8 @@ def extract(settings: Settings, root: Path, use_cache: bool) -> Features:
             if k % 1000 == 999:
                 err(f"  embedded {k + 1}/{n} in {time.perf_counter() - t0:.0f} s")
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, found=found, norm=norm, metrics=metrics, others=others, **vecs)
+    arrays: dict[str, Any] = {"found": found, "norm": norm, "metrics": metrics, "others": others, **vecs}
+    np.savez(cache, **arrays)
     err(f"embedded {n} photos in {time.perf_counter() - t0:.0f} s; cached in {cache}")
     return Features(paths, identity, names, found, vecs, norm, metrics, others, use_refined)
 
@@ -372,7 +375,7 @@ def threshold_at_fpir(non_top1: np.ndarray, fpir: float) -> float:
     return float(np.nextafter(np.float32(ordered[k]), np.float32(np.inf))) if k < len(ordered) else -1.0
 
 
-def at_threshold(s: Searches, t: float, margin: float = 0.0) -> dict[str, float]:
+def at_threshold(s: Searches, t: float, margin: float = 0.0) -> dict[str, Any]:
     accept = (s.mated_top1 >= t) & (s.mated_margin >= margin)
     hits = accept & s.mated_correct
     wrong = accept & ~s.mated_correct
@@ -382,7 +385,7 @@ def at_threshold(s: Searches, t: float, margin: float = 0.0) -> dict[str, float]
             "mated": n_m, "non_mated": n_n}
 
 
-def at_fpir(s: Searches, fpir: float = NIST_FPIR) -> dict[str, float]:
+def at_fpir(s: Searches, fpir: float = NIST_FPIR) -> dict[str, Any]:
     """FNIR at ``fpir``, thresholds set per gallery draw, pooled; plus the spread over draws."""
     per_seed = []
     misses = wrong = n = 0
@@ -699,7 +702,7 @@ def label_issues(f: Features, vecs: np.ndarray, top: int = 12) -> list[dict[str,
         rows = np.arange(block.shape[0])
         block[f.identity[idx[start:start + 2048]][:, None] == f.identity[idx][None, :]] = -1
         j = block.argmax(axis=1)
-        out += [(float(block[r, j[r]]), idx[start + r], idx[j[r]]) for r in rows]
+        out += [(float(block[r, j[r]]), int(idx[start + r]), int(idx[j[r]])) for r in rows]
     out.sort(reverse=True)
     seen: set[frozenset[int]] = set()
     pairs = []

@@ -57,6 +57,7 @@ TARGET_RATIO = 2.0
 def large_jpeg(photo) -> bytes:
     """A 4K camera frame (3840x2160) with the face in the middle."""
     img = cv2.imread(str(photo))
+    assert img is not None, f"unreadable photo {photo}"
     canvas = np.full((2160, 3840, 3), 120, np.uint8)
     canvas[955:1205, 1795:2045] = img
     ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 92])
