@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import cast
 
 import asyncpg
 import structlog
@@ -66,7 +67,7 @@ class SyncListener:
         while True:
             conn: Connection | None = None
             try:
-                conn = await asyncpg.connect(self.services.dsn, timeout=5)
+                conn = cast(asyncpg.Connection, await asyncpg.connect(self.services.dsn, timeout=5))
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, self._on_notify)

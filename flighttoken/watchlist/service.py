@@ -16,7 +16,7 @@ import msgspec
 import structlog
 
 from flighttoken.crypto.sealing import DecryptionError
-from flighttoken.db.connection import Connection
+from flighttoken.db.connection import Connection, one
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import watchlist as q
 from flighttoken.devices.model import Device
@@ -72,7 +72,7 @@ async def enrol(services: Services, device: Device, req: NewSubject) -> Enrolled
         await audit.record(conn, actor=actor(device), action="watchlist.subject.enrol", outcome="ok",
                            detail={"subject_id": str(subject_id), "templates": len(usable)})
         await _changed(services, conn, [subject_id])
-        row = await q.subject(conn, subject_id)
+        row = one(await q.subject(conn, subject_id))  # the subject just enrolled
     await services.watchlist.gallery.add(subject_id, [(n, a.template.vector) for n, a in usable], req.expires_at)
     log.info("watchlist_subject_enrolled", subject_id=str(subject_id), templates=len(usable))
     return EnrolledSubject(**msgspec.structs.asdict(to_subject(row, now)), rejected_photos=rejected)
