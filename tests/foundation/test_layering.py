@@ -28,7 +28,7 @@ Print the import graph between these units, each with its layer, and any cycle:
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from pathlib import Path
 
 ROOT = "flighttoken"
@@ -60,7 +60,7 @@ def layer_of() -> dict[str, int]:
     return {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
 
 
-def unit_of(module: str, units: Mapping[str, int]) -> str:
+def unit_of(module: str, units: Container[str]) -> str:
     """The longest LAYERS entry a module falls under: flighttoken.devices.model -> devices.model,
     flighttoken.devices.auth -> devices, flighttoken -> __init__ (the top-level name when unplaced)."""
     parts = module.split(".")[1:] or ["__init__"]
