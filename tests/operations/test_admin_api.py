@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -23,7 +25,7 @@ CSV_HEADER = "airline,number,scheduled_departure,destination,gate,international,
 class World:
     svc: RunningService
     keys: dict[str, str]
-    people: object
+    people: Iterator[tuple[str, list[Path]]]
 
 
 def _at(minutes: int) -> str:

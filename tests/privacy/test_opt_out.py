@@ -45,7 +45,7 @@ class Passenger:
 @dataclass
 class World:
     svc: RunningService
-    other: object
+    other: RunningService
     keys: dict[str, str]
     flight: dict
     passengers: list[Passenger]

@@ -21,7 +21,7 @@ import pytest
 
 from tests.support import journey as j
 from tests.support.faces import identities
-from tests.support.server import run_service
+from tests.support.server import RunningService, run_service
 from tests.watchlist.helpers import extra_keys, subject_body
 
 N = 8
@@ -38,8 +38,8 @@ class Passenger:
 
 @dataclass
 class World:
-    first: object  # the instance that started before the rows were spoiled: it still holds the faces
-    second: object  # the instance that started after
+    first: RunningService  # the instance that started before the rows were spoiled: it still holds the faces
+    second: RunningService  # the instance that started after
     keys: dict[str, str]
     flight: dict
     good: list[Passenger]
@@ -101,13 +101,19 @@ async def test_an_instance_starts_and_is_ready_despite_spoiled_template_rows(wor
     assert "watchlist" not in r.text  # the public listener never speaks of the watchlist
 
 
+def _gauge(exposition: str, name: str) -> float:
+    found = re.search(rf"^{name} (\S+)$", exposition, re.M)
+    assert found, f"{name} is not in the exposition"
+    return float(found.group(1))
+
+
 async def test_spoiled_rows_are_counted_in_metrics(world: World) -> None:
     async with world.second.client() as anyone:
         public = (await anyone.get("/metrics")).text
     async with world.second.authority_client() as authority:
         private = (await authority.get("/metrics")).text
-    assert float(re.search(r"^flighttoken_quarantined_templates (\S+)$", public, re.M).group(1)) == 3.0
-    assert float(re.search(r"^flighttoken_quarantined_watchlist_templates (\S+)$", private, re.M).group(1)) == 1.0
+    assert _gauge(public, "flighttoken_quarantined_templates") == 3
+    assert _gauge(private, "flighttoken_quarantined_watchlist_templates") == 1
 
 
 async def test_spoiled_rows_are_audited_and_their_tokens_held_for_staff(world: World) -> None:

@@ -20,6 +20,7 @@ import pytest
 from flighttoken.errors import Unavailable
 from flighttoken.journey import enrolment, idempotency
 from flighttoken.privacy.sweeper import Sweeper
+from flighttoken.settings import Settings
 from tests.support import journey as j
 from tests.support.faces import identities
 from tests.support.server import RunningService, run_service
@@ -30,7 +31,7 @@ KEY = "Idempotency-Key"
 @dataclass
 class World:
     svc: RunningService
-    settings: object
+    settings: Settings
     keys: dict[str, str]
     flight_id: str
     people: list[list[Path]]
