@@ -75,12 +75,16 @@ async def test_instances_starting_together_create_and_migrate_one_key_store(base
         flight_id = uuid.uuid4()
         dek = new_data_key()
         key_id = await stores[0].add_flight_key(flight_id, uuid.uuid4(), master.wrap(dek, flight_context(flight_id)))
-        assert master.unwrap(await stores[1].flight_key(flight_id), flight_context(flight_id)) == dek
+        stored = await stores[1].flight_key(flight_id)
+        assert stored is not None
+        assert master.unwrap(stored, flight_context(flight_id)) == dek
         # Adding again keeps the first key (a retried flight creation must not replace it).
         again = await stores[2].add_flight_key(flight_id, uuid.uuid4(), master.wrap(new_data_key(),
                                                                                      flight_context(flight_id)))
         assert again == key_id
-        assert master.unwrap(await stores[2].flight_key(flight_id), flight_context(flight_id)) == dek
+        stored = await stores[2].flight_key(flight_id)
+        assert stored is not None
+        assert master.unwrap(stored, flight_context(flight_id)) == dek
     finally:
         for s in stores:
             await s.close()

@@ -49,6 +49,7 @@ async def seed_flight(services: Services, device_id: uuid.UUID, number: str, dep
         await flight_q.insert(conn, flight)
         await services.vault.create_flight_key(conn, flight.id)
         dek = await services.vault.flight_key(conn, flight.id)
+        assert dek is not None
         for i, v in enumerate(vectors):
             doc = hashlib.sha256(f"{number}-{i}".encode()).digest()
             consent = uuid.uuid4()
