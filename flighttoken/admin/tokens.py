@@ -12,6 +12,7 @@ import asyncpg
 import structlog
 
 from flighttoken.admin.schemas import Revocation, TokenView
+from flighttoken.db.connection import one
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import operations as ops_q
 from flighttoken.devices.model import Device
@@ -83,7 +84,7 @@ async def revoke(services: Services, actor: Device, token_id: uuid.UUID, revocat
                            detail={"reason": revocation.reason, "note": revocation.note, "was": row["state"]})
         await publish(conn, services.instance_id, "tokens_removed", flight_id=row["flight_id"],
                       token_ids=[token_id])
-        row = await ops_q.token_view(conn, token_id)
+        row = one(await ops_q.token_view(conn, token_id))  # the token just revoked
     # After commit: a touchpoint must not match this face any more, on this instance or any other.
     await services.galleries.remove([token_id])
     log.info("token_revoked", token_id=str(token_id), reason=revocation.reason)

@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, cast
 
 from flighttoken.faces.engine import FaceAnalysis, FaceEngine
 from flighttoken.faces.errors import ImageError, ModelLoadError
@@ -24,7 +24,7 @@ def check_images(paths: Sequence[str | Path], settings: Settings, *, out: TextIO
     Exit codes: 0 all pass, 1 some image fails (unreadable, not decodable, no face or a quality
     gate), 2 the models cannot be loaded.
     """
-    out = out or sys.stdout
+    out = out or cast(TextIO, sys.stdout)  # typeshed allows None (no console); a CLI has one
     try:
         engine = FaceEngine.load(settings)
     except ModelLoadError as exc:
