@@ -124,6 +124,7 @@ async def _conclude(services: Services, device: Device, match: MatchOutcome, hit
         alerts.publish_soon(services, alert_id)
     proceed = reason == "matched"
     if proceed and device.kind is DeviceKind.GATE:
+        assert row is not None  # only a token that was read can be matched
         passenger = PassengerView(name=f"{row['surname']}, {row['given_names']}".strip(", "),
                                   seat=row["seat"], flight=f"{row['airline']}{row['number']}")
     log.info("decision", touchpoint=device.kind.value, decision="proceed" if proceed else "refer", reason=reason,
