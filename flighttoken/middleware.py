@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 
 import structlog
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
 from flighttoken.errors import ServiceError
 
@@ -72,7 +72,7 @@ def slow_client_middleware(timeout_s: float) -> Callable[[ASGIApp], ASGIApp]:
             deadline = loop.time() + timeout_s
             body_done = False
 
-            async def timed_receive() -> Message:
+            async def timed_receive() -> ReceiveMessage:
                 nonlocal body_done
                 if body_done:
                     return await receive()

@@ -42,7 +42,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m touchpoints", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m touchpoints", description=(__doc__ or "").partition("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, client in IDENTIFY_COMMANDS.items():
         p = sub.add_parser(name, help=f"identify at a{'n' if name[0] == 'e' else ''} {name}: "

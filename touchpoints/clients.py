@@ -11,7 +11,7 @@ Each client owns a :class:`~touchpoints.transport.Transport` (timeouts, retries 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -31,7 +31,7 @@ class DeviceClient:
     async def aclose(self) -> None:
         await self.transport.aclose()
 
-    async def __aenter__(self) -> DeviceClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

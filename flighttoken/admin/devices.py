@@ -13,6 +13,7 @@ import asyncpg
 import structlog
 
 from flighttoken.admin.schemas import DeviceKey, DeviceView, NewDevice
+from flighttoken.db.connection import Connection, one
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import devices as q
 from flighttoken.devices.model import Device, DeviceKind
@@ -31,7 +32,7 @@ def _view(row: asyncpg.Record) -> DeviceView:
                       created_at=row["created_at"], disabled_at=row["disabled_at"])
 
 
-async def _existing(conn: asyncpg.Connection, device_id: uuid.UUID) -> asyncpg.Record:
+async def _existing(conn: Connection, device_id: uuid.UUID) -> asyncpg.Record:
     row = await q.with_status(conn, device_id)
     if row is None:
         raise NotFound("no such device", code="device_not_found")
@@ -46,7 +47,7 @@ async def add(services: Services, actor: Device, new: NewDevice) -> DeviceKey:
                                        lounge_id=new.lounge_id, airline=new.airline)
         await audit.record(conn, actor=actor_of(actor), action="device.add", outcome="ok",
                            detail={"device": str(device.id), "name": device.name, "kind": device.kind.value})
-        row = await q.with_status(conn, device.id)
+        row = one(await q.with_status(conn, device.id))  # the device just added
     log.info("device_added", device=str(device.id), kind=device.kind.value)
     return DeviceKey(device=_view(row), api_key=key)
 
@@ -71,7 +72,7 @@ async def disable(services: Services, actor: Device, device_id: uuid.UUID) -> De
                                detail={"device": str(device_id), "name": row["name"]})
             await events.publish(conn, services.instance_id, "device_changed",
                                  payload={"device_id": str(device_id)})
-            row = await q.with_status(conn, device_id)
+            row = one(await q.with_status(conn, device_id))  # _existing found it
     services.key_cache.clear()
     services.device_changed(device_id)
     return _view(row)
@@ -82,7 +83,9 @@ async def rotate(services: Services, actor: Device, device_id: uuid.UUID) -> Dev
         row = await _existing(conn, device_id)
         if row["disabled_at"] is not None:
             raise Conflict("the device is disabled; add a new device instead", code="device_disabled")
-        key = await rotate_key(conn, await q.by_id(conn, device_id))
+        device = await q.by_id(conn, device_id)
+        assert device is not None  # _existing found it
+        key = await rotate_key(conn, device)
         await audit.record(conn, actor=actor_of(actor), action="device.rotate_key", outcome="ok",
                            detail={"device": str(device_id), "name": row["name"]})
         await events.publish(conn, services.instance_id, "device_changed", payload={"device_id": str(device_id)})

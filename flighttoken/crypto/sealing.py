@@ -42,7 +42,7 @@ def seal(dek: bytes, plaintext: bytes, aad: bytes) -> bytes:
     return _HEADER + nonce + AESGCM(dek).encrypt(nonce, plaintext, _HEADER + aad)
 
 
-def open_sealed(dek: bytes, blob: bytes, aad: bytes) -> bytes:
+def open_sealed(dek: bytes, blob: bytes | memoryview, aad: bytes) -> bytes:
     """Inverse of :func:`seal`; raises :class:`DecryptionError` on any mismatch or tampering."""
     _check(dek, aad)
     blob = bytes(blob)  # asyncpg may hand over a memoryview

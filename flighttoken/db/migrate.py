@@ -22,6 +22,8 @@ from pathlib import Path
 import asyncpg
 import structlog
 
+from flighttoken.db.connection import Connection
+
 log = structlog.get_logger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -30,7 +32,7 @@ ADVISORY_LOCK_KEY = 0x466C7454  # "FlTT"
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
-Hook = Callable[[asyncpg.Connection], Awaitable[None]]
+Hook = Callable[[Connection], Awaitable[None]]
 
 
 class MigrationError(Exception):
@@ -61,7 +63,7 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
-async def apply_migrations(conn: asyncpg.Connection, migrations: list[Migration] | None = None, *,
+async def apply_migrations(conn: Connection, migrations: list[Migration] | None = None, *,
                            lock_key: int = ADVISORY_LOCK_KEY, hooks: Mapping[int, Hook] | None = None) -> list[str]:
     """Apply pending migrations; returns the names applied (empty when up to date). ``hooks[version]``
     runs in the same transaction right before that version is applied (and only then)."""

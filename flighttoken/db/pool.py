@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 import structlog
 
+from flighttoken.db.connection import Connection
 from flighttoken.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -14,7 +15,7 @@ class DatabaseUnreachable(Exception):
     """Start-up could not connect; the message says what to fix."""
 
 
-async def _reset(conn: asyncpg.Connection) -> None:
+async def _reset(conn: Connection) -> None:
     """What a released connection needs beyond asyncpg's own step, which always runs first (it rolls
     back an open transaction and drops listener callbacks): nothing. asyncpg's default adds
     ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` (~0.9 ms, a round trip on

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from litestar import Request
@@ -83,22 +83,26 @@ class ApiKeyAuthentication(AbstractAuthenticationMiddleware):
     async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
         key = _presented_key(connection)
         if not key:
-            connection.scope["auth_problem"] = _MISSING_KEY
-            return AuthenticationResult(user=None, auth=None)
+            return _refused(connection, _MISSING_KEY)
         services = connection.app.state.services
         key_hash = hash_api_key(key)
         device = services.key_cache.get(key_hash)
         if device is None:
             device = await q.by_key_hash(services.db(), key_hash)
             if device is None:
-                connection.scope["auth_problem"] = _UNKNOWN_KEY
-                return AuthenticationResult(user=None, auth=None)
+                return _refused(connection, _UNKNOWN_KEY)
             services.key_cache.put(key_hash, device)
         if device.kind not in self.kinds:
-            connection.scope["auth_problem"] = _UNKNOWN_KEY
-            return AuthenticationResult(user=None, auth=None)
+            return _refused(connection, _UNKNOWN_KEY)
         structlog.contextvars.bind_contextvars(device_id=str(device.id), device_kind=device.kind.value)
         return AuthenticationResult(user=device, auth=None)
+
+
+def _refused(connection: ASGIConnection[Any, Any, Any, Any], problem: Unauthenticated) -> AuthenticationResult:
+    """No device: the problem is kept in the scope for the guard to raise if the route needs a device.
+    (Litestar types the scope as a TypedDict without this key of ours.)"""
+    cast(dict[str, Any], connection.scope)["auth_problem"] = problem
+    return AuthenticationResult(user=None, auth=None)
 
 
 def _caller(connection: ASGIConnection[Any, Any, Any, Any]) -> Device:

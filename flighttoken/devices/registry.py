@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
-
+from flighttoken.db.connection import Connection
 from flighttoken.db.queries import devices as q
 from flighttoken.devices.keys import hash_api_key, new_api_key
 from flighttoken.devices.model import Device, DeviceKind
@@ -21,7 +20,7 @@ def validate_location(kind: DeviceKind, gate: str | None, lounge_id: str | None,
         raise InvalidRequest("an airline_ops key needs its airline", code="airline_required")
 
 
-async def add_device(conn: asyncpg.Connection, *, name: str, kind: DeviceKind, terminal: str | None = None,
+async def add_device(conn: Connection, *, name: str, kind: DeviceKind, terminal: str | None = None,
                      gate: str | None = None, lounge_id: str | None = None,
                      airline: str | None = None) -> tuple[Device, str]:
     """Create a device and return it with its API key (shown once, stored only hashed)."""
@@ -33,7 +32,7 @@ async def add_device(conn: asyncpg.Connection, *, name: str, kind: DeviceKind, t
     return device, key
 
 
-async def rotate_key(conn: asyncpg.Connection, device: Device) -> str:
+async def rotate_key(conn: Connection, device: Device) -> str:
     key = new_api_key()
     await q.set_key_hash(conn, device.id, hash_api_key(key))
     return key
@@ -49,7 +48,7 @@ DEMO_DEVICES: tuple[dict[str, str], ...] = (
 )
 
 
-async def seed_demo_devices(conn: asyncpg.Connection) -> list[tuple[Device, str]]:
+async def seed_demo_devices(conn: Connection) -> list[tuple[Device, str]]:
     """Create the demo devices, or give existing ones fresh keys (keys are only ever shown once)."""
     out = []
     for spec in DEMO_DEVICES:

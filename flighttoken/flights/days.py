@@ -18,7 +18,7 @@ def calendar_day(tz_name: str, day: date) -> tuple[datetime, datetime]:
     tz = ZoneInfo(tz_name)
     try:
         start, end = datetime.combine(day, time(0), tz), datetime.combine(day + timedelta(days=1), time(0), tz)
-        start.astimezone(UTC), end.astimezone(UTC)  # what the database query will need
+        _ = start.astimezone(UTC), end.astimezone(UTC)  # what the database query will need
     except OverflowError:
         raise InvalidRequest(f"{day} is outside the dates flights can be listed for", code="invalid_range") from None
     return start, end

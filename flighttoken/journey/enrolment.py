@@ -87,6 +87,7 @@ async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> En
                 if existing is not None:
                     refusal = await _check_reenrolment(services, conn, req, existing, vector, chip_vector)
                 if refusal is not None:
+                    assert existing is not None  # only an enrolled token's re-enrolment is refused
                     # Committed without a consent, booking or template change: only the refusal's
                     # audit event (and, for suspected fraud, the staff hold) is written.
                     await audit.record(conn, actor=actor, action="token.enrol", outcome="refused",
@@ -108,6 +109,7 @@ async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> En
             # the same answer as for any closed flight; the transaction left nothing behind.
             raise Conflict(f"flight {flight.code} has closed", code="flight_closed") from None
         if refusal is not None:
+            assert existing is not None
             log.warning("re_enrolment_refused", token_id=str(existing["id"]), flight=flight.code,
                         reason=refusal.detail["reason"], held=bool(refusal.hold_reason))
             raise refusal.error

@@ -13,6 +13,7 @@ import structlog
 from flighttoken.crypto.document_key import DocumentKeys
 from flighttoken.crypto.keys import MasterKey, UnknownKekError
 from flighttoken.crypto.sealing import DecryptionError
+from flighttoken.db.connection import Connection, Executor
 from flighttoken.db.keystore import SETTING, KeyStore
 from flighttoken.db.migrate import Hook, MigrationError
 from flighttoken.db.queries import document_keys as q
@@ -44,7 +45,7 @@ async def load(keystore: KeyStore, master: MasterKey) -> DocumentKeys:
         raise DocumentKeyError(f"the document MAC key in the key store cannot be unwrapped: {exc}") from None
 
 
-async def bind(conn: asyncpg.Connection | asyncpg.Pool, keys: DocumentKeys) -> None:
+async def bind(conn: Executor, keys: DocumentKeys) -> None:
     """Record the key's id in the service database on first use; refuse a key store whose key is not
     the one this database's document keys were made with (a new key would key every document apart
     from its tokens: no look-up or opt-out would find them, and a re-enrolment would make a second token)."""
@@ -67,7 +68,7 @@ def _mac_batch(keys: DocumentKeys, rows) -> list[tuple[uuid.UUID, bytes]]:
     return [(r["id"], keys.of_unkeyed(bytes(r["document_key"]))) for r in rows]
 
 
-async def _key_old_digests(keystore: KeyStore, master: MasterKey, conn: asyncpg.Connection) -> None:
+async def _key_old_digests(keystore: KeyStore, master: MasterKey, conn: Connection) -> None:
     """Inside 0010's transaction, lock held: every stored SHA-256 digest becomes HMAC(k, digest), so
     look-ups and opt-out find pre-0010 tokens with the new key. A failure rolls it all back."""
     await q.lock_tables(conn)  # first: no row may slip in unkeyed between the look and the declaration

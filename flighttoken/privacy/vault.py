@@ -9,12 +9,12 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import asyncpg
 import numpy as np
 import structlog
 
 from flighttoken.crypto.keys import DataKeyCache, MasterKey, load_or_create_key_file, new_data_key
 from flighttoken.crypto.sealing import open_sealed, seal
+from flighttoken.db.connection import Connection
 from flighttoken.db.keystore import KeyStore
 from flighttoken.db.queries import privacy as privacy_q
 from flighttoken.production import master_key_problem
@@ -57,7 +57,7 @@ class TemplateVault:
         self.keystore = keystore
         self.keys = DataKeyCache(master)
 
-    async def create_flight_key(self, conn: asyncpg.Connection, flight_id: uuid.UUID) -> None:
+    async def create_flight_key(self, conn: Connection, flight_id: uuid.UUID) -> None:
         """A new data key for the flight: committed in the key store at once, then its marker is written
         with ``conn`` (in the caller's transaction, next to the flight row)."""
         wrapped = self.master.wrap(new_data_key(), flight_context(flight_id))

@@ -9,8 +9,9 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-import asyncpg
 import msgspec
+
+from flighttoken.db.connection import Connection
 
 CHANNEL = "flighttoken_sync"
 
@@ -30,7 +31,7 @@ _encoder = msgspec.json.Encoder()
 decode_event = msgspec.json.Decoder(SyncEvent).decode
 
 
-async def publish(conn: asyncpg.Connection, origin: str, kind: EventKind, *, flight_id: uuid.UUID | None = None,
+async def publish(conn: Connection, origin: str, kind: EventKind, *, flight_id: uuid.UUID | None = None,
                   token_ids: list[uuid.UUID] | None = None, payload: dict[str, str] | None = None) -> None:
     """Queue an event on ``conn``'s transaction; it is sent to every instance at commit.
 

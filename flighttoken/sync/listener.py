@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import cast
 
 import asyncpg
 import structlog
 
+from flighttoken.db.connection import Connection
 from flighttoken.errors import DATABASE_UNAVAILABLE
 from flighttoken.services import Services
 from flighttoken.sync.apply import HANDLERS, Handler
@@ -63,9 +65,9 @@ class SyncListener:
     async def _listen(self) -> None:
         backoff = 0.2
         while True:
-            conn: asyncpg.Connection | None = None
+            conn: Connection | None = None
             try:
-                conn = await asyncpg.connect(self.services.dsn, timeout=5)
+                conn = cast(asyncpg.Connection, await asyncpg.connect(self.services.dsn, timeout=5))
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, self._on_notify)

@@ -18,6 +18,7 @@ import msgspec
 import structlog
 from litestar.response import ServerSentEventMessage
 
+from flighttoken.db.connection import one
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import watchlist as q
 from flighttoken.devices.model import Device
@@ -115,7 +116,7 @@ async def resolve(services: Services, device: Device, alert_id: int, res: Resolu
             released = await holds.release_alert_holds(conn, alert_id, f"device:{device.id}")
         await audit.record(conn, actor=f"device:{device.id}", action="watchlist.alert.resolve", outcome="ok",
                            detail={"alert_id": alert_id, "outcome": res.outcome, "holds_released": len(released)})
-        row = await q.alert(conn, alert_id)
+        row = one(await q.alert(conn, alert_id))  # the alert just resolved
     log.info("watchlist_alert_resolved", alert_id=alert_id, outcome=res.outcome)
     return to_alert(row)
 

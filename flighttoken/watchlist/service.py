@@ -16,6 +16,7 @@ import msgspec
 import structlog
 
 from flighttoken.crypto.sealing import DecryptionError
+from flighttoken.db.connection import Connection, one
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import watchlist as q
 from flighttoken.devices.model import Device
@@ -71,13 +72,13 @@ async def enrol(services: Services, device: Device, req: NewSubject) -> Enrolled
         await audit.record(conn, actor=actor(device), action="watchlist.subject.enrol", outcome="ok",
                            detail={"subject_id": str(subject_id), "templates": len(usable)})
         await _changed(services, conn, [subject_id])
-        row = await q.subject(conn, subject_id)
+        row = one(await q.subject(conn, subject_id))  # the subject just enrolled
     await services.watchlist.gallery.add(subject_id, [(n, a.template.vector) for n, a in usable], req.expires_at)
     log.info("watchlist_subject_enrolled", subject_id=str(subject_id), templates=len(usable))
     return EnrolledSubject(**msgspec.structs.asdict(to_subject(row, now)), rejected_photos=rejected)
 
 
-async def _changed(services: Services, conn: asyncpg.Connection, subject_ids: list[uuid.UUID]) -> None:
+async def _changed(services: Services, conn: Connection, subject_ids: list[uuid.UUID]) -> None:
     """Tell the other instances (at commit) to reload these subjects; see ``watchlist.sync``."""
     await publish(conn, services.instance_id, "watchlist_changed",
                   payload={"subject_ids": ",".join(str(s) for s in subject_ids)})

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
 import numpy as np
 
 from flighttoken.crypto.keys import new_data_key
 from flighttoken.crypto.sealing import open_sealed, seal
+from flighttoken.db.connection import Connection, Executor
 from flighttoken.db.queries import watchlist as q
 from flighttoken.privacy.vault import TEMPLATE_DTYPE, TemplateVault
 
@@ -29,7 +29,7 @@ def template_aad(subject_id: uuid.UUID, n: int, model_id: str) -> bytes:
         model_id.encode()
 
 
-async def current_key(vault: TemplateVault, conn: asyncpg.Connection) -> tuple[uuid.UUID, bytes]:
+async def current_key(vault: TemplateVault, conn: Connection) -> tuple[uuid.UUID, bytes]:
     """The key new templates are sealed with, created on first use (call inside a transaction)."""
     await q.lock_keys(conn)
     key_id = await q.current_key(conn)
@@ -43,7 +43,7 @@ async def current_key(vault: TemplateVault, conn: asyncpg.Connection) -> tuple[u
     return key_id, await key(vault, conn, key_id)
 
 
-async def key(vault: TemplateVault, conn: asyncpg.Connection | asyncpg.Pool | None, key_id: uuid.UUID) -> bytes:
+async def key(vault: TemplateVault, conn: Executor | None, key_id: uuid.UUID) -> bytes:
     """A watchlist data key by id (``conn`` unused: keys come from the key store)."""
     context = key_context(key_id)
     cached = vault.keys.get(context)

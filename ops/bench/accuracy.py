@@ -42,6 +42,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -150,7 +151,8 @@ def extract(settings: Settings, root: Path, use_cache: bool) -> Features:
             if k % 1000 == 999:
                 err(f"  embedded {k + 1}/{n} in {time.perf_counter() - t0:.0f} s")
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, found=found, norm=norm, metrics=metrics, others=others, **vecs)
+    arrays: dict[str, Any] = {"found": found, "norm": norm, "metrics": metrics, "others": others, **vecs}
+    np.savez(cache, **arrays)
     err(f"embedded {n} photos in {time.perf_counter() - t0:.0f} s; cached in {cache}")
     return Features(paths, identity, names, found, vecs, norm, metrics, others)
 
@@ -357,7 +359,7 @@ def threshold_at_fpir(non_top1: np.ndarray, fpir: float) -> float:
     return float(np.nextafter(np.float32(ordered[k]), np.float32(np.inf))) if k < len(ordered) else -1.0
 
 
-def at_threshold(s: Searches, t: float, margin: float = 0.0) -> dict[str, float]:
+def at_threshold(s: Searches, t: float, margin: float = 0.0) -> dict[str, Any]:
     accept = (s.mated_top1 >= t) & (s.mated_margin >= margin)
     hits = accept & s.mated_correct
     wrong = accept & ~s.mated_correct
@@ -367,7 +369,7 @@ def at_threshold(s: Searches, t: float, margin: float = 0.0) -> dict[str, float]
             "mated": n_m, "non_mated": n_n}
 
 
-def at_fpir(s: Searches, fpir: float = NIST_FPIR) -> dict[str, float]:
+def at_fpir(s: Searches, fpir: float = NIST_FPIR) -> dict[str, Any]:
     """FNIR at ``fpir``, thresholds set per gallery draw, pooled; plus the spread over draws."""
     per_seed = []
     misses = wrong = n = 0
@@ -406,11 +408,11 @@ def print_table(title: str, rows: list[dict[str, float]]) -> None:
         err("  ".join(f"{r[k]!s:>12}" for k in keys))
 
 
-def quality_report(f: Features, s: Settings) -> dict[str, object]:
+def quality_report(f: Features, s: Settings) -> dict[str, Any]:
     """Each metric's LFW percentiles, and how often its gate fires: the basis of the defaults."""
     t = QualityThresholds.from_settings(s)
     m = f.metrics[f.found]
-    out: dict[str, object] = {"photos_with_face": int(f.found.sum()), "photos": len(f.found)}
+    out: dict[str, Any] = {"photos_with_face": int(f.found.sum()), "photos": len(f.found)}
     for k, name in enumerate(METRICS):
         col = m[:, k]
         if name in ("yaw_deg", "roll_deg"):
@@ -426,7 +428,7 @@ def quality_report(f: Features, s: Settings) -> dict[str, object]:
     return out
 
 
-def gate_effect(f: Features, vecs: np.ndarray, seeds: int, s: Settings) -> dict[str, object]:
+def gate_effect(f: Features, vecs: np.ndarray, seeds: int, s: Settings) -> dict[str, Any]:
     """FNIR at one fixed threshold for mated probes that pass vs fail each gate."""
     base = run_protocol(f, vecs, GALLERY_N, seeds, "first", None, f.found)
     thr = at_fpir(base)["threshold"]
@@ -450,7 +452,7 @@ def gate_effect(f: Features, vecs: np.ndarray, seeds: int, s: Settings) -> dict[
 # --- decisions: cohort score normalisation, honest quality gating (issue 3) ----------------------
 
 
-def decision_variants(searches: dict[str, Searches], f: Features) -> dict[str, dict[str, object]]:
+def decision_variants(searches: dict[str, Searches], f: Features) -> dict[str, dict[str, Any]]:
     """Score normalisation with the gallery itself as cohort (T-norm / AS-norm style, probe side): the
     candidate's score corrected by the probe's other top-``TOP_K`` scores; and a probe-quality
     correction by embedding norm. Each variant's threshold is re-set for FPIR 0.003, so FNIR compares."""
@@ -472,7 +474,7 @@ def decision_variants(searches: dict[str, Searches], f: Features) -> dict[str, d
     }
     for m in (0.02, 0.05, 0.08):  # the service's runner-up margin, with the threshold re-set for FPIR 0.003
         fns[f"margin_{m}"] = lambda top, pr, m=m: np.where(top[:, 0] - top[:, 1] >= m, top[:, 0], -np.inf)
-    out: dict[str, dict[str, object]] = {}
+    out: dict[str, dict[str, Any]] = {}
     poorest = f.found & (f.norm < np.quantile(f.norm[f.found], 1 / 3))
     for name, fn in fns.items():
         out[name] = {scale: at_fpir(sr.rescored(fn)) for scale, sr in searches.items()}
@@ -495,7 +497,7 @@ def fpir_where(s: Searches, probe_mask: np.ndarray, fpir: float = NIST_FPIR) -> 
     return round(alarms / max(n, 1), 5)
 
 
-def gating_counted(f: Features, vecs: np.ndarray, seeds: int, gate: np.ndarray) -> dict[str, object]:
+def gating_counted(f: Features, vecs: np.ndarray, seeds: int, gate: np.ndarray) -> dict[str, Any]:
     """Probe quality gating, counted two ways at N = 420 (enrolment on the first photo passing the
     gates, as the kiosk retakes until one does):
 
@@ -570,7 +572,7 @@ def impostor_tail(f: Features, vecs: np.ndarray) -> Tail:
     return Tail(edges, survival, pairs, float((-6.0 - intercept) / slope), float(-1.0 / slope), high, suspects)
 
 
-def tail_report(tail: Tail, s: Settings, f: Features) -> dict[str, object]:
+def tail_report(tail: Tail, s: Settings, f: Features) -> dict[str, Any]:
     grid = [round(x, 2) for x in np.arange(0.20, 0.61, 0.04)]
     rows = [{"t": t, "p_measured": float(f"{tail.p(t):.3e}"), "p_measured_clean": float(f"{tail.p(t, True):.3e}"),
              "p_fit": float(f"{impostor_rate(t, tail.score_1e6, tail.decade):.3e}"),
@@ -593,14 +595,14 @@ MEASURED_SIZES = {"n420": (420, 0), "n1200": (592, 608), "n3654": (800, 2854)}
 
 
 def fpir_by_size(f: Features, vecs: np.ndarray, seeds: int, gate: np.ndarray, tail: Tail,
-                 s: Settings) -> tuple[dict[str, object], dict[str, tuple[Searches, Searches, np.ndarray]]]:
+                 s: Settings) -> tuple[dict[str, Any], dict[str, tuple[Searches, Searches, np.ndarray]]]:
     """Measured FPIR at the model's t(N) against the prediction 1 - (1 - p(t))^N (model and measured p).
 
     ``*_clean`` figures leave out non-mated searches by the suspect identities (``SUSPECT_SCORE``):
     with every single-photo identity enrolled, a name filed twice turns a mated search into a
     "non-mated" one that scores 0.6-0.99 whatever the threshold.
     """
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     runs: dict[str, tuple[Searches, Searches, np.ndarray]] = {}
     suspect = np.zeros(len(f.names), bool)
     suspect[tail.suspect_identities()] = True
@@ -609,7 +611,7 @@ def fpir_by_size(f: Features, vecs: np.ndarray, seeds: int, gate: np.ndarray, ta
         clean = sr.keep_non_mated(~suspect[f.identity[sr.non_probes]])
         runs[name] = (sr, clean, suspect[f.identity[sr.mated_probes]])
         n = round(float(np.mean(sr.gallery_sizes)))
-        row: dict[str, object] = {"gallery": n, "non_mated_searches": len(sr.non_top1),
+        row: dict[str, Any] = {"gallery": n, "non_mated_searches": len(sr.non_top1),
                                   "non_mated_searches_clean": len(clean.non_top1),
                                   "mated_searches": len(sr.mated_top1),
                                   "threshold_at_fpir_0.003_measured": at_fpir(sr)["threshold"],
@@ -673,7 +675,7 @@ def _target(s: Settings, kind: DeviceKind) -> float:
             DeviceKind.LOUNGE: s.decisions.lounge_target_fpir}[kind]
 
 
-def label_issues(f: Features, vecs: np.ndarray, top: int = 12) -> list[dict[str, object]]:
+def label_issues(f: Features, vecs: np.ndarray, top: int = 12) -> list[dict[str, Any]]:
     """Highest-scoring pairs of photos filed under different names: LFW label errors, duplicates and
     look-alikes that sit in the non-mated tail. Reported, not removed (see the data README)."""
     idx = np.flatnonzero(f.found)
@@ -684,7 +686,7 @@ def label_issues(f: Features, vecs: np.ndarray, top: int = 12) -> list[dict[str,
         rows = np.arange(block.shape[0])
         block[f.identity[idx[start:start + 2048]][:, None] == f.identity[idx][None, :]] = -1
         j = block.argmax(axis=1)
-        out += [(float(block[r, j[r]]), idx[start + r], idx[j[r]]) for r in rows]
+        out += [(float(block[r, j[r]]), int(idx[start + r]), int(idx[j[r]])) for r in rows]
     out.sort(reverse=True)
     seen: set[frozenset[int]] = set()
     pairs = []
@@ -702,7 +704,7 @@ def label_issues(f: Features, vecs: np.ndarray, top: int = 12) -> list[dict[str,
 def main(argv: list[str] | None = None) -> int:
     # Logs to stderr: stdout carries only the result line.
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     ap.add_argument("--seeds", type=int, default=10, help="random N=420 galleries to pool")
     ap.add_argument("--margin", type=float, default=0.05, help="top1-top2 margin rule shown in the table")
     ap.add_argument("--no-cache", action="store_true")
@@ -729,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
     if tta is not None:
         vec_sets.update(tta)
         variants.update({name: (name, "first", None) for name in tta})
-    results: dict[str, object] = {"bench": "accuracy", "photos": len(f.paths), "identities": len(f.names),
+    results: dict[str, Any] = {"bench": "accuracy", "photos": len(f.paths), "identities": len(f.names),
                                   "faces_found": int(f.found.sum()), "gallery_draws": args.seeds,
                                   "service_variant": sv,
                                   "detector_input_size": s.models.detector_input_size,

@@ -207,7 +207,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     # Logs to stderr: stdout carries only the result line.
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     ap.add_argument("--iterations", type=int, default=120, help="latency samples per frame")
     ap.add_argument("--rounds", type=int, default=4, help="alternating throughput rounds per mode")
     ap.add_argument("--callers", type=int, default=8)

@@ -55,6 +55,7 @@ TARGET_RATIO = 2.0
 def large_jpeg(photo) -> bytes:
     """A 4K camera frame (3840x2160) with the face in the middle."""
     img = cv2.imread(str(photo))
+    assert img is not None, f"unreadable photo {photo}"
     canvas = np.full((2160, 3840, 3), 120, np.uint8)
     canvas[955:1205, 1795:2045] = img
     ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 92])
@@ -170,7 +171,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     ap.add_argument("--probes", type=int, default=40, help="B's sequential identifies per phase and round")
     ap.add_argument("--rounds", type=int, default=3, help="alternating idle / flooded rounds")
     ap.add_argument("--flooders", type=int, default=8, help="A's concurrent callers")

@@ -39,6 +39,7 @@ import random
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import msgspec
@@ -171,7 +172,7 @@ async def post(client: httpx.AsyncClient | LeanClient, frame: bytes) -> dict:
 
 
 async def paired(client: httpx.AsyncClient | LeanClient, engine: FaceEngine, frames: list[bytes], raws: list,
-                 expect: str) -> dict[str, object]:
+                 expect: str) -> dict[str, Any]:
     """Per frame, in random order: the identify over HTTP, the raw model time, and (to show where
     the overhead is) the engine alone, ``engine.analyse``."""
     times: dict[str, list[float]] = {"http": [], "raw": [], "engine": []}
@@ -209,7 +210,7 @@ async def throughput(callers: int, per_caller: int, frames: list[bytes], call) -
     return callers * per_caller / (time.perf_counter() - t0)
 
 
-async def run(args: argparse.Namespace) -> dict[str, object]:
+async def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     # Its concurrent callers are one lounge key standing in for many cameras: no per-device share
     # of the engine (FLIGHTTOKEN_ENGINE_DEVICE_SHARE / _RUNNING, issue 16) between them.
@@ -319,7 +320,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     ap.add_argument("--passengers", type=int, default=420, help="tokens on the flight")
     ap.add_argument("--iterations", type=int, default=200, help="sequential identifies per run (gate: distinct "
                     "passengers, at most the passengers with a full match)")

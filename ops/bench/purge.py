@@ -253,7 +253,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--passengers", type=int, default=420)
     parser.add_argument("--flights", type=int, default=100, help="flights in the window (x passengers = tokens)")
     parser.add_argument("--repeats", type=int, default=7)

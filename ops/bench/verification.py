@@ -112,7 +112,7 @@ def rates(genuine: np.ndarray, impostor: np.ndarray, t: float) -> dict[str, floa
 
 def main(argv: list[str] | None = None) -> int:
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     ap.add_argument("--seed", type=int, default=0, help="identity split")
     ap.add_argument("--per-identity", type=int, default=10, help="most photos of one identity in the pairs")
     ap.add_argument("--no-cache", action="store_true")

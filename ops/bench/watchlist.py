@@ -33,6 +33,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import uvloop
@@ -109,7 +110,7 @@ def choose(s: Screens, budget: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     ap.add_argument("--subjects", type=int, default=SUBJECTS, help="people on each random watchlist")
     ap.add_argument("--seeds", type=int, default=10, help="random watchlists to pool")
     ap.add_argument("--alarm-budget", type=float, default=0.01, help="false-alarm rate the threshold may spend")
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cover-alpha", type=float, default=0.01, help="significance level of each KS test")
     args = ap.parse_args(argv)
     s = load_settings()
-    out: dict[str, object] = {"bench": "watchlist"}
+    out: dict[str, Any] = {"bench": "watchlist"}
     if not args.cover_only:
         out.update(accuracy(args, s))
     if not args.no_cover:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import combinations
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -76,7 +77,8 @@ def choose(engine: FaceEngine, settings: Settings, n: int) -> list[Traveller]:
         enrol = engine.analyse_sync(photos[0].read_bytes())
         frame = canvas_frame(photos[1])
         probe = engine.analyse_sync(frame)
-        if any(a.template is None or a.quality_failures or a.tailgating for a in (enrol, probe)):
+        if enrol.template is None or probe.template is None or any(
+                a.quality_failures or a.tailgating for a in (enrol, probe)):
             continue
         chosen.append(Traveller(photos[0], enrol.template.vector, frame))
         probes.append(probe.template.vector)
@@ -103,12 +105,13 @@ def _group(decision: dict, alert_kind: str | None) -> str | None:
     return None
 
 
-def compare(samples: dict[str, list[float]], alpha: float) -> dict[str, object]:
+def compare(samples: dict[str, list[float]], alpha: float) -> dict[str, Any]:
     stats = {g: percentiles_ms(samples[g]) for g in GROUPS}
     base = stats["proceed"]["median"]
     pairs = {}
     for a, b in combinations(GROUPS, 2):
-        res = ks_2samp(samples[a], samples[b])
+        # scipy builds its result class at run time: pyright sees neither field.
+        res: Any = ks_2samp(samples[a], samples[b])
         pairs[f"{a}_vs_{b}"] = {"ks": round(float(res.statistic), 4), "p": round(float(res.pvalue), 4),
                                 "differs": bool(res.pvalue < alpha)}
     return {"ms": stats, "median_vs_proceed": {g: round(stats[g]["median"] / base, 3) for g in GROUPS},
@@ -117,7 +120,7 @@ def compare(samples: dict[str, list[float]], alpha: float) -> dict[str, object]:
 
 
 async def run(settings: Settings, engine: FaceEngine, hits: int, others: int, share: float,
-              alpha: float) -> dict[str, object]:
+              alpha: float) -> dict[str, Any]:
     t0 = time.perf_counter()
     travellers = choose(engine, settings, hits + others)
     for t in travellers[:hits]:

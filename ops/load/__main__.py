@@ -107,9 +107,10 @@ async def _chaos(instances: list[Instance], db: EmbeddedPostgres, dsn: str, args
     waits = await asyncio.gather(*(i.wait_ready(READY_TIMEOUT_S) for i in instances))
     stop.set()
     await watcher
+    ready = [w for w in waits if w is not None]
     fault.update(outage_s=round(up - t0, 2), instances_saw_outage=seen_down,
                  per_instance_ready_s=[round(w, 2) if w is not None else None for w in waits],
-                 recovered_to_ready_s=round(max(waits), 2) if None not in waits else None,
+                 recovered_to_ready_s=round(max(ready), 2) if len(ready) == len(waits) else None,
                  fault_to_ready_s=round(time.monotonic() - t0, 2) if None not in waits else None)
     events.append(fault)
     say(f"t={at()}s: PostgreSQL back after {fault['outage_s']} s; both instances ready "
@@ -234,7 +235,7 @@ async def main(args: argparse.Namespace) -> int:
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m ops.load", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m ops.load", description=(__doc__ or "").partition("\n")[0])
     p.add_argument("--flights", type=int, default=6)
     p.add_argument("--passengers", type=int, default=600)
     p.add_argument("--arrival-rate", type=float, default=8.0, help="passengers arriving per second (simulator)")

@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from flighttoken.app import create_app
 from flighttoken.crypto.keys import MasterKey, generate_master_key, new_data_key
+from flighttoken.db.connection import Connection
 from flighttoken.db.keystore import KeyStore, KeyStoreError, sibling_database
 from flighttoken.db.migrate import MigrationError, apply_migrations, discover
 from flighttoken.db.queries import flights as flight_q
@@ -72,12 +73,16 @@ async def test_instances_starting_together_create_and_migrate_one_key_store(base
         flight_id = uuid.uuid4()
         dek = new_data_key()
         key_id = await stores[0].add_flight_key(flight_id, uuid.uuid4(), master.wrap(dek, flight_context(flight_id)))
-        assert master.unwrap(await stores[1].flight_key(flight_id), flight_context(flight_id)) == dek
+        stored = await stores[1].flight_key(flight_id)
+        assert stored is not None
+        assert master.unwrap(stored, flight_context(flight_id)) == dek
         # Adding again keeps the first key (a retried flight creation must not replace it).
         again = await stores[2].add_flight_key(flight_id, uuid.uuid4(), master.wrap(new_data_key(),
                                                                                      flight_context(flight_id)))
         assert again == key_id
-        assert master.unwrap(await stores[2].flight_key(flight_id), flight_context(flight_id)) == dek
+        stored = await stores[2].flight_key(flight_id)
+        assert stored is not None
+        assert master.unwrap(stored, flight_context(flight_id)) == dek
     finally:
         for s in stores:
             await s.close()
@@ -190,7 +195,7 @@ async def test_a_crash_after_the_copy_drops_nothing_and_the_next_start_finishes(
     try:
         real = store.service_migration_hooks()[6]
 
-        async def copy_then_crash(conn: asyncpg.Connection) -> None:
+        async def copy_then_crash(conn: Connection) -> None:
             await real(conn)
             raise ConnectionResetError("killed after copying the keys")
 

@@ -53,8 +53,9 @@ async def test_a_process_killed_with_minus_9_is_recovered_from(tmp_path: Path) -
         stdout=subprocess.PIPE, text=True,
     )
     try:
-        assert holder.stdout is not None
-        assert "up" in iter(lambda: holder.stdout.readline().strip(), ""), "holder never came up"
+        out = holder.stdout
+        assert out is not None
+        assert "up" in iter(lambda: out.readline().strip(), ""), "holder never came up"
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()

@@ -22,6 +22,7 @@ def log_stream():
     configure_logging("json", "info")  # as `flighttoken serve` does
     stream = io.StringIO()
     [handler] = root.handlers  # pytest's capture handlers come later, per test phase
+    assert isinstance(handler, logging.StreamHandler)
     handler.setStream(stream)
     try:
         yield stream, handler

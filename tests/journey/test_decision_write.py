@@ -11,6 +11,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
@@ -24,6 +25,7 @@ from flighttoken.devices.registry import add_device
 from flighttoken.flights.model import Flight, FlightState
 from flighttoken.flights.windows import window_start
 from flighttoken.journey.identify import _conclude
+from flighttoken.services import Services
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +196,7 @@ async def test_two_gates_boarding_one_passenger_at_once_board_them_once(db) -> N
     gates = [await _device(db.pool, DeviceKind.GATE, gate="23") for _ in range(2)]
     flight = await _flight(db.pool)
     token = await _token(db.pool, flight, kiosk, state="immigration_cleared")
-    services = SimpleNamespace(db=lambda: db.pool, settings=db.settings)
+    services = cast(Services, SimpleNamespace(db=lambda: db.pool, settings=db.settings))  # all _conclude reads
     match = MatchOutcome(token, "matched", 0.8, 0.4)
     now, horizon = datetime.now(UTC), timedelta(hours=3)
     decisions = await asyncio.gather(*(_conclude(services, g, match, None, now, horizon, time.perf_counter())

@@ -3,6 +3,7 @@ in a worker thread (``AsyncCallable``): two thread hops per identify for a few d
 
 from __future__ import annotations
 
+from litestar.routes import HTTPRoute
 from litestar.utils.sync import AsyncCallable
 
 from flighttoken.app import create_app
@@ -12,7 +13,7 @@ def test_identify_and_enrolment_guards_are_coroutines(base_settings) -> None:
     app = create_app(base_settings, engine=object())  # no lifespan: nothing starts
     checked = 0
     for route in app.routes:
-        if route.path not in ("/v1/identify", "/v1/enrolments"):
+        if not isinstance(route, HTTPRoute) or route.path not in ("/v1/identify", "/v1/enrolments"):
             continue
         for handler in route.route_handlers:
             if "POST" not in handler.http_methods:

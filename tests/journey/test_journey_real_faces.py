@@ -11,7 +11,9 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
+import httpx
 import pytest
 
 from flighttoken.testing import identities
@@ -224,7 +226,9 @@ async def test_identifications_during_enrolments_never_fail_or_mislead(world: Re
         work = [enrol(30 + i, photos) for i, (_, photos) in enumerate(others[30:])]
         work += [j.identify(e_channel, photo) for _, photo in probes]
         results = await gather_limited(work, limit=6)
-    enrol_results, decisions = results[:len(others) - 30], results[len(others) - 30:]
+    enrolled_n = len(others) - 30
+    enrol_results = cast(list[httpx.Response], results[:enrolled_n])
+    decisions = cast(list[dict[str, Any]], results[enrolled_n:])
     assert all(r.status_code in (201, 422) for r in enrol_results)
     for (name, _), d in zip(probes, decisions, strict=True):
         if d["decision"] == "proceed":

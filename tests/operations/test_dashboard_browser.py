@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page, ViewportSize, async_playwright
 
 from flighttoken.devices.model import DeviceKind
 from flighttoken.settings import CHECKOUT_ROOT
@@ -21,7 +21,7 @@ from tests.support import journey as j
 pytestmark = pytest.mark.slow
 
 ARTIFACTS = Path(CHECKOUT_ROOT) / "artifacts" / "operations"
-TABLET = {"width": 800, "height": 1100}
+TABLET: ViewportSize = {"width": 800, "height": 1100}
 N_PASSENGERS = 10
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]

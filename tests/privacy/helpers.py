@@ -15,6 +15,7 @@ import asyncpg
 import numpy as np
 
 from flighttoken.crypto.document_key import DocumentKeys
+from flighttoken.db.connection import Connection
 from flighttoken.db.queries import flights as flight_q
 from flighttoken.db.queries import tokens as token_q
 from flighttoken.flights.model import Flight, FlightState
@@ -67,14 +68,14 @@ async def seed_flight(services, *, number: str, passengers: int, device_id: uuid
     return out
 
 
-async def bytea_columns(conn: asyncpg.Connection) -> list[tuple[str, str]]:
+async def bytea_columns(conn: Connection) -> list[tuple[str, str]]:
     rows = await conn.fetch(
         "SELECT table_name, column_name FROM information_schema.columns"
         " WHERE table_schema = 'public' AND data_type = 'bytea' ORDER BY 1, 2")
     return [(r["table_name"], r["column_name"]) for r in rows]
 
 
-async def text_columns(conn: asyncpg.Connection) -> list[tuple[str, str]]:
+async def text_columns(conn: Connection) -> list[tuple[str, str]]:
     rows = await conn.fetch(
         "SELECT c.table_name, c.column_name FROM information_schema.columns c"
         " JOIN information_schema.tables t ON t.table_name = c.table_name AND t.table_schema = c.table_schema"
@@ -83,7 +84,7 @@ async def text_columns(conn: asyncpg.Connection) -> list[tuple[str, str]]:
     return [(r["table_name"], r["column_name"]) for r in rows]
 
 
-async def tables_containing(conn: asyncpg.Connection, needle: bytes, *, as_text: bool = True) -> list[str]:
+async def tables_containing(conn: Connection, needle: bytes, *, as_text: bool = True) -> list[str]:
     """Every table.column (any bytea column of any table; with ``as_text`` any text or json column
     too, looking for base64 / hex spellings) holding ``needle``."""
     hits = []

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import cv2
@@ -19,6 +20,7 @@ import httpx
 import numpy as np
 
 from flighttoken.crypto.keys import MasterKey, WrappedKey
+from flighttoken.db.connection import Connection, one
 from flighttoken.db.keystore import sibling_database
 from flighttoken.db.migrate import apply_migrations
 from flighttoken.privacy.vault import TemplateVault, flight_context
@@ -32,7 +34,9 @@ PASSENGERS = 10
 
 
 def _png(photo: Path) -> bytes:
-    ok, buf = cv2.imencode(".png", cv2.imread(str(photo)))
+    image = cv2.imread(str(photo))
+    assert image is not None, photo
+    ok, buf = cv2.imencode(".png", image)
     assert ok
     return buf.tobytes()
 
@@ -103,25 +107,25 @@ async def _journey(base: str, keys: dict[str, str], faces_dir: str) -> tuple[lis
     return uploaded, flight["id"]
 
 
-async def _a_plaintext_template(conn: asyncpg.Connection, data_dir: Path, database_url: str) -> bytes:
+async def _a_plaintext_template(conn: Connection, data_dir: Path, database_url: str) -> bytes:
     """Decrypt one stored template with the service's (development) master key and its data key from
     the key store: the needle."""
     master = MasterKey.parse((data_dir / "master.key").read_text())
-    row = await conn.fetchrow("SELECT token_id, flight_id, model_id, sealed FROM templates LIMIT 1")
+    row = one(await conn.fetchrow("SELECT token_id, flight_id, model_id, sealed FROM templates LIMIT 1"))
     keystore = await asyncpg.connect(sibling_database(database_url)[1])
     try:
-        key = await keystore.fetchrow("SELECT kek_id, wrapped FROM flight_data_keys WHERE flight_id = $1",
-                                      row["flight_id"])
+        key = one(await keystore.fetchrow("SELECT kek_id, wrapped FROM flight_data_keys WHERE flight_id = $1",
+                                          row["flight_id"]))
     finally:
         await keystore.close()
     dek = master.unwrap(WrappedKey(key["kek_id"], bytes(key["wrapped"])), flight_context(row["flight_id"]))
     return TemplateVault.open_template(dek, row["token_id"], row["model_id"], row["sealed"]).tobytes()
 
 
-async def _database_files(conn: asyncpg.Connection, since: float) -> list[Path]:
+async def _database_files(conn: Connection, since: float) -> list[Path]:
     """This database's relation files, and WAL segments written during the test."""
     await conn.execute("CHECKPOINT")
-    data = Path(await conn.fetchval("SHOW data_directory"))
+    data = Path(cast(str, await conn.fetchval("SHOW data_directory")))
     oid = await conn.fetchval("SELECT oid FROM pg_database WHERE datname = current_database()")
     wal = [p for p in (data / "pg_wal").iterdir() if p.is_file() and p.stat().st_mtime >= since - 1]
     return [data / "base" / str(oid), *wal]

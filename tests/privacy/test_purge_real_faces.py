@@ -200,9 +200,11 @@ async def test_a_full_dump_taken_before_the_purge_and_restored_after_it_cannot_d
     services, fid, bid = world.svc.services, uuid.UUID(world.flight_a["id"]), uuid.UUID(world.flight_b["id"])
     model_id, master = services.engine.model_id, MasterKey.parse(OLD_KEK)
     keystore = services.vault.keystore
+    backup = world.backup
+    assert backup is not None  # taken by the world fixture
     name, url = await create_database(admin_dsn)
     try:
-        world.backup.restore(url)
+        backup.restore(url)
         conn = await asyncpg.connect(url)
         try:
             a_sealed = await conn.fetch("SELECT token_id, sealed FROM templates WHERE flight_id = $1", fid)
@@ -218,7 +220,7 @@ async def test_a_full_dump_taken_before_the_purge_and_restored_after_it_cannot_d
                 "the service database keeps the key's id, never the key"
         finally:
             await conn.close()
-        assert len(a_sealed) == N_A and len(b_sealed) == N_B, f"the restore ({world.backup.how}) brought them back"
+        assert len(a_sealed) == N_A and len(b_sealed) == N_B, f"the restore ({backup.how}) brought them back"
         assert await keystore.flight_key(fid) is None
         live = await keystore.pool.fetch("SELECT flight_id, kek_id, wrapped FROM flight_data_keys")
         assert bid in {k["flight_id"] for k in live} and fid not in {k["flight_id"] for k in live}

@@ -172,7 +172,8 @@ async def test_a_flight_nobody_closed_is_purged_once_departure_plus_grace_has_pa
     assert untouched["receipt"] is None and untouched["key"] is not None
     assert untouched["templates"] == PASSENGERS
     # Its state was never closed; the purge does not pretend it departed.
-    assert (await flight_q.by_id(services.db(), overdue.flight.id)).state is FlightState.SCHEDULED
+    overdue_now = await flight_q.by_id(services.db(), overdue.flight.id)
+    assert overdue_now is not None and overdue_now.state is FlightState.SCHEDULED
 
 
 async def test_after_a_grace_purge_the_flight_accepts_no_enrolment_and_no_template(env) -> None:

@@ -255,10 +255,14 @@ async def test_after_master_key_rotation_document_look_ups_still_find_the_passen
         pool = await create_pool(url, settings)
         keystore = await KeyStore.open(url, settings)
         try:
-            key_id, before = await keystore.document_mac_key()
+            mac_key = await keystore.document_mac_key()
+            assert mac_key is not None
+            key_id, before = mac_key
             report = await rotate(keystore, pool, MasterKey.parse(f"{KEK_B},{KEK_A}"))
             assert report.unreadable == 0
-            assert before.kek_id == "kek-doc-a" and (await keystore.document_mac_key())[1].kek_id == "kek-doc-b"
+            after = await keystore.document_mac_key()
+            assert after is not None
+            assert before.kek_id == "kek-doc-a" and after[1].kek_id == "kek-doc-b"
         finally:
             await keystore.close()
             await pool.close()

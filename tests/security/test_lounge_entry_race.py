@@ -69,6 +69,7 @@ def _land_after_read(monkeypatch, world: World, token_id: uuid.UUID, method: str
             async with world.svc.client(world.keys["admin"]) as admin:
                 r = await admin.request(method, path, json=body)
             assert r.status_code == 200, r.text
+            assert row is not None
             landed.append(row["state"])
         return row
 

@@ -75,7 +75,8 @@ def test_an_impossible_day_is_refused_with_a_reason(lfw) -> None:
 # ---- report arithmetic -------------------------------------------------------------------------------
 
 
-def obs(touchpoint="e_channel", purpose="journey", who="p1", outcome="proceed", reason="matched", own=True,
+def obs(touchpoint="e_channel", purpose="journey", who="p1", outcome="proceed", reason="matched",
+        own: bool | None = True,
         done=1.0, status=200, flight=0) -> Obs:
     return Obs(touchpoint, purpose, who, flight, done - 0.2, done - 0.1, done, status, outcome, reason,
                own if outcome == "proceed" else None)
@@ -245,6 +246,7 @@ async def test_the_rush_baseline_measures_at_the_wave_then_paused_until_the_rush
     await rush.at_wave()
     await asyncio.gather(*in_flight)
     rec.samples.append((rec.now(), 0, 0))
+    assert rush._task is not None
     await asyncio.wait_for(rush._task, 5)
     # Never measured with a request in flight: each pause drained the day first.
     assert taken[0] == ("wave_release", 6)  # the runner's hook: its pause is the runner's

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +30,7 @@ async def extra_keys(pool) -> dict[str, str]:
     return keys
 
 
-def subject_body(photos: list[Path | bytes], *, case: str = "HKPF/2026/0001", days: float = 30,
+def subject_body(photos: Sequence[Path | bytes], *, case: str = "HKPF/2026/0001", days: float = 30,
                  expires_at: datetime | None = None) -> dict[str, Any]:
     expires_at = expires_at or datetime.now(UTC) + timedelta(days=days)
     return {"case_reference": case, "reason_code": "arrest_warrant", "added_by": "Insp. Wong 4411",

@@ -84,6 +84,7 @@ async def _on_hold(world: WatchlistWorld, token_id: str) -> bool:
 
 def _poor_capture(photo: Path) -> bytes:
     image = cv2.imread(str(photo))
+    assert image is not None, photo
     ok, buf = cv2.imencode(".jpg", (image * 0.12).astype(np.uint8))
     assert ok
     return buf.tobytes()

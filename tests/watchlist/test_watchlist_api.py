@@ -169,6 +169,7 @@ async def test_staff_holds_sit_beside_authority_holds(env) -> None:
     # and the face on the watchlist) survives the agent's release; the agent learns that an officer
     # referral is in force (explaining see_officer), never its cause.
     kiosk_device = await device_q.by_name(svc.services.db(), "test-kiosk")
+    assert kiosk_device is not None
     async with svc.authority_client(keys["authority"]) as authority:
         r = await authority.post("/v1/watchlist/subjects", json=subject_body([photos[0]], case="KIOSK-1"))
         assert r.status_code == 201, r.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ MAX_POINTS = 20_000
 
 
 def draw(obs: list[Obs], flights: list[str], events: list[tuple[float, int, str]], path: Path,
-         title: str = "", pauses: list[tuple[float, float]] = ()) -> Path:
+         title: str = "", pauses: Sequence[tuple[float, float]] = ()) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")  # no display; safe in threads and on servers

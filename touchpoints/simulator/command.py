@@ -98,7 +98,7 @@ async def _raw(engine: Any, plan: Plan, seconds: float, when: str,
         before = None  # the service runs in this process (tests): its CPU is the measurement's own
     t0, started = time.perf_counter(), clock() if clock is not None else None
     result = await asyncio.to_thread(rawspeed.measure, engine, data, seconds)
-    after = await service_cpu() if before is not None else None
+    after = await service_cpu() if service_cpu is not None and before is not None else None
     result["when"] = when
     if clock is not None:
         result["t_s"] = round((started + clock()) / 2, 2)

@@ -7,6 +7,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from flighttoken.db.connection import Connection, Executor
+
 # The authority's own trail (every ``watchlist.*`` action) has its own table and id sequence
 # (migrations/0011): sharing audit_events' ids, an alert left a gap an admin could see in GET /v1/audit.
 AUTHORITY_ACTION_PREFIX = "watchlist."
@@ -17,7 +19,7 @@ def table_for(action: str) -> str:
     return AUTHORITY_TABLE if action.startswith(AUTHORITY_ACTION_PREFIX) else "audit_events"
 
 
-async def record(conn: asyncpg.Connection | asyncpg.Pool, *, actor: str, action: str, outcome: str,
+async def record(conn: Executor, *, actor: str, action: str, outcome: str,
                  flight_id: uuid.UUID | None = None, token_id: uuid.UUID | None = None,
                  detail: dict[str, Any] | None = None) -> None:
     """Append one audit event (``watchlist.*`` actions to the authority's table). Never pass an image,
@@ -35,7 +37,7 @@ PUBLIC_EVENT_TABLES = ("audit_events", "journey_events")
 EVENT_TABLES = (*PUBLIC_EVENT_TABLES, AUTHORITY_TABLE)
 
 
-async def list_events(conn: asyncpg.Connection | asyncpg.Pool, *, flight_id: uuid.UUID | None,
+async def list_events(conn: Executor, *, flight_id: uuid.UUID | None,
                       device_id: uuid.UUID | None, since: datetime | None, until: datetime | None,
                       action: str | None, outcome: str | None, after_id: int, limit: int) -> list[asyncpg.Record]:
     """Audit events in id order; ``action`` ending in ``*`` matches a prefix. Actor's device joined in."""
@@ -54,7 +56,7 @@ async def list_events(conn: asyncpg.Connection | asyncpg.Pool, *, flight_id: uui
         after_id, flight_id, device_id, since, until, None if prefix is not None else action, prefix, outcome, limit)
 
 
-async def list_decisions(conn: asyncpg.Connection | asyncpg.Pool, *, flight_id: uuid.UUID | None,
+async def list_decisions(conn: Executor, *, flight_id: uuid.UUID | None,
                          device_id: uuid.UUID | None, since: datetime | None, until: datetime | None,
                          decision: str | None, reason: str | None, after_id: int, limit: int) -> list[asyncpg.Record]:
     """Touchpoint decisions (journey events) in id order, with the device that made them."""
@@ -68,7 +70,7 @@ async def list_decisions(conn: asyncpg.Connection | asyncpg.Pool, *, flight_id: 
         after_id, flight_id, device_id, since, until, decision, reason, limit)
 
 
-async def delete_older_than(conn: asyncpg.Connection, table: str, cutoff: datetime, batch: int) -> int:
+async def delete_older_than(conn: Connection, table: str, cutoff: datetime, batch: int) -> int:
     """Retention: delete up to ``batch`` events older than ``cutoff`` in one transaction.
 
     The append-only trigger lets these rows go only because this transaction declares the purge

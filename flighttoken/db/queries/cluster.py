@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import msgspec
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from flighttoken.db.connection import Executor, one
 
 
 class ClusterIdentity(msgspec.Struct, frozen=True):
@@ -16,7 +16,7 @@ class ClusterIdentity(msgspec.Struct, frozen=True):
 
 
 async def identity(conn: Executor) -> ClusterIdentity:
-    row = await conn.fetchrow("SELECT host(inet_server_addr()) AS host, inet_server_port() AS port")
+    row = one(await conn.fetchrow("SELECT host(inet_server_addr()) AS host, inet_server_port() AS port"))
     address = f"{row['host']}:{row['port']}" if row["host"] is not None else None
     try:
         system_identifier = await conn.fetchval("SELECT system_identifier FROM pg_control_system()")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import cast
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from flighttoken.db.connection import Connection, Executor
 
 # The tables holding a document key, each keyed by its uuid ``id``. Only these names reach the SQL.
 TABLES = ("tokens", "consents")
@@ -21,10 +22,10 @@ def _table(table: str) -> str:
 
 
 async def has_rows(conn: Executor) -> bool:
-    return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM tokens) OR EXISTS (SELECT 1 FROM consents)")
+    return cast(bool, await conn.fetchval("SELECT EXISTS (SELECT 1 FROM tokens) OR EXISTS (SELECT 1 FROM consents)"))
 
 
-async def lock_tables(conn: asyncpg.Connection) -> None:
+async def lock_tables(conn: Connection) -> None:
     """Inside the migration transaction: no other writer until it commits (or rolls back)."""
     await conn.execute("LOCK TABLE tokens, consents IN SHARE ROW EXCLUSIVE MODE")
 
@@ -45,7 +46,7 @@ async def replace(conn: Executor, table: str, rows: Sequence[tuple[uuid.UUID, by
     return int(status.split()[-1])
 
 
-async def declare_keyed(conn: asyncpg.Connection) -> None:
+async def declare_keyed(conn: Connection) -> None:
     """What 0010 checks before it applies (this transaction only)."""
     await conn.execute("SELECT set_config('flighttoken.document_keys_keyed', 'on', true)")
 
@@ -57,4 +58,4 @@ async def recorded_mac_key(conn: Executor) -> uuid.UUID | None:
 async def record_mac_key(conn: Executor, key_id: uuid.UUID) -> uuid.UUID:
     """Record ``key_id`` unless one is recorded already; the recorded id either way."""
     await conn.execute("INSERT INTO document_mac_key (key_id) VALUES ($1) ON CONFLICT DO NOTHING", key_id)
-    return await conn.fetchval("SELECT key_id FROM document_mac_key")
+    return cast(uuid.UUID, await conn.fetchval("SELECT key_id FROM document_mac_key"))

@@ -5,12 +5,12 @@ from datetime import datetime
 
 import asyncpg
 
+from flighttoken.db.connection import Executor, one
 from flighttoken.flights.model import Flight, FlightState
 
 _INSERT_COLUMNS = ("id, airline, number, scheduled_departure, window_start, destination, international, state, gate,"
                    " booked")
 _COLUMNS = _INSERT_COLUMNS + ", boarding_closed_at"
-Executor = asyncpg.Connection | asyncpg.Pool
 
 
 def _flight(row: asyncpg.Record) -> Flight:
@@ -58,7 +58,7 @@ async def set_state(conn: Executor, flight_id: uuid.UUID, state: FlightState) ->
         f" boarding_closed_at = CASE WHEN $2 = 'closed' THEN now() ELSE boarding_closed_at END"
         f" WHERE id = $1 RETURNING {_COLUMNS}",
         flight_id, state.value)
-    return _flight(row)
+    return _flight(one(row))
 
 
 async def set_departure(conn: Executor, flight_id: uuid.UUID, departure: datetime,
@@ -70,13 +70,13 @@ async def set_departure(conn: Executor, flight_id: uuid.UUID, departure: datetim
             f" WHERE id = $1 RETURNING {_COLUMNS}", flight_id, departure, window)
     except asyncpg.UniqueViolationError:
         return None
-    return _flight(row)
+    return _flight(one(row))
 
 
 async def set_gate(conn: Executor, flight_id: uuid.UUID, gate: str) -> Flight:
     row = await conn.fetchrow(
         f"UPDATE flights SET gate = $2, updated_at = now() WHERE id = $1 RETURNING {_COLUMNS}", flight_id, gate)
-    return _flight(row)
+    return _flight(one(row))
 
 
 async def existing_codes(conn: Executor, keys: list[tuple[str, str, datetime]]) -> set[tuple[str, str, datetime]]:

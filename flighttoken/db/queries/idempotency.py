@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from flighttoken.db.connection import Executor
 
 # One statement, atomic across instances: a new key (or one expired, or whose claim was abandoned
 # by a dead instance) is claimed by this request; otherwise the row already there is returned.

@@ -17,9 +17,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-import asyncpg
-
-Executor = asyncpg.Connection | asyncpg.Pool
+from flighttoken.db.connection import Executor, one
 
 # Data-modifying CTEs all run to completion whether or not the main query reads them. ``moved`` is
 # empty when the token was not to move (or be stamped), or its state or hold changed since it was
@@ -112,10 +110,10 @@ async def record_decision(conn: Executor, *, device_id: uuid.UUID, touchpoint: s
     if new_state == expected:
         new_state = None  # a lounge entry: the token stays where it is
     r = referral or _NO_REFERRAL
-    row = await conn.fetchrow(_RECORD_DECISION, device_id, touchpoint, flight_id, token_id, new_state,
-                              lounge_entry, expected, reason, audit_refusal, score, margin, latency_ms,
-                              r.kind or None, r.subject_id, r.score, r.terminal, r.gate, r.lounge_id,
-                              r.hold_token_id, r.channel, r.origin)
+    row = one(await conn.fetchrow(_RECORD_DECISION, device_id, touchpoint, flight_id, token_id, new_state,
+                                  lounge_entry, expected, reason, audit_refusal, score, margin, latency_ms,
+                                  r.kind or None, r.subject_id, r.score, r.terminal, r.gate, r.lounge_id,
+                                  r.hold_token_id, r.channel, r.origin))
     return row["id"], row["reason"], row["alert_id"]
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import cast
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from flighttoken.db.connection import Connection, Executor
 
 # ---- flight keys --------------------------------------------------------------------------------
 
@@ -21,7 +22,7 @@ async def insert_flight_key(conn: Executor, flight_id: uuid.UUID, key_id: uuid.U
         " ON CONFLICT (flight_id) DO NOTHING RETURNING key_id", flight_id, key_id, kek_id, wrapped)
     if row is not None:
         return row["key_id"]
-    return await conn.fetchval("SELECT key_id FROM flight_data_keys WHERE flight_id = $1", flight_id)
+    return cast(uuid.UUID, await conn.fetchval("SELECT key_id FROM flight_data_keys WHERE flight_id = $1", flight_id))
 
 
 async def flight_key(conn: Executor, flight_id: uuid.UUID) -> asyncpg.Record | None:
@@ -29,10 +30,11 @@ async def flight_key(conn: Executor, flight_id: uuid.UUID) -> asyncpg.Record | N
 
 
 async def is_destroyed(conn: Executor, flight_id: uuid.UUID) -> bool:
-    return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM destroyed_flight_keys WHERE flight_id = $1)", flight_id)
+    return cast(bool, await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM destroyed_flight_keys WHERE flight_id = $1)", flight_id))
 
 
-async def destroy_flight_keys(conn: asyncpg.Connection, flight_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+async def destroy_flight_keys(conn: Connection, flight_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
     """Delete the keys and leave their tombstones (one transaction; call inside one). Returns the
     tombstones of all these flights, those of earlier runs included: (flight_id, key_id, kek_id, destroyed_at)."""
     ids = sorted(set(flight_ids))
@@ -82,10 +84,10 @@ async def adopt_flight_keys(conn: Executor, rows: Sequence[tuple[uuid.UUID, uuid
         "INSERT INTO flight_data_keys (flight_id, key_id, kek_id, wrapped)"
         " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[]) ON CONFLICT (flight_id) DO NOTHING",
         flights, key_ids, keks, wrapped)
-    return await conn.fetchval(
+    return cast(int, await conn.fetchval(
         "SELECT count(*) FROM flight_data_keys k JOIN unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[])"
         " AS n(flight_id, key_id, kek_id, wrapped) ON k.flight_id = n.flight_id AND k.key_id = n.key_id"
-        " AND k.kek_id = n.kek_id AND k.wrapped = n.wrapped", flights, key_ids, keks, wrapped)
+        " AND k.kek_id = n.kek_id AND k.wrapped = n.wrapped", flights, key_ids, keks, wrapped))
 
 
 async def adopt_watchlist_keys(conn: Executor, rows: Sequence[tuple[uuid.UUID, str, bytes]]) -> int:
@@ -96,10 +98,10 @@ async def adopt_watchlist_keys(conn: Executor, rows: Sequence[tuple[uuid.UUID, s
     await conn.execute(
         "INSERT INTO watchlist_data_keys (id, kek_id, wrapped)"
         " SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[]) ON CONFLICT (id) DO NOTHING", ids, keks, wrapped)
-    return await conn.fetchval(
+    return cast(int, await conn.fetchval(
         "SELECT count(*) FROM watchlist_data_keys k JOIN unnest($1::uuid[], $2::text[], $3::bytea[])"
         " AS n(id, kek_id, wrapped) ON k.id = n.id AND k.kek_id = n.kek_id AND k.wrapped = n.wrapped",
-        ids, keks, wrapped)
+        ids, keks, wrapped))
 
 
 # ---- master key rotation ------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from flighttoken.db.connection import Executor, one
 
 # Live and used tokens: everything but a revocation counts as enrolled.
 _PROGRESS = """
@@ -30,7 +30,7 @@ PROGRESS_FIELDS = ("enrolled", "immigration_cleared", "in_lounge", "boarded", "o
 
 async def progress(conn: Executor, flight_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
     rows = await conn.fetch(_PROGRESS, list(flight_ids))
-    out = {f: dict.fromkeys(PROGRESS_FIELDS, 0) for f in flight_ids}
+    out: dict[uuid.UUID, dict[str, int]] = {f: dict.fromkeys(PROGRESS_FIELDS, 0) for f in flight_ids}
     for r in rows:
         out[r["flight_id"]] = {k: r[k] for k in PROGRESS_FIELDS}
     return out
@@ -86,8 +86,8 @@ async def purges_due(conn: Executor, until: datetime, grace_s: float, airline: s
 
 async def overdue_purges(conn: Executor, now: datetime, grace_s: float) -> tuple[int, datetime | None]:
     """(how many flights are past their purge time with their key still present, the oldest due time)."""
-    row = await conn.fetchrow(
+    row = one(await conn.fetchrow(
         "SELECT count(*) AS n, min(f.scheduled_departure + make_interval(secs => $2)) AS oldest"
         " FROM flights f JOIN flight_keys k ON k.flight_id = f.id"
-        " WHERE f.scheduled_departure + make_interval(secs => $2) < $1", now, grace_s)
+        " WHERE f.scheduled_departure + make_interval(secs => $2) < $1", now, grace_s))
     return row["n"], row["oldest"]

@@ -6,10 +6,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from flighttoken.db.connection import Connection, Executor
 
 _RECEIPT = ("id, flight_id, flight_code, scheduled_departure, trigger, initiated_by, started_at, key_id, kek_id,"
             " key_destroyed_at, templates_deleted, tokens_ended, tokens_total, consents_kept, completed_at")
@@ -30,7 +31,7 @@ async def begin_purges(conn: Executor, triggers: dict[uuid.UUID, str], initiated
     return await conn.fetch(f"SELECT {_RECEIPT} FROM purge_receipts WHERE flight_id = ANY($1::uuid[])", ids)
 
 
-async def lock_flights(conn: asyncpg.Connection, flight_ids: Sequence[uuid.UUID]) -> None:
+async def lock_flights(conn: Connection, flight_ids: Sequence[uuid.UUID]) -> None:
     """Serialise with enrolments (their inserts hold a key-share lock on the flight row); in id order,
     so two purges of overlapping sets never deadlock."""
     await conn.execute("SELECT 1 FROM flights WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", list(flight_ids))
@@ -111,7 +112,7 @@ async def flights_due(conn: Executor, grace_s: int, limit: int) -> list[asyncpg.
 
 
 async def database_now(conn: Executor) -> datetime:
-    return await conn.fetchval("SELECT now()")
+    return cast(datetime, await conn.fetchval("SELECT now()"))
 
 
 # ---- opt-out ----------------------------------------------------------------------------------
@@ -134,12 +135,12 @@ async def insert_flight_key_marker(conn: Executor, flight_id: uuid.UUID, key_id:
 
 async def has_legacy_wrapped_keys(conn: Executor) -> bool:
     """Does the service database still have the wrapped-key columns (before migration 0006)?"""
-    return await conn.fetchval(
+    return cast(bool, await conn.fetchval(
         "SELECT count(*) = 2 FROM information_schema.columns WHERE table_schema = current_schema()"
-        " AND column_name = 'wrapped' AND table_name IN ('flight_keys', 'watchlist_keys')")
+        " AND column_name = 'wrapped' AND table_name IN ('flight_keys', 'watchlist_keys')"))
 
 
-async def lock_legacy_keys(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+async def lock_legacy_keys(conn: Connection) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
     """Every wrapped key still in the service database, locked against new ones until commit."""
     await conn.execute("LOCK TABLE flight_keys, watchlist_keys IN EXCLUSIVE MODE")
     flights = await conn.fetch("SELECT flight_id, key_id, kek_id, wrapped FROM flight_keys ORDER BY flight_id")
@@ -147,6 +148,6 @@ async def lock_legacy_keys(conn: asyncpg.Connection) -> tuple[list[asyncpg.Recor
     return flights, watchlist
 
 
-async def declare_keys_moved(conn: asyncpg.Connection) -> None:
+async def declare_keys_moved(conn: Connection) -> None:
     """Tell migration 0006 (same transaction) that every wrapped key is safe in the key store."""
     await conn.execute("SET LOCAL flighttoken.keys_in_keystore = 'on'")

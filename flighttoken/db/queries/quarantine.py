@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
-
+from flighttoken.db.connection import Connection
 from flighttoken.db.queries import audit
 
 HOLD_REASON = "template_unreadable"
 
 
-async def hold_unreadable(conn: asyncpg.Connection, token_id: uuid.UUID, *, instance: str) -> bool:
+async def hold_unreadable(conn: Connection, token_id: uuid.UUID, *, instance: str) -> bool:
     """Hold the token for staff (every touchpoint: see_officer) and audit it. The hold is placed once
     per token, so a hold staff released stays released; the audit names each instance that found
     the row. False when the token no longer exists. Call inside a transaction."""

@@ -8,9 +8,8 @@ from datetime import datetime
 
 import asyncpg
 
+from flighttoken.db.connection import Executor, one
 from flighttoken.vocabulary import TokenState
-
-Executor = asyncpg.Connection | asyncpg.Pool
 
 # A token in one of these has not ended (plain strings: asyncpg binds them as text[]).
 LIVE_STATES = tuple(s.value for s in (TokenState.ENROLLED, TokenState.IMMIGRATION_CLEARED, TokenState.BOARDED))
@@ -44,12 +43,12 @@ async def insert_token(conn: Executor, *, token_id: uuid.UUID, flight_id: uuid.U
                        document_type: str, document_last4: str, issuing_state: str, nationality: str,
                        surname: str, given_names: str, booking_reference: str, seat: str | None,
                        lounge_eligible: bool, consent_id: uuid.UUID) -> asyncpg.Record:
-    return await conn.fetchrow(
+    return one(await conn.fetchrow(
         "INSERT INTO tokens (id, flight_id, document_key, document_type, document_last4, issuing_state,"
         " nationality, surname, given_names, booking_reference, seat, lounge_eligible, consent_id)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id, state, enrolled_at",
         token_id, flight_id, document_key, document_type, document_last4, issuing_state, nationality, surname,
-        given_names, booking_reference, seat, lounge_eligible, consent_id)
+        given_names, booking_reference, seat, lounge_eligible, consent_id))
 
 
 async def refresh_booking(conn: Executor, token_id: uuid.UUID, *, seat: str | None, lounge_eligible: bool,

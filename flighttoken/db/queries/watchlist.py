@@ -8,12 +8,12 @@ from datetime import datetime
 
 import asyncpg
 
-Executor = asyncpg.Connection | asyncpg.Pool
+from flighttoken.db.connection import Connection, Executor
 
 # ---- keys -----------------------------------------------------------------------------------------
 
 
-async def lock_keys(conn: asyncpg.Connection) -> None:
+async def lock_keys(conn: Connection) -> None:
     """Serialise key creation (two first enrolments at once must not make two current keys)."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('flighttoken.watchlist_keys'))")
 
