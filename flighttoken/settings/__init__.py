@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Literal
 
 import msgspec
 
-from flighttoken.settings.base import CHECKOUT_ROOT, ENV_PREFIX, Section, SettingsError, env_name
+from flighttoken.settings.base import CHECKOUT_ROOT, ENV_PREFIX, SettingsError, env_name
 from flighttoken.settings.checks import check, watchlist_touchpoints
 from flighttoken.settings.faces import (
     EngineSettings,
@@ -30,6 +29,7 @@ from flighttoken.settings.matching import (
     GallerySettings,
     WatchlistSettings,
 )
+from flighttoken.settings.root import FIELD_SECTION, SECTIONS, Settings, group_by_section
 from flighttoken.settings.service import (
     DatabaseSettings,
     HttpSettings,
@@ -46,71 +46,6 @@ __all__ = [
 ]
 
 
-def _section(cls: type[Section]) -> Section:
-    return msgspec.field(default_factory=cls)  # type: ignore[return-value]
-
-
-class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    mode: Literal["", "production", "development"] = ""
-    """production: refuse to start with development defaults (no master key, --demo, an open /metrics);
-    development: allow them. Empty: production whenever DATABASE_URL is set, development for the
-    embedded database (flighttoken/production.py)."""
-    faces_dir: str = str(CHECKOUT_ROOT.parent / "shared" / "faces")
-    """Test and benchmark face photos."""
-
-    database: DatabaseSettings = _section(DatabaseSettings)
-    http: HttpSettings = _section(HttpSettings)
-    logging: LoggingSettings = _section(LoggingSettings)
-    models: ModelSettings = _section(ModelSettings)
-    images: ImageSettings = _section(ImageSettings)
-    quality: QualitySettings = _section(QualitySettings)
-    engine: EngineSettings = _section(EngineSettings)
-    decisions: DecisionSettings = _section(DecisionSettings)
-    galleries: GallerySettings = _section(GallerySettings)
-    privacy: PrivacySettings = _section(PrivacySettings)
-    operations: OperationsSettings = _section(OperationsSettings)
-    watchlist: WatchlistSettings = _section(WatchlistSettings)
-
-    @property
-    def production(self) -> bool:
-        """Production mode: set explicitly, or implied by a real PostgreSQL (DATABASE_URL)."""
-        return self.mode == "production" or (not self.mode and bool(self.database.database_url))
-
-    def replace(self, **changes: object) -> Settings:
-        """A copy with some settings changed, by flat name (``gate_threshold=0.5``) or whole section.
-
-        Like ``msgspec.structs.replace``, the values are taken as given, not validated.
-        """
-        top, nested = _group(changes)
-        for section, fields in nested.items():
-            top[section] = msgspec.structs.replace(top.get(section, getattr(self, section)), **fields)
-        return msgspec.structs.replace(self, **top)
-
-
-SECTIONS: dict[str, type[Section]] = {
-    f.name: f.type for f in msgspec.structs.fields(Settings) if isinstance(f.type, type) and issubclass(f.type, Section)
-}
-FIELD_SECTION: dict[str, str] = {
-    **{f.name: "" for f in msgspec.structs.fields(Settings) if f.name not in SECTIONS},
-    **{f.name: section for section, cls in SECTIONS.items() for f in msgspec.structs.fields(cls)},
-}
-"""Every flat setting name -> the section holding it ("" for the top level)."""
-
-
-def _group(values: Mapping[str, object]) -> tuple[dict[str, object], dict[str, dict[str, object]]]:
-    """Split flat names (and whole sections) into top-level values and per-section field values."""
-    top: dict[str, object] = {}
-    nested: dict[str, dict[str, object]] = {}
-    for key, value in values.items():
-        if key in SECTIONS:
-            top[key] = value
-        elif key not in FIELD_SECTION:
-            raise SettingsError(f"{key} is not a FlightToken setting (typo?)")
-        elif FIELD_SECTION[key]:
-            nested.setdefault(FIELD_SECTION[key], {})[key] = value
-        else:
-            top[key] = value
-    return top, nested
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -130,8 +65,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
             if name in environ:
                 found[field] = environ[name]
                 break
-    raw, nested = _group(found)
-    top, over = _group(overrides)
+    raw, nested = group_by_section(found)
+    top, over = group_by_section(overrides)
     for section, value in top.items():
         if section in SECTIONS:  # a whole section given: its fields win over the environment's
             nested.setdefault(section, {}).update(msgspec.structs.asdict(value))  # type: ignore[arg-type]

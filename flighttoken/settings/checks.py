@@ -9,7 +9,7 @@ from flighttoken.settings.base import SettingsError, env_name
 from flighttoken.settings.matching import WATCHLIST_TOUCHPOINT_KINDS
 
 if TYPE_CHECKING:
-    from flighttoken.settings import Settings
+    from flighttoken.settings.root import Settings
 
 
 def check(s: Settings) -> None:

@@ -15,8 +15,8 @@ its own layer or a lower one, never of a higher one. Why the submodule entries:
 - `services.Services` is what an instance holds; the flows and controllers take it, so it sits
   above the stores it holds (vault, galleries, watchlist state, key cache) and below the flows.
 - HTTP controllers are wiring wherever they live (they record metrics, read every store).
-`decisions` (the pure match rules) sits with the stores rather than the primitives: it reads the
-gallery's candidates, and the gallery registry reads its thresholds.
+`decisions` (the pure match rules and the touchpoint policy table) is a primitive: it imports only
+settings and the vocabulary, and galleries, watchlist and journey all read it.
 Cycles between units of one layer (today flights, journey, privacy) are printed by the script
 below, not failed: the module graph itself must have none.
 A new top-level package or module must be given a layer (`test_every_module_has_one_layer`).
@@ -39,9 +39,9 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
         "__init__", "settings", "errors", "logs", "executor", "middleware", "vocabulary", "fieldtypes",
         "devices.model", "flights.model",
     })),
-    ("primitives", frozenset({"crypto", "db", "faces", "production"})),
+    ("primitives", frozenset({"crypto", "db", "decisions", "faces", "production"})),
     ("domain stores", frozenset({
-        "decisions", "galleries", "devices", "privacy.vault", "watchlist.state", "watchlist.gallery", "watchlist.hub",
+        "galleries", "devices", "privacy.vault", "watchlist.state", "watchlist.gallery", "watchlist.hub",
         "watchlist.schemas",
     })),
     ("instance", frozenset({"services"})),
