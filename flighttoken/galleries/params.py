@@ -26,7 +26,9 @@ class IndexParams(msgspec.Struct, frozen=True, kw_only=True):
     exact_max: int = 1024
     """Up to this many live ids a gallery is searched exhaustively, and has no graph."""
     graph_dim: int = 192
-    """Principal directions the graph's vectors are projected onto."""
+    """Principal directions the graph's vectors are projected onto. (At 42,000 faces 96 builds in
+    4.0 s of CPU instead of 7.0 and searches ~30% faster; its extra misses are all lost searches,
+    which ``verify_below`` catches: see ``index.py``.)"""
     shard_size: int = 65536
     """Labels per hnswlib graph."""
     M: int = 12  # hnswlib's name for it
@@ -35,7 +37,8 @@ class IndexParams(msgspec.Struct, frozen=True, kw_only=True):
     rerank_k: int = 32
     """Candidates asked of every shard, then re-scored exactly."""
     verify_below: float | None = None
-    """Graph results with a weaker best score are re-checked exhaustively (None: never)."""
+    """Graph results with a weaker best score are re-checked exhaustively (None: never). A graph
+    miss is a lost search, whose best is a crowd score; see ``index.py`` for where to put it."""
     build_threads: int = 0
     """Threads for a bulk build; 0 means every core."""
 

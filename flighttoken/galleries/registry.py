@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -248,8 +249,8 @@ def build_galleries(rows: Iterable[tuple[uuid.UUID, uuid.UUID, datetime, np.ndar
     e-channel visit is then recognised and refused, and a token swap (their face enrolled under
     another document) is caught at the kiosk.
 
-    Flights (up to ``exact_max`` faces) are plain copies; a large window builds its graph on
-    ``params.threads()`` threads, one window after the other.
+    Flights (up to ``exact_max`` faces) are plain copies, made while the windows build; a large
+    window builds its graph on ``params.threads()`` threads, one window after the other.
     """
     params = params or GalleryParams()
     per_flight: dict[uuid.UUID, list[tuple[str, np.ndarray]]] = {}
@@ -260,8 +261,9 @@ def build_galleries(rows: Iterable[tuple[uuid.UUID, uuid.UUID, datetime, np.ndar
         per_flight.setdefault(flight_id, []).append((key, vector))
         per_window.setdefault(window, []).append((key, vector))
         homes[key] = (flight_id, window)
-    return (
-        {f: Gallery.build(items, params) for f, items in per_flight.items()},
-        {w: Gallery.build(items, params) for w, items in per_window.items()},
-        homes,
-    )
+    # The windows' graphs release the GIL while they build; the flights' copies (Python, holding
+    # it) are made meanwhile rather than after them.
+    with ThreadPoolExecutor(1, thread_name_prefix="gallery-windows") as pool:
+        windows = pool.submit(lambda: {w: Gallery.build(items, params) for w, items in per_window.items()})
+        flights = {f: Gallery.build(items, params) for f, items in per_flight.items()}
+        return flights, windows.result(), homes

@@ -2,6 +2,7 @@
 search, and the start-up rebuild of a 42,000-token departure window from PostgreSQL.
 
     .venv/bin/python -m ops.bench.galleries [--sizes 420,5000,42000] [--queries 1000] [--no-cache]
+                                            [--verify-below 0.37]
 
 Galleries: one LFW template per identity (the service's own templates, made once and cached in
 ~/.cache/flighttoken-bench), then random unit vectors up to N (NIST's central-checkpoint size is
@@ -14,7 +15,9 @@ Galleries: one LFW template per identity (the service's own templates, made once
   ``top2_recall``: both of the top 2 are (the runner-up feeds the doubtful-match margin);
   ``decisions_differing``: probes whose e-channel decision (threshold and margin from the
   settings) differs from the one exact search would give; ``verified_share``: searches whose
-  weak graph result was re-checked exhaustively (``FLIGHTTOKEN_GALLERY_VERIFY_MARGIN``);
+  weak graph result was re-checked exhaustively (``FLIGHTTOKEN_GALLERY_VERIFY_MARGIN``;
+  ``--verify-below`` measures another value of the score it sets before the settings carry it:
+  the JSON's params show the one used);
 * rebuild: 100 flights x 420 tokens in one window, stored as enrolment stores them (data keys,
   consents, tokens, templates sealed with TemplateVault) in a scratch database; then
   ``rebuild_galleries`` timed (target <= 10 s) against the same rebuild without graphs (exact
@@ -112,9 +115,14 @@ def window_matrix(enrolled: np.ndarray, n: int, dim: int, seed: int) -> tuple[np
     return np.ascontiguousarray(matrix[order]), where[: len(real)]
 
 
-def bench_size(n: int, enrolled: np.ndarray, probes: np.ndarray, mates: np.ndarray, settings: Settings,
-               queries: int, seed: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+def search_params(settings: Settings, verify_below: float | None) -> GalleryParams:
+    """The service's parameters, with ``--verify-below`` if given."""
     params = GalleryParams.from_settings(settings)
+    return params if verify_below is None else msgspec.structs.replace(params, verify_below=verify_below)
+
+
+def bench_size(n: int, enrolled: np.ndarray, probes: np.ndarray, mates: np.ndarray, settings: Settings,
+               queries: int, seed: int, params: GalleryParams) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     matrix, rows = window_matrix(enrolled, n, enrolled.shape[1], seed)
     ids = [str(uuid.UUID(int=i + 1)) for i in range(n)]  # token ids
     mated = mates < len(rows)  # probes whose identity is in this gallery
@@ -239,7 +247,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = load_settings()
     configure_logging("console", "warning")  # stdout carries only the result line
     executor.configure()
-    params = GalleryParams.from_settings(settings)
+    params = search_params(settings, args.verify_below)
     lfw = lfw_templates(settings, use_cache=not args.no_cache)
     g_rows, p_rows, mates = lfw.gallery_and_probes()
     enrolled, probes = lfw.vectors[g_rows], lfw.vectors[p_rows]
@@ -249,7 +257,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     sizes: dict[str, Any] = {}
     largest = None
     for n in sorted(int(x) for x in args.sizes.split(",")):
-        res, matrix, exact = bench_size(n, enrolled, probes, mates, settings, args.queries, args.seed)
+        res, matrix, exact = bench_size(n, enrolled, probes, mates, settings, args.queries, args.seed,
+                                         params)
         sizes[str(n)] = res
         largest = (n, matrix, exact)
     out["sizes"] = sizes
@@ -281,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=1000, help="timed searches per size (recall uses every probe)")
     ap.add_argument("--rounds", type=int, default=2, help="rebuilds of each kind, alternated")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--verify-below", type=float, default=None,
+                    help="search with this verify_below instead of the settings' (the rebuild keeps theirs)")
     ap.add_argument("--no-cache", action="store_true", help="recompute the LFW templates")
     ap.add_argument("--skip-rebuild", action="store_true")
     ap.add_argument("--no-startup", action="store_true", help="skip timing the whole service start-up")
