@@ -18,7 +18,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
-import msgspec
 import numpy as np
 from PIL import Image
 
@@ -61,7 +60,7 @@ async def run_service(settings: Settings, *, engine: Any = None,
     settings = settings.replace(host="127.0.0.1", port=free_port(),
                                        authority_host="127.0.0.1", authority_port=free_port() if authority else 0)
     app = create_app(settings, engine=engine)
-    server = server_for(app, access_log=False, http="httptools")  # as flighttoken/cli.py serves
+    server = server_for(app, access_log=False, http="httptools")  # as flighttoken/cli/serve.py serves
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # tests own the signals
     task = asyncio.create_task(server.serve(sockets=sockets_for(settings)))
     while not server.started:
@@ -85,7 +84,7 @@ class ServiceFactory:
 
     def settings(self, **overrides: Any) -> Settings:
         """The test settings on this module's database; ``database_url=...`` points elsewhere."""
-        return msgspec.structs.replace(self.base, **{"database_url": self.database_url, **overrides})
+        return self.base.replace(**{"database_url": self.database_url, **overrides})
 
     def __call__(self, settings: Settings | None = None, *, engine: Any = None, authority: bool = False,
                  **overrides: Any) -> AbstractAsyncContextManager[RunningService]:
