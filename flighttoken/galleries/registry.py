@@ -24,7 +24,7 @@ from flighttoken.decisions.policy import TOUCHPOINTS, Standing
 from flighttoken.executor import run_blocking
 from flighttoken.galleries.index import Candidate, Gallery
 from flighttoken.galleries.params import IndexParams
-from flighttoken.galleries.purpose import Place, PurposeGalleries, PurposeKey, empty, places, swap
+from flighttoken.galleries.purpose import Place, PurposeGalleries, PurposeKey, empty, places, purpose_key, swap
 from flighttoken.vocabulary import DeviceKind
 
 log = structlog.get_logger(__name__)
@@ -90,6 +90,15 @@ class GalleryRegistry:
         """Faces ``kind``'s purpose galleries hold under ``keys`` (flights or window starts)."""
         by_key = self._purpose[kind]
         return sum(len(by_key[k]) for k in keys if k in by_key)
+
+    def purposes(self, token_id: uuid.UUID) -> set[DeviceKind]:
+        """The touchpoint kinds whose purpose galleries hold this token now."""
+        key = str(token_id)
+        home = self._homes.get(key)
+        if home is None:
+            return set()
+        return {kind for kind, by_key in self._purpose.items()
+                if (g := by_key.get(purpose_key(kind, home))) is not None and g.contains(key)}
 
     def standing(self, token_id: uuid.UUID) -> Standing | None:
         return self._standing.get(str(token_id))
