@@ -61,6 +61,24 @@ def threshold_for(settings: Settings, touchpoint: DeviceKind, gallery_size: int)
     return max(floor, size_threshold(gallery_size, fpir, d.impostor_tail_score_1e6, d.impostor_tail_decade))
 
 
+MISUSE_FPIR_SHARE = 0.1
+"""The misuse search's target FPIR, as a share of the touchpoint's. That search runs only after the
+purpose search refused, over everyone live (a window's or more), and what it finds is written to the
+audit log against a named token (``already_cleared``, ``wrong_flight``...). A stranger wrongly found
+there is an accusation against an innocent traveller, so it is held to a tenth of the rate the
+touchpoint accepts for letting one through; missing a weak misuse match costs nothing, since the
+answer is refer either way."""
+
+
+def misuse_threshold_for(settings: Settings, touchpoint: DeviceKind, gallery_size: int) -> float:
+    """The score for the audit-only misuse search of ``gallery_size`` faces: ``threshold_for`` at
+    ``MISUSE_FPIR_SHARE`` of the target FPIR (never below the touchpoint's floor)."""
+    d, policy = settings.decisions, TOUCHPOINTS[touchpoint]
+    fpir = policy.target_fpir(settings) * MISUSE_FPIR_SHARE
+    return max(policy.threshold(settings),
+               size_threshold(gallery_size, fpir, d.impostor_tail_score_1e6, d.impostor_tail_decade))
+
+
 def decide_match(candidates: Sequence[Scored], threshold: float, margin: float) -> MatchOutcome:
     if not candidates:
         return MatchOutcome(None, DecisionReason.NO_MATCH, None, None)

@@ -1,6 +1,6 @@
 """The touchpoint policy table: for each touchpoint kind, its threshold floor, its target FPIR, the
-gallery it searches and what else its identify flow does. Adding a touchpoint kind is one entry here
-plus its journey rule (journey/rules.py ``JOURNEY_RULES``)."""
+gallery it searches, who belongs in its purpose gallery and what else its identify flow does. Adding
+a touchpoint kind is one entry here plus its journey rule (journey/rules.py ``JOURNEY_RULES``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from flighttoken.settings import Settings
-from flighttoken.vocabulary import DeviceKind
+from flighttoken.vocabulary import DeviceKind, TokenState
 
 
 class Searches(enum.StrEnum):
@@ -22,12 +22,42 @@ class Searches(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Standing:
+    """What decides which purpose galleries hold a live token (galleries/registry.py): nothing else
+    (not a hold, not the clock), so every instance places a token the same way from these three."""
+
+    state: TokenState
+    international: bool
+    lounge_eligible: bool
+
+
+def _uncleared_international(t: Standing) -> bool:
+    return t.international and t.state == TokenState.ENROLLED
+
+
+def _lounge_guest(t: Standing) -> bool:
+    past_immigration = t.state == TokenState.IMMIGRATION_CLEARED or (not t.international
+                                                                     and t.state == TokenState.ENROLLED)
+    return t.lounge_eligible and past_immigration
+
+
+def _not_boarded(t: Standing) -> bool:
+    # Enrolled international passengers stay in: the agent is told immigration_not_cleared at the
+    # flight's own (small) size rather than a weaker answer from the stricter misuse search.
+    return t.state in (TokenState.ENROLLED, TokenState.IMMIGRATION_CLEARED)
+
+
+@dataclass(frozen=True, slots=True)
 class TouchpointPolicy:
     threshold: Callable[[Settings], float]
     """Settings → the lowest score to proceed, whatever the gallery size (``FLIGHTTOKEN_*_THRESHOLD``)."""
     target_fpir: Callable[[Settings], float]
     """Settings → the false-positive identification rate the gallery-size threshold aims at."""
     searches: Searches
+    admits: Callable[[Standing], bool]
+    """Whether a token belongs in this touchpoint's purpose gallery: the people it may admit now (a
+    journey rule may still refuse them: a hold, a flight outside the horizon). Everyone else is
+    found only by the audit-only misuse search, which never proceeds (journey/identify.py)."""
     refuses_tailgating: bool = False
     """Refer a capture with a second face close behind (a one-person lane)."""
     shows_passenger: bool = False
@@ -40,7 +70,9 @@ def _decision_settings(kind: str) -> tuple[Callable[[Settings], float], Callable
 
 
 TOUCHPOINTS: dict[DeviceKind, TouchpointPolicy] = {
-    DeviceKind.E_CHANNEL: TouchpointPolicy(*_decision_settings("e_channel"), Searches.WINDOWS, refuses_tailgating=True),
-    DeviceKind.LOUNGE: TouchpointPolicy(*_decision_settings("lounge"), Searches.WINDOWS),
-    DeviceKind.GATE: TouchpointPolicy(*_decision_settings("gate"), Searches.FLIGHTS, shows_passenger=True),
+    DeviceKind.E_CHANNEL: TouchpointPolicy(*_decision_settings("e_channel"), Searches.WINDOWS, _uncleared_international,
+                                           refuses_tailgating=True),
+    DeviceKind.LOUNGE: TouchpointPolicy(*_decision_settings("lounge"), Searches.WINDOWS, _lounge_guest),
+    DeviceKind.GATE: TouchpointPolicy(*_decision_settings("gate"), Searches.FLIGHTS, _not_boarded,
+                                      shows_passenger=True),
 }

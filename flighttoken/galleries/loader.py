@@ -15,6 +15,7 @@ import structlog
 
 from flighttoken.db.queries import tokens as token_q
 from flighttoken.executor import run_blocking
+from flighttoken.galleries.purpose import build_purpose_galleries, standing_of
 from flighttoken.galleries.quarantine import open_templates, set_aside
 from flighttoken.galleries.registry import GalleryParams, build_galleries
 from flighttoken.services import Services
@@ -51,13 +52,15 @@ async def rebuild_galleries(services: Services) -> RebuildReport:
     fetched = time.perf_counter()
     # A row that fails to open is set aside, never a reason to stop: see galleries/quarantine.py.
     opened, unreadable = await run_blocking(open_templates, rows, keys, model_id)
+    standing = {str(r["token_id"]): standing_of(r) for r in rows}  # places each in purpose galleries
     del rows  # the sealed copies: ~2 KB a face
     await set_aside(services, unreadable, where="rebuild")
     services.quarantine.released(t for t, *_ in opened)
     decrypted = time.perf_counter()
     flights, windows, homes = await run_blocking(build_galleries, opened, params)
+    purposes = await run_blocking(build_purpose_galleries, opened, standing, params)
     built = time.perf_counter()
-    await services.galleries.replace_all(flights, windows, homes)
+    await services.galleries.replace_all(flights, windows, homes, purposes, standing)
     report = RebuildReport(
         tokens=len(opened), quarantined=len(unreadable), flights=len(flights), windows=len(windows),
         largest_window=max((len(g) for g in windows.values()), default=0),

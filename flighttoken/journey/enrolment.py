@@ -23,6 +23,7 @@ import structlog
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import flights as flight_q
 from flighttoken.db.queries import tokens as token_q
+from flighttoken.decisions.policy import Standing
 from flighttoken.devices.model import Device
 from flighttoken.errors import Conflict, NotFound, Unprocessable
 from flighttoken.journey.cover import screen_enrolment
@@ -78,6 +79,7 @@ async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> En
                                 code="chip_photo_mismatch")
 
     doc_key = services.document_keys.of_document(req.document)
+    lounge_eligible = req.booking.lounge_eligible
     async with services.enrolment_locks[flight.window_start]:
         await _refuse_duplicate_face(services, actor, flight.id, flight.window_start, vector, doc_key)
         refusal: Refusal | None = None
@@ -104,6 +106,10 @@ async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> En
                     if result.template_updated:
                         await publish(conn, services.instance_id, "token_upserted", flight_id=flight.id,
                                       token_ids=[result.token_id])
+                    elif not result.created:  # lounge eligibility may have changed with the booking
+                        await publish(conn, services.instance_id, "token_moved", flight_id=flight.id,
+                                      token_ids=[result.token_id], payload={
+                                          "state": result.state, "lounge_eligible": str(lounge_eligible)})
         except asyncpg.ObjectNotInPrerequisiteStateError:
             # Purged between our checks and the write (a trigger refuses templates without a key):
             # the same answer as for any closed flight; the transaction left nothing behind.
@@ -113,11 +119,14 @@ async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> En
             log.warning("re_enrolment_refused", token_id=str(existing["id"]), flight=flight.code,
                         reason=refusal.detail["reason"], held=bool(refusal.hold_reason))
             raise refusal.error
+        standing = Standing(TokenState(result.state), flight.international, lounge_eligible)
         if result.template_updated:
             # After the commit, so a face is never searchable for an enrolment that did not happen.
             # A purge committed in between has dropped the flight from the registry, which then
             # refuses this add (galleries/registry.py): the face cannot outlive the purge.
-            await services.galleries.add(result.token_id, flight.id, flight.window_start, vector)
+            await services.galleries.add(result.token_id, flight.id, flight.window_start, vector, standing)
+        elif not result.created:
+            await services.galleries.restate(result.token_id, standing)
     # After the commit: a hit holds the new token (and alerts officers); the kiosk's answer is the same.
     await screen_enrolment(services, device, vector, result.token_id)
     log.info("token_enrolled", token_id=str(result.token_id), flight=flight.code, created=result.created)

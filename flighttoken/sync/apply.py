@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 
 import structlog
 
 from flighttoken.db.queries import tokens as token_q
 from flighttoken.executor import run_blocking
+from flighttoken.galleries.purpose import standing_of
 from flighttoken.galleries.quarantine import open_templates, set_aside
 from flighttoken.services import Services
 from flighttoken.sync.events import SyncEvent
+from flighttoken.vocabulary import TokenState
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[Services, SyncEvent], Awaitable[None]]
@@ -33,8 +36,9 @@ async def load_into_galleries(services: Services, rows: Sequence) -> int:
     opened, unreadable = await run_blocking(open_templates, rows, keys, services.engine.model_id)
     await set_aside(services, unreadable, where="sync")
     services.quarantine.released(t for t, *_ in opened)
+    standing = {r["token_id"]: standing_of(r) for r in rows}
     for token_id, flight_id, window, vector in opened:
-        await services.galleries.add(token_id, flight_id, window, vector)
+        await services.galleries.add(token_id, flight_id, window, vector, standing[token_id])
     return len(opened)
 
 
@@ -44,6 +48,28 @@ async def token_upserted(services: Services, event: SyncEvent) -> None:
     gone = set(event.token_ids) - {r["token_id"] for r in rows}
     if gone:  # e.g. revoked again before we got here
         await services.galleries.remove(gone)
+
+
+async def token_moved(services: Services, event: SyncEvent) -> None:
+    """A decision moved a token (cleared, boarded; journey_q.record_decision publishes this in the
+    decision's own statement) or a re-enrolment changed its booking: move it between purpose
+    galleries, from memory. ``payload`` carries the new state and, from a re-enrolment, the lounge
+    eligibility ("True"/"False")."""
+    state = TokenState(event.payload["state"])
+    lounge = event.payload.get("lounge_eligible")
+    for token_id in event.token_ids:
+        await restate(services, token_id, state=state, lounge_eligible=None if lounge is None else lounge == "True")
+
+
+async def restate(services: Services, token_id: uuid.UUID, *, state: TokenState | None = None,
+                  lounge_eligible: bool | None = None) -> None:
+    """Change part of a token's standing and move it between purpose galleries. A token this
+    instance does not know (not loaded yet, or quarantined) is left to its add or the reconcile."""
+    old = services.galleries.standing(token_id)
+    if old is None:
+        return
+    changes = {"state": state, "lounge_eligible": lounge_eligible}
+    await services.galleries.restate(token_id, replace(old, **{k: v for k, v in changes.items() if v is not None}))
 
 
 async def tokens_removed(services: Services, event: SyncEvent) -> None:
@@ -72,6 +98,7 @@ HANDLERS: dict[str, Handler] = {
     "device_changed": device_changed,
     "token_upserted": token_upserted,
     "tokens_removed": tokens_removed,
+    "token_moved": token_moved,
     "flight_closed": flight_closed,
     "flight_moved": flight_moved,
 }

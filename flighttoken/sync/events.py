@@ -15,8 +15,8 @@ from flighttoken.db.connection import Connection
 
 CHANNEL = "flighttoken_sync"
 
-EventKind = Literal["token_upserted", "tokens_removed", "flight_closed", "flight_moved", "watchlist_changed",
-                    "alert", "device_changed"]
+EventKind = Literal["token_upserted", "tokens_removed", "token_moved", "flight_closed", "flight_moved",
+                    "watchlist_changed", "alert", "device_changed"]
 
 
 class SyncEvent(msgspec.Struct, frozen=True, omit_defaults=True):

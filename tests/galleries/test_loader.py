@@ -104,7 +104,11 @@ async def test_rebuild_loads_every_template_into_exhaustive_flights_and_sharded_
     assert report.graph_shards == 3  # 600 window labels in shards of 256; the 50-face window has none
     assert report.seconds >= report.build_s >= 0
     assert services.galleries.params == GalleryParams.from_settings(services.settings)
-    assert services.galleries.sizes_by_kind() == {"flight": [150, 150, 150, 150, 50], "window": [600, 50]}
+    # Every token is enrolled for an international flight: all in the e-channel's and the gates'
+    # purpose galleries, none yet in the lounges'.
+    flights = [150, 150, 150, 150, 50]
+    assert services.galleries.sizes_by_kind() == {"flight": flights, "window": [600, 50],
+                                                  "e_channel": [600, 50], "lounge": [], "gate": flights}
 
     probes = unit(world.vectors + 0.9 * world.rng.standard_normal(world.vectors.shape) / np.sqrt(DIM))
     for i in range(0, 600, 5):
@@ -114,6 +118,32 @@ async def test_rebuild_loads_every_template_into_exhaustive_flights_and_sharded_
         assert hits[0].score == pytest.approx(float(want.max()), abs=1e-5)
     hits = await services.galleries.search_windows([world.quiet], probes[620], k=1)
     assert hits[0].id == str(world.tokens[620])
+
+
+async def test_rebuild_places_tokens_in_purpose_galleries_by_state(world) -> None:
+    services = world.services
+    cleared, boarded = world.tokens[0], world.tokens[1]
+    async with services.db().acquire() as conn:
+        await conn.execute("UPDATE tokens SET state = 'immigration_cleared', lounge_eligible = true WHERE id = $1",
+                           cleared)
+        await conn.execute("UPDATE tokens SET state = 'boarded' WHERE id = $1", boarded)
+    try:
+        await rebuild_galleries(services)
+        galleries = services.galleries
+        flight = (await galleries.search_windows([world.busy], world.vectors[0], k=1))[0]
+        assert flight.id == str(cleared)
+        e_channel = await galleries.search_purpose(DeviceKind.E_CHANNEL, [world.busy], world.vectors[0], k=1)
+        lounge = await galleries.search_purpose(DeviceKind.LOUNGE, [world.busy], world.vectors[0], k=1)
+        assert e_channel[0].id != str(cleared) and [c.id for c in lounge] == [str(cleared)]
+        assert galleries.purpose_size(DeviceKind.E_CHANNEL, [world.busy]) == 598
+        assert galleries.purpose_size(DeviceKind.LOUNGE, [world.busy]) == 1
+        home = galleries.homes()[boarded][0]
+        assert galleries.purpose_size(DeviceKind.GATE, [home]) == 149  # boarded: out of its flight's gate gallery
+        assert galleries.flight_size(home) == 150  # but still in the wide one (misuse search)
+    finally:
+        async with services.db().acquire() as conn:
+            await conn.execute("UPDATE tokens SET state = 'enrolled', lounge_eligible = false WHERE id = ANY($1)",
+                               [cleared, boarded])
 
 
 async def test_galleries_created_after_the_rebuild_use_the_settings(world) -> None:

@@ -25,6 +25,7 @@ import pytest
 from flighttoken.flights.windows import window_start
 from flighttoken.galleries.index import Gallery
 from flighttoken.testing import identities
+from flighttoken.vocabulary import DeviceKind
 from tests.support import journey as j
 from tests.support.concurrency import gather_limited
 from tests.support.world import Passenger, World
@@ -72,7 +73,8 @@ def where_held(g: Gallery, vector: np.ndarray) -> list[str]:
 
 def every_gallery(world: LingerWorld) -> list[Gallery]:
     reg = world.svc.services.galleries
-    return [*reg._flights.values(), *reg._windows.values(), world.svc.services.watchlist.gallery._gallery]
+    purpose = [g for by_key in reg._purpose.values() for g in by_key.values()]
+    return [*reg._flights.values(), *reg._windows.values(), *purpose, world.svc.services.watchlist.gallery._gallery]
 
 
 def nowhere(galleries: list[Gallery], vectors: dict[str, np.ndarray]) -> dict[str, list[str]]:
@@ -154,10 +156,28 @@ async def test_a_revoked_face_is_overwritten_in_memory_at_once(world: LingerWorl
     assert nowhere(every_gallery(world), vectors) == {}
 
 
+async def test_a_cleared_face_leaves_the_e_channel_gallery_overwritten_at_once(world: LingerWorld) -> None:
+    """Clearing immigration moves the face from the e-channel's purpose gallery to the lounge's:
+    the e-channel gallery's arrays no longer hold it."""
+    reg = world.svc.services.galleries
+    window = datetime.fromisoformat(world.flights["A"]["window_start"])
+    e_channel_g = reg._purpose[DeviceKind.E_CHANNEL][window]
+    async with world.svc.client(world.keys["e_channel"]) as e_channel:
+        for p in [p for p in world.passengers if p.flight == "A"][:4]:
+            vectors = _vectors_of(e_channel_g, [p.token_id])
+            d = await j.identify(e_channel, p.probe)
+            if d["decision"] == "proceed":
+                break
+    assert d["decision"] == "proceed", d
+    assert nowhere([e_channel_g], vectors) == {}
+    assert reg.purposes(uuid.UUID(p.token_id)) == {DeviceKind.LOUNGE, DeviceKind.GATE}
+
+
 async def test_a_purged_flight_leaves_no_face_in_memory_even_in_its_dropped_gallery(world: LingerWorld) -> None:
     reg = world.svc.services.galleries
     flight_id = uuid.UUID(world.flights["C"]["id"])
     dropped = reg._flights[flight_id]  # a search may still hold the gallery when the purge drops it
+    dropped_gate = reg._purpose[DeviceKind.GATE][flight_id]  # and its gate's purpose gallery
     leaving = [p for p in world.passengers if p.flight == "C"]
     window = reg._windows[datetime.fromisoformat(world.flights["C"]["window_start"])]
     vectors = _vectors_of(window, [p.token_id for p in leaving])
@@ -166,7 +186,7 @@ async def test_a_purged_flight_leaves_no_face_in_memory_even_in_its_dropped_gall
         r = await admin.post(f"/v1/flights/{flight_id}/cancel")
         assert r.status_code == 200, r.text
     assert flight_id not in reg._flights
-    assert nowhere([*every_gallery(world), dropped], vectors) == {}
+    assert nowhere([*every_gallery(world), dropped, dropped_gate], vectors) == {}
     for p in leaving:
         world.passengers.remove(p)
 
@@ -181,9 +201,11 @@ async def test_a_delayed_flight_leaves_no_face_in_its_old_window(world: LingerWo
         assert r.status_code == 200, r.text
         new = datetime.fromisoformat(r.json()["window_start"])
     assert new != old
-    assert nowhere([reg._windows[old]], vectors) == {}
-    # They moved, not vanished: the new window serves them.
+    assert nowhere([reg._windows[old], *(g for by_key in reg._purpose.values() if (g := by_key.get(old)))],
+                   vectors) == {}
+    # They moved, not vanished: the new window serves them, at the e-channel too.
     assert all(reg._windows[new].contains(p.token_id) for p in moving)
+    assert all(reg._purpose[DeviceKind.E_CHANNEL][new].contains(p.token_id) for p in moving)
 
 
 async def test_a_removed_watchlist_subject_leaves_no_face_in_memory(world: LingerWorld) -> None:

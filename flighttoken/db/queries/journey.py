@@ -63,6 +63,13 @@ WITH moved AS (
     SELECT 'system:watchlist', 'watchlist.alert', 'ok',
            jsonb_build_object('alert_id', id, 'kind', $13::text, 'subject_id', $14::uuid, 'held', token_id IS NOT NULL)
     FROM alert
+), moved_notified AS (
+    -- A token that changed state moves between purpose galleries on every instance (sync/apply.py
+    -- ``token_moved``, flighttoken.sync.events wire format), announced by the write itself.
+    SELECT pg_notify($22::text, jsonb_build_object('kind', 'token_moved', 'origin', $23::text,
+                                                   'token_ids', jsonb_build_array(id),
+                                                   'payload', jsonb_build_object('state', $5::text))::text)
+    FROM moved WHERE $5::text IS NOT NULL AND $22::text <> ''
 ), notified AS (
     -- A sync event (flighttoken.sync.events wire format) so other instances stream the alert too.
     SELECT pg_notify($20::text, jsonb_build_object('kind', 'alert', 'origin', $21::text,
@@ -75,8 +82,9 @@ SELECT $1::uuid, $2::text, $3::uuid,
        CASE WHEN o.reason = 'matched' THEN 'proceed' ELSE 'refer' END,
        o.reason, $10::real, $11::real, $12::real
 FROM outcome o
--- ``notified`` is a plain SELECT: it runs only because it is read here.
-RETURNING id, reason, (SELECT id FROM alert) AS alert_id, (SELECT count(*) FROM notified) AS notified"""
+-- ``notified`` and ``moved_notified`` are plain SELECTs: they run only because they are read here.
+RETURNING id, reason, (SELECT id FROM alert) AS alert_id, (SELECT count(*) FROM notified) AS notified,
+          (SELECT count(*) FROM moved_notified) AS moved_notified"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +106,14 @@ class Referral:
 async def record_decision(conn: Executor, *, device_id: uuid.UUID, touchpoint: str, flight_id: uuid.UUID | None,
                           token_id: uuid.UUID | None, reason: str, transition: tuple[str, str] | None,
                           lounge_entry: bool, audit_refusal: bool, score: float | None, margin: float | None,
-                          latency_ms: float, referral: Referral | None = None) -> tuple[int, str, int | None]:
+                          latency_ms: float, referral: Referral | None = None, channel: str = "",
+                          origin: str = "") -> tuple[int, str, int | None]:
     """Write one decision; returns (journey event id, final reason, alert id or None). ``reason``
     is the decision before the write: ``matched`` proceeds unless ``transition`` (expected state,
     new state; the same state twice for a lounge entry) no longer applies. ``audit_refusal`` adds
     the audit row (and keeps the token on the event). ``referral`` adds the alert, the hold and the
-    authority's audit row."""
+    authority's audit row. With a sync ``channel`` (and this instance's ``origin``), a state change
+    is announced to the other instances by the same statement."""
     if lounge_entry and transition is None:
         raise ValueError("a lounge entry carries the state it was decided on")
     expected, new_state = transition if transition else (None, None)
@@ -113,7 +123,7 @@ async def record_decision(conn: Executor, *, device_id: uuid.UUID, touchpoint: s
     row = one(await conn.fetchrow(_RECORD_DECISION, device_id, touchpoint, flight_id, token_id, new_state,
                                   lounge_entry, expected, reason, audit_refusal, score, margin, latency_ms,
                                   r.kind or None, r.subject_id, r.score, r.terminal, r.gate, r.lounge_id,
-                                  r.hold_token_id, r.channel, r.origin))
+                                  r.hold_token_id, r.channel, r.origin, channel, origin))
     return row["id"], row["reason"], row["alert_id"]
 
 

@@ -88,7 +88,9 @@ _SEARCHABLE = (
     " WHERE f.state IN ('scheduled', 'boarding') AND t.state IN ('enrolled', 'immigration_cleared', 'boarded')"
     " AND tp.model_id = $1"
 )
-_WITH_TEMPLATE = "SELECT t.id AS token_id, t.flight_id, f.window_start, t.state, tp.sealed"
+# With what places a token in purpose galleries (decisions/policy.py ``Standing``).
+_WITH_TEMPLATE = ("SELECT t.id AS token_id, t.flight_id, f.window_start, t.state, f.international, t.lounge_eligible,"
+                  " tp.sealed")
 
 
 async def searchable_templates(conn: Executor, model_id: str) -> list[asyncpg.Record]:
@@ -97,8 +99,9 @@ async def searchable_templates(conn: Executor, model_id: str) -> list[asyncpg.Re
 
 
 async def searchable_index(conn: Executor, model_id: str) -> list[asyncpg.Record]:
-    """(token, flight, window) of every template that belongs in a gallery, without the templates."""
-    return await conn.fetch("SELECT t.id AS token_id, t.flight_id, f.window_start" + _SEARCHABLE, model_id)
+    """(token, flight, window, standing) of every template that belongs in a gallery, without the templates."""
+    return await conn.fetch("SELECT t.id AS token_id, t.flight_id, f.window_start, t.state, f.international,"
+                            " t.lounge_eligible" + _SEARCHABLE, model_id)
 
 
 async def searchable_templates_of(conn: Executor, model_id: str,

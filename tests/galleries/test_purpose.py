@@ -1,0 +1,121 @@
+"""Purpose-bound galleries (issue 19): the membership rules of the policy table, and the registry
+moving a token between purpose galleries as its standing changes, from memory, wiping what it leaves."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from flighttoken.decisions.policy import TOUCHPOINTS, Standing
+from flighttoken.galleries.purpose import build_purpose_galleries, places
+from flighttoken.galleries.registry import GalleryParams, GalleryRegistry
+from flighttoken.vocabulary import DeviceKind, TokenState
+
+E, L, G = DeviceKind.E_CHANNEL, DeviceKind.LOUNGE, DeviceKind.GATE
+ENROLLED, CLEARED, BOARDED = TokenState.ENROLLED, TokenState.IMMIGRATION_CLEARED, TokenState.BOARDED
+WINDOW = datetime(2026, 11, 23, 8, tzinfo=UTC)
+FLIGHT = uuid.uuid4()
+
+
+def admitted(state: TokenState, international: bool, lounge: bool) -> set[DeviceKind]:
+    return {kind for kind, policy in TOUCHPOINTS.items() if policy.admits(Standing(state, international, lounge))}
+
+
+@pytest.mark.parametrize(("state", "international", "lounge", "expected"), [
+    (ENROLLED, True, True, {E, G}),  # not yet cleared: the e-channel, and the gate (to be told to clear)
+    (ENROLLED, True, False, {E, G}),
+    (CLEARED, True, True, {L, G}),
+    (CLEARED, True, False, {G}),
+    (ENROLLED, False, True, {L, G}),  # domestic: no immigration, straight to the lounge
+    (ENROLLED, False, False, {G}),
+    (BOARDED, True, True, set()),  # boarded: only the misuse search still finds them
+    (BOARDED, False, True, set()),
+])
+def test_membership_follows_state_international_and_lounge_eligibility(state, international, lounge,
+                                                                       expected) -> None:
+    assert admitted(state, international, lounge) == expected
+
+
+def test_every_touchpoint_has_a_membership_rule_and_ended_tokens_are_in_none() -> None:
+    for state, international, lounge in itertools.product(TokenState, (True, False), (True, False)):
+        found = admitted(state, international, lounge)
+        if state in (TokenState.REVOKED, TokenState.EXPIRED):
+            assert found == set()
+    assert all(callable(p.admits) for p in TOUCHPOINTS.values())
+
+
+def test_places_key_gates_by_flight_and_the_rest_by_window() -> None:
+    assert places((FLIGHT, WINDOW), Standing(ENROLLED, True, True)) == {(E, WINDOW), (G, FLIGHT)}
+    assert places((FLIGHT, WINDOW), None) == set()
+
+
+def _vectors(n: int, seed: int = 3) -> np.ndarray:
+    rows = np.random.default_rng(seed).standard_normal((n, 512))
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+async def test_restate_moves_a_token_from_memory_and_wipes_the_gallery_it_leaves() -> None:
+    reg = GalleryRegistry(GalleryParams(exact_max=8))
+    vectors = _vectors(20)
+    ids = [uuid.uuid4() for _ in vectors]
+    for t, v in zip(ids, vectors, strict=True):
+        await reg.add(t, FLIGHT, WINDOW, v, Standing(ENROLLED, True, True))
+    assert reg.purpose_size(E, [WINDOW]) == 20 and reg.purpose_size(L, [WINDOW]) == 0
+    e_channel = reg._purpose[E][WINDOW]
+    row = e_channel._store.id_labels[str(ids[0])]
+
+    assert await reg.restate(ids[0], Standing(CLEARED, True, True))
+    assert reg.purposes(ids[0]) == {L, G}
+    assert reg.purpose_size(E, [WINDOW]) == 19
+    assert not np.any(e_channel._store.vectors[row]), "a face that left must be overwritten"
+    [hit] = await reg.search_purpose(L, [WINDOW], vectors[0], k=1)
+    assert hit.id == str(ids[0]) and hit.score == pytest.approx(1.0, abs=1e-5)
+    assert (await reg.search_purpose(E, [WINDOW], vectors[0], k=1))[0].id != str(ids[0])
+    assert not await reg.restate(ids[0], Standing(CLEARED, True, True))  # nothing to move
+
+    assert await reg.restate(ids[0], Standing(BOARDED, True, True))
+    assert reg.purposes(ids[0]) == set() and L not in {k for k, by in reg._purpose.items() if by}
+    assert reg.contains(ids[0]) and reg.window_size(WINDOW) == 20  # the wide galleries keep them
+
+
+async def test_restate_leaves_a_newer_standing_alone_and_unknown_tokens_alone() -> None:
+    reg = GalleryRegistry()
+    t, v = uuid.uuid4(), _vectors(1)[0]
+    assert not await reg.restate(t, Standing(CLEARED, True, True))  # not in memory
+    await reg.add(t, FLIGHT, WINDOW, v, Standing(CLEARED, True, True))
+    stale = Standing(ENROLLED, True, True)
+    assert not await reg.restate(t, stale, unless_changed_from=stale)
+    assert reg.purposes(t) == {L, G}
+
+
+async def test_removal_flight_drops_and_window_moves_follow_purpose_galleries() -> None:
+    reg = GalleryRegistry()
+    vectors = _vectors(4)
+    ids = [uuid.uuid4() for _ in vectors]
+    other = uuid.uuid4()
+    for t, v in zip(ids[:3], vectors[:3], strict=True):
+        await reg.add(t, FLIGHT, WINDOW, v, Standing(ENROLLED, True, True))
+    await reg.add(ids[3], other, WINDOW, vectors[3], Standing(ENROLLED, True, True))
+    await reg.remove([ids[0]])
+    assert reg.purpose_size(E, [WINDOW]) == 3 and reg.purpose_size(G, [FLIGHT]) == 2
+    later = WINDOW + timedelta(hours=2)
+    assert await reg.move_flight_window(FLIGHT, later) == 2
+    assert (reg.purpose_size(E, [WINDOW]), reg.purpose_size(E, [later])) == (1, 2)
+    gate = reg._purpose[G][FLIGHT]
+    assert await reg.drop_flight(FLIGHT) == 2
+    assert len(gate) == 0 and FLIGHT not in reg._purpose[G] and later not in reg._purpose[E]
+    assert reg.sizes_by_kind() == {"flight": [1], "window": [1], "e_channel": [1], "lounge": [], "gate": [1]}
+
+
+def test_bulk_build_places_like_the_registry() -> None:
+    vectors = _vectors(3)
+    ids = [uuid.uuid4() for _ in vectors]
+    standing = {str(ids[0]): Standing(ENROLLED, True, True), str(ids[1]): Standing(CLEARED, True, True)}
+    built = build_purpose_galleries([(t, FLIGHT, WINDOW, v) for t, v in zip(ids, vectors, strict=True)], standing)
+    assert built[E][WINDOW].ids() == [str(ids[0])]
+    assert built[L][WINDOW].ids() == [str(ids[1])]
+    assert sorted(built[G][FLIGHT].ids()) == sorted([str(ids[0]), str(ids[1])])  # ids[2]: no standing, none
