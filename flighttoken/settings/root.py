@@ -19,7 +19,6 @@ from flighttoken.settings.service import (
     PrivacySettings,
 )
 
-
 S = TypeVar("S", bound=Section)
 
 
