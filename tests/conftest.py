@@ -24,7 +24,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.integration)
-        if item.get_closest_marker("integration") is None and INTEGRATION_FIXTURES & set(item.fixturenames):
+        if (item.get_closest_marker("integration") is None and isinstance(item, pytest.Function)
+                and INTEGRATION_FIXTURES & set(item.fixturenames)):
             item.add_marker(pytest.mark.integration)
         if item.get_closest_marker("integration") is None:
             item.add_marker(pytest.mark.unit)

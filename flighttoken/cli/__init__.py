@@ -16,7 +16,7 @@ from flighttoken.settings import SettingsError, load_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flighttoken", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="flighttoken", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
     for command in (serve, migrate, faces, devices, keys):
         command.register(sub)

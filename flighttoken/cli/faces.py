@@ -27,35 +27,35 @@ def check_images(paths: Sequence[str | Path], settings: Settings, *, out: TextIO
     from flighttoken.faces.engine import FaceEngine
     from flighttoken.faces.errors import ImageError, ModelLoadError
 
-    out = out or sys.stdout
+    stream: TextIO = out or sys.stdout  # sys.stdout is typed "TextIO | Any": name the type here
     try:
         engine = FaceEngine.load(settings)
     except ModelLoadError as exc:
-        print(f"error: {exc}", file=out)
+        print(f"error: {exc}", file=stream)
         return 2
     d = settings.decisions
     print(f"detector {engine.detector.model_id}, recogniser {engine.model_id}, "
           f"flip-average {'on' if engine.flip else 'off'}, verify threshold {d.verify_threshold}, "
           f"floors gate {d.gate_threshold} / e-channel {d.e_channel_threshold} / lounge {d.lounge_threshold}",
-          file=out)
+          file=stream)
     failed = 0
     for path in paths:
-        print(f"\n{path}", file=out)
+        print(f"\n{path}", file=stream)
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
-            print(f"  FAIL unreadable: {exc.strerror or exc}", file=out)
+            print(f"  FAIL unreadable: {exc.strerror or exc}", file=stream)
             failed += 1
             continue
         try:
             result = engine.analyse_sync(data)
         except ImageError as exc:
-            print(f"  FAIL {exc.code}: {exc.detail}", file=out)
+            print(f"  FAIL {exc.code}: {exc.detail}", file=stream)
             failed += 1
             continue
-        _print_analysis(result, engine.thresholds, out)
+        _print_analysis(result, engine.thresholds, stream)
         failed += not result.quality_ok
-    print(f"\n{len(paths) - failed}/{len(paths)} passed", file=out)
+    print(f"\n{len(paths) - failed}/{len(paths)} passed", file=stream)
     return 1 if failed else 0
 
 

@@ -40,14 +40,16 @@ log = structlog.get_logger(__name__)
 async def _live_template(services: Services, captures: list[bytes]) -> tuple[np.ndarray, float]:
     """Average the templates of every capture that passes the quality gates."""
     analyses = await asyncio.gather(*(services.engine.analyse(c) for c in captures))
-    passing = [a for a in analyses if a.template is not None and not a.quality_failures]
+    # A template is made whenever a subject face exists, so a passing capture has both.
+    passing = [(a.template, a.subject) for a in analyses
+               if a.template is not None and a.subject is not None and not a.quality_failures]
     if not passing:
         reasons = sorted({r for a in analyses for r in (a.quality_failures or ["no_face"])})
         raise Unprocessable("no capture passed the quality checks; capture again",
                             code="capture_rejected", reasons=reasons)
-    vectors = np.stack([a.template.vector for a in passing])
+    vectors = np.stack([template.vector for template, _ in passing])
     mean = vectors.mean(axis=0)
-    quality = max(a.subject.det_score for a in passing)
+    quality = max(subject.det_score for _, subject in passing)
     return (mean / np.linalg.norm(mean)).astype(np.float32), float(quality)
 
 

@@ -86,7 +86,7 @@ async def _build(services: Services, scope: str | None) -> OpsSummary:
     progress = await progress_of(services, flights)
 
     latency = await ops_q.touchpoint_latency(pool, start, now, scope)
-    reasons: dict[str, dict[str, int]] = {}
+    reasons: dict[str, dict[DecisionReason, int]] = {}
     for r in await ops_q.touchpoint_refers(pool, start, now, scope):
         reasons.setdefault(r["touchpoint"], {})[r["reason"]] = r["n"]
     touchpoints = [

@@ -25,7 +25,9 @@ def env_name(field: str) -> str:
 
 
 class Section(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """One group of settings; its field names are the flat setting names (FLIGHTTOKEN_<FIELD>)."""
+    """One group of settings; its field names are the flat setting names (FLIGHTTOKEN_<FIELD>).
+
+    Subclasses say ``frozen=True`` again: msgspec inherits it, but type checkers want it spelled out."""
 
 
 AtLeastOne = Annotated[int, msgspec.Meta(ge=1)]

@@ -23,7 +23,7 @@ def bundled_model_dir() -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / "model")
 
 
-class ModelSettings(Section):
+class ModelSettings(Section, frozen=True):
     """Which ONNX models the engine loads, and with how many threads."""
 
     model_dir: str = ""
@@ -39,7 +39,7 @@ class ModelSettings(Section):
         return self.model_dir or bundled_model_dir()
 
 
-class ImageSettings(Section):
+class ImageSettings(Section, frozen=True):
     """What an upload may cost before and while it is decoded (flighttoken/faces/decode.py)."""
 
     image_max_bytes: AtLeastOne = 10 * 1024 * 1024
@@ -55,7 +55,7 @@ class ImageSettings(Section):
     image_max_pixels still pass, since they decode at 1/2-1/8. Timings: ops/results/decode-limits.md."""
 
 
-class QualitySettings(Section):
+class QualitySettings(Section, frozen=True):
     """What the engine reports in a capture and which captures it accepts (flighttoken/faces/quality.py).
 
     LFW (news photos, harder than a kiosk) sets the floor: each gate rejects about 1 % of LFW photos
@@ -83,7 +83,7 @@ class QualitySettings(Section):
     """Alignment undoes roll for matching; this is posture guidance."""
 
 
-class EngineSettings(Section):
+class EngineSettings(Section, frozen=True):
     """How captures run through the engine: recogniser batching, flip-averaging, and admission
     (flighttoken/faces/admission.py; issue 9). Measurements: ops/results/engine-batching.md."""
 

@@ -14,7 +14,7 @@ from flighttoken.settings.base import (
 )
 
 
-class DecisionSettings(Section):
+class DecisionSettings(Section, frozen=True):
     """When a capture proceeds, is referred, or is refused as a duplicate (flighttoken/journey/rules.py).
 
     Decision threshold by gallery size (issue 8): FPIR grows with the number of faces searched (the best
@@ -52,7 +52,7 @@ class DecisionSettings(Section):
     in both (someone travels as another person)."""
 
 
-class GallerySettings(Section):
+class GallerySettings(Section, frozen=True):
     """Which faces a touchpoint searches, and how (flighttoken/galleries; ``make bench-galleries``)."""
 
     window_seconds: int = 7200
@@ -85,7 +85,7 @@ class GallerySettings(Section):
 WATCHLIST_TOUCHPOINT_KINDS = ("kiosk", "e_channel", "lounge", "gate")
 
 
-class WatchlistSettings(Section):
+class WatchlistSettings(Section, frozen=True):
     """Screening against the authority's watchlist (flighttoken/watchlist; authority keys only)."""
 
     watchlist_threshold: Cosine = 0.32

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, TypeVar
 
 import msgspec
 
@@ -19,9 +19,11 @@ from flighttoken.settings.service import (
     PrivacySettings,
 )
 
+S = TypeVar("S", bound=Section)
 
-def _section(cls: type[Section]) -> Section:
-    return msgspec.field(default_factory=cls)  # type: ignore[return-value]
+
+def _section(cls: type[S]) -> S:
+    return msgspec.field(default_factory=cls)
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -57,7 +59,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         """
         top, nested = group_by_section(changes)
         for section, fields in nested.items():
-            top[section] = msgspec.structs.replace(top.get(section, getattr(self, section)), **fields)
+            current = top.get(section, getattr(self, section))
+            assert isinstance(current, Section), f"{section} must be a {SECTIONS[section].__name__}"
+            top[section] = msgspec.structs.replace(current, **fields)
         return msgspec.structs.replace(self, **top)
 
 

@@ -17,7 +17,7 @@ from flighttoken.settings.base import (
 )
 
 
-class DatabaseSettings(Section):
+class DatabaseSettings(Section, frozen=True):
     """PostgreSQL: the service database and the key store of wrapped data keys (flighttoken/db)."""
 
     database_url: PostgresUrl = ""
@@ -39,7 +39,7 @@ class DatabaseSettings(Section):
     wrapped data keys in the same physical backups and WAL archives as the templates."""
 
 
-class HttpSettings(Section):
+class HttpSettings(Section, frozen=True):
     """The public and authority listeners, and what one request may cost."""
 
     host: str = "127.0.0.1"
@@ -56,14 +56,14 @@ class HttpSettings(Section):
     """Largest request body (enrolment allows more: several captures in base64)."""
 
 
-class LoggingSettings(Section):
+class LoggingSettings(Section, frozen=True):
     """The structured log stream (flighttoken/logging_setup)."""
 
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class PrivacySettings(Section):
+class PrivacySettings(Section, frozen=True):
     """Master keyring, purge after departure, opt-out and audit retention (flighttoken/privacy)."""
 
     master_key: str = ""
@@ -79,7 +79,7 @@ class PrivacySettings(Section):
     """Audit and journey events older than this many days are deleted; 0 keeps them forever."""
 
 
-class OperationsSettings(Section):
+class OperationsSettings(Section, frozen=True):
     """Airline operations: admin API, ops dashboard, metrics (flighttoken/flights, ops, admin)."""
 
     ops_timezone: str = "UTC"

@@ -7,6 +7,7 @@ import uuid
 
 import structlog
 
+from flighttoken.db.connection import one
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import tokens as q
 from flighttoken.devices.model import Device
@@ -37,7 +38,7 @@ async def revoke(services: Services, actor: Device, token_id: uuid.UUID, revocat
                            detail={"reason": revocation.reason, "note": revocation.note, "was": row["state"]})
         await publish(conn, services.instance_id, "tokens_removed", flight_id=row["flight_id"],
                       token_ids=[token_id])
-        row = await q.token_view(conn, token_id)
+        row = one(await q.token_view(conn, token_id))  # still there: revoking ends a token, never deletes it
     # After commit: a touchpoint must not match this face any more, on this instance or any other.
     await services.galleries.remove([token_id])
     log.info("token_revoked", token_id=str(token_id), reason=revocation.reason)

@@ -96,6 +96,7 @@ class Builder:
             await flight_q.insert(conn, flight)
             await s.vault.create_flight_key(conn, flight.id)
             dek = await s.vault.flight_key(flight.id)
+            assert dek is not None, "the flight key was just created"
             tokens = [uuid.uuid4() for _ in range(passengers)]
             consents = [uuid.uuid4() for _ in range(passengers)]
             docs = [DOCUMENT_KEYS.of("HKG", "P", f"B{self.counter}X{i}") for i in range(passengers)]

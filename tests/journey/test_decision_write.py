@@ -27,6 +27,7 @@ from flighttoken.flights.windows import window_start
 from flighttoken.galleries.registry import GalleryRegistry
 from flighttoken.journey.identify import _conclude
 from flighttoken.services import Services
+from flighttoken.vocabulary import DecisionReason
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +200,7 @@ async def test_two_gates_boarding_one_passenger_at_once_board_them_once(db) -> N
     token = await _token(db.pool, flight, kiosk, state="immigration_cleared")
     services = cast(Services, SimpleNamespace(db=lambda: db.pool, settings=db.settings, galleries=GalleryRegistry(),
                                               instance_id="t"))  # all _conclude reads
-    match = MatchOutcome(token, "matched", 0.8, 0.4)
+    match = MatchOutcome(token, DecisionReason.MATCHED, 0.8, 0.4)
     now, horizon = datetime.now(UTC), timedelta(hours=3)
     decisions = await asyncio.gather(*(_conclude(services, g, match, None, None, now, horizon, time.perf_counter())
                                        for g in gates))

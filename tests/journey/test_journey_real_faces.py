@@ -50,7 +50,7 @@ async def world(make_service):
         strangers = [photos[0] for _, photos in identities(settings.faces_dir, max_photos=1)[:150]]
         async with svc.client(keys["kiosk"]) as kiosk:
             async def enrol(p: Passenger):
-                r = await kiosk.post("/v1/enrolments", json=j.enrolment(p.enrol_photo, flight_a["id"],
+                r = await kiosk.post("/v1/enrolments", json=j.enrolment(p.photo, flight_a["id"],
                                                                         document_number=p.document))
                 if r.status_code == 201:
                     p.token_id = r.json()["token_id"]
@@ -81,10 +81,10 @@ async def test_boarding_before_immigration_and_lounge_before_clearance_are_refus
         assert r.status_code == 200
         try:
             async with world.svc.client(world.keys["gate23"]) as gate:
-                d = await j.identify(gate, p.probe)
+                d = await j.identify(gate, p.seen_photo)
                 assert (d["decision"], d["reason"]) == ("refer", "immigration_not_cleared")
             async with world.svc.client(world.keys["lounge"]) as lounge:
-                d = await j.identify(lounge, p.probe)
+                d = await j.identify(lounge, p.seen_photo)
                 assert (d["decision"], d["reason"]) == ("refer", "immigration_not_cleared")
         finally:
             await admin.post(f"/v1/flights/{world.flight_a['id']}/state", json={"state": "scheduled"})
@@ -92,7 +92,7 @@ async def test_boarding_before_immigration_and_lounge_before_clearance_are_refus
 
 async def test_passengers_clear_the_e_channel_with_another_photo(world: RealFacesWorld) -> None:
     async with world.svc.client(world.keys["e_channel"]) as e_channel:
-        decisions = await gather_limited([j.identify(e_channel, p.probe) for p in world.passengers])
+        decisions = await gather_limited([j.identify(e_channel, p.seen_photo) for p in world.passengers])
     wrong = [(p.name, d) for p, d in zip(world.passengers, decisions, strict=True)
              if d["decision"] == "proceed" and d["token_id"] != p.token_id]
     assert wrong == [], "a wrong-person accept must never happen"
@@ -112,13 +112,13 @@ async def test_passengers_clear_the_e_channel_with_another_photo(world: RealFace
 
 async def test_a_second_clearance_is_refused(world: RealFacesWorld) -> None:
     async with world.svc.client(world.keys["e_channel"]) as e_channel:
-        d = await j.identify(e_channel, world.passengers[0].probe)
+        d = await j.identify(e_channel, world.passengers[0].seen_photo)
     assert (d["decision"], d["reason"]) == ("refer", "already_cleared")
 
 
 async def test_cleared_passengers_enter_the_lounge(world: RealFacesWorld) -> None:
     async with world.svc.client(world.keys["lounge"]) as lounge:
-        decisions = await gather_limited([j.identify(lounge, p.probe) for p in world.passengers])
+        decisions = await gather_limited([j.identify(lounge, p.seen_photo) for p in world.passengers])
     proceeded = [d for d in decisions if d["decision"] == "proceed"]
     assert all(d["token_id"] == p.token_id for p, d in zip(world.passengers, decisions, strict=True)
                if d["decision"] == "proceed")
@@ -127,7 +127,7 @@ async def test_cleared_passengers_enter_the_lounge(world: RealFacesWorld) -> Non
 
 async def test_a_gate_refers_everyone_while_its_flight_is_not_boarding(world: RealFacesWorld) -> None:
     async with world.svc.client(world.keys["gate23"]) as gate:
-        d = await j.identify(gate, world.passengers[0].probe)
+        d = await j.identify(gate, world.passengers[0].seen_photo)
     assert (d["decision"], d["reason"]) == ("refer", "gate_not_boarding")
 
 
@@ -136,7 +136,7 @@ async def test_a_passenger_at_another_flights_gate_is_refused(world: RealFacesWo
         r = await admin.post(f"/v1/flights/{world.flight_b['id']}/state", json={"state": "boarding"})
         assert r.status_code == 200
     async with world.svc.client(world.keys["gate24"]) as gate:
-        d = await j.identify(gate, world.passengers[1].probe)
+        d = await j.identify(gate, world.passengers[1].seen_photo)
     assert d["decision"] == "refer"
     assert d["reason"] in {"wrong_flight", "no_match"}
     assert "passenger" not in d
@@ -147,12 +147,12 @@ async def test_passengers_board_showing_name_and_seat_and_cannot_board_twice(wor
         r = await admin.post(f"/v1/flights/{world.flight_a['id']}/state", json={"state": "boarding"})
         assert r.status_code == 200
     async with world.svc.client(world.keys["gate23"]) as gate:
-        decisions = await gather_limited([j.identify(gate, p.probe) for p in world.passengers])
+        decisions = await gather_limited([j.identify(gate, p.seen_photo) for p in world.passengers])
         boarded = [(p, d) for p, d in zip(world.passengers, decisions, strict=True) if d["decision"] == "proceed"]
         assert all(d["token_id"] == p.token_id for p, d in boarded)
         assert len(boarded) >= 0.97 * len(world.passengers)
         assert boarded[0][1]["passenger"] == {"name": "Chan, Tai Man", "seat": "42A", "flight": "CX884"}
-        again = await j.identify(gate, boarded[0][0].probe)
+        again = await j.identify(gate, boarded[0][0].seen_photo)
     assert (again["decision"], again["reason"]) == ("refer", "already_boarded")
 
 
@@ -201,7 +201,7 @@ async def test_a_face_enrolled_under_another_document_is_refused_and_audited(wor
 async def test_re_enrolling_the_same_document_returns_the_same_token(world: RealFacesWorld) -> None:
     p = world.passengers[6]
     async with world.svc.client(world.keys["kiosk"]) as kiosk:
-        r = await kiosk.post("/v1/enrolments", json=j.enrolment(p.enrol_photo, world.flight_a["id"],
+        r = await kiosk.post("/v1/enrolments", json=j.enrolment(p.photo, world.flight_a["id"],
                                                                 document_number=p.document))
     # Already boarded by now: the token has ended, so a re-enrolment is a conflict, not a new token.
     assert r.status_code in (200, 409)

@@ -159,10 +159,10 @@ async def test_a_gate_change_takes_effect_at_once(world: AdminWorld) -> None:
         r = await admin.post(f"/v1/flights/{flight['id']}/gate", json={"gate": "24"})
         assert r.status_code == 200 and r.json()["gate"] == "24"
     async with world.svc.client(world.keys["gate23"]) as gate23:
-        d = await j.identify(gate23, p.probe)
+        d = await j.identify(gate23, p.seen_photo)
         assert (d["decision"], d["reason"]) == ("refer", "gate_not_boarding")
     async with world.svc.client(world.keys["gate24"]) as gate24:
-        d = await j.identify(gate24, p.probe)
+        d = await j.identify(gate24, p.seen_photo)
         assert (d["decision"], d["token_id"]) == ("proceed", p.token_id)
     assert await _audited(world, "flight.gate_change", flight_id=uuid.UUID(flight["id"])) == 1
     world.boarded = (flight, p)  # type: ignore[attr-defined]
@@ -171,7 +171,7 @@ async def test_a_gate_change_takes_effect_at_once(world: AdminWorld) -> None:
 async def test_progress_counts_the_journey(world: AdminWorld) -> None:
     flight, p = world.boarded  # type: ignore[attr-defined]
     async with world.svc.client(world.keys["gate24"]) as gate24:
-        again = await j.identify(gate24, p.probe)
+        again = await j.identify(gate24, p.seen_photo)
     assert again["reason"] == "already_boarded"
     async with world.svc.client(world.keys["cx_ops"]) as ops:
         r = await ops.get(f"/v1/flights/{flight['id']}/progress")
@@ -228,7 +228,7 @@ async def test_tokens_are_found_by_booking_reference_or_document_and_revoked(wor
         assert r.status_code == 200 and r.json()["state"] == "revoked" and r.json()["end_reason"] == "offloaded"
         assert not world.svc.services.galleries.contains(uuid.UUID(p.token_id))
         assert await _count(world, "SELECT count(*) FROM templates WHERE token_id = $1", uuid.UUID(p.token_id)) == 0
-        d = await j.identify(e_channel, p.probe)
+        d = await j.identify(e_channel, p.seen_photo)
         assert d["decision"] == "refer" and d.get("token_id") is None
         assert (await admin.post(f"/v1/tokens/{p.token_id}/revoke", json={"reason": "other"})).status_code == 200
         r = await admin.post(f"/v1/tokens/{p.token_id}/revoke", json={"reason": "because"})

@@ -97,7 +97,7 @@ async def test_the_boarded_count_rises_live_as_the_gate_boards(make_service, bro
         async with svc.client(keys["gate23"]) as gate:
             for group in (passengers[:3], passengers[3:7], passengers[7:]):
                 for p in group:
-                    d = await j.identify(gate, p.probe)
+                    d = await j.identify(gate, p.seen_photo)
                     if d["decision"] == "proceed":
                         assert d["token_id"] == p.token_id
                         boarded += 1

@@ -90,7 +90,7 @@ async def test_a_passenger_opts_out_at_a_kiosk_and_is_referred_to_the_manual_lan
     p = world.passengers[0]
     token = uuid.UUID(p.token_id)
     async with world.svc.client(world.keys["e_channel"]) as e_channel:
-        before = await j.identify(e_channel, p.probe)
+        before = await j.identify(e_channel, p.seen_photo)
     assert world.other.services.galleries.contains(token)
     async with world.svc.client(world.keys["kiosk"]) as kiosk:
         r = await kiosk.post("/v1/opt-outs", json=_opt_out_body(p))
@@ -108,7 +108,7 @@ async def test_a_passenger_opts_out_at_a_kiosk_and_is_referred_to_the_manual_lan
     for instance in (world.svc, world.other):
         for kind in ("e_channel", "lounge"):
             async with instance.client(world.keys[kind]) as device:
-                d = await j.identify(device, p.probe)
+                d = await j.identify(device, p.seen_photo)
             assert d["decision"] == "refer", (kind, d)
             assert d.get("token_id") is None
     if before["decision"] == "proceed":
@@ -123,7 +123,7 @@ async def test_opting_out_twice_changes_nothing_and_re_enrolment_is_refused(worl
     p = world.passengers[0]
     async with world.svc.client(world.keys["kiosk"]) as kiosk:
         again = await kiosk.post("/v1/opt-outs", json=_opt_out_body(p))
-        re_enrol = await kiosk.post("/v1/enrolments", json=j.enrolment(p.enrol_photo, world.flight["id"],
+        re_enrol = await kiosk.post("/v1/enrolments", json=j.enrolment(p.photo, world.flight["id"],
                                                                        document_number=p.document))
     assert again.status_code == 200
     assert (again.json()["tokens_revoked"], again.json()["templates_deleted"]) == (0, 0)

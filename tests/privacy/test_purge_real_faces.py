@@ -68,7 +68,7 @@ async def world(make_service, database_url, tmp_path_factory):
         w = PurgeWorld(svc=svc, keys=keys, flight_a=flight_a, flight_b=flight_b, a=a, b=b)
         async with svc.client(keys["e_channel"]) as e_channel:
             for p in a:
-                d = await j.identify(e_channel, p.probe)
+                d = await j.identify(e_channel, p.seen_photo)
                 if d["decision"] == "proceed":
                     assert d["token_id"] == p.token_id
                     w.matched_before.append(p)
@@ -82,7 +82,7 @@ async def world(make_service, database_url, tmp_path_factory):
         yield w
 
 
-async def _collect_secrets(w: World) -> None:
+async def _collect_secrets(w: PurgeWorld) -> None:
     """Everything that could decrypt or is a face template of flight A, before the purge."""
     services, fid = w.svc.services, uuid.UUID(w.flight_a["id"])
     model_id = services.engine.model_id
@@ -149,11 +149,11 @@ async def test_its_passengers_match_nowhere_while_other_flights_still_do(world: 
     for kind in ("e_channel", "lounge"):
         async with world.svc.client(world.keys[kind]) as device:
             for p in world.matched_before:
-                d = await j.identify(device, p.probe)
+                d = await j.identify(device, p.seen_photo)
                 assert d["decision"] == "refer" and d["reason"] in ("no_match", "ambiguous_match"), d
                 assert "token_id" not in d
     async with world.svc.client(world.keys["e_channel"]) as e_channel:
-        b_decisions = [await j.identify(e_channel, p.probe) for p in world.b]
+        b_decisions = [await j.identify(e_channel, p.seen_photo) for p in world.b]
     assert any(d["decision"] == "proceed" for d in b_decisions)
     assert all(d.get("token_id") in {p.token_id for p in world.b} for d in b_decisions if d["decision"] == "proceed")
 
@@ -243,7 +243,7 @@ async def test_a_full_dump_taken_before_the_purge_and_restored_after_it_cannot_d
             assert (galleries.flight_size(fid), galleries.flight_size(bid)) == (0, N_B)
             async with again.client(world.keys["e_channel"]) as e_channel:
                 for p in world.matched_before:
-                    d = await j.identify(e_channel, p.probe)
+                    d = await j.identify(e_channel, p.seen_photo)
                     assert d.get("token_id") not in {q.token_id for q in world.a}, d
     finally:
         await drop_database(admin_dsn, name)

@@ -54,7 +54,7 @@ async def world(make_service):
             flight = await j.create_flight(admin, "884", "23")
         async with first.client(keys["kiosk"]) as kiosk:
             for p in passengers:
-                r = await kiosk.post("/v1/enrolments", json=j.enrolment(p.enrol_photo, flight["id"],
+                r = await kiosk.post("/v1/enrolments", json=j.enrolment(p.photo, flight["id"],
                                                                         document_number=p.document))
                 if r.status_code == 201:
                     p.token_id = r.json()["token_id"]
@@ -102,10 +102,12 @@ async def test_spoiled_rows_are_counted_in_metrics(world: CorruptWorld) -> None:
         public = (await anyone.get("/metrics")).text
     async with world.second.authority_client() as authority:
         private = (await authority.get("/metrics")).text
-    quarantined = re.search(r"^flighttoken_quarantined_templates (\S+)$", public, re.M).group(1)
-    assert float(quarantined) == pytest.approx(3)
-    watchlist = re.search(r"^flighttoken_quarantined_watchlist_templates (\S+)$", private, re.M).group(1)
-    assert float(watchlist) == pytest.approx(1)
+    quarantined = re.search(r"^flighttoken_quarantined_templates (\S+)$", public, re.M)
+    assert quarantined is not None, public
+    assert float(quarantined.group(1)) == pytest.approx(3)
+    watchlist = re.search(r"^flighttoken_quarantined_watchlist_templates (\S+)$", private, re.M)
+    assert watchlist is not None, private
+    assert float(watchlist.group(1)) == pytest.approx(1)
 
 
 async def test_spoiled_rows_are_audited_and_their_tokens_held_for_staff(world: CorruptWorld) -> None:
@@ -125,15 +127,15 @@ async def test_the_other_passengers_still_match_and_the_spoiled_ones_see_an_offi
         # The instance that loaded these faces before the rows were spoiled still knows them: the hold
         # sends each to an officer there too.
         for p in _bad(world):
-            d = await j.identify(e_channel, p.enrol_photo)
+            d = await j.identify(e_channel, p.photo)
             assert (d["decision"], d["reason"]) == ("refer", "see_officer"), d
     async with world.second.client(world.keys["e_channel"]) as e_channel:
         for p in _bad(world):
-            d = await j.identify(e_channel, p.enrol_photo)
+            d = await j.identify(e_channel, p.photo)
             assert d["decision"] == "refer", d
         proceeded = 0
         for p in world.good:
-            d = await j.identify(e_channel, p.enrol_photo)
+            d = await j.identify(e_channel, p.photo)
             assert d["decision"] == "proceed" or d["reason"] in CAPTURE_PROBLEMS, d
             if d["decision"] == "proceed":
                 assert d["token_id"] == p.token_id
@@ -148,5 +150,5 @@ async def test_a_spoiled_token_sees_an_officer_at_the_lounge_and_the_gate(world:
     for key in ("lounge", "gate23"):
         async with world.svc.client(world.keys[key]) as device:
             for p in _bad(world):
-                d = await j.identify(device, p.enrol_photo)
+                d = await j.identify(device, p.photo)
                 assert (d["decision"], d["reason"]) == ("refer", "see_officer"), (key, d)

@@ -19,6 +19,7 @@ import pytest
 from flighttoken.errors import Unavailable
 from flighttoken.journey import enrolment, idempotency
 from flighttoken.privacy.sweeper import Sweeper
+from flighttoken.settings import Settings
 from flighttoken.testing import RunningService, identities, run_service
 from tests.support import journey as j
 from tests.support.world import World
@@ -29,7 +30,7 @@ KEY = "Idempotency-Key"
 
 @dataclass(kw_only=True)
 class ReplayWorld(World):
-    settings: object
+    settings: Settings
     flight_id: str
     people: list[list[Path]]
     second_kiosk: str

@@ -39,7 +39,7 @@ async def world(make_service, face_engine):
                 # Cleared immigration: the lounge is the next step of their journey.
                 d = await j.identify(e_channel, e_channel_photo)
                 assert (d["decision"], d["reason"]) == ("proceed", "matched"), d
-                passengers.append(Passenger(token_id=uuid.UUID(r.json()["token_id"]), probe=lounge_photo))
+                passengers.append(Passenger(token_id=r.json()["token_id"], probe=lounge_photo))
                 if len(passengers) == 3:
                     break
         yield World(svc=svc, keys=keys, passengers=passengers)
@@ -59,13 +59,13 @@ async def _clear_photos(engine, photos: list[Path]) -> tuple[Path, Path, Path] |
     return (first, close[0], close[1]) if len(close) >= 2 else None
 
 
-def _land_after_read(monkeypatch, world: World, token_id: uuid.UUID, method: str, path: str, body: dict) -> list:
+def _land_after_read(monkeypatch, world: World, token_id: str, method: str, path: str, body: dict) -> list:
     """After the lounge reads ``token_id``, an airline agent's hold/revoke lands before the write."""
     real, landed = token_q.with_flight, []
 
     async def with_flight(conn, wanted):
         row = await real(conn, wanted)
-        if wanted == token_id and not landed:
+        if wanted == uuid.UUID(token_id) and not landed:
             async with world.svc.client(world.keys["admin"]) as admin:
                 r = await admin.request(method, path, json=body)
             assert r.status_code == 200, r.text
@@ -77,9 +77,9 @@ def _land_after_read(monkeypatch, world: World, token_id: uuid.UUID, method: str
     return landed
 
 
-async def _lounge_state(world: World, token_id: uuid.UUID):
+async def _lounge_state(world: World, token_id: str):
     return await world.svc.services.db().fetchrow("SELECT state, on_hold, last_lounge_at FROM tokens WHERE id = $1",
-                                                  token_id)
+                                                  uuid.UUID(token_id))
 
 
 async def _lounge_event(world: World, event_id: int):
@@ -92,7 +92,7 @@ async def test_a_hold_landing_between_read_and_write_does_not_admit_to_the_loung
     landed = _land_after_read(monkeypatch, world, p.token_id, "PUT", f"/v1/tokens/{p.token_id}/hold",
                               {"reason": "document_check"})
     async with world.svc.client(world.keys["lounge"]) as lounge:
-        d = await j.identify(lounge, p.probe)
+        d = await j.identify(lounge, p.seen_photo)
     assert landed == ["immigration_cleared"]  # read before the hold: the rules saw an admissible token
     assert (d["decision"], d["reason"]) == ("refer", "state_changed")
     row = await _lounge_state(world, p.token_id)
@@ -102,7 +102,7 @@ async def test_a_hold_landing_between_read_and_write_does_not_admit_to_the_loung
     # Asked again, the lounge now sees the hold.
     monkeypatch.undo()
     async with world.svc.client(world.keys["lounge"]) as lounge:
-        d = await j.identify(lounge, p.probe)
+        d = await j.identify(lounge, p.seen_photo)
     assert (d["decision"], d["reason"]) == ("refer", "see_officer")
 
 
@@ -112,7 +112,7 @@ async def test_a_revoke_landing_between_read_and_write_does_not_admit_to_the_lou
     landed = _land_after_read(monkeypatch, world, p.token_id, "POST", f"/v1/tokens/{p.token_id}/revoke",
                               {"reason": "offloaded"})
     async with world.svc.client(world.keys["lounge"]) as lounge:
-        d = await j.identify(lounge, p.probe)
+        d = await j.identify(lounge, p.seen_photo)
     assert landed == ["immigration_cleared"]
     assert (d["decision"], d["reason"]) == ("refer", "state_changed")
     row = await _lounge_state(world, p.token_id)
@@ -125,7 +125,7 @@ async def test_without_an_interleaving_the_lounge_admits_and_stamps_the_entry(wo
     # The control: the same path admits a passenger nothing happened to.
     p = world.passengers[2]
     async with world.svc.client(world.keys["lounge"]) as lounge:
-        d = await j.identify(lounge, p.probe)
+        d = await j.identify(lounge, p.seen_photo)
     assert (d["decision"], d["reason"]) == ("proceed", "matched")
     row = await _lounge_state(world, p.token_id)
     assert row["state"] == "immigration_cleared" and row["last_lounge_at"] is not None

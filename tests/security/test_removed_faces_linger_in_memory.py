@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -54,7 +55,7 @@ def _stored(g: Gallery) -> Iterator[tuple[str, np.ndarray, bool]]:
         if index is None:
             continue
         # hnswlib's own serialised state: every slot's stored vector, tombstones included.
-        st = index.__getstate__()[0]
+        st = cast(tuple[dict[str, Any]], index.__getstate__())[0]  # hnswlib is untyped: its params dict
         rows = st["data_level0"].reshape(-1, st["size_data_per_element"])[: st["cur_element_count"]]
         data = np.ascontiguousarray(rows[:, st["offset_data"]: st["offset_data"] + graph.dim * 4])
         yield f"graph shard {s}", data.view(np.float32), True
@@ -65,7 +66,7 @@ def where_held(g: Gallery, vector: np.ndarray) -> list[str]:
     v = vector / np.linalg.norm(vector)
     found = []
     for where, rows, projected in _stored(g):
-        target = g._graph.project(v[None, :])[0] if projected else v
+        target = g._graph.project(v[None, :])[0] if projected and g._graph is not None else v
         if len(rows) and float(np.min(np.linalg.norm(rows - target, axis=1))) < CLOSE * float(np.linalg.norm(target)):
             found.append(where)
     return found
@@ -113,7 +114,7 @@ async def world(make_service):
                       for i, (_, photos) in enumerate(people[: len(plan)])]
         async with svc.client(keys["kiosk"]) as kiosk:
             async def enrol(p: Passenger) -> None:
-                r = await kiosk.post("/v1/enrolments", json=j.enrolment(p.enrol_photo, flights[p.flight]["id"],
+                r = await kiosk.post("/v1/enrolments", json=j.enrolment(p.photo, flights[p.flight]["id"],
                                                                         document_number=p.document))
                 assert r.status_code in (201, 422), r.text
                 if r.status_code == 201:
@@ -226,7 +227,7 @@ async def test_a_removed_watchlist_subject_leaves_no_face_in_memory(world: Linge
 async def test_the_remaining_passengers_still_match_after_the_removals(world: LingerWorld) -> None:
     remaining = [p for p in world.passengers if p.flight == "A"]
     async with world.svc.client(world.keys["e_channel"]) as e_channel:
-        decisions = await gather_limited([j.identify(e_channel, p.probe) for p in remaining])
+        decisions = await gather_limited([j.identify(e_channel, p.seen_photo) for p in remaining])
     proceeded = [(p, d) for p, d in zip(remaining, decisions, strict=True) if d["decision"] == "proceed"]
     assert all(d["token_id"] == p.token_id for p, d in proceeded), "never a wrong-person accept"
     assert len(proceeded) >= len(remaining) // 2, [d["reason"] for d in decisions]

@@ -6,7 +6,6 @@ a :class:`World`; modules that need more (a second instance, a watchlist subject
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,24 @@ class Passenger:
     probe: Path | None = None
     """Another photo of the same person, as a touchpoint sees them (None: the enrolment photo again)."""
     document: str = ""
-    token_id: str | uuid.UUID | None = None
+    token_id: str = ""
+    """Set once enrolled ("" before, or when the enrolment was refused)."""
     flight: str = ""
     """The flight's id or a module's name for it."""
     booking_reference: str = ""
     ended: bool = False
     """Opted out, revoked or purged."""
+
+    @property
+    def photo(self) -> Path:
+        """The enrolment photo; only a passenger made with one may ask for it."""
+        assert self.enrol_photo is not None, "this passenger was made without an enrolment photo"
+        return self.enrol_photo
+
+    @property
+    def seen_photo(self) -> Path:
+        """What a touchpoint sees: the probe, or the enrolment photo again."""
+        return self.probe or self.photo
 
 
 @dataclass(kw_only=True)

@@ -64,7 +64,7 @@ async def world(make_service, face_engine):
             subject_token = r.json()["token_id"]
 
             async def enrol(p: Passenger):
-                r = await kiosk.post("/v1/enrolments", json=j.enrolment(p.enrol_photo, flight["id"],
+                r = await kiosk.post("/v1/enrolments", json=j.enrolment(p.photo, flight["id"],
                                                                         document_number=p.document))
                 if r.status_code == 201:
                     p.token_id = r.json()["token_id"]
@@ -225,7 +225,7 @@ async def test_200_other_passengers_pass_unaffected(world: WatchlistWorld) -> No
         r = await authority.post("/v1/watchlist/subjects", json=subject_body([outsider], case="HKPF/2026/0002"))
         assert r.status_code == 201, r.text
     async with world.svc.client(world.keys["e_channel"]) as e_channel:
-        decisions = await gather_limited([j.identify(e_channel, p.probe) for p in world.passengers])
+        decisions = await gather_limited([j.identify(e_channel, p.seen_photo) for p in world.passengers])
     wrong = [p.name for p, d in zip(world.passengers, decisions, strict=True)
              if d["decision"] == "proceed" and d["token_id"] != p.token_id]
     assert wrong == []

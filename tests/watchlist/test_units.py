@@ -204,7 +204,8 @@ def test_a_share_p_refers_about_p_of_passengers(share: float) -> None:
 def test_share_zero_refers_nobody_and_the_default_source_is_the_csprng() -> None:
     uniform = random.Random(1).random
     assert not any(cover.drawn(0.0, uniform) for _ in range(10_000))
-    assert cover.drawn.__defaults__[0].__self__.__class__ is secrets.SystemRandom
+    defaults = cover.drawn.__defaults__
+    assert defaults is not None and defaults[0].__self__.__class__ is secrets.SystemRandom
     # The operating system's generator: on its own, share 0.5 picks some and not all of 200.
     assert 0 < sum(cover.drawn(0.5) for _ in range(200)) < 200
 

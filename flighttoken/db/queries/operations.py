@@ -12,6 +12,7 @@ from datetime import datetime
 import asyncpg
 
 from flighttoken.db.connection import Executor, one
+from flighttoken.vocabulary import DecisionReason
 
 # Live and used tokens: everything but a revocation counts as enrolled.
 _PROGRESS = """
@@ -36,12 +37,13 @@ async def progress(conn: Executor, flight_ids: Sequence[uuid.UUID]) -> dict[uuid
     return out
 
 
-async def refer_reasons(conn: Executor, flight_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
+async def refer_reasons(conn: Executor,
+                        flight_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[DecisionReason, int]]:
     """Refer decisions attributed to each flight (the matched passenger's), by reason."""
     rows = await conn.fetch(
         "SELECT flight_id, reason, count(*) AS n FROM journey_events"
         " WHERE flight_id = ANY($1::uuid[]) AND decision = 'refer' GROUP BY flight_id, reason", list(flight_ids))
-    out: dict[uuid.UUID, dict[str, int]] = {f: {} for f in flight_ids}
+    out: dict[uuid.UUID, dict[DecisionReason, int]] = {f: {} for f in flight_ids}
     for r in rows:
         out[r["flight_id"]][r["reason"]] = r["n"]
     return out

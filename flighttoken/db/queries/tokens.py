@@ -8,7 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
-from flighttoken.db.connection import Executor, one
+from flighttoken.db.connection import Connection, Executor, one
 from flighttoken.vocabulary import TokenState
 
 # A token in one of these has not ended (plain strings: asyncpg binds them as text[]).
@@ -150,7 +150,7 @@ async def token_view(conn: Executor, token_id: uuid.UUID, *, for_update: bool = 
     return await conn.fetchrow(_TOKEN_VIEW + " WHERE t.id = $1" + lock, token_id)
 
 
-async def tokens_for_opt_out(conn: asyncpg.Connection, *, document_key: bytes, booking_reference: str,
+async def tokens_for_opt_out(conn: Connection, *, document_key: bytes, booking_reference: str,
                              flight_id: uuid.UUID | None, airline: str | None) -> list[asyncpg.Record]:
     """The passenger's tokens (locked): the booking reference AND the document must both match."""
     return await conn.fetch(
@@ -193,11 +193,11 @@ async def end_tokens(conn: Executor, reasons: dict[uuid.UUID, str], *, state: st
 async def referral_state(conn: Executor, token_id: uuid.UUID) -> asyncpg.Record:
     """(staff_hold, officer_referral): a staff hold in force; an officer referral in force, whatever
     its cause (watchlist hit or random) — what airline staff may know of a token's holds."""
-    return await conn.fetchrow(
+    return one(await conn.fetchrow(
         "SELECT EXISTS (SELECT 1 FROM token_holds WHERE token_id = $1 AND released_at IS NULL"
         "               AND holder = 'staff') AS staff_hold,"
         " EXISTS (SELECT 1 FROM token_holds WHERE token_id = $1 AND released_at IS NULL"
-        "         AND holder = 'authority') AS officer_referral", token_id)
+        "         AND holder = 'authority') AS officer_referral", token_id))
 
 
 async def release_alert_hold(conn: Executor, alert_id: int, released_by: str) -> list[uuid.UUID]:
