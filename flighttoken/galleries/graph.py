@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
 
 import hnswlib
 import numpy as np
@@ -99,8 +100,9 @@ class Graph:
 
         def add(group: tuple[int, np.ndarray]) -> None:
             s, rows = group
-            assert self.shards[s] is not None
-            self.shards[s].add_items(projected[rows], labels[rows], num_threads=per_shard)
+            index = self.shards[s]
+            assert index is not None  # created above by self.shard
+            index.add_items(projected[rows], labels[rows], num_threads=per_shard)
 
         try:
             if len(groups) > 1 and num_threads > 1:
@@ -140,16 +142,15 @@ class Graph:
 
     def _zeroed(self, index: hnswlib.Index, labels: np.ndarray) -> hnswlib.Index:
         """A copy of ``index`` (through hnswlib's pickle state) with ``labels``' vectors zeroed."""
-        state = index.__getstate__()
-        params = state[0]
+        # hnswlib's pickle state is a 1-tuple of its parameter dict (typeshed types it as object).
+        params = cast(tuple[dict[str, Any]], index.__getstate__())[0]
         internal = dict(zip(params["label_lookup_external"].tolist(), params["label_lookup_internal"].tolist(),
                             strict=True))
         rows = params["data_level0"].reshape(-1, params["size_data_per_element"])
         start = params["offset_data"]
         for label in labels.tolist():
             rows[internal[label], start : start + self.dim * 4] = 0
-        copy = hnswlib.Index.__new__(hnswlib.Index)  # pickle's path: unpickling constructs from the state
-        copy.__setstate__(state)
+        copy = hnswlib.Index(params)  # what unpickling does: construct from the parameter dict
         copy.set_ef(self.ef)
         copy.set_num_threads(1)
         return copy

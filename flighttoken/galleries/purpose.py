@@ -10,8 +10,9 @@ a token belongs and builds purpose galleries in bulk; the registry (registry.py)
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,7 +27,13 @@ Place = tuple[DeviceKind, PurposeKey]
 PurposeGalleries = dict[DeviceKind, dict[PurposeKey, Gallery]]
 
 
-def standing_of(row: Mapping) -> Standing:
+class Row(Protocol):
+    """A row by column name: an asyncpg ``Record`` (not a ``Mapping``) or a dict."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def standing_of(row: Row) -> Standing:
     """A token's standing from a row carrying ``state``, ``international`` and ``lounge_eligible``."""
     return Standing(TokenState(row["state"]), row["international"], row["lounge_eligible"])
 

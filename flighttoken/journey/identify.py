@@ -73,6 +73,7 @@ async def identify(services: Services, device: Device, image: bytes) -> Decision
     elif policy.searches is Searches.FLIGHTS and not gate_flights:
         match = MatchOutcome(None, DecisionReason.GATE_NOT_BOARDING, None, None)
     else:
+        assert analysis.template is not None  # _capture_refusal refused a capture without a face
         match, misuse = await _match(services, device, policy, analysis.template.vector, gate_flights, now, horizon)
     # Watchlist screening (issues 5, 17): searched here, decided and recorded with the decision.
     hit = await screening.screen(services, device, analysis)
@@ -168,9 +169,11 @@ async def _conclude(services: Services, device: Device, match: MatchOutcome, mis
     reason = DecisionReason(reason)
     proceed = reason == DecisionReason.MATCHED
     if proceed and transition is not None and transition[0] != transition[1]:
+        assert token_id is not None  # a transition comes only from the token's row
         # Other instances move it on the decision's own notification (sync/apply.py token_moved).
         await restate(services, token_id, state=transition[1])
     if proceed and TOUCHPOINTS[device.kind].shows_passenger:
+        assert row is not None  # matched only after the token's row was read and checked
         passenger = PassengerView(name=f"{row['surname']}, {row['given_names']}".strip(", "),
                                   seat=row["seat"], flight=f"{row['airline']}{row['number']}")
     log.info("decision", touchpoint=device.kind.value, decision="proceed" if proceed else "refer", reason=reason,

@@ -193,7 +193,8 @@ async def bench_rebuild(settings: Settings, model_id: str, matrix: np.ndarray, p
                 sv = Services(settings=s.replace(gallery_exact_max=exact_max), dsn=dsn, pool=pool)
                 # A fresh vault, as at start-up: every rebuild unwraps the flights' data keys again.
                 sv.vault = TemplateVault(MasterKey.parse(master), keystore)
-                sv.engine = SimpleNamespace(model_id=model_id)
+                # A stand-in engine: a rebuild reads only its model_id.
+                sv.engine = SimpleNamespace(model_id=model_id)  # pyright: ignore[reportAttributeAccessIssue]
                 return sv
 
             timings: dict[str, list[tuple[float, float, dict]]] = {"graph": [], "exact_only": []}

@@ -3,7 +3,7 @@ failed build) and removal overwriting the stored vector in place or by rewriting
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -50,8 +50,10 @@ def test_hnswlib_failure_falls_back_to_exact_search_of_that_shard(failing_shard:
     gallery = Gallery.build(zip(ids, matrix, strict=True), IndexParams(exact_max=0, shard_size=128))
     assert gallery.graph_shards == 3
     gallery.remove(ids[:50])
+    assert gallery._graph is not None
     shards = gallery._graph.shards
-    shards[failing_shard] = _RaisingIndex(shards[failing_shard])
+    # A test double where an hnswlib.Index goes.
+    shards[failing_shard] = _RaisingIndex(shards[failing_shard])  # pyright: ignore[reportArgumentType, reportCallIssue]
     # Probes near a face of the failing shard: only the fallback can find it.
     lo = max(failing_shard * 128, 50)
     for q in np.vstack([near(rng, matrix[lo : lo + 10]), random_unit(rng, 10)]):
@@ -130,7 +132,9 @@ def test_a_shard_grows_as_faces_arrive_one_by_one() -> None:
     gallery = Gallery(IndexParams(exact_max=0, shard_size=1000))
     for item in zip(ids, matrix, strict=True):
         gallery.add([item])
+    assert gallery._graph is not None
     index = gallery._graph.shards[0]
+    assert index is not None
     assert gallery.graph_shards == 1 and 900 <= index.get_max_elements() <= 1000
     for q in near(rng, matrix[::9]):
         assert gallery.search(q, k=1)[0].id == brute(ids, matrix, q, 1)[0][0]
@@ -174,6 +178,7 @@ def test_the_graph_built_by_an_add_holds_only_live_faces() -> None:
     gallery.add(list(zip(ids[:10], matrix[:10], strict=True)))
     gallery.add([(ids[0], matrix[16]), *zip(ids[10:], matrix[10:16], strict=True)])
     assert len(gallery) == 16 and gallery.deleted_count == 1 and gallery.graph_shards == 1
+    assert gallery._graph is not None
     assert sum(gallery._graph.live) == 16
     hits = gallery.search(matrix[0], k=14)  # graph path: 14 < live, and each shard asked for 14
     assert len(hits) == 14 and len({c.id for c in hits}) == 14
@@ -188,7 +193,8 @@ def _graph_vectors(g: Gallery) -> np.ndarray:
     assert g._graph is not None
     parts = []
     for index in g._graph.shards:
-        st = index.__getstate__()[0]
+        assert index is not None
+        st = cast(tuple[dict[str, Any]], index.__getstate__())[0]  # hnswlib's pickle state (typed object)
         rows = st["data_level0"].reshape(-1, st["size_data_per_element"])[: st["cur_element_count"]]
         parts.append(np.ascontiguousarray(rows[:, st["offset_data"]: st["offset_data"] + g._graph.dim * 4]))
     return np.concatenate(parts).view(np.float32)
@@ -203,6 +209,7 @@ def test_removal_overwrites_the_vector_in_the_exact_store_and_the_graph(removed:
     probes = near(rng, matrix)
     before = [g.search(q, k=2) for q in probes[removed:]]
     g.remove(ids[:removed])
+    assert g._graph is not None
     projected = g._graph.project(matrix[:removed])
     stored = _graph_vectors(g)
     for v, p in zip(matrix[:removed], projected, strict=True):

@@ -49,6 +49,7 @@ async def seed_flight(services: Services, device_id: uuid.UUID, number: str, dep
         await flight_q.insert(conn, flight)
         await services.vault.create_flight_key(conn, flight.id)
         dek = await services.vault.flight_key(flight.id)
+        assert dek is not None  # created just above
         for i, v in enumerate(vectors):
             doc = hashlib.sha256(f"{number}-{i}".encode()).digest()
             consent = uuid.uuid4()
@@ -77,7 +78,8 @@ async def world(base_settings: Settings, database_url: str) -> AsyncIterator[Sim
     services = Services(settings=settings, dsn=database_url, pool=pool)
     keystore = await KeyStore.open(database_url, settings)
     services.vault = TemplateVault(MasterKey.parse(master), keystore)
-    services.engine = SimpleNamespace(model_id=MODEL)
+    # A stand-in engine: the loader reads only its model_id.
+    services.engine = SimpleNamespace(model_id=MODEL)  # pyright: ignore[reportAttributeAccessIssue]
     rng = np.random.default_rng(5)
     base = datetime.now(UTC) + timedelta(hours=6)
     busy = window_start(base, settings.galleries.window_seconds) + timedelta(minutes=1)

@@ -33,8 +33,10 @@ def test_set_ef_reaches_the_graph_and_the_params_it_is_built_with() -> None:
     gallery.set_ef(64)  # before the graph exists
     gallery.add(list(zip(ids[10:], matrix[10:], strict=True)))  # past exact_max: the graph is built now
     assert gallery.graph_shards == 1 and gallery._graph is not None
-    assert gallery.params.ef == 64 and gallery._graph.shards[0].ef == 64
+    shard = gallery._graph.shards[0]
+    assert shard is not None
+    assert gallery.params.ef == 64 and shard.ef == 64
     gallery.set_ef(200)
-    assert gallery._graph.shards[0].ef == 200
+    assert shard.ef == 200
     with pytest.raises(ValueError):
         gallery.set_ef(0)

@@ -166,7 +166,7 @@ async def test_a_cleared_face_leaves_the_e_channel_gallery_overwritten_at_once(w
     async with world.svc.client(world.keys["e_channel"]) as e_channel:
         for p in [p for p in world.passengers if p.flight == "A"][:4]:
             vectors = _vectors_of(e_channel_g, [p.token_id])
-            d = await j.identify(e_channel, p.probe)
+            d = await j.identify(e_channel, p.seen_photo)
             if d["decision"] == "proceed":
                 break
     assert d["decision"] == "proceed", d
