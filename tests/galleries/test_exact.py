@@ -76,7 +76,7 @@ def test_bad_items_leave_the_gallery_untouched() -> None:
 def test_scores_are_cosine_even_for_unnormalised_input() -> None:
     rng = np.random.default_rng(18)
     m = random_unit(rng, 30)
-    gallery = Gallery(IndexParams(exact_max=0))
+    gallery = Gallery(IndexParams(build_threads=1, exact_max=0))
     gallery.add([(f"f{i}", 3.0 * v) for i, v in enumerate(m)])
     np.testing.assert_allclose(gallery.vector("f4"), m[4], atol=1e-6)
     top = gallery.search(7.0 * m[4], k=1)[0]
@@ -88,7 +88,7 @@ def test_a_gallery_of_mostly_departed_faces_searches_only_the_live_ones() -> Non
     # exhaustive search copies out the live rows instead of scoring every slot.
     rng = np.random.default_rng(21)
     ids, matrix = make_ids(900), random_unit(rng, 900)
-    gallery = Gallery.build(zip(ids, matrix, strict=True), IndexParams(exact_max=1024))
+    gallery = Gallery.build(zip(ids, matrix, strict=True), IndexParams(build_threads=1, exact_max=1024))
     keep = set(ids[::7])
     gallery.remove([i for i in ids if i not in keep])
     live_ids = [i for i in ids if i in keep]

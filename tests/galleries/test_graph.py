@@ -19,7 +19,7 @@ def test_fewer_live_items_than_hnsw_short_list() -> None:
     """hnswlib's knn_query raises when it cannot fill k; tombstones make that easy to hit."""
     rng = np.random.default_rng(15)
     ids, matrix = make_ids(100), random_unit(rng, 100)
-    gallery = Gallery.build(zip(ids, matrix, strict=True), IndexParams(exact_max=0))
+    gallery = Gallery.build(zip(ids, matrix, strict=True), IndexParams(build_threads=1, exact_max=0))
     gallery.remove(ids[:89])
     assert len(gallery) == 11  # just above rerank_k, so hnswlib is asked for 10 of 11
     for q in random_unit(rng, 20):
@@ -47,7 +47,7 @@ class _RaisingIndex:
 def test_hnswlib_failure_falls_back_to_exact_search_of_that_shard(failing_shard: int) -> None:
     rng = np.random.default_rng(16)
     ids, matrix = make_ids(300), random_unit(rng, 300)
-    gallery = Gallery.build(zip(ids, matrix, strict=True), IndexParams(exact_max=0, shard_size=128))
+    gallery = Gallery.build(zip(ids, matrix, strict=True), IndexParams(build_threads=1, exact_max=0, shard_size=128))
     assert gallery.graph_shards == 3
     gallery.remove(ids[:50])
     assert gallery._graph is not None
@@ -85,7 +85,8 @@ def test_the_projection_keeps_the_strongest_directions() -> None:
 def test_small_galleries_never_build_a_graph_and_grow_one_past_exact_max() -> None:
     rng = np.random.default_rng(30)
     ids, matrix = make_ids(700), random_unit(rng, 700)
-    gallery = Gallery.build(zip(ids[:420], matrix[:420], strict=True), IndexParams(exact_max=500, shard_size=256))
+    params = IndexParams(build_threads=1, exact_max=500, shard_size=256)
+    gallery = Gallery.build(zip(ids[:420], matrix[:420], strict=True), params)
     assert gallery.graph_shards == 0 and gallery.graph_dim is None
     gallery.add(list(zip(ids[420:500], matrix[420:500], strict=True)))
     assert gallery.graph_shards == 0  # exactly exact_max: still exhaustive
@@ -129,7 +130,7 @@ def test_sharded_graph_finds_what_brute_force_finds() -> None:
 def test_a_shard_grows_as_faces_arrive_one_by_one() -> None:
     rng = np.random.default_rng(36)
     ids, matrix = make_ids(900), random_unit(rng, 900)
-    gallery = Gallery(IndexParams(exact_max=0, shard_size=1000))
+    gallery = Gallery(IndexParams(build_threads=1, exact_max=0, shard_size=1000))
     for item in zip(ids, matrix, strict=True):
         gallery.add([item])
     assert gallery._graph is not None
@@ -144,15 +145,16 @@ def test_projection_needs_enough_faces_and_a_smaller_dimension() -> None:
     rng = np.random.default_rng(32)
     m = random_unit(rng, 800)
     items = list(zip(make_ids(800), m, strict=True))
-    assert Gallery.build(items, IndexParams(exact_max=0, graph_dim=192)).graph_dim == 192  # 800 >= 4 x 192
-    assert Gallery.build(items[:700], IndexParams(exact_max=0, graph_dim=192)).graph_dim == DIM
-    assert Gallery.build(items, IndexParams(exact_max=0, graph_dim=DIM)).graph_dim == DIM
+    # 800 >= 4 x 192
+    assert Gallery.build(items, IndexParams(build_threads=1, exact_max=0, graph_dim=192)).graph_dim == 192
+    assert Gallery.build(items[:700], IndexParams(build_threads=1, exact_max=0, graph_dim=192)).graph_dim == DIM
+    assert Gallery.build(items, IndexParams(build_threads=1, exact_max=0, graph_dim=DIM)).graph_dim == DIM
 
 
 def test_a_failed_graph_build_leaves_the_gallery_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(33)
     ids, matrix = make_ids(40), random_unit(rng, 40)
-    gallery = Gallery(IndexParams(exact_max=30))
+    gallery = Gallery(IndexParams(build_threads=1, exact_max=30))
     gallery.add(list(zip(ids[:30], matrix[:30], strict=True)))
 
     def fail(*args: Any, **kwargs: Any) -> None:
@@ -174,7 +176,7 @@ def test_the_graph_built_by_an_add_holds_only_live_faces() -> None:
     """The add that crosses exact_max also replaces an id: the old vector must not be in the graph."""
     rng = np.random.default_rng(34)
     ids, matrix = make_ids(16), random_unit(rng, 17)
-    gallery = Gallery(IndexParams(exact_max=10, rerank_k=2))
+    gallery = Gallery(IndexParams(build_threads=1, exact_max=10, rerank_k=2))
     gallery.add(list(zip(ids[:10], matrix[:10], strict=True)))
     gallery.add([(ids[0], matrix[16]), *zip(ids[10:], matrix[10:16], strict=True)])
     assert len(gallery) == 16 and gallery.deleted_count == 1 and gallery.graph_shards == 1

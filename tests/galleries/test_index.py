@@ -1,5 +1,8 @@
 """The gallery: scores always exact, recall against brute force, replace and remove, verification
-of weak graph results, search without waiting, and thread safety under concurrent reads and writes."""
+of weak graph results, search without waiting, and thread safety under concurrent reads and writes.
+
+Graphs are built on one thread: a multi-threaded hnswlib build differs from run to run, and a test
+comparing graph results with brute force must see the same graph every time."""
 
 from __future__ import annotations
 
@@ -67,7 +70,7 @@ def test_k2_finds_a_lookalike_runner_up_like_brute_force() -> None:
     twins = near(rng, base[:300], noise=1.0)  # lookalikes of the first 300 faces
     ids = make_ids(N_RECALL + 300)
     matrix = np.vstack([base, twins])
-    gallery = Gallery.build(zip(ids, matrix, strict=True), IndexParams(exact_max=0))
+    gallery = Gallery.build(zip(ids, matrix, strict=True), IndexParams(exact_max=0, build_threads=1))
     for q in near(rng, base[:300], noise=0.7):
         got = [(c.id, c.score) for c in gallery.search(q, k=2)]
         want = brute(ids, matrix, q, 2)
@@ -95,7 +98,7 @@ def test_replace_keeps_one_live_entry_per_id(exact_max: int) -> None:
     rng = np.random.default_rng(11)
     others = random_unit(rng, 50)
     v1, v2 = random_unit(rng, 2)
-    gallery = Gallery(IndexParams(exact_max=exact_max))
+    gallery = Gallery(IndexParams(build_threads=1, exact_max=exact_max))
     gallery.add([(f"o{i}", v) for i, v in enumerate(others)])
     gallery.add([("a", v1)])
     gallery.add([("a", v2)])
@@ -119,7 +122,7 @@ def test_replace_keeps_one_live_entry_per_id(exact_max: int) -> None:
 def test_removed_ids_are_never_returned(exact_max: int) -> None:
     rng = np.random.default_rng(12)
     ids, matrix = make_ids(2000), random_unit(rng, 2000)
-    gallery = Gallery.build(zip(ids, matrix, strict=True), IndexParams(exact_max=exact_max))
+    gallery = Gallery.build(zip(ids, matrix, strict=True), IndexParams(build_threads=1, exact_max=exact_max))
     gone = set(ids[::4])
     gallery.remove(sorted(gone))
     gallery.remove(["never-added", ids[0]])  # unknown and already removed: no-ops
@@ -139,7 +142,7 @@ def test_removed_ids_are_never_returned(exact_max: int) -> None:
 def test_resize_past_initial_capacity() -> None:
     rng = np.random.default_rng(13)
     ids, matrix = make_ids(700), random_unit(rng, 700)
-    gallery = Gallery(IndexParams(exact_max=0), capacity=64)
+    gallery = Gallery(IndexParams(build_threads=1, exact_max=0), capacity=64)
     assert gallery.capacity == 64
     gallery.add(list(zip(ids[:500], matrix[:500], strict=True)))  # one batch well past capacity
     for item in zip(ids[500:], matrix[500:], strict=True):  # and one at a time
@@ -156,13 +159,13 @@ def test_resize_past_initial_capacity() -> None:
 def test_empty_and_one_item_galleries(exact_max: int) -> None:
     rng = np.random.default_rng(14)
     v, q = random_unit(rng, 2)
-    gallery = Gallery(IndexParams(exact_max=exact_max))
+    gallery = Gallery(IndexParams(build_threads=1, exact_max=exact_max))
     assert gallery.search(q, k=2) == [] and len(gallery) == 0 and gallery.ids() == []
     gallery.add([("only", v)])
     assert [(c.id, c.score) for c in gallery.search(q, k=2)] == [("only", pytest.approx(float(v @ q), abs=TOL))]
     gallery.remove(["only"])
     assert gallery.search(q, k=2) == []
-    assert Gallery.build([], IndexParams(exact_max=exact_max)).search(q) == []
+    assert Gallery.build([], IndexParams(build_threads=1, exact_max=exact_max)).search(q) == []
     with pytest.raises(ValueError):
         gallery.search(q, k=0)
 
@@ -177,7 +180,7 @@ def test_build_is_equivalent_to_incremental_adds() -> None:
     replaced = random_unit(rng, 10)
     # build sees the replacements as repeated ids (last wins); incremental sees them as re-adds.
     built = Gallery.build(items + list(zip(ids[:10], replaced, strict=True)), IndexParams(exact_max=0, build_threads=2))
-    incremental = Gallery(IndexParams(exact_max=0), capacity=64)
+    incremental = Gallery(IndexParams(build_threads=1, exact_max=0), capacity=64)
     for start in range(0, 1500, 100):
         incremental.add(items[start : start + 100])
     incremental.add(list(zip(ids[:10], replaced, strict=True)))
@@ -210,7 +213,7 @@ def test_weak_graph_results_are_verified_exhaustively(verify_below: float | None
     rng = np.random.default_rng(35)
     ids, matrix = make_ids(2000), random_unit(rng, 2000)
     gallery = Gallery.build(zip(ids, matrix, strict=True),
-                            IndexParams(exact_max=0, rerank_k=8, verify_below=verify_below))
+                            IndexParams(build_threads=1, exact_max=0, rerank_k=8, verify_below=verify_below))
     assert gallery._graph is not None
     # A test double where an hnswlib.Index goes.
     gallery._graph.shards[0] = _BlindIndex(gallery._graph.shards[0], list(range(8)))  # pyright: ignore[reportArgumentType, reportCallIssue]
@@ -245,7 +248,8 @@ def test_concurrent_searches_during_adds_and_removes(exact_max: int, shard_size:
     replacement = dict(zip(ids[:100], random_unit(rng, 100), strict=True))
     preload, later = ids[:400], ids[400:]
     # Small capacity, so the writer forces resizes.
-    gallery = Gallery(IndexParams(exact_max=exact_max, shard_size=shard_size, rerank_k=10), capacity=64)
+    params = IndexParams(build_threads=1, exact_max=exact_max, shard_size=shard_size, rerank_k=10)
+    gallery = Gallery(params, capacity=64)
     gallery.add([(i, vectors[i]) for i in preload])
 
     # Append-only logs: list.append is atomic, and a reader snapshots a prefix by its length.
@@ -310,8 +314,8 @@ def test_concurrent_searches_during_adds_and_removes(exact_max: int, shard_size:
 def test_search_now_answers_small_galleries_without_waiting() -> None:
     rng = np.random.default_rng(40)
     ids, matrix = make_ids(300), random_unit(rng, 300)
-    gallery = Gallery.build(zip(ids, matrix, strict=True), IndexParams(exact_max=200, rerank_k=8))
-    small = Gallery.build(zip(ids[:200], matrix[:200], strict=True), IndexParams(exact_max=200))
+    gallery = Gallery.build(zip(ids, matrix, strict=True), IndexParams(build_threads=1, exact_max=200, rerank_k=8))
+    small = Gallery.build(zip(ids[:200], matrix[:200], strict=True), IndexParams(build_threads=1, exact_max=200))
     q = near(rng, matrix[7:8])[0]
     assert gallery.search_now(q, k=2) is None  # past exact_max: a graph search, not for an event loop
     now, later = small.search_now(q, k=2), small.search(q, k=2)
