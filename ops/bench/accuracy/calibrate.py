@@ -17,7 +17,7 @@ import numpy as np
 
 from flighttoken.journey.rules import predicted_fpir, size_threshold
 from flighttoken.settings import Settings
-from ops.bench.accuracy.cohort import FOLDS, Cohort, draw, tail_pairs
+from ops.bench.accuracy.cohort import ALIAS_SCORE, FOLDS, Cohort, draw, tail_pairs, without_aliases
 from ops.bench.accuracy.features import err
 from ops.bench.calibration import Pairs, TailFit, bootstrap_bound, clopper_pearson
 
@@ -140,11 +140,15 @@ def _params(t: TailFit) -> tuple[float, float]:
 
 
 def run(c: Cohort, s: Settings) -> tuple[dict[str, object], dict[str, tuple[TailFit, TailFit]]]:
-    pairs = tail_pairs(c.f, c.vecs, c.ok)
+    every = tail_pairs(c.f, c.vecs, c.ok)
+    pairs = without_aliases(every, c.aliases)
     err(f"\n-- calibration (issue 19): {len(pairs.score):,} impostor pairs >= {pairs.score[-1]:.2f} of "
-        f"{pairs.photos.sum():,} capture-passing photos; {FOLDS} identity folds --")
+        f"{pairs.photos.sum():,} capture-passing photos ({len(every.score) - len(pairs.score)} pairs of "
+        f"{len(c.aliases)} LFW alias name pairs >= {ALIAS_SCORE} left out); {FOLDS} identity folds --")
     tails = fits(c, pairs)
-    out = {"tails": {name: {"point": vars(p), "bound": vars(b)} for name, (p, b) in tails.items()},
+    names = c.f.names
+    out = {"lfw_aliases": sorted("/".join(sorted(names[i] for i in pair)) for pair in c.aliases),
+           "tails": {name: {"point": vars(p), "bound": vars(b)} for name, (p, b) in tails.items()},
            "validation": validate(c, tails, s), "watchlist": watchlist(c, tails, s)}
     b = tails["all"][1]
     out["recommended"] = {"impostor_tail_score_1e6": round(b.score_1e6, 3), "impostor_tail_decade": round(b.decade, 3),

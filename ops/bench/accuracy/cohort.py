@@ -24,6 +24,10 @@ from ops.bench.calibration import Pairs, identity_folds
 FOLDS = 3
 FOLD_SEED = 19  # the issue's number: fixed before any figure was seen
 PAIR_FLOOR = 0.15  # well below p = 1e-4 (~0.28): every fitted point lies above it
+# A different-name pair of photos this close is, on LFW, one person under two names, one photo filed
+# twice, or twins (Sepp/Joseph Blatter, Jon/John Gruden, Ricky Ray/Bart Hendricks: same photo). Such
+# name pairs are LFW's same-person aliases: never strangers to each other, in the fit or the searches.
+ALIAS_SCORE = 0.50
 
 
 @dataclass
@@ -38,6 +42,7 @@ class Cohort:
     cols: np.ndarray  # identity of each gallery column (enrolled identities)
     col_of: np.ndarray  # (identities,) column of each identity, -1 if not enrolled
     scores: np.ndarray  # (photos, columns) every photo against every enrolled template
+    aliases: set[frozenset[int]]  # name pairs with some photo pair >= ALIAS_SCORE
 
     @classmethod
     def build(cls, f: Features, vecs: np.ndarray) -> Cohort:
@@ -57,7 +62,11 @@ class Cohort:
         col_of = np.full(len(f.names), -1, np.int64)
         col_of[cols] = np.arange(len(cols))
         scores = vecs @ vecs[enrol[cols]].T
-        return cls(f, vecs, ok, ok_e, enrol, first_refused, folds, cols, col_of, scores)
+        return cls(f, vecs, ok, ok_e, enrol, first_refused, folds, cols, col_of, scores, find_aliases(f, vecs))
+
+    def alias_columns(self, identity: int) -> list[int]:
+        others = [next(iter(pair - {identity})) for pair in self.aliases if identity in pair]
+        return [int(self.col_of[i]) for i in others if self.col_of[i] >= 0]
 
     def held_out(self, fold: int) -> np.ndarray:
         """Identities of a fold."""
@@ -99,7 +108,14 @@ def draw(c: Cohort, probes: np.ndarray, allowed: np.ndarray, size: int, mated: b
     has = (own >= 0) & (pos < len(allowed)) & (allowed[np.minimum(pos, len(allowed) - 1)] == own)
     rows = np.flatnonzero(has)
     keys[rows, pos[rows]] = -1.0 if mated else 2.0  # drawn first, or never
-    size = min(size, len(allowed) - (0 if mated else 1))
+    if not mated:  # a stranger search never holds the probe's own LFW aliases (same person, other name)
+        for r, ident in enumerate(c.f.identity[probes]):
+            for col in c.alias_columns(int(ident)):
+                at = np.searchsorted(allowed, col)
+                if at < len(allowed) and allowed[at] == col:
+                    keys[r, at] = 2.0
+    # Never-drawn columns (own, aliases) stay out only if the gallery leaves room for all of them.
+    size = min(size, len(allowed) - int((keys >= 2.0).sum(axis=1).max(initial=0)))
     chosen = np.argpartition(keys, size - 1, axis=1)[:, :size]
     g = np.take_along_axis(sub, chosen, axis=1)
     best2 = np.argpartition(-g, 1, axis=1)[:, :2]
@@ -109,6 +125,23 @@ def draw(c: Cohort, probes: np.ndarray, allowed: np.ndarray, size: int, mated: b
     top1, top2 = s2[r, first], s2[r, 1 - first]
     top_col = allowed[chosen[r, best2[r, first]]]
     return Drawn(size, c.cols[top_col], top1, top2)
+
+
+def find_aliases(f: Features, vecs: np.ndarray) -> set[frozenset[int]]:
+    """Name pairs with some photo pair (faces found, any quality) scoring >= ALIAS_SCORE."""
+    idx = np.flatnonzero(f.found)
+    v, ids = vecs[idx], f.identity[idx]
+    out: set[frozenset[int]] = set()
+    for start in range(0, len(idx), 1024):
+        r, col = np.nonzero(v[start:start + 1024] @ v.T >= ALIAS_SCORE)
+        out |= {frozenset((int(x), int(y))) for x, y in zip(ids[start + r], ids[col], strict=True) if x != y}
+    return out
+
+
+def without_aliases(pairs: Pairs, aliases: set[frozenset[int]]) -> Pairs:
+    """The impostor pairs minus every pair of two aliased names (label noise, not impostors)."""
+    keep = np.array([frozenset((int(a), int(b))) not in aliases for a, b in zip(pairs.a, pairs.b, strict=True)])
+    return Pairs(pairs.score[keep], pairs.a[keep], pairs.b[keep], pairs.photos)
 
 
 def tail_pairs(f: Features, vecs: np.ndarray, ok: np.ndarray, floor: float = PAIR_FLOOR) -> Pairs:

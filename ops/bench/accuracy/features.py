@@ -128,15 +128,32 @@ def extract(settings: Settings, root: Path, use_cache: bool) -> Features:
         fails[i] = list(analysis.quality_failures)
         found[i] = True
 
+    def save(path: Path, done: int) -> None:
+        np.savez(path, found=found, norm=norm, metrics=metrics, others=others, tailgating=tailgating,
+                 failures=np.array([",".join(f) for f in fails]), done=done, **vecs)
+
+    # Checkpointed every chunk: a run killed half-way (a loaded machine) resumes where it stopped.
+    partial = cache.with_suffix(".partial.npz")
+    start = 0
+    if use_cache and partial.exists():
+        z = np.load(partial)
+        start = int(z["done"])
+        found[:], norm[:], metrics[:], others[:], tailgating[:] = (z["found"], z["norm"], z["metrics"],
+                                                                   z["others"], z["tailgating"])
+        fails[:] = [s.split(",") if s else [] for s in z["failures"].tolist()]
+        for v in VARIANTS:
+            vecs[v][:] = z[v]
+        err(f"resuming at photo {start} from {partial}")
+    cache.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(2) as pool:
-        for k, _ in enumerate(pool.map(one, range(n))):
-            if k % 500 == 499:
-                err(f"  embedded {k + 1}/{n} in {time.perf_counter() - t0:.0f} s")
+        for chunk in range(start, n, 250):
+            list(pool.map(one, range(chunk, min(chunk + 250, n))))
+            save(partial, min(chunk + 250, n))
+            err(f"  embedded {min(chunk + 250, n)}/{n} in {time.perf_counter() - t0:.0f} s")
     _spot_check(engine, files, vecs[service_variant(settings)], fails)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, found=found, norm=norm, metrics=metrics, others=others, tailgating=tailgating,
-             failures=np.array([",".join(f) for f in fails]), **vecs)
+    save(cache, n)
+    partial.unlink(missing_ok=True)
     err(f"embedded {n} photos in {time.perf_counter() - t0:.0f} s; cached in {cache}")
     return Features(paths, identity, names, found, vecs, norm, metrics, others, tailgating, fails)
 
