@@ -2,7 +2,8 @@
 
 Each touchpoint (gate, e-channel, lounge) at N = 420 (galleries of the fold's own enrolled people)
 and N ~ 4,000 (every enrolled lfw-train identity in one window), per held-out fold, with the tail
-fitted without that fold (``calibrate.fits``: the bound) and, for comparison, the current settings:
+fitted without that fold (``calibrate.fits``: the bound) and, for comparison, the current settings
+and the bound without the touchpoints' floors (``no_floor``, a what-if):
 
 * FTE: identities whose every photo the enrolment quality gates refuse (kiosk retakes until one
   passes; the first-capture refusal rate is shown too);
@@ -63,6 +64,10 @@ def measure(c: Cohort, s: Settings, tails: dict[str, tuple[TailFit, TailFit]], s
                                                   impostor_tail_decade=tails[f"fold{k}"][1].decade)
                           for k in range(FOLDS)],
                 "current": [s] * FOLDS}
+    # What-if, not a recommendation: the same bound without the touchpoints' 0.40 floors, to show
+    # how much of the miss rate the floors cost.
+    variants["no_floor"] = [msgspec.structs.replace(v, gate_threshold=-1.0, e_channel_threshold=-1.0,
+                                                    lounge_threshold=-1.0) for v in variants["bound"]]
     totals: dict[tuple[str, str, str], dict[str, int]] = {}
     accepts: list[dict[str, object]] = []
     for k in range(FOLDS):
