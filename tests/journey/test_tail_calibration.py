@@ -116,3 +116,48 @@ def test_clopper_pearson_brackets_the_rate(k, n):
 def test_clopper_pearson_of_the_outside_check():
     lo, hi = clopper_pearson(7, 1210)  # issue 19: 7 of 1,210 strangers at N ~ 4,400
     assert lo > 0.002 and hi < 0.013
+
+
+def _cohort():
+    """Six identities, two photos each, orthogonal-ish templates; identities 0 and 1 aliased."""
+    from ops.bench.accuracy.cohort import Cohort
+    from ops.bench.accuracy.features import Features
+
+    rng = np.random.default_rng(5)
+    ident = np.repeat(np.arange(6), 2).astype(np.int32)
+    centres = rng.normal(size=(6, 32))
+    centres[1] = centres[0]  # one person under two names
+    v = centres[ident] + 0.1 * rng.normal(size=(12, 32))
+    v = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+    n = len(ident)
+    f = Features([f"id{i}/{k}.jpg" for k, i in enumerate(ident)], ident, [f"id{i}" for i in range(6)],
+                 np.ones(n, bool), {"plain": v, "flip": v}, np.ones(n), np.zeros((n, 7)), np.zeros(n, int),
+                 np.zeros(n, bool), [[] for _ in range(n)])
+    return Cohort.build(f, v)
+
+
+def test_cohort_enrols_first_passing_photo_and_finds_the_alias():
+    c = _cohort()
+    assert c.enrol_photo.tolist() == [0, 2, 4, 6, 8, 10]
+    assert frozenset((0, 1)) in c.aliases
+    probes = c.mated_probes(int(c.folds[0]))
+    assert 1 in probes and 0 not in probes  # the enrolment photo is never its own probe
+
+
+def test_draw_keeps_own_identity_in_mated_and_out_of_stranger_searches():
+    from ops.bench.accuracy.cohort import draw
+
+    c = _cohort()
+    rng = np.random.default_rng(0)
+    probes = np.arange(12)
+    allowed = np.arange(len(c.cols))
+    for _ in range(5):
+        mated = draw(c, probes, allowed, 3, True, rng)
+        assert mated.size == 3
+        assert np.all(mated.top1 >= mated.top2)
+        stranger = draw(c, probes, allowed, 10, False, rng)
+        assert stranger.size == 4  # clipped: own identity and its alias never drawn
+        own = c.f.identity[probes]
+        assert not np.any(stranger.top_identity == own)
+        aliased = np.isin(own, [0, 1])
+        assert not np.any(np.isin(stranger.top_identity[aliased], [0, 1]))
