@@ -44,7 +44,7 @@ from flighttoken.faces.quality import QualityThresholds
 from flighttoken.logs import configure_logging
 from flighttoken.settings import Settings, load_settings
 from ops.bench import watchlist_cover
-from ops.bench.accuracy import Features, extract, passes
+from ops.bench.accuracy.features import Features, extract, passes
 from ops.bench.common import quiet_logs
 
 SUBJECTS = 420
