@@ -44,12 +44,12 @@ async def test_purge_between_enrolment_commit_and_gallery_add_leaves_no_face(svc
     committed, purged = asyncio.Event(), asyncio.Event()
     added: list[np.ndarray] = []
 
-    async def add_after_purge(token_id, flight, window, vector):
+    async def add_after_purge(token_id, flight, window, vector, *args, **kwargs):
         # The enrolment has committed (it adds only after that); hold it here until the purge is done.
         added.append(vector)
         committed.set()
         await purged.wait()
-        return await original_add(token_id, flight, window, vector)
+        return await original_add(token_id, flight, window, vector, *args, **kwargs)
 
     monkeypatch.setattr(registry, "add", add_after_purge)
     async with svc.client(keys["kiosk"]) as kiosk, svc.client(keys["admin"]) as admin:
