@@ -7,6 +7,7 @@ Structure changes (create or drop a gallery) happen on the event loop under one 
 hnswlib writes and searches go through the executor. A gallery is published in the dicts only once
 it is complete, so no caller ever searches a half-built index. How the galleries are built at
 start-up is ``build.py``; how several are searched as one, ``search.py``; their parameters, ``params.py``.
+Over ~300 lines as one class: every structure change must hold the one lock over the same dicts.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from flighttoken.galleries.index import Candidate, Gallery
 from flighttoken.galleries.params import GalleryParams
 from flighttoken.galleries.purpose import Place, PurposeGalleries, PurposeKey, empty, places, purpose_key, swap
 from flighttoken.galleries.search import search_all, search_all_now
+from flighttoken.galleries.writes import add_to, move, remove_from
 from flighttoken.vocabulary import DeviceKind
 
 log = structlog.get_logger(__name__)
@@ -149,7 +151,7 @@ class GalleryRegistry:
             old = self._homes.get(key)
             if old and old[1] != window and old[1] in self._windows:
                 await run_blocking(self._windows[old[1]].remove, [key])
-            await run_blocking(_add_to, (flight_g, window_g), key, vector)
+            await run_blocking(add_to, (flight_g, window_g), key, vector)
             self._flights[flight_id] = flight_g
             self._windows[window] = window_g
             self._homes[key] = (flight_id, window)
@@ -219,7 +221,7 @@ class GalleryRegistry:
                 if home is None:
                     continue
                 flight_g, window_g = self._flights.get(home[0]), self._windows.get(home[1])
-                await run_blocking(_remove_from, (flight_g, window_g), str(token_id))
+                await run_blocking(remove_from, (flight_g, window_g), str(token_id))
                 standing = self._standing.pop(str(token_id), None)
                 await self._replace_places(str(token_id), None, places(home, standing), set(), refresh=False)
 
@@ -280,7 +282,7 @@ class GalleryRegistry:
             for old_window, ids in moving.items():
                 source = self._windows.get(old_window)
                 if source is not None:
-                    await run_blocking(_move, source, target, ids)
+                    await run_blocking(move, source, target, ids)
                     if len(source) == 0:
                         del self._windows[old_window]
                 for t in ids:
@@ -308,21 +310,3 @@ class GalleryRegistry:
             self._flights, self._windows, self._homes = flights, windows, homes
             self._purpose = {**empty(), **(purposes or {})}
             self._standing = dict(standing or {})
-
-
-def _add_to(galleries: tuple[Gallery, ...], key: str, vector: np.ndarray) -> None:
-    for g in galleries:
-        g.add([(key, vector)])
-
-
-def _remove_from(galleries: tuple[Gallery | None, ...], key: str) -> None:
-    for g in galleries:
-        if g is not None:
-            g.remove([key])
-
-
-def _move(source: Gallery, target: Gallery, ids: list[str]) -> None:
-    # Add before removing, so a search in between finds the token in one window or the other.
-    items = [(t, source.vector(t)) for t in ids if source.contains(t)]
-    target.add(items)
-    source.remove(ids)
