@@ -15,9 +15,10 @@ import structlog
 
 from flighttoken.db.queries import tokens as token_q
 from flighttoken.executor import run_blocking
+from flighttoken.galleries.build import build_galleries
+from flighttoken.galleries.params import GalleryParams
 from flighttoken.galleries.purpose import build_purpose_galleries, standing_of
 from flighttoken.galleries.quarantine import open_templates, set_aside
-from flighttoken.galleries.registry import GalleryParams, build_galleries
 from flighttoken.services import Services
 
 log = structlog.get_logger(__name__)

@@ -1,16 +1,20 @@
 """How a gallery is built and searched: the one list of its parameters, and its sizing constants.
 
-``IndexParams`` is what ``Gallery`` takes; the registry's ``GalleryParams`` adds only how the
+``IndexParams`` is what ``Gallery`` takes; ``GalleryParams`` (the registry's) adds only how the
 values are read from the settings (``FLIGHTTOKEN_GALLERY_*``), so each parameter is named once.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import msgspec
 
-__all__ = ["DEFAULT_DIM", "GROWTH", "MIN_CAPACITY", "IndexParams"]
+from flighttoken.decisions.match import threshold_for
+from flighttoken.decisions.policy import TOUCHPOINTS
+
+__all__ = ["DEFAULT_DIM", "GROWTH", "LARGEST_GALLERY", "MIN_CAPACITY", "GalleryParams", "IndexParams"]
 
 DEFAULT_DIM = 512
 
@@ -48,3 +52,25 @@ class IndexParams(msgspec.Struct, frozen=True, kw_only=True):
 
     def threads(self) -> int:
         return self.build_threads or os.cpu_count() or 1
+
+
+# Hong Kong's authorities judge contactless clearance suitable for pre-verified groups below 100,000.
+LARGEST_GALLERY = 100_000
+
+
+class GalleryParams(IndexParams, frozen=True, kw_only=True):
+    """How every gallery of an instance is built and searched (``FLIGHTTOKEN_GALLERY_*``); the
+    fields are ``IndexParams``'."""
+
+    @classmethod
+    def from_settings(cls, s: Any) -> GalleryParams:
+        # Verified: anything a touchpoint could accept near its threshold, and any possible duplicate.
+        # Thresholds rise with gallery size (decisions/match.py), so take them at the largest gallery a
+        # clearance group may hold: a graph never decides alone near any threshold in use.
+        highest = max(threshold_for(s, kind, LARGEST_GALLERY) for kind in TOUCHPOINTS)
+        verify_below = max(highest + s.galleries.gallery_verify_margin, s.decisions.duplicate_threshold)
+        g = s.galleries
+        return cls(exact_max=g.gallery_exact_max, graph_dim=g.gallery_graph_dim, shard_size=g.gallery_shard_size,
+                   M=g.gallery_m, ef_construction=g.gallery_ef_construction, ef=g.gallery_ef,
+                   rerank_k=g.gallery_rerank_k, verify_below=round(verify_below, 6),
+                   build_threads=g.gallery_build_threads)

@@ -56,7 +56,7 @@ def empty() -> PurposeGalleries:
 def build_purpose_galleries(rows: Iterable[tuple[uuid.UUID, uuid.UUID, datetime, np.ndarray]],
                             standing: dict[str, Standing], params: IndexParams | None = None) -> PurposeGalleries:
     """Every purpose gallery from (token, flight, window, vector) rows and each token's standing
-    (a token without one is in none). Blocking, like ``registry.build_galleries``."""
+    (a token without one is in none). Blocking, like ``build.build_galleries``."""
     per_place: dict[Place, list[tuple[str, np.ndarray]]] = {}
     for token_id, flight_id, window, vector in rows:
         key = str(token_id)

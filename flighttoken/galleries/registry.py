@@ -5,7 +5,9 @@ start-up and kept in step with enrolments, decisions, revocations and flight clo
 
 Structure changes (create or drop a gallery) happen on the event loop under one asyncio lock;
 hnswlib writes and searches go through the executor. A gallery is published in the dicts only once
-it is complete, so no caller ever searches a half-built index.
+it is complete, so no caller ever searches a half-built index. How the galleries are built at
+start-up is ``build.py``; how several are searched as one, ``search.py``; their parameters, ``params.py``.
+Over ~300 lines as one class: every structure change must hold the one lock over the same dicts.
 """
 
 from __future__ import annotations
@@ -13,44 +15,21 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 import structlog
 
-from flighttoken.decisions.match import threshold_for
-from flighttoken.decisions.policy import TOUCHPOINTS, Standing
+from flighttoken.decisions.policy import Standing
 from flighttoken.executor import run_blocking
 from flighttoken.galleries.index import Candidate, Gallery
-from flighttoken.galleries.params import IndexParams
+from flighttoken.galleries.params import GalleryParams
 from flighttoken.galleries.purpose import Place, PurposeGalleries, PurposeKey, empty, places, purpose_key, swap
+from flighttoken.galleries.search import search_all, search_all_now
+from flighttoken.galleries.writes import add_to, move, remove_from
 from flighttoken.vocabulary import DeviceKind
 
 log = structlog.get_logger(__name__)
-
-
-# Hong Kong's authorities judge contactless clearance suitable for pre-verified groups below 100,000.
-LARGEST_GALLERY = 100_000
-
-
-class GalleryParams(IndexParams, frozen=True, kw_only=True):
-    """How every gallery of an instance is built and searched (``FLIGHTTOKEN_GALLERY_*``); the
-    fields are ``IndexParams``'."""
-
-    @classmethod
-    def from_settings(cls, s: Any) -> GalleryParams:
-        # Verified: anything a touchpoint could accept near its threshold, and any possible duplicate.
-        # Thresholds rise with gallery size (decisions/match.py), so take them at the largest gallery a
-        # clearance group may hold: a graph never decides alone near any threshold in use.
-        highest = max(threshold_for(s, kind, LARGEST_GALLERY) for kind in TOUCHPOINTS)
-        verify_below = max(highest + s.galleries.gallery_verify_margin, s.decisions.duplicate_threshold)
-        g = s.galleries
-        return cls(exact_max=g.gallery_exact_max, graph_dim=g.gallery_graph_dim, shard_size=g.gallery_shard_size,
-                   M=g.gallery_m, ef_construction=g.gallery_ef_construction, ef=g.gallery_ef,
-                   rerank_k=g.gallery_rerank_k, verify_below=round(verify_below, 6),
-                   build_threads=g.gallery_build_threads)
 
 
 class GalleryRegistry:
@@ -143,10 +122,10 @@ class GalleryRegistry:
         if sum(len(g) for g in galleries) <= self.params.exact_max:
             # A gate's flights: exhaustive in ~0.1 ms, so right here. An executor hop costs more,
             # and under load it queues behind face-model runs (ops/bench/identify.py).
-            found = _search_all_now(galleries, vector, k)
+            found = search_all_now(galleries, vector, k)
             if found is not None:
                 return found
-        return await run_blocking(_search_all, galleries, vector, k)
+        return await run_blocking(search_all, galleries, vector, k)
 
     # ---- writes ------------------------------------------------------------------------------
 
@@ -172,7 +151,7 @@ class GalleryRegistry:
             old = self._homes.get(key)
             if old and old[1] != window and old[1] in self._windows:
                 await run_blocking(self._windows[old[1]].remove, [key])
-            await run_blocking(_add_to, (flight_g, window_g), key, vector)
+            await run_blocking(add_to, (flight_g, window_g), key, vector)
             self._flights[flight_id] = flight_g
             self._windows[window] = window_g
             self._homes[key] = (flight_id, window)
@@ -242,7 +221,7 @@ class GalleryRegistry:
                 if home is None:
                     continue
                 flight_g, window_g = self._flights.get(home[0]), self._windows.get(home[1])
-                await run_blocking(_remove_from, (flight_g, window_g), str(token_id))
+                await run_blocking(remove_from, (flight_g, window_g), str(token_id))
                 standing = self._standing.pop(str(token_id), None)
                 await self._replace_places(str(token_id), None, places(home, standing), set(), refresh=False)
 
@@ -303,7 +282,7 @@ class GalleryRegistry:
             for old_window, ids in moving.items():
                 source = self._windows.get(old_window)
                 if source is not None:
-                    await run_blocking(_move, source, target, ids)
+                    await run_blocking(move, source, target, ids)
                     if len(source) == 0:
                         del self._windows[old_window]
                 for t in ids:
@@ -331,74 +310,3 @@ class GalleryRegistry:
             self._flights, self._windows, self._homes = flights, windows, homes
             self._purpose = {**empty(), **(purposes or {})}
             self._standing = dict(standing or {})
-
-
-def _add_to(galleries: tuple[Gallery, ...], key: str, vector: np.ndarray) -> None:
-    for g in galleries:
-        g.add([(key, vector)])
-
-
-def _remove_from(galleries: tuple[Gallery | None, ...], key: str) -> None:
-    for g in galleries:
-        if g is not None:
-            g.remove([key])
-
-
-def _move(source: Gallery, target: Gallery, ids: list[str]) -> None:
-    # Add before removing, so a search in between finds the token in one window or the other.
-    items = [(t, source.vector(t)) for t in ids if source.contains(t)]
-    target.add(items)
-    source.remove(ids)
-
-
-def _search_all(galleries: list[Gallery], vector: np.ndarray, k: int) -> list[Candidate]:
-    return _merge([g.search(vector, k) for g in galleries], k)
-
-
-def _search_all_now(galleries: list[Gallery], vector: np.ndarray, k: int) -> list[Candidate] | None:
-    """``_search_all`` without waiting for any lock, or None if a gallery is being written."""
-    results = []
-    for g in galleries:
-        found = g.search_now(vector, k)
-        if found is None:
-            return None
-        results.append(found)
-    return _merge(results, k)
-
-
-def _merge(results: list[list[Candidate]], k: int) -> list[Candidate]:
-    found: dict[str, Candidate] = {}
-    for candidates in results:
-        for c in candidates:
-            if c.id not in found or found[c.id].score < c.score:
-                found[c.id] = c
-    return sorted(found.values(), key=lambda c: c.score, reverse=True)[:k]
-
-
-def build_galleries(rows: Iterable[tuple[uuid.UUID, uuid.UUID, datetime, np.ndarray]],
-                    params: GalleryParams | None = None) -> tuple[
-        dict[uuid.UUID, Gallery], dict[datetime, Gallery], dict[str, tuple[uuid.UUID, datetime]]]:
-    """Build every gallery from (token, flight, window, vector) rows. Blocking.
-
-    Boarded tokens stay in both galleries until the flight closes: a second boarding or a late
-    e-channel visit is then recognised and refused, and a token swap (their face enrolled under
-    another document) is caught at the kiosk.
-
-    Flights (up to ``exact_max`` faces) are plain copies, made while the windows build; a large
-    window builds its graph on ``params.threads()`` threads, one window after the other.
-    """
-    params = params or GalleryParams()
-    per_flight: dict[uuid.UUID, list[tuple[str, np.ndarray]]] = {}
-    per_window: dict[datetime, list[tuple[str, np.ndarray]]] = {}
-    homes: dict[str, tuple[uuid.UUID, datetime]] = {}
-    for token_id, flight_id, window, vector in rows:
-        key = str(token_id)
-        per_flight.setdefault(flight_id, []).append((key, vector))
-        per_window.setdefault(window, []).append((key, vector))
-        homes[key] = (flight_id, window)
-    # The windows' graphs release the GIL while they build; the flights' copies (Python, holding
-    # it) are made meanwhile rather than after them.
-    with ThreadPoolExecutor(1, thread_name_prefix="gallery-windows") as pool:
-        windows = pool.submit(lambda: {w: Gallery.build(items, params) for w, items in per_window.items()})
-        flights = {f: Gallery.build(items, params) for f, items in per_flight.items()}
-        return flights, windows.result(), homes

@@ -55,7 +55,7 @@ from flighttoken.faces.engine import FaceEngine
 from flighttoken.flights.windows import window_start
 from flighttoken.galleries import Candidate, Gallery, exact_top_k
 from flighttoken.galleries.loader import rebuild_galleries
-from flighttoken.galleries.registry import GalleryParams
+from flighttoken.galleries.params import GalleryParams
 from flighttoken.logs import configure_logging
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.services import Services

@@ -46,7 +46,7 @@ from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
 from flighttoken.flights.model import Flight, FlightState
 from flighttoken.flights.windows import window_start
-from flighttoken.galleries.registry import build_galleries
+from flighttoken.galleries.build import build_galleries
 from flighttoken.logs import configure_logging
 from flighttoken.privacy.optout import opt_out
 from flighttoken.privacy.purge import purge_flight

@@ -25,7 +25,7 @@ from flighttoken.devices.registry import add_device
 from flighttoken.flights.model import Flight, FlightState
 from flighttoken.flights.windows import window_start
 from flighttoken.galleries.loader import rebuild_galleries
-from flighttoken.galleries.registry import LARGEST_GALLERY, GalleryParams
+from flighttoken.galleries.params import LARGEST_GALLERY, GalleryParams
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.services import Services
 from flighttoken.settings import Settings, SettingsError, load_settings

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flighttoken.galleries import Gallery, IndexParams
-from flighttoken.galleries.registry import GalleryParams
+from flighttoken.galleries.params import GalleryParams
 from tests.galleries.vectors import make_ids, random_unit
 
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from flighttoken.decisions.policy import TOUCHPOINTS, Standing
+from flighttoken.galleries.params import GalleryParams
 from flighttoken.galleries.purpose import build_purpose_galleries, places
-from flighttoken.galleries.registry import GalleryParams, GalleryRegistry
+from flighttoken.galleries.registry import GalleryRegistry
 from flighttoken.vocabulary import DeviceKind, TokenState
 
 E, L, G = DeviceKind.E_CHANNEL, DeviceKind.LOUNGE, DeviceKind.GATE

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from flighttoken.galleries import registry as registry_module
-from flighttoken.galleries.registry import GalleryParams, GalleryRegistry
+from flighttoken.galleries.params import GalleryParams
+from flighttoken.galleries.registry import GalleryRegistry
 
 WINDOW = datetime(2026, 11, 23, 8, tzinfo=UTC)
 
@@ -46,7 +47,7 @@ async def test_small_searches_stay_on_the_loop_and_large_ones_do_not(hops: list[
     hops.clear()
 
     found = await reg.search_flights(flights, vectors[11], k=2)  # 70 faces in total: past exact_max
-    assert found[0].id == str(tokens[11]) and hops == ["_search_all"]
+    assert found[0].id == str(tokens[11]) and hops == ["search_all"]
     hops.clear()
     found = await reg.search_flights(flights[:1], vectors[10], k=2)  # 35 faces: on the loop
     assert found[0].id == str(tokens[10]) and found[0].score == pytest.approx(1.0, abs=1e-5)
@@ -56,7 +57,7 @@ async def test_small_searches_stay_on_the_loop_and_large_ones_do_not(hops: list[
     assert hops == []
 
     window = await reg.search_windows([WINDOW], vectors[42], k=2)  # 70 faces: through the executor
-    assert window[0].id == str(tokens[42]) and hops == ["_search_all"]
+    assert window[0].id == str(tokens[42]) and hops == ["search_all"]
 
 
 async def test_a_write_in_progress_sends_a_small_search_to_the_executor(hops: list[str]) -> None:
@@ -72,7 +73,7 @@ async def test_a_write_in_progress_sends_a_small_search_to_the_executor(hops: li
     try:
         for _ in range(3):  # let the search task run up to its first real wait
             await asyncio.sleep(0)
-        assert hops == ["_search_all"] and not search.done()  # waiting for the writer, off the loop
+        assert hops == ["search_all"] and not search.done()  # waiting for the writer, off the loop
     finally:
         with gallery._lock._cond:
             gallery._lock._writers_waiting -= 1
