@@ -77,7 +77,7 @@ def test_bound_line_lies_on_or_above_the_quantile_everywhere():
     fits = [TailFit(0.40 + 0.01 * k, 0.05 + 0.002 * (k % 3)) for k in range(-5, 6)]
     bound = bound_line(fits, 0.9, (-8.0, -4.0))
     x = np.linspace(-8.0, -4.0, 50)
-    q = np.quantile([f.threshold(x) for f in fits], 0.9, axis=0)
+    q = np.quantile(np.array([f.threshold(x) for f in fits]), 0.9, axis=0)
     assert np.all(bound.threshold(x) >= q - 1e-9)
     assert bound.threshold(-6.0) >= TailFit(0.40, 0.05).threshold(-6.0)
 

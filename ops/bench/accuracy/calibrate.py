@@ -13,6 +13,8 @@ refitted the same way: its alarm budget on a list of ``WATCHLIST_SIZE`` people, 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from flighttoken.decisions.match import predicted_fpir, size_threshold
@@ -47,14 +49,14 @@ def fits(c: Cohort, pairs: Pairs, seed: int = 0) -> dict[str, tuple[TailFit, Tai
     return out
 
 
-def _rate(k: int, n: int) -> dict[str, object]:
+def _rate(k: int, n: int) -> dict[str, Any]:
     lo, hi = clopper_pearson(k, n)
     return {"accepted": k, "searches": n, "fpir": round(k / max(n, 1), 5), "ci95": [round(lo, 5), round(hi, 5)]}
 
 
-def validate(c: Cohort, tails: dict[str, tuple[TailFit, TailFit]], s: Settings, seed: int = 0) -> dict[str, object]:
+def validate(c: Cohort, tails: dict[str, tuple[TailFit, TailFit]], s: Settings, seed: int = 0) -> dict[str, Any]:
     """Per fold, per N, per target: predicted vs observed FPIR of the point, bound and current tails."""
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     pooled: dict[tuple[str, float, str], list[int]] = {}
     current = TailFit(s.decisions.impostor_tail_score_1e6, s.decisions.impostor_tail_decade)
     rng = np.random.default_rng(seed)
@@ -66,7 +68,7 @@ def validate(c: Cohort, tails: dict[str, tuple[TailFit, TailFit]], s: Settings, 
             allowed = c.columns_of(c.held_out(k)) if size else np.arange(len(c.cols))
             d = draw(c, probes, allowed, size or len(c.cols), False, rng)
             for target in TARGETS:
-                row: dict[str, object] = {"fold": k, "n": label, "gallery": d.size, "target": target}
+                row: dict[str, Any] = {"fold": k, "n": label, "gallery": d.size, "target": target}
                 for name, tail in (("bound", bound), ("point", point), ("current", current)):
                     t = size_threshold(d.size, target, tail.score_1e6, tail.decade)
                     hits = int((d.top1 >= t).sum())
@@ -88,7 +90,7 @@ def validate(c: Cohort, tails: dict[str, tuple[TailFit, TailFit]], s: Settings, 
             "rows": rows, "pooled": summary, "met_every_fold_every_n": met}
 
 
-def _print(rows: list[dict[str, object]]) -> None:
+def _print(rows: list[dict[str, Any]]) -> None:
     err("\npredicted vs observed FPIR on held-out folds (threshold only; bound = the proposed settings)")
     err(f"{'fold':>4} {'N':>6} {'target':>6} | {'t bound':>7} {'observed':>16} {'CI95':>17} | "
         f"{'t point':>7} {'observed':>16} | {'t now':>6} {'observed':>16}")
@@ -100,7 +102,7 @@ def _print(rows: list[dict[str, object]]) -> None:
             f"{cur['t']:>6.3f} {cur['accepted']:>5}/{cur['searches']:<5} {cur['fpir']:.4f}")
 
 
-def watchlist(c: Cohort, tails: dict[str, tuple[TailFit, TailFit]], s: Settings, seed: int = 0) -> dict[str, object]:
+def watchlist(c: Cohort, tails: dict[str, tuple[TailFit, TailFit]], s: Settings, seed: int = 0) -> dict[str, Any]:
     """The watchlist threshold from the bound (alarm budget on a WATCHLIST_SIZE list), per held-out
     fold: a random list of the fold's enrolled people; every other photo with a face is screened (the
     service screens every capture with a template, quality or not)."""
@@ -119,7 +121,7 @@ def watchlist(c: Cohort, tails: dict[str, tuple[TailFit, TailFit]], s: Settings,
         sm, sn = c.scores[np.ix_(mated, listed)], c.scores[np.ix_(non, listed)]
         best_m, best_n = sm.max(axis=1), sn.max(axis=1)
         right = c.cols[listed[sm.argmax(axis=1)]] == c.f.identity[mated]
-        row: dict[str, object] = {"fold": k, "listed": WATCHLIST_SIZE}
+        row: dict[str, Any] = {"fold": k, "listed": WATCHLIST_SIZE}
         for name, t in (("bound", t_new), ("current", s.watchlist.watchlist_threshold)):
             alarms = int((best_n >= t).sum())
             row[name] = {"t": round(t, 4), "false_alarms": _rate(alarms, len(non)),
@@ -139,7 +141,7 @@ def _params(t: TailFit) -> tuple[float, float]:
     return t.score_1e6, t.decade
 
 
-def run(c: Cohort, s: Settings) -> tuple[dict[str, object], dict[str, tuple[TailFit, TailFit]]]:
+def run(c: Cohort, s: Settings) -> tuple[dict[str, Any], dict[str, tuple[TailFit, TailFit]]]:
     every = tail_pairs(c.f, c.vecs, c.ok)
     pairs = without_aliases(every, c.aliases)
     err(f"\n-- calibration (issue 19): {len(pairs.score):,} impostor pairs >= {pairs.score[-1]:.2f} of "

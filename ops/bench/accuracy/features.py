@@ -130,7 +130,8 @@ def extract(settings: Settings, root: Path, use_cache: bool) -> Features:
 
     def save(path: Path, done: int) -> None:
         np.savez(path, found=found, norm=norm, metrics=metrics, others=others, tailgating=tailgating,
-                 failures=np.array([",".join(f) for f in fails]), done=done, **vecs)
+                 failures=np.array([",".join(f) for f in fails]), done=done,
+                 **vecs)  # pyright: ignore[reportArgumentType]  # variant names never clash with savez's keywords
 
     # Checkpointed every chunk: a run killed half-way (a loaded machine) resumes where it stopped.
     partial = cache.with_suffix(".partial.npz")

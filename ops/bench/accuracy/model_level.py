@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ WATCHLIST_FPIR = 0.01
 REFERENCE_THRESHOLD = 0.35
 
 
-def nist(f: Features, s: Settings, args: argparse.Namespace, root: Path) -> tuple[dict[str, object], dict]:
+def nist(f: Features, s: Settings, args: argparse.Namespace, root: Path) -> tuple[dict[str, Any], dict]:
     """FNIR at FPIR 0.003 per variant and gallery scale; the searches, for ``details``."""
     gate = f.capture_ok()
     sv = service_variant(s)
@@ -51,19 +52,19 @@ def nist(f: Features, s: Settings, args: argparse.Namespace, root: Path) -> tupl
     if tta is not None:
         vec_sets.update(tta)
         variants.update({name: (name, "first", None) for name in tta})
-    results: dict[str, object] = {"bench": "accuracy", "photos": len(f.paths), "identities": len(f.names),
-                                  "faces_found": int(f.found.sum()), "gallery_draws": args.seeds,
-                                  "service_variant": sv,
-                                  "detector_input_size": s.models.detector_input_size,
-                                  "probes_gated_out": round(float(1 - gate[f.found].mean()), 4),
-                                  "tta": "measured" if tta is not None else "not run (--tta)"}
+    results: dict[str, Any] = {"bench": "accuracy", "photos": len(f.paths), "identities": len(f.names),
+                               "faces_found": int(f.found.sum()), "gallery_draws": args.seeds,
+                               "service_variant": sv,
+                               "detector_input_size": s.models.detector_input_size,
+                               "probes_gated_out": round(float(1 - gate[f.found].mean()), 4),
+                               "tta": "measured" if tta is not None else "not run (--tta)"}
     searches: dict[tuple[str, str], Searches] = {}
     for scale, n_gallery in (("n420", GALLERY_N), ("n_all", None)):
         block = {}
         for name, (variant, enrol, probe_ok) in variants.items():
             sr = run_protocol(f, vec_sets[variant], n_gallery, args.seeds, enrol, probe_ok, gate)
             searches[(scale, name)] = sr
-            row = at_fpir(sr)
+            row: dict[str, Any] = at_fpir(sr)
             row["at_match_threshold"] = at_threshold(sr, REFERENCE_THRESHOLD)
             row["enrol_failures"] = sr.enrol_failures
             block[name] = row
@@ -81,7 +82,7 @@ def nist(f: Features, s: Settings, args: argparse.Namespace, root: Path) -> tupl
     return results, searches
 
 
-def details(f: Features, s: Settings, args: argparse.Namespace, results: dict[str, object],
+def details(f: Features, s: Settings, args: argparse.Namespace, results: dict[str, Any],
             searches: dict[tuple[str, str], Searches]) -> None:
     """The side studies, added to ``results``."""
     sv = service_variant(s)

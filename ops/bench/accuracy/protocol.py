@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -172,10 +173,10 @@ def at_fpir(s: Searches, fpir: float = NIST_FPIR) -> dict[str, float]:
             "draws": len(s.seeds)}
 
 
-def table(s: Searches, thresholds: list[float], margin: float) -> list[dict[str, float]]:
+def table(s: Searches, thresholds: list[float], margin: float) -> list[dict[str, Any]]:
     rows = []
     for t in thresholds:
-        row = at_threshold(s, t)
+        row: dict[str, Any] = at_threshold(s, t)  # plus a None where no search is a hit
         with_margin = at_threshold(s, t, margin)
         row[f"fnir_margin_{margin}"] = with_margin["fnir"]
         row[f"wrong_accepts_margin_{margin}"] = with_margin["wrong_accepts"]
@@ -185,7 +186,7 @@ def table(s: Searches, thresholds: list[float], margin: float) -> list[dict[str,
     return rows
 
 
-def print_table(title: str, rows: list[dict[str, float]]) -> None:
+def print_table(title: str, rows: list[dict[str, Any]]) -> None:
     err(f"\n{title}")
     keys = list(rows[0])
     err("  ".join(f"{k:>12}" for k in keys))

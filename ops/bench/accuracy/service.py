@@ -20,6 +20,7 @@ and the bound without the touchpoints' floors (``no_floor``, a what-if):
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def decide(d: Drawn, threshold: float, margin: float) -> np.ndarray:
     return out
 
 
-def measure(c: Cohort, s: Settings, tails: dict[str, tuple[TailFit, TailFit]], seed: int = 0) -> dict[str, object]:
+def measure(c: Cohort, s: Settings, tails: dict[str, tuple[TailFit, TailFit]], seed: int = 0) -> dict[str, Any]:
     known_aliases = c.aliases
     rng = np.random.default_rng(seed + 200)
     names, paths = c.f.names, c.f.paths
@@ -67,7 +68,7 @@ def measure(c: Cohort, s: Settings, tails: dict[str, tuple[TailFit, TailFit]], s
     # how much of the miss rate the floors cost.
     variants["no_floor"] = [v.replace(gate_threshold=-1.0, e_channel_threshold=-1.0,
                                                     lounge_threshold=-1.0) for v in variants["bound"]]
-    totals: dict[tuple[str, str, str], dict[str, int]] = {}
+    totals: dict[tuple[str, str, str], dict[str, float]] = {}  # counts, and the thresholds' sum
     accepts: list[dict[str, object]] = []
     for k in range(FOLDS):
         mated_all, non_all = c.mated_probes(k), c.non_mated_probes(k)
@@ -83,10 +84,10 @@ def measure(c: Cohort, s: Settings, tails: dict[str, tuple[TailFit, TailFit]], s
                     t = threshold_for(st, kind, dn.size)
                     pm, pn = decide(dm, t, st.decisions.decision_margin), decide(dn, t, st.decisions.decision_margin)
                     right = dm.top_identity == c.f.identity[mated]
-                    tot = totals.setdefault((variant, label, kind.value), dict.fromkeys(
+                    tot = totals.setdefault((variant, label, kind.value), {**dict.fromkeys(
                         ("mated_probes", "fta_mated", "acquired_mated", "hits", "wrong", "wrong_alias",
                          "non_mated_probes", "fta_non_mated", "acquired_non_mated", "strangers",
-                         "strangers_alias"), 0) | {"threshold_sum": 0})
+                         "strangers_alias"), 0), "threshold_sum": 0})
                     wrong_rows = np.flatnonzero(pm & ~right)
                     stranger_rows = np.flatnonzero(pn)
                     alias_w = [frozenset((int(c.f.identity[mated[i]]), int(dm.top_identity[i]))) in known_aliases
@@ -119,11 +120,11 @@ def measure(c: Cohort, s: Settings, tails: dict[str, tuple[TailFit, TailFit]], s
     return _summarise(c, s, totals, accepts)
 
 
-def _summarise(c: Cohort, s: Settings, totals: dict, accepts: list[dict[str, object]]) -> dict[str, object]:
+def _summarise(c: Cohort, s: Settings, totals: dict, accepts: list[dict[str, object]]) -> dict[str, Any]:
     enrolled = int((c.enrol_photo >= 0).sum())
-    out: dict[str, object] = {"fte": {"refused": len(c.f.names) - enrolled, "identities": len(c.f.names),
-                                      "rate": round(1 - enrolled / len(c.f.names), 5),
-                                      "first_capture_refused": round(c.first_refused / len(c.f.names), 5)}}
+    out: dict[str, Any] = {"fte": {"refused": len(c.f.names) - enrolled, "identities": len(c.f.names),
+                                   "rate": round(1 - enrolled / len(c.f.names), 5),
+                                   "first_capture_refused": round(c.first_refused / len(c.f.names), 5)}}
     table = []
     for (variant, label, kind), t in totals.items():
         target = target_fpir(s, DeviceKind(kind))

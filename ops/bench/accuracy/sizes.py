@@ -7,6 +7,7 @@ Superseded for the settings by ``calibrate`` (cross-validated, upper bound); kep
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -99,14 +100,14 @@ MEASURED_SIZES = {"n420": (420, 0), "n1200": (592, 608), "n3654": (800, 2854)}
 
 
 def fpir_by_size(f: Features, vecs: np.ndarray, seeds: int, gate: np.ndarray, tail: Tail,
-                 s: Settings) -> tuple[dict[str, object], dict[str, tuple[Searches, Searches, np.ndarray]]]:
+                 s: Settings) -> tuple[dict[str, Any], dict[str, tuple[Searches, Searches, np.ndarray]]]:
     """Measured FPIR at the model's t(N) against the prediction 1 - (1 - p(t))^N (model and measured p).
 
     ``*_clean`` figures leave out non-mated searches by the suspect identities (``SUSPECT_SCORE``):
     with every single-photo identity enrolled, a name filed twice turns a mated search into a
     "non-mated" one that scores 0.6-0.99 whatever the threshold.
     """
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     runs: dict[str, tuple[Searches, Searches, np.ndarray]] = {}
     suspect = np.zeros(len(f.names), bool)
     suspect[tail.suspect_identities()] = True
@@ -115,14 +116,14 @@ def fpir_by_size(f: Features, vecs: np.ndarray, seeds: int, gate: np.ndarray, ta
         clean = sr.keep_non_mated(~suspect[f.identity[sr.non_probes]])
         runs[name] = (sr, clean, suspect[f.identity[sr.mated_probes]])
         n = round(float(np.mean(sr.gallery_sizes)))
-        row: dict[str, object] = {"gallery": n, "non_mated_searches": len(sr.non_top1),
-                                  "non_mated_searches_clean": len(clean.non_top1),
-                                  "mated_searches": len(sr.mated_top1),
-                                  "threshold_at_fpir_0.003_measured": at_fpir(sr)["threshold"],
-                                  "threshold_at_fpir_0.003_measured_clean": at_fpir(clean)["threshold"],
-                                  "threshold_at_fpir_0.003_model": round(
-                                      size_threshold(n, NIST_FPIR, s.decisions.impostor_tail_score_1e6,
-                                                     s.decisions.impostor_tail_decade), 4)}
+        row: dict[str, Any] = {"gallery": n, "non_mated_searches": len(sr.non_top1),
+                               "non_mated_searches_clean": len(clean.non_top1),
+                               "mated_searches": len(sr.mated_top1),
+                               "threshold_at_fpir_0.003_measured": at_fpir(sr)["threshold"],
+                               "threshold_at_fpir_0.003_measured_clean": at_fpir(clean)["threshold"],
+                               "threshold_at_fpir_0.003_model": round(
+                                   size_threshold(n, NIST_FPIR, s.decisions.impostor_tail_score_1e6,
+                                                  s.decisions.impostor_tail_decade), 4)}
         for target in (NIST_FPIR, 0.001):
             t = size_threshold(n, target, s.decisions.impostor_tail_score_1e6, s.decisions.impostor_tail_decade)
             row[f"fpir_{target}"] = {
@@ -190,7 +191,7 @@ def label_issues(f: Features, vecs: np.ndarray, top: int = 12) -> list[dict[str,
         rows = np.arange(block.shape[0])
         block[f.identity[idx[start:start + 2048]][:, None] == f.identity[idx][None, :]] = -1
         j = block.argmax(axis=1)
-        out += [(float(block[r, j[r]]), idx[start + r], idx[j[r]]) for r in rows]
+        out += [(float(block[r, j[r]]), int(idx[start + r]), int(idx[j[r]])) for r in rows]
     out.sort(reverse=True)
     seen: set[frozenset[int]] = set()
     pairs = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from flighttoken.faces import quality
@@ -64,7 +66,7 @@ def gate_effect(f: Features, vecs: np.ndarray, seeds: int, s: Settings) -> dict[
 # --- decisions: cohort score normalisation, honest quality gating (issue 3) ----------------------
 
 
-def decision_variants(searches: dict[str, Searches], f: Features) -> dict[str, dict[str, object]]:
+def decision_variants(searches: dict[str, Searches], f: Features) -> dict[str, dict[str, Any]]:
     """Score normalisation with the gallery itself as cohort (T-norm / AS-norm style, probe side): the
     candidate's score corrected by the probe's other top-``TOP_K`` scores; and a probe-quality
     correction by embedding norm. Each variant's threshold is re-set for FPIR 0.003, so FNIR compares."""
@@ -86,7 +88,7 @@ def decision_variants(searches: dict[str, Searches], f: Features) -> dict[str, d
     }
     for m in (0.02, 0.05, 0.08):  # the service's runner-up margin, with the threshold re-set for FPIR 0.003
         fns[f"margin_{m}"] = lambda top, pr, m=m: np.where(top[:, 0] - top[:, 1] >= m, top[:, 0], -np.inf)
-    out: dict[str, dict[str, object]] = {}
+    out: dict[str, dict[str, Any]] = {}
     poorest = f.found & (f.norm < np.quantile(f.norm[f.found], 1 / 3))
     for name, fn in fns.items():
         out[name] = {scale: at_fpir(sr.rescored(fn)) for scale, sr in searches.items()}
@@ -109,7 +111,7 @@ def fpir_where(s: Searches, probe_mask: np.ndarray, fpir: float = NIST_FPIR) -> 
     return round(alarms / max(n, 1), 5)
 
 
-def gating_counted(f: Features, vecs: np.ndarray, seeds: int, gate: np.ndarray) -> dict[str, object]:
+def gating_counted(f: Features, vecs: np.ndarray, seeds: int, gate: np.ndarray) -> dict[str, Any]:
     """Probe quality gating, counted two ways at N = 420 (enrolment on the first photo passing the
     gates, as the kiosk retakes until one does):
 
