@@ -29,6 +29,7 @@ from flighttoken.faces.quality import QualityMetrics, QualityThresholds
 from flighttoken.faces.scrfd import ScrfdDetector
 from flighttoken.faces.templates import Template
 from flighttoken.settings import Settings
+from flighttoken.vocabulary import DecisionReason
 
 log = structlog.get_logger(__name__)
 
@@ -168,7 +169,7 @@ class FaceEngine:
             template = Template.from_vector(self.model_id, embedded[0])
             norm = round(embedded[1], 3)
         if front.subject is None or front.metrics is None:
-            failures = [quality.NO_FACE]
+            failures: list[str] = [DecisionReason.NO_FACE]
         else:
             failures = quality.failures(front.metrics, self.thresholds)
         return FaceAnalysis(model_id=self.model_id, image=front.info, face_found=front.subject is not None,

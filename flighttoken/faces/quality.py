@@ -15,16 +15,11 @@ import msgspec
 import numpy as np
 
 from flighttoken.settings import Settings
+from flighttoken.vocabulary import DecisionReason
 
-# Reason codes: stable, shown to travellers through the kiosk's own wording.
-LOW_DETECTION_SCORE = "low_detection_score"
-FACE_TOO_SMALL = "face_too_small"
-TOO_BLURRY = "too_blurry"
-TOO_DARK = "too_dark"
-TOO_BRIGHT = "too_bright"
-HEAD_TURNED = "head_turned"
-HEAD_TILTED = "head_tilted"
-NO_FACE = "no_face"
+# Reason codes come from the one vocabulary (flighttoken/vocabulary.py), shown to travellers through
+# the kiosk's own wording.
+R = DecisionReason
 
 # Face region of the ArcFace 112x112 crop (brows to chin, cheek to cheek): the background and the
 # black fill of warpAffine outside it must not count towards sharpness or exposure.
@@ -108,18 +103,18 @@ def failures(m: QualityMetrics, t: QualityThresholds) -> list[str]:
     """Reason codes, in the order a kiosk should address them (get closer before hold still)."""
     out: list[str] = []
     if m.det_score < t.min_det_score:
-        out.append(LOW_DETECTION_SCORE)
+        out.append(R.LOW_DETECTION_SCORE)
     if m.inter_eye_px < t.min_inter_eye_px:
-        out.append(FACE_TOO_SMALL)
+        out.append(R.FACE_TOO_SMALL)
     if m.brightness < t.min_brightness or m.dark_fraction > t.max_clipped_fraction:
-        out.append(TOO_DARK)
+        out.append(R.TOO_DARK)
     if m.brightness > t.max_brightness or m.bright_fraction > t.max_clipped_fraction:
-        out.append(TOO_BRIGHT)
+        out.append(R.TOO_BRIGHT)
     if abs(m.yaw_deg) > t.max_yaw_deg:
-        out.append(HEAD_TURNED)
+        out.append(R.HEAD_TURNED)
     if abs(m.roll_deg) > t.max_roll_deg:
-        out.append(HEAD_TILTED)
+        out.append(R.HEAD_TILTED)
     # Laplacian variance scales with contrast: on a badly exposed crop it says nothing about focus.
-    if m.sharpness < t.min_sharpness and TOO_DARK not in out and TOO_BRIGHT not in out:
-        out.append(TOO_BLURRY)
+    if m.sharpness < t.min_sharpness and R.TOO_DARK not in out and R.TOO_BRIGHT not in out:
+        out.append(R.TOO_BLURRY)
     return out

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import threadpoolctl
 
-from flighttoken.faces import quality
 from flighttoken.faces.engine import FaceAnalysis, FaceEngine
 from flighttoken.faces.templates import Template, enc_hook
 from flighttoken.settings import Settings
+from flighttoken.vocabulary import DecisionReason
 from tests.faces.conftest import jpeg, to_bgr
 
 Photo = Callable[[str, int], bytes]
@@ -137,7 +137,7 @@ async def test_no_face_is_a_result_not_an_error(engine: FaceEngine) -> None:
     blank = jpeg(np.full((300, 400, 3), 90, np.uint8))
     r = await engine.analyse(blank)
     assert not r.face_found and not r.quality_ok
-    assert r.quality_failures == [quality.NO_FACE]
+    assert r.quality_failures == [DecisionReason.NO_FACE]
     assert r.template is None and r.subject is None and r.quality is None
 
 
@@ -161,8 +161,8 @@ def _degrade(img: np.ndarray, how: str) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("how", "reason"),
-    [("blur", quality.TOO_BLURRY), ("dark", quality.TOO_DARK), ("bright", quality.TOO_BRIGHT),
-     ("tilt", quality.HEAD_TILTED), ("tiny", quality.FACE_TOO_SMALL)],
+    [("blur", DecisionReason.TOO_BLURRY), ("dark", DecisionReason.TOO_DARK), ("bright", DecisionReason.TOO_BRIGHT),
+     ("tilt", DecisionReason.HEAD_TILTED), ("tiny", DecisionReason.FACE_TOO_SMALL)],
 )
 async def test_quality_gates_fire_on_degraded_captures(engine: FaceEngine, lfw: Photo, how: str,
                                                        reason: str) -> None:
@@ -177,7 +177,7 @@ async def test_quality_gates_fire_on_degraded_captures(engine: FaceEngine, lfw: 
 async def test_turned_head_fires_head_turned(engine: FaceEngine, lfw: Photo) -> None:
     # A real profile-ish LFW photo (estimated yaw well past the limit), against a frontal one.
     r = await engine.analyse(lfw(*TURNED))
-    assert r.quality is not None and quality.HEAD_TURNED in r.quality_failures, r.quality
+    assert r.quality is not None and DecisionReason.HEAD_TURNED in r.quality_failures, r.quality
     frontal = await engine.analyse(lfw("Tony_Blair", 2))
     assert frontal.quality is not None and abs(frontal.quality.yaw_deg) < 15
 
@@ -187,7 +187,7 @@ async def test_low_detection_score_gate(engine: FaceEngine, face_settings: Setti
     strict = FaceEngine(face_settings.replace(quality_min_det_score=0.99),
                         engine.detector, engine.recognizer)
     r = await strict.analyse(lfw("Tony_Blair", 2))
-    assert r.quality_failures == [quality.LOW_DETECTION_SCORE]
+    assert r.quality_failures == [DecisionReason.LOW_DETECTION_SCORE]
 
 
 async def test_flip_average_changes_template_but_keeps_identity(engine: FaceEngine, face_settings: Settings,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from flighttoken.testing import RunningService, identities
 from flighttoken.vocabulary import DeviceKind
 from tests.support import journey as j
 from tests.support.concurrency import within
+from tests.support.world import two_instances
 
 pytestmark = pytest.mark.slow
 
@@ -59,11 +59,7 @@ def _clear(engine, enrol_photo: Path, probe: Path) -> bool:
 @pytest.fixture(scope="module")
 async def world(make_service, face_engine):
     settings = make_service.settings()
-    async with AsyncExitStack() as stack:
-        a = await stack.enter_async_context(make_service(settings))
-        b = await stack.enter_async_context(make_service(settings))
-        await asyncio.wait_for(b.services.sync.connected.wait(), 5)
-        keys = await j.make_devices(a.services.db())
+    async with two_instances(make_service) as (a, b, keys):
         async with a.client(keys["admin"]) as admin:
             flight_a = await j.create_flight(admin, "700", "23")
             flight_b = await j.create_flight(admin, "702", "24", in_minutes=70)

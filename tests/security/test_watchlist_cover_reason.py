@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import pytest
 
-from flighttoken.faces import quality
+from flighttoken.vocabulary import CAPTURE_REASONS, DecisionReason
 from tests.support import journey as j
 from tests.support.cover import CoverWorld, cover_world, header_names, strip
 from tests.watchlist.helpers import pick_subject, subject_body
-
-CAPTURE_REASONS = {quality.NO_FACE, quality.LOW_DETECTION_SCORE, quality.FACE_TOO_SMALL, quality.TOO_BLURRY,
-                   quality.TOO_DARK, quality.TOO_BRIGHT, quality.HEAD_TURNED, quality.HEAD_TILTED, "tailgating"}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +39,7 @@ async def answers(world: CoverWorld):
 
 async def test_a_hit_answers_the_e_channel_exactly_as_a_random_referral(world: CoverWorld, answers) -> None:
     hit, random_referral = answers
-    assert hit.json()["reason"] != quality.LOW_DETECTION_SCORE
+    assert hit.json()["reason"] != DecisionReason.LOW_DETECTION_SCORE
     assert strip(hit.json()) == strip(random_referral.json()) == {"decision": "refer", "reason": "see_officer"}
     assert set(hit.json()) == set(random_referral.json()) == {"decision", "reason", "event_id"}
     assert header_names(hit) == header_names(random_referral)

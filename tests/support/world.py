@@ -6,9 +6,15 @@ a :class:`World`; modules that need more (a second instance, a watchlist subject
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from flighttoken.testing import RunningService
+from tests.support.journey import make_devices
 
 
 @dataclass(kw_only=True)
@@ -48,3 +54,16 @@ class World:
     keys: dict[str, str] = field(default_factory=dict)
     flights: dict[str, dict[str, Any]] = field(default_factory=dict)
     passengers: list[Passenger] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def two_instances(make_service: Any) -> AsyncIterator[tuple[RunningService, RunningService, dict[str, str]]]:
+    """Two instances of one database, the second already listening for the first's sync events, and
+    the keys of the demo devices (``tests/support/journey.make_devices``)."""
+    settings = make_service.settings()
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(make_service(settings))
+        b = await stack.enter_async_context(make_service(settings))
+        assert b.services.sync is not None
+        await asyncio.wait_for(b.services.sync.connected.wait(), 5)
+        yield a, b, await make_devices(a.services.db())

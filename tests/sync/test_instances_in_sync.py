@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from contextlib import AsyncExitStack
 
 import pytest
 
 from flighttoken.testing import identities
 from tests.support import journey as j
 from tests.support.concurrency import within
+from tests.support.world import two_instances
 
 # A generous bound, not the 1 s target: on a loaded 2-core machine a notification, a decrypt and a
 # gallery add can take longer than a second without anything being wrong.
@@ -20,12 +20,7 @@ PROPAGATION_S = 5.0
 
 @pytest.fixture(scope="module")
 async def pair(make_service):
-    settings = make_service.settings()
-    async with AsyncExitStack() as stack:
-        a = await stack.enter_async_context(make_service(settings))
-        b = await stack.enter_async_context(make_service(settings))
-        await asyncio.wait_for(b.services.sync.connected.wait(), 5)
-        keys = await j.make_devices(a.services.db())
+    async with two_instances(make_service) as (a, b, keys):
         yield a, b, keys
 
 

@@ -27,6 +27,7 @@ from flighttoken.faces.engine import FaceEngine
 from flighttoken.faces.errors import ImageError
 from flighttoken.faces.quality import QualityMetrics, QualityThresholds
 from flighttoken.settings import Settings
+from flighttoken.vocabulary import DecisionReason
 
 METRICS = list(QualityMetrics.__struct_fields__)
 VARIANTS = ("plain", "flip")  # embeddings computed in one pass: without / with the mirror image averaged in
@@ -107,7 +108,7 @@ def extract(settings: Settings, root: Path, use_cache: bool) -> Features:
     metrics = np.full((n, len(METRICS)), np.nan, np.float32)
     others = np.zeros(n, np.int32)
     tailgating = np.zeros(n, bool)
-    fails: list[list[str]] = [[quality.NO_FACE] for _ in range(n)]
+    fails: list[list[str]] = [[DecisionReason.NO_FACE] for _ in range(n)]
 
     def one(i: int) -> None:
         try:

@@ -9,6 +9,7 @@ import numpy as np
 from flighttoken.faces import quality
 from flighttoken.faces.quality import QualityMetrics, QualityThresholds
 from flighttoken.settings import Settings
+from flighttoken.vocabulary import DecisionReason
 from ops.bench.accuracy.features import METRICS, Features, err
 from ops.bench.accuracy.protocol import (
     GALLERY_N,
@@ -49,8 +50,9 @@ def gate_effect(f: Features, vecs: np.ndarray, seeds: int, s: Settings) -> dict[
     # Recover which probe is which: rerun with per-probe metrics (same order as run_protocol).
     rows = {}
     t = QualityThresholds.from_settings(s)
-    for code in (quality.LOW_DETECTION_SCORE, quality.FACE_TOO_SMALL, quality.TOO_BLURRY, quality.TOO_DARK,
-                 quality.TOO_BRIGHT, quality.HEAD_TURNED, quality.HEAD_TILTED):
+    r = DecisionReason
+    for code in (r.LOW_DETECTION_SCORE, r.FACE_TOO_SMALL, r.TOO_BLURRY, r.TOO_DARK, r.TOO_BRIGHT, r.HEAD_TURNED,
+                 r.HEAD_TILTED):
         fires = np.zeros(len(f.found), bool)
         for i in np.flatnonzero(f.found):
             mi = QualityMetrics(**{k: float(v) for k, v in zip(METRICS, f.metrics[i], strict=True)})
