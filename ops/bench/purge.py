@@ -58,7 +58,7 @@ from flighttoken.settings import load_settings
 
 MODEL = "bench-model"
 TERMS_SHA = hashlib.sha256(b"bench terms").hexdigest()
-DOCUMENT_KEYS = DocumentKeys.generate()  # keyed as the service keys them; bench rows are never looked up
+DOCUMENT_KEYS = DocumentKeys.generate()  # keyed as the service keys them; the opt-out bench looks rows up by them
 
 
 def with_database(dsn: str, name: str) -> str:
@@ -236,6 +236,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             kiosk, _ = await add_device(conn, name="bench-kiosk", kind=DeviceKind.KIOSK)
         services = Services(settings=settings, dsn=dsn, pool=pool)
         services.vault = TemplateVault(MasterKey.parse(master), keystore)
+        # The keys the rows were seeded with: opt-out finds a passenger by their document's key.
+        services.document_keys = DOCUMENT_KEYS
         build = Builder(services, kiosk.id)
         out: dict[str, object] = {"bench": "purge"}
         out["flight"] = await bench_flight(services, build, args.passengers, args.repeats)
