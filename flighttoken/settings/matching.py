@@ -15,7 +15,7 @@ from flighttoken.settings.base import (
 
 
 class DecisionSettings(Section, frozen=True):
-    """When a capture proceeds, is referred, or is refused as a duplicate (flighttoken/journey/rules.py).
+    """When a capture proceeds, is referred, or is refused as a duplicate (flighttoken/decisions/match.py).
 
     Decision threshold by gallery size (issue 8): FPIR grows with the number of faces searched (the best
     of N impostor scores), so the threshold is t(N) = the lowest score keeping 1 - (1 - p(t))^N <= the
