@@ -74,6 +74,22 @@ class DecisionReason(enum.StrEnum):
     """The token moved (another decision, a hold, a revoke) between the read and the write."""
     SEE_OFFICER = "see_officer"
     """Any hold, and any referral to an officer: the same words for every cause."""
+    # The boarding-pass fallback (journey/pass_identify.py).
+    NO_TOKEN = "no_token"
+    """The boarding pass names no live token (no such flight that day, PNR or name)."""
+    FACE_MISMATCH = "face_mismatch"
+    """The face does not match the token the boarding pass names: audited as possible misuse."""
+
+
+class IdentifyMethod(enum.StrEnum):
+    """How a decision identified the passenger (journey_events.method)."""
+
+    FACE = "face"
+    """Face-only: a search of the touchpoint's purpose galleries."""
+    BOARDING_PASS = "boarding_pass"
+    """The boarding pass named a token and the live face was verified against it 1:1."""
+    MANUAL = "manual"
+    """A gate agent processed the passenger by hand."""
 
 
 CAPTURE_REASONS = frozenset({

@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       f"{client.__doc__.splitlines()[0] if client.__doc__ else ''}")
         _common(p)
         p.add_argument("photo", type=Path, help="camera frame (JPEG or PNG)")
+        p.add_argument("--boarding-pass", help="the boarding pass's barcode text (IATA BCBP): verify the face 1:1 "
+                                                "against the token it names")
 
     k = sub.add_parser("kiosk", help="enrol a passenger at a check-in kiosk")
     _common(k)
@@ -91,7 +93,8 @@ async def _identify(args: argparse.Namespace) -> int:
     async with IDENTIFY_COMMANDS[args.command](args.url, args.key, timeout=args.timeout) as client:
         image = args.photo.read_bytes()
         content_type = "image/png" if image[:4] == b"\x89PNG" else "image/jpeg"
-        return _show_decision(await client.identify(image, content_type=content_type), args.json)
+        return _show_decision(await client.identify(image, content_type=content_type,
+                                                    boarding_pass=args.boarding_pass), args.json)
 
 
 async def _enrol(args: argparse.Namespace) -> int:

@@ -60,10 +60,15 @@ class KioskClient(DeviceClient):
 class IdentifyClient(DeviceClient):
     """A touchpoint that asks "who is this?" with one camera frame."""
 
-    async def identify(self, image: bytes, *, content_type: str = "image/jpeg") -> Decision:
+    async def identify(self, image: bytes, *, content_type: str = "image/jpeg",
+                       boarding_pass: str | None = None) -> Decision:
+        """``boarding_pass``: the pass's barcode text (IATA BCBP) for the 1:1 fallback; the face is
+        then verified against the token the pass names (``no_token``, ``face_mismatch``)."""
+        headers = {"Content-Type": content_type}
+        if boarding_pass is not None:
+            headers["Boarding-Pass"] = boarding_pass
         # Not repeatable: a decision may move the passenger's journey on (cleared, boarded).
-        return await self.transport.call("POST", "/v1/identify", Decision, content=image,
-                                         headers={"Content-Type": content_type})
+        return await self.transport.call("POST", "/v1/identify", Decision, content=image, headers=headers)
 
 
 class EChannelClient(IdentifyClient):

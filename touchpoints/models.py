@@ -25,7 +25,10 @@ MATCHING_REASONS = frozenset({"no_match", "ambiguous_match"})
 JOURNEY_REASONS = frozenset({"immigration_not_cleared", "already_cleared", "already_boarded", "not_lounge_eligible",
                              "wrong_flight", "gate_not_boarding", "flight_not_in_window", "flight_closed",
                              "not_international", "not_a_touchpoint", "token_ended", "state_changed", "see_officer"})
-REFER_REASONS = CAPTURE_REASONS | MATCHING_REASONS | JOURNEY_REASONS
+# The boarding-pass fallback (a ``Boarding-Pass`` header): the pass names no live token, or the face
+# does not match the token it names (audited as possible misuse).
+PASS_REASONS = frozenset({"no_token", "face_mismatch"})
+REFER_REASONS = CAPTURE_REASONS | MATCHING_REASONS | JOURNEY_REASONS | PASS_REASONS
 
 # ---- responses ---------------------------------------------------------------------------------
 
@@ -47,6 +50,8 @@ class Decision(msgspec.Struct):
     event_id: int = 0
     token_id: uuid.UUID | None = None
     passenger: PassengerView | None = None
+    method: str = "face"
+    """``face`` (face-only) or ``boarding_pass`` (the pass named the token, the face matched it 1:1)."""
 
     @property
     def proceed(self) -> bool:

@@ -94,6 +94,18 @@ class GalleryRegistry:
     def contains(self, token_id: uuid.UUID) -> bool:
         return str(token_id) in self._homes
 
+    def template(self, token_id: uuid.UUID) -> np.ndarray | None:
+        """A copy of the token's template from its flight gallery (a 1:1 check), None if not in memory."""
+        key = str(token_id)
+        home = self._homes.get(key)
+        gallery = self._flights.get(home[0]) if home is not None else None
+        if gallery is None or not gallery.contains(key):
+            return None
+        try:
+            return gallery.vector(key)
+        except KeyError:  # removed between the check and the read
+            return None
+
     def homes(self) -> dict[uuid.UUID, tuple[uuid.UUID, datetime]]:
         """Snapshot: every token in memory → (flight, window). Used by reconciliation."""
         return {uuid.UUID(t): home for t, home in self._homes.items()}

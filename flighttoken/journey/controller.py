@@ -8,12 +8,13 @@ from flighttoken.decisions.policy import TOUCHPOINTS
 from flighttoken.devices.auth import DeviceRequest, allow
 from flighttoken.devices.model import DeviceKind
 from flighttoken.errors import InvalidRequest
-from flighttoken.journey import enrolment, idempotency, identify
+from flighttoken.journey import enrolment, idempotency, identify, pass_identify
 from flighttoken.journey.schemas import Decision, EnrolmentRequest, EnrolmentResult
 from flighttoken.metrics import record_decision
 from flighttoken.services import Services
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "application/octet-stream")
+BOARDING_PASS_HEADER = "boarding-pass"
 
 
 class EnrolmentController(Controller):
@@ -42,13 +43,21 @@ class IdentifyController(Controller):
     guards = [allow(*TOUCHPOINTS)]  # the touchpoint kinds of the policy table
 
     @post("/", status_code=200, summary="Who is this? One capture in, proceed or refer out",
-          description="Send the camera frame as the raw request body (Content-Type image/jpeg or image/png).")
+          description="Send the camera frame as the raw request body (Content-Type image/jpeg or image/png). "
+                      "Boarding-pass fallback: add the pass's barcode text (IATA BCBP, format M) in a "
+                      "`Boarding-Pass` header; the face is then verified 1:1 against the token the pass "
+                      "names (`no_token`, `face_mismatch`); a malformed pass is 422 `invalid_boarding_pass` "
+                      "naming the item (`field`).")
     async def identify(self, request: DeviceRequest, services: NamedDependency[Services]) -> Decision:
         # The frame is the raw body: no base64 or JSON to decode on the hot path.
         # Media types are case-insensitive and may carry parameters (RFC 9110 §8.3.1).
         if request.headers.get("content-type", "").split(";")[0].strip().lower() not in IMAGE_TYPES:
             raise InvalidRequest("send the frame as image/jpeg or image/png", code="unsupported_media_type",
                                  status=415)
-        decision = await identify.identify(services, request.user, await request.body())
+        pass_text = request.headers.get(BOARDING_PASS_HEADER)
+        if pass_text is None:
+            decision = await identify.identify(services, request.user, await request.body())
+        else:
+            decision = await pass_identify.identify_with_pass(services, request.user, await request.body(), pass_text)
         record_decision(request, request.user.kind.value, decision.decision, decision.reason)
         return decision

@@ -33,14 +33,15 @@ from flighttoken.journey.schemas import Decision, PassengerView
 from flighttoken.services import Services
 from flighttoken.sync.apply import restate
 from flighttoken.sync.events import CHANNEL
-from flighttoken.vocabulary import DecisionReason, FlightState, TokenState
+from flighttoken.vocabulary import DecisionReason, FlightState, IdentifyMethod, TokenState
 from flighttoken.watchlist import alerts, screening
 from flighttoken.watchlist.gallery import WatchlistHit
 
 log = structlog.get_logger(__name__)
 # Refusals that are evidence of misuse, not of a poor capture: audited beyond the journey event.
 _AUDITED_REFUSALS = frozenset({DecisionReason.ALREADY_CLEARED, DecisionReason.ALREADY_BOARDED,
-                               DecisionReason.TOKEN_ENDED, DecisionReason.WRONG_FLIGHT})
+                               DecisionReason.TOKEN_ENDED, DecisionReason.WRONG_FLIGHT,
+                               DecisionReason.FACE_MISMATCH})
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,8 @@ def _misuse_reason(device: Device, row, now: datetime, horizon: timedelta, refus
 
 
 async def _conclude(services: Services, device: Device, match: MatchOutcome, misuse: Misuse | None,
-                    hit: WatchlistHit | None, now: datetime, horizon: timedelta, started: float) -> Decision:
+                    hit: WatchlistHit | None, now: datetime, horizon: timedelta, started: float,
+                    method: IdentifyMethod = IdentifyMethod.FACE) -> Decision:
     # Two round trips and no transaction: read the token, apply the journey rules here, then write
     # the whole decision in one statement (db/queries/journey.py) that moves the token (or stamps a
     # lounge entry) only from the state read and not on hold, so a concurrent decision, hold or
@@ -163,7 +165,8 @@ async def _conclude(services: Services, device: Device, match: MatchOutcome, mis
             conn, device_id=device.id, touchpoint=device.kind.value, flight_id=flight_id,
             token_id=token_id if row is not None else None, reason=reason, transition=transition,
             lounge_entry=lounge_entry, audit_refusal=reason in _AUDITED_REFUSALS, score=score,
-            margin=margin, latency_ms=latency_ms, referral=referral, channel=CHANNEL, origin=services.instance_id)
+            margin=margin, latency_ms=latency_ms, referral=referral, channel=CHANNEL, origin=services.instance_id,
+            method=method.value)
     if alert_id is not None:
         alerts.publish_soon(services, alert_id)
     reason = DecisionReason(reason)
@@ -177,9 +180,9 @@ async def _conclude(services: Services, device: Device, match: MatchOutcome, mis
         passenger = PassengerView(name=f"{row['surname']}, {row['given_names']}".strip(", "),
                                   seat=row["seat"], flight=f"{row['airline']}{row['number']}")
     log.info("decision", touchpoint=device.kind.value, decision="proceed" if proceed else "refer", reason=reason,
-             score=score, ms=round(latency_ms, 2))
+             score=score, ms=round(latency_ms, 2), method=method.value)
     return Decision(decision="proceed" if proceed else "refer", reason=reason, event_id=event_id,
-                    token_id=token_id if proceed else None, passenger=passenger)
+                    token_id=token_id if proceed else None, passenger=passenger, method=method)
 
 
 def _token_view(row) -> TokenAtTouchpoint:

@@ -18,7 +18,7 @@ from flighttoken.fieldtypes import (
     Image,
     Name,
 )
-from flighttoken.vocabulary import DecisionReason, TokenState
+from flighttoken.vocabulary import DecisionReason, IdentifyMethod, TokenState
 
 
 class TravelDocument(msgspec.Struct, forbid_unknown_fields=True):
@@ -78,3 +78,5 @@ class Decision(msgspec.Struct, omit_defaults=True):
     event_id: int = 0
     token_id: uuid.UUID | None = None
     passenger: PassengerView | None = None
+    method: IdentifyMethod = IdentifyMethod.FACE
+    """How the passenger was identified; sent only when not face-only (a ``Boarding-Pass`` header)."""

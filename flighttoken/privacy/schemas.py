@@ -9,7 +9,7 @@ from typing import Any, Literal
 import msgspec
 
 from flighttoken.fieldtypes import Alpha3, BookingReference, DocumentNumber, DocumentType
-from flighttoken.vocabulary import DecisionReason, DeviceKind
+from flighttoken.vocabulary import DecisionReason, DeviceKind, IdentifyMethod
 
 
 class DocumentRef(msgspec.Struct, forbid_unknown_fields=True):
@@ -102,6 +102,8 @@ class DecisionEvent(msgspec.Struct):
     score: float | None
     margin: float | None
     latency_ms: float
+    method: IdentifyMethod = IdentifyMethod.FACE
+    """How the passenger was identified: face-only, boarding pass + 1:1, or by hand."""
 
 
 class DecisionPage(msgspec.Struct):

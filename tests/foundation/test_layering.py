@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
         "__init__", "settings", "errors", "logs", "executor", "middleware", "vocabulary", "fieldtypes",
         "devices.model", "flights.model",
     })),
-    ("primitives", frozenset({"crypto", "db", "decisions", "faces", "production"})),
+    ("primitives", frozenset({"boardingpass", "crypto", "db", "decisions", "faces", "production"})),
     ("domain stores", frozenset({
         "galleries", "devices", "privacy.vault", "watchlist.state", "watchlist.gallery", "watchlist.hub",
         "watchlist.schemas",

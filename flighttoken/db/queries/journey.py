@@ -76,11 +76,12 @@ WITH moved AS (
                                                    'payload', jsonb_build_object('alert_id', id::text))::text)
     FROM alert
 )
-INSERT INTO journey_events (device_id, touchpoint, flight_id, token_id, decision, reason, score, margin, latency_ms)
+INSERT INTO journey_events (device_id, touchpoint, flight_id, token_id, decision, reason, score, margin, latency_ms,
+                            method)
 SELECT $1::uuid, $2::text, $3::uuid,
        CASE WHEN o.reason = 'matched' OR $9::boolean THEN $4::uuid END,
        CASE WHEN o.reason = 'matched' THEN 'proceed' ELSE 'refer' END,
-       o.reason, $10::real, $11::real, $12::real
+       o.reason, $10::real, $11::real, $12::real, $24::text
 FROM outcome o
 -- ``notified`` and ``moved_notified`` are plain SELECTs: they run only because they are read here.
 RETURNING id, reason, (SELECT id FROM alert) AS alert_id, (SELECT count(*) FROM notified) AS notified,
@@ -107,13 +108,14 @@ async def record_decision(conn: Executor, *, device_id: uuid.UUID, touchpoint: s
                           token_id: uuid.UUID | None, reason: str, transition: tuple[str, str] | None,
                           lounge_entry: bool, audit_refusal: bool, score: float | None, margin: float | None,
                           latency_ms: float, referral: Referral | None = None, channel: str = "",
-                          origin: str = "") -> tuple[int, str, int | None]:
+                          origin: str = "", method: str = "face") -> tuple[int, str, int | None]:
     """Write one decision; returns (journey event id, final reason, alert id or None). ``reason``
     is the decision before the write: ``matched`` proceeds unless ``transition`` (expected state,
     new state; the same state twice for a lounge entry) no longer applies. ``audit_refusal`` adds
     the audit row (and keeps the token on the event). ``referral`` adds the alert, the hold and the
     authority's audit row. With a sync ``channel`` (and this instance's ``origin``), a state change
-    is announced to the other instances by the same statement."""
+    is announced to the other instances by the same statement. ``method`` is how the passenger was
+    identified (vocabulary ``IdentifyMethod``)."""
     if lounge_entry and transition is None:
         raise ValueError("a lounge entry carries the state it was decided on")
     expected, new_state = transition if transition else (None, None)
@@ -123,7 +125,7 @@ async def record_decision(conn: Executor, *, device_id: uuid.UUID, touchpoint: s
     row = one(await conn.fetchrow(_RECORD_DECISION, device_id, touchpoint, flight_id, token_id, new_state,
                                   lounge_entry, expected, reason, audit_refusal, score, margin, latency_ms,
                                   r.kind or None, r.subject_id, r.score, r.terminal, r.gate, r.lounge_id,
-                                  r.hold_token_id, r.channel, r.origin, channel, origin))
+                                  r.hold_token_id, r.channel, r.origin, channel, origin, method))
     return row["id"], row["reason"], row["alert_id"]
 
 

@@ -15,6 +15,7 @@
     flight_not_in_window: "Flight not in window", not_international: "Not international",
     token_ended: "Token ended", see_officer: "See officer", flight_closed: "Flight closed",
     not_a_touchpoint: "Not a touchpoint", state_changed: "State changed",
+    no_token: "Boarding pass names no token", face_mismatch: "Face does not match boarding pass",
   };
   const TOUCHPOINT_WORDS = { e_channel: "Immigration e-channel", lounge: "Lounge", gate: "Boarding gate" };
 
