@@ -95,6 +95,11 @@ class FlightProgress(msgspec.Struct):
     immigration_cleared: int
     in_lounge: int
     boarded: int
+    """Every boarded passenger: ``boarded_biometric + boarded_manual``."""
+    boarded_biometric: int
+    """Boarded by the gate's face decision."""
+    boarded_manual: int
+    """Boarded by hand by a gate agent (POST /v1/manual-boardings)."""
     opted_out: int
     revoked: int
     referred: int

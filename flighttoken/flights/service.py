@@ -170,6 +170,7 @@ async def progress_of(services: Services, flights: list[Flight]) -> list[FlightP
             destination=f.destination, booked=f.booked,
             expected=f.booked if f.booked is not None else c["enrolled"], enrolled=c["enrolled"],
             immigration_cleared=c["immigration_cleared"], in_lounge=c["in_lounge"], boarded=c["boarded"],
+            boarded_biometric=c["boarded"] - c["boarded_manual"], boarded_manual=c["boarded_manual"],
             opted_out=c["opted_out"], revoked=c["revoked"], referred=sum(refers[f.id].values()),
             referred_by_reason=dict(sorted(refers[f.id].items(), key=lambda kv: (-kv[1], kv[0])))))
     return out
