@@ -22,6 +22,8 @@ from flighttoken.vocabulary import DeviceKind
 from tests.support import journey as j
 from tests.support.concurrency import within
 from tests.watchlist.helpers import Subject, extra_keys, pick_subject, subject_body
+from touchpoints.clients import GateClient
+from touchpoints.transport import ApiError
 
 pytestmark = pytest.mark.slow
 
@@ -210,9 +212,14 @@ async def test_a_cleared_passenger_is_boarded_by_hand_audited_counted_and_leaves
     await _refused(world, "gate23", world.cleared, "already_boarded")
 
 
-async def test_a_domestic_passenger_needs_no_immigration_clearance(world: Gate) -> None:
-    r = await _board(world.a, world.keys["gate24"], _body(world.domestic_passenger, reason_code="device_fault"))
-    assert r.status_code == 201, r.text
+async def test_a_domestic_passenger_needs_no_immigration_clearance_through_the_typed_client(world: Gate) -> None:
+    async with GateClient(world.a.base_url, world.keys["gate24"]) as gate:
+        done = await gate.board_manually(uuid.UUID(world.domestic_passenger), "ka.chan", "device_fault")
+        assert (str(done.token_id), done.reason_code, done.passenger and done.passenger.flight) == \
+            (world.domestic_passenger, "device_fault", "CX882")
+        with pytest.raises(ApiError) as refused:
+            await gate.board_manually(uuid.UUID(world.domestic_passenger), "ka.chan", "device_fault")
+    assert (refused.value.status, refused.value.code) == (409, "already_boarded")
     async with world.a.client(world.keys["ops_cx"]) as airline:
         progress = (await airline.get(f"/v1/flights/{world.domestic['id']}/progress")).json()
     assert (progress["boarded"], progress["boarded_manual"], progress["boarded_manual_by_reason"]) == \
