@@ -31,7 +31,7 @@ from flighttoken.devices.model import DeviceKind
 from flighttoken.errors import exception_to_problem
 from flighttoken.flights.controller import FlightController
 from flighttoken.health import HealthController
-from flighttoken.journey.controller import EnrolmentController, IdentifyController
+from flighttoken.journey.controller import EnrolmentController, IdentifyController, ManualBoardingController
 from flighttoken.lifecycle import lifespan
 from flighttoken.metrics import Metrics, MetricsController
 from flighttoken.middleware import request_context_middleware, slow_client_middleware
@@ -74,7 +74,7 @@ def create_app(settings: Settings, *, engine: Any = None, demo: bool = False) ->
 
     app = Litestar(
         route_handlers=[HealthController, FlightController, EnrolmentController, IdentifyController,
-                        StaffHoldController,
+                        ManualBoardingController, StaffHoldController,
                         TokenController, DeviceController, OpsPageController, OpsApiController, MetricsController,
                         OptOutController, PurgeReceiptController, AuditController],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},

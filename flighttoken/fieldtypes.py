@@ -27,3 +27,6 @@ Image = Annotated[bytes, msgspec.Meta(min_length=1, description="JPEG or PNG, ba
 ReasonCode = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
 # A moment with its offset: a naive time would be read in whatever zone the server runs in.
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+# A member of staff's id as their own system knows it (an airline agent's staff number or login).
+StaffId = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@/-]*$",
+                                      examples=["CX-4411"])]

@@ -92,6 +92,21 @@ class IdentifyMethod(enum.StrEnum):
     """A gate agent processed the passenger by hand."""
 
 
+class ManualBoardingReason(enum.StrEnum):
+    """Why a gate agent boarded a passenger by hand (POST /v1/manual-boardings), after checking the
+    document: the face path could not board them. Recorded, never shown to the passenger."""
+
+    FACE_NOT_RECOGNISED = "face_not_recognised"
+    """The gate referred the passenger (no match, ambiguous match) and the document checks out."""
+    CAPTURE_REFUSED = "capture_refused"
+    """The passenger declined the camera at the gate (their token stays valid)."""
+    NO_TOKEN_FACE = "no_token_face"
+    """The token's face cannot be searched (e.g. its template was set aside as unreadable)."""
+    DEVICE_FAULT = "device_fault"
+    """The gate's camera or e-gate is out of order."""
+    OTHER = "other"
+
+
 CAPTURE_REASONS = frozenset({
     DecisionReason.NO_FACE, DecisionReason.FACE_TOO_SMALL, DecisionReason.TOO_BLURRY, DecisionReason.TOO_DARK,
     DecisionReason.TOO_BRIGHT, DecisionReason.HEAD_TURNED, DecisionReason.HEAD_TILTED,

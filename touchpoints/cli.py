@@ -2,6 +2,7 @@
 
     python -m touchpoints gate --key KEY photo.jpg          # prints the decision
     python -m touchpoints kiosk --key KEY --flight ID ... capture.jpg
+    python -m touchpoints gate-board --key KEY --agent CX-4411 --reason face_not_recognised TOKEN_ID
     python -m touchpoints simulate --flights 4 --passengers 300 --database-url ...
 
 The service address comes from ``--url`` or ``TOUCHPOINT_URL``, the key from ``--key`` or
@@ -22,7 +23,14 @@ from pathlib import Path
 import msgspec
 
 from touchpoints.clients import EChannelClient, GateClient, IdentifyClient, KioskClient, LoungeClient
-from touchpoints.models import Booking, Consent, Decision, EnrolmentRequest, TravelDocument
+from touchpoints.models import (
+    MANUAL_BOARDING_REASONS,
+    Booking,
+    Consent,
+    Decision,
+    EnrolmentRequest,
+    TravelDocument,
+)
 from touchpoints.transport import ApiError, TouchpointError
 
 EXIT_PROCEED, EXIT_REFER, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
@@ -70,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--chip-photo", type=Path, help="the document chip's face image (DG2)")
     k.add_argument("--terms-file", type=Path, required=True, help="the terms text the passenger accepted")
     k.add_argument("--terms-version", required=True)
+
+    b = sub.add_parser("gate-board", help="a gate agent boards a passenger by hand after checking the document")
+    _common(b)
+    b.add_argument("token_id", type=uuid.UUID, help="the passenger's token id")
+    b.add_argument("--agent", required=True, help="the agent's staff id")
+    b.add_argument("--reason", required=True, choices=sorted(MANUAL_BOARDING_REASONS), help="why by hand")
 
     s = sub.add_parser("simulate", help="run an airport day against a service and write its report")
     from touchpoints.simulator.command import add_arguments
@@ -120,6 +134,18 @@ async def _enrol(args: argparse.Namespace) -> int:
     return EXIT_PROCEED
 
 
+async def _board_manually(args: argparse.Namespace) -> int:
+    async with GateClient(args.url, args.key, timeout=args.timeout) as gate:
+        done = await gate.board_manually(args.token_id, args.agent, args.reason)
+    if args.json:
+        print(msgspec.json.encode(done).decode())
+    else:
+        who = f"  {done.passenger.name}  seat {done.passenger.seat or '-'}  {done.passenger.flight}" \
+            if done.passenger else ""
+        print(f"BOARDED  by hand ({done.reason_code}, agent {done.agent_id}){who}")
+    return EXIT_PROCEED
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "simulate":
@@ -130,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         print("python -m touchpoints: give the device's key with --key or TOUCHPOINT_KEY", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return asyncio.run(_enrol(args) if args.command == "kiosk" else _identify(args))
+        run = {"kiosk": _enrol, "gate-board": _board_manually}.get(args.command, _identify)
+        return asyncio.run(run(args))
     except OSError as exc:
         print(f"python -m touchpoints: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -15,7 +15,15 @@ from typing import Any, Self
 
 import httpx
 
-from touchpoints.models import Decision, EnrolmentRequest, EnrolmentResult, Flight, NewFlight
+from touchpoints.models import (
+    Decision,
+    EnrolmentRequest,
+    EnrolmentResult,
+    Flight,
+    ManualBoarding,
+    ManualBoardingRequest,
+    NewFlight,
+)
 from touchpoints.transport import RetryPolicy, Transport
 
 
@@ -87,6 +95,21 @@ class GateClient(IdentifyClient):
     """Boarding gate: proceed boards the passenger and carries name, seat and flight for the agent."""
 
     kind = "gate"
+
+    async def board_manually(self, token_id: uuid.UUID, agent_id: str, reason_code: str, *,
+                             idempotency_key: str | None = None) -> ManualBoarding:
+        """The agent checked the document of a passenger the gate referred: board them by hand.
+
+        The gate's rules still apply: a refusal raises ``ApiError`` with status 409 and ``code`` the
+        refer reason the gate would give (``see_officer``: send them to an officer; ``wrong_flight``,
+        ``already_boarded``, ``immigration_not_cleared``, ``token_ended``, ``flight_closed``,
+        ``state_changed``). Sent with an ``Idempotency-Key`` (new per call unless given), so a retry
+        after a lost answer gets the first answer, not ``already_boarded``.
+        """
+        key = idempotency_key or str(uuid.uuid4())
+        body = ManualBoardingRequest(agent_id=agent_id, reason_code=reason_code, token_id=token_id)
+        return await self.transport.call("POST", "/v1/manual-boardings", ManualBoarding, json=body,
+                                         headers={"Idempotency-Key": key}, repeatable=True)
 
 
 class AdminClient(DeviceClient):

@@ -29,6 +29,9 @@ JOURNEY_REASONS = frozenset({"immigration_not_cleared", "already_cleared", "alre
 # does not match the token it names (audited as possible misuse).
 PASS_REASONS = frozenset({"no_token", "face_mismatch"})
 REFER_REASONS = CAPTURE_REASONS | MATCHING_REASONS | JOURNEY_REASONS | PASS_REASONS
+# Why a gate agent boards a passenger by hand (the service's ManualBoardingReason).
+MANUAL_BOARDING_REASONS = frozenset({"face_not_recognised", "capture_refused", "no_token_face", "device_fault",
+                                     "other"})
 
 # ---- responses ---------------------------------------------------------------------------------
 
@@ -56,6 +59,18 @@ class Decision(msgspec.Struct):
     @property
     def proceed(self) -> bool:
         return self.decision == "proceed"
+
+
+class ManualBoarding(msgspec.Struct):
+    """A gate agent's manual boarding that happened: the passenger is boarded."""
+
+    id: int
+    token_id: uuid.UUID
+    flight_id: uuid.UUID
+    agent_id: str
+    reason_code: str
+    boarded_at: datetime
+    passenger: PassengerView | None = None
 
 
 class EnrolmentResult(msgspec.Struct):
@@ -146,3 +161,13 @@ class NewFlight(msgspec.Struct, omit_defaults=True):
     destination: str
     gate: str | None = None
     international: bool = True
+
+
+class ManualBoardingRequest(msgspec.Struct, omit_defaults=True):
+    """Board a passenger by hand after checking their document (a gate key)."""
+
+    agent_id: str
+    """The agent's staff id: 1 to 40 of letters, digits and ``._@/-``."""
+    reason_code: str
+    """One of ``MANUAL_BOARDING_REASONS``."""
+    token_id: uuid.UUID | None = None

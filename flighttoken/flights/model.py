@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 
 from flighttoken.fieldtypes import AwareDatetime
-from flighttoken.vocabulary import DecisionReason, FlightState  # defined once there; imported from here too
+from flighttoken.vocabulary import DecisionReason, FlightState, ManualBoardingReason  # defined there; imported here too
 
 OPEN_STATES = frozenset({FlightState.SCHEDULED, FlightState.BOARDING})
 # States after which the passengers' data is due for purge (privacy/purge.py).
@@ -95,6 +95,12 @@ class FlightProgress(msgspec.Struct):
     immigration_cleared: int
     in_lounge: int
     boarded: int
+    """Every boarded passenger: ``boarded_biometric + boarded_manual``."""
+    boarded_biometric: int
+    """Boarded by the gate's face decision."""
+    boarded_manual: int
+    """Boarded by hand by a gate agent (POST /v1/manual-boardings)."""
+    boarded_manual_by_reason: dict[ManualBoardingReason, int]
     opted_out: int
     revoked: int
     referred: int

@@ -162,6 +162,7 @@ async def progress_of(services: Services, flights: list[Flight]) -> list[FlightP
     pool = services.db()
     counts = await ops_q.progress(pool, ids)
     refers = await ops_q.refer_reasons(pool, ids)
+    manual = await ops_q.manual_boarding_reasons(pool, ids)
     out = []
     for f in flights:
         c = counts[f.id]
@@ -170,6 +171,8 @@ async def progress_of(services: Services, flights: list[Flight]) -> list[FlightP
             destination=f.destination, booked=f.booked,
             expected=f.booked if f.booked is not None else c["enrolled"], enrolled=c["enrolled"],
             immigration_cleared=c["immigration_cleared"], in_lounge=c["in_lounge"], boarded=c["boarded"],
+            boarded_biometric=c["boarded"] - c["boarded_manual"], boarded_manual=c["boarded_manual"],
+            boarded_manual_by_reason=dict(sorted(manual[f.id].items())),
             opted_out=c["opted_out"], revoked=c["revoked"], referred=sum(refers[f.id].values()),
             referred_by_reason=dict(sorted(refers[f.id].items(), key=lambda kv: (-kv[1], kv[0])))))
     return out

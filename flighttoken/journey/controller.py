@@ -8,8 +8,14 @@ from flighttoken.decisions.policy import TOUCHPOINTS
 from flighttoken.devices.auth import DeviceRequest, allow
 from flighttoken.devices.model import DeviceKind
 from flighttoken.errors import InvalidRequest
-from flighttoken.journey import enrolment, idempotency, identify, pass_identify
-from flighttoken.journey.schemas import Decision, EnrolmentRequest, EnrolmentResult
+from flighttoken.journey import enrolment, idempotency, identify, manual, pass_identify
+from flighttoken.journey.schemas import (
+    Decision,
+    EnrolmentRequest,
+    EnrolmentResult,
+    ManualBoarding,
+    ManualBoardingRequest,
+)
 from flighttoken.metrics import record_decision
 from flighttoken.services import Services
 
@@ -61,3 +67,24 @@ class IdentifyController(Controller):
             decision = await pass_identify.identify_with_pass(services, request.user, await request.body(), pass_text)
         record_decision(request, request.user.kind.value, decision.decision, decision.reason)
         return decision
+
+
+class ManualBoardingController(Controller):
+    path = "/v1/manual-boardings"
+    tags = ["journey"]
+    # The gate's key: scoped to its gate, so an agent boards only flights boarding there.
+    guards = [allow(DeviceKind.GATE)]
+
+    @post("/", summary="A gate agent boards a passenger by hand, after checking the document",
+          description="The gate's journey rules still apply and a hold is never bypassed: a refusal is 409 "
+                      "with `code` the refer reason the gate would give (`see_officer`, `wrong_flight`, "
+                      "`already_boarded`, `immigration_not_cleared`, `token_ended`, `flight_closed`, "
+                      "`state_changed`) and changes nothing. 404 `token_not_found`; 422 "
+                      "`passenger_required` without a token_id. Honours an `Idempotency-Key` (per device, "
+                      "24 h): a retry after a lost answer gets the first answer again.")
+    async def board(self, data: JSONBody[ManualBoardingRequest], services: NamedDependency[Services],
+                    request: DeviceRequest) -> Response[ManualBoarding]:
+        async def execute() -> tuple[int, ManualBoarding]:
+            return 201, await manual.board(services, request.user, data)
+
+        return await idempotency.once(services, request, "manual_boarding", execute)

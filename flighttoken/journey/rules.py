@@ -24,6 +24,14 @@ class TokenAtTouchpoint:
     scheduled_departure: datetime
 
 
+def token_at_touchpoint(row) -> TokenAtTouchpoint:
+    """The rules' view of a token-and-flight row (db/queries/tokens.py ``with_flight``)."""
+    return TokenAtTouchpoint(state=TokenState(row["state"]), on_hold=row["on_hold"],
+                             lounge_eligible=row["lounge_eligible"], international=row["international"],
+                             flight_state=FlightState(row["flight_state"]),
+                             flight_gate=row["gate"], scheduled_departure=row["scheduled_departure"])
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     reason: DecisionReason

@@ -17,8 +17,9 @@ from flighttoken.fieldtypes import (
     DocumentType,
     Image,
     Name,
+    StaffId,
 )
-from flighttoken.vocabulary import DecisionReason, IdentifyMethod, TokenState
+from flighttoken.vocabulary import DecisionReason, IdentifyMethod, ManualBoardingReason, TokenState
 
 
 class TravelDocument(msgspec.Struct, forbid_unknown_fields=True):
@@ -80,3 +81,27 @@ class Decision(msgspec.Struct, omit_defaults=True):
     passenger: PassengerView | None = None
     method: IdentifyMethod = IdentifyMethod.FACE
     """How the passenger was identified; sent only when not face-only (a ``Boarding-Pass`` header)."""
+
+
+class ManualBoardingRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A gate agent boards a passenger by hand, after checking their document.
+
+    The passenger is named by ``token_id`` (from the agent's look-up or a refer's misuse answer).
+    ``token_id`` is optional on purpose: a boarding pass (IATA BCBP text) will be the other way to name
+    them, as a ``boarding_pass`` field beside it; exactly one of them will be required."""
+
+    agent_id: Annotated[StaffId, msgspec.Meta(description="the agent's staff id, recorded and audited")]
+    reason_code: ManualBoardingReason
+    token_id: uuid.UUID | None = None
+
+
+class ManualBoarding(msgspec.Struct):
+    """A manual boarding that happened: the token is boarded."""
+
+    id: int
+    token_id: uuid.UUID
+    flight_id: uuid.UUID
+    agent_id: str
+    reason_code: ManualBoardingReason
+    boarded_at: datetime
+    passenger: PassengerView

@@ -15,7 +15,7 @@ from flighttoken.decisions.policy import TOUCHPOINTS
 from flighttoken.faces import quality
 from flighttoken.journey.rules import JOURNEY_RULES
 from flighttoken.settings import load_settings
-from flighttoken.vocabulary import CAPTURE_REASONS, MATCHING_REASONS, DecisionReason
+from flighttoken.vocabulary import CAPTURE_REASONS, MATCHING_REASONS, DecisionReason, ManualBoardingReason
 from touchpoints import clients, models
 from touchpoints.simulator.recorder import IDENTIFY_TOUCHPOINTS
 
@@ -84,3 +84,16 @@ def test_every_quality_failure_is_a_capture_reason() -> None:
 
 def test_every_touchpoint_kind_has_its_journey_rule() -> None:
     assert set(JOURNEY_RULES) == set(TOUCHPOINTS)
+
+
+def test_manual_boarding_reasons_are_one_vocabulary(schemas) -> None:
+    """The manual boarding reason codes (POST /v1/manual-boardings) the OpenAPI document lists are
+    exactly the ones the dashboard words, the device clients offer and the README lists."""
+    name = schemas["ManualBoardingRequest"]["properties"]["reason_code"]["$ref"].rsplit("/", 1)[-1]
+    reasons = set(schemas[name]["enum"])
+    assert reasons == set(ManualBoardingReason) and "face_not_recognised" in reasons
+    assert _js_object_keys("MANUAL_BOARDING_WORDS") == reasons
+    assert reasons == models.MANUAL_BOARDING_REASONS
+    paragraph = re.search(r"Manual boarding reason codes:(.*?)\(", (ROOT / "README.md").read_text(), re.S)
+    assert paragraph is not None
+    assert set(re.findall(r"`(\w+)`", paragraph.group(1))) == reasons

@@ -22,11 +22,16 @@ _PROGRESS = """
            count(*) FILTER (WHERE last_lounge_at IS NOT NULL AND boarded_at IS NULL
                             AND state = 'immigration_cleared') AS in_lounge,
            count(*) FILTER (WHERE boarded_at IS NOT NULL AND state <> 'revoked') AS boarded,
+           -- Of those, boarded by hand at the gate (journey/manual.py); the rest boarded by face.
+           count(*) FILTER (WHERE boarded_at IS NOT NULL AND state <> 'revoked'
+                            AND EXISTS (SELECT FROM manual_boardings m WHERE m.token_id = tokens.id))
+               AS boarded_manual,
            count(*) FILTER (WHERE state = 'revoked' AND end_reason = 'opted_out') AS opted_out,
            count(*) FILTER (WHERE state = 'revoked') AS revoked
     FROM tokens WHERE flight_id = ANY($1::uuid[]) GROUP BY flight_id"""
 
-PROGRESS_FIELDS = ("enrolled", "immigration_cleared", "in_lounge", "boarded", "opted_out", "revoked")
+PROGRESS_FIELDS = ("enrolled", "immigration_cleared", "in_lounge", "boarded", "boarded_manual", "opted_out",
+                   "revoked")
 
 
 async def progress(conn: Executor, flight_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
@@ -34,6 +39,19 @@ async def progress(conn: Executor, flight_ids: Sequence[uuid.UUID]) -> dict[uuid
     out: dict[uuid.UUID, dict[str, int]] = {f: dict.fromkeys(PROGRESS_FIELDS, 0) for f in flight_ids}
     for r in rows:
         out[r["flight_id"]] = {k: r[k] for k in PROGRESS_FIELDS}
+    return out
+
+
+async def manual_boarding_reasons(conn: Executor,
+                                  flight_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
+    """Manual boardings of each flight by reason code, counted as ``progress`` counts them (not revoked)."""
+    rows = await conn.fetch(
+        "SELECT m.flight_id, m.reason_code, count(*) AS n FROM manual_boardings m JOIN tokens t ON t.id = m.token_id"
+        " WHERE m.flight_id = ANY($1::uuid[]) AND t.state <> 'revoked' GROUP BY m.flight_id, m.reason_code",
+        list(flight_ids))
+    out: dict[uuid.UUID, dict[str, int]] = {f: {} for f in flight_ids}
+    for r in rows:
+        out[r["flight_id"]][r["reason_code"]] = r["n"]
     return out
 
 

@@ -18,6 +18,11 @@
     no_token: "Boarding pass names no token", face_mismatch: "Face does not match boarding pass",
   };
   const TOUCHPOINT_WORDS = { e_channel: "Immigration e-channel", lounge: "Lounge", gate: "Boarding gate" };
+  // Why a gate agent boarded someone by hand (POST /v1/manual-boardings): boarded_manual_by_reason.
+  const MANUAL_BOARDING_WORDS = {
+    face_not_recognised: "Face not recognised", capture_refused: "Camera declined", no_token_face: "No face on token",
+    device_fault: "Device fault", other: "Other",
+  };
 
   let timer = null;
   let failures = 0;
@@ -35,6 +40,8 @@
   }
 
   const reasonWord = (r) => REASON_WORDS[r] || r.replaceAll("_", " ");
+  const manualReasons = (f) => Object.entries(f.boarded_manual_by_reason || {})
+    .map(([r, n]) => `${MANUAL_BOARDING_WORDS[r] || r.replaceAll("_", " ")} ${n}`).join(", ");
   const pct = (x) => `${(x * 100).toFixed(x > 0 && x < 0.1 ? 1 : 0)}%`;
   const ms = (x) => (x == null ? "–" : `${Math.round(x)} ms`);
 
@@ -154,6 +161,9 @@
       bar,
       el("div", { class: "counts" },
         count("boarded", "boarded", f.boarded),
+        el("span", { class: "split", title: manualReasons(f) || "none boarded by hand",
+                     text: `(${f.boarded_biometric} by face, ` },
+          el("strong", { "data-field": "boarded_manual", text: String(f.boarded_manual) }), " manual)"),
         count("enrolled", "enrolled", f.enrolled),
         count("expected", f.booked == null ? "expected (no manifest)" : "booked", f.expected)),
       el("div", { class: "details" },
