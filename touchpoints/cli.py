@@ -2,6 +2,8 @@
 
     python -m touchpoints gate --key KEY photo.jpg          # prints the decision
     python -m touchpoints kiosk --key KEY --flight ID ... capture.jpg
+    python -m touchpoints bag-drop --key KEY --bags 2 photo.jpg
+    python -m touchpoints late-enrol --key E_SECURITY_GATE_KEY --flight ID ... --chip-photo dg2.jpg capture.jpg
     python -m touchpoints simulate --flights 4 --passengers 300 --database-url ...
 
 The service address comes from ``--url`` or ``TOUCHPOINT_URL``, the key from ``--key`` or
@@ -21,15 +23,26 @@ from pathlib import Path
 
 import msgspec
 
-from touchpoints.clients import EChannelClient, GateClient, IdentifyClient, KioskClient, LoungeClient
+from touchpoints.clients import (
+    BagDropClient,
+    EChannelClient,
+    Enrols,
+    ESecurityGateClient,
+    GateClient,
+    IdentifyClient,
+    KioskClient,
+    LoungeClient,
+)
 from touchpoints.models import Booking, Consent, Decision, EnrolmentRequest, TravelDocument
 from touchpoints.transport import ApiError, TouchpointError
 
 EXIT_PROCEED, EXIT_REFER, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
 DEFAULT_URL = "http://127.0.0.1:8000"
 IDENTIFY_COMMANDS: dict[str, type[IdentifyClient]] = {
-    "e-channel": EChannelClient, "lounge": LoungeClient, "gate": GateClient,
+    "bag-drop": BagDropClient, "e-security-gate": ESecurityGateClient, "e-channel": EChannelClient,
+    "lounge": LoungeClient, "gate": GateClient,
 }
+ENROL_COMMANDS: dict[str, type[Enrols]] = {"kiosk": KioskClient, "late-enrol": ESecurityGateClient}
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -49,8 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
                                       f"{client.__doc__.splitlines()[0] if client.__doc__ else ''}")
         _common(p)
         p.add_argument("photo", type=Path, help="camera frame (JPEG or PNG)")
+        if client is BagDropClient:
+            p.add_argument("--bags", type=int, help="bags the passenger is dropping (0-9)")
+    for name, help_text in (("kiosk", "enrol a passenger at a check-in kiosk"),
+                            ("late-enrol", "enrol a passenger at an e-Security Gate (chip photo required)")):
+        _enrol_arguments(sub.add_parser(name, help=help_text))
 
-    k = sub.add_parser("kiosk", help="enrol a passenger at a check-in kiosk")
+    s = sub.add_parser("simulate", help="run an airport day against a service and write its report")
+    from touchpoints.simulator.command import add_arguments
+
+    add_arguments(s)
+    return parser
+
+
+def _enrol_arguments(k: argparse.ArgumentParser) -> None:
     _common(k)
     k.add_argument("captures", type=Path, nargs="+", help="one to five live captures")
     k.add_argument("--flight", required=True, type=uuid.UUID, help="flight id")
@@ -69,12 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--terms-file", type=Path, required=True, help="the terms text the passenger accepted")
     k.add_argument("--terms-version", required=True)
 
-    s = sub.add_parser("simulate", help="run an airport day against a service and write its report")
-    from touchpoints.simulator.command import add_arguments
-
-    add_arguments(s)
-    return parser
-
 
 def _show_decision(d: Decision, as_json: bool) -> int:
     if as_json:
@@ -91,12 +110,14 @@ async def _identify(args: argparse.Namespace) -> int:
     async with IDENTIFY_COMMANDS[args.command](args.url, args.key, timeout=args.timeout) as client:
         image = args.photo.read_bytes()
         content_type = "image/png" if image[:4] == b"\x89PNG" else "image/jpeg"
+        if isinstance(client, BagDropClient):
+            return _show_decision(await client.identify(image, content_type=content_type, bags=args.bags), args.json)
         return _show_decision(await client.identify(image, content_type=content_type), args.json)
 
 
 async def _enrol(args: argparse.Namespace) -> int:
     if len(args.captures) > 5:
-        raise SystemExit("python -m touchpoints kiosk: at most five captures")
+        raise SystemExit(f"python -m touchpoints {args.command}: at most five captures")
     request = EnrolmentRequest(
         document=TravelDocument(type=args.document_type, number=args.document_number,
                                 issuing_state=args.issuing_state, surname=args.surname,
@@ -107,8 +128,8 @@ async def _enrol(args: argparse.Namespace) -> int:
         captures=[p.read_bytes() for p in args.captures],
         consent=Consent.accepted(args.terms_file.read_text(), args.terms_version),
         chip_photo=args.chip_photo.read_bytes() if args.chip_photo else None)
-    async with KioskClient(args.url, args.key, timeout=args.timeout) as kiosk:
-        result = await kiosk.enrol(request)
+    async with ENROL_COMMANDS[args.command](args.url, args.key, timeout=args.timeout) as device:
+        result = await device.enrol(request)
     if args.json:
         print(msgspec.json.encode(result).decode())
     else:
@@ -127,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print("python -m touchpoints: give the device's key with --key or TOUCHPOINT_KEY", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return asyncio.run(_enrol(args) if args.command == "kiosk" else _identify(args))
+        return asyncio.run(_enrol(args) if args.command in ENROL_COMMANDS else _identify(args))
     except OSError as exc:
         print(f"python -m touchpoints: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -171,6 +171,7 @@ async def progress_of(services: Services, flights: list[Flight]) -> list[FlightP
             expected=f.booked if f.booked is not None else c["enrolled"], enrolled=c["enrolled"],
             immigration_cleared=c["immigration_cleared"], in_lounge=c["in_lounge"], boarded=c["boarded"],
             opted_out=c["opted_out"], revoked=c["revoked"], referred=sum(refers[f.id].values()),
+            late_enrolled=c["late_enrolled"],
             referred_by_reason=dict(sorted(refers[f.id].items(), key=lambda kv: (-kv[1], kv[0])))))
     return out
 

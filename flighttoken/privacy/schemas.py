@@ -102,6 +102,8 @@ class DecisionEvent(msgspec.Struct):
     score: float | None
     margin: float | None
     latency_ms: float
+    bags: int | None = None
+    """What a bag drop reported with the decision."""
 
 
 class DecisionPage(msgspec.Struct):

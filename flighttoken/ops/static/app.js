@@ -16,7 +16,10 @@
     token_ended: "Token ended", see_officer: "See officer", flight_closed: "Flight closed",
     not_a_touchpoint: "Not a touchpoint", state_changed: "State changed",
   };
-  const TOUCHPOINT_WORDS = { e_channel: "Immigration e-channel", lounge: "Lounge", gate: "Boarding gate" };
+  const TOUCHPOINT_WORDS = {
+    bag_drop: "Bag drop", e_security_gate: "e-Security Gate", e_channel: "Immigration e-channel", lounge: "Lounge",
+    gate: "Boarding gate",
+  };
 
   let timer = null;
   let failures = 0;
@@ -156,6 +159,7 @@
         count("enrolled", "enrolled", f.enrolled),
         count("expected", f.booked == null ? "expected (no manifest)" : "booked", f.expected)),
       el("div", { class: "details" },
+        el("span", { "data-field": "late_enrolled", text: `Late enrolled ${f.late_enrolled ?? 0}` }),
         el("span", { "data-field": "immigration_cleared", text: `Cleared ${f.immigration_cleared}` }),
         el("span", { "data-field": "in_lounge", text: `In lounge ${f.in_lounge}` }),
         el("span", { "data-field": "referred", class: f.referred ? "warn" : "",
