@@ -102,11 +102,10 @@ class EnrolmentPolicy:
 
     requires_chip_photo: bool = False
     """The document chip's face (DG2) is mandatory: no staffed desk saw the document (late enrolment)."""
-    late: bool = False
-    """Enrolment after check-in, airside-bound (counted apart in a flight's progress)."""
 
 
 ENROLMENT_POINTS: dict[DeviceKind, EnrolmentPolicy] = {
     DeviceKind.KIOSK: EnrolmentPolicy(),
-    DeviceKind.E_SECURITY_GATE: EnrolmentPolicy(requires_chip_photo=True, late=True),
+    # Late enrolment (tokens.enrolled_by records the kind; a flight's progress counts late_enrolled).
+    DeviceKind.E_SECURITY_GATE: EnrolmentPolicy(requires_chip_photo=True),
 }

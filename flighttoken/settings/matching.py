@@ -29,10 +29,12 @@ class DecisionSettings(Section, frozen=True):
     gate_threshold: Cosine = 0.40
     e_channel_threshold: Cosine = 0.40
     lounge_threshold: Cosine = 0.40
-    bag_drop_threshold: Cosine = 0.40
-    e_security_gate_threshold: Cosine = 0.40
     """Lowest top score to proceed at each touchpoint (cosine similarity): a floor under the
     gallery-size threshold, which takes over for large galleries."""
+    bag_drop_threshold: Cosine = 0.35
+    e_security_gate_threshold: Cosine = 0.35
+    """The bag drop's and the e-Security Gate's floors: the gate's, already at the 1:1 threshold that
+    main's floors move to (issue 19)."""
     impostor_tail_score_1e6: Cosine = 0.398
     """Score that one impostor comparison in a million reaches (bound on LFW, flip-averaged w600k_mbf)."""
     impostor_tail_decade: OpenShare = 0.055
