@@ -13,6 +13,9 @@ import enum
 
 class DeviceKind(enum.StrEnum):
     KIOSK = "kiosk"
+    BAG_DROP = "bag_drop"
+    E_SECURITY_GATE = "e_security_gate"
+    """Airside entry, before the e-channel; also enrols passengers who skipped the kiosk (late enrolment)."""
     E_CHANNEL = "e_channel"
     LOUNGE = "lounge"
     GATE = "gate"

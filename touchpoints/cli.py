@@ -3,6 +3,8 @@
     python -m touchpoints gate --key KEY photo.jpg          # prints the decision
     python -m touchpoints kiosk --key KEY --flight ID ... capture.jpg
     python -m touchpoints gate-board --key KEY --agent CX-4411 --reason face_not_recognised TOKEN_ID
+    python -m touchpoints bag-drop --key KEY --bags 2 photo.jpg
+    python -m touchpoints late-enrol --key E_SECURITY_GATE_KEY --flight ID ... --chip-photo dg2.jpg capture.jpg
     python -m touchpoints simulate --flights 4 --passengers 300 --database-url ...
 
 The service address comes from ``--url`` or ``TOUCHPOINT_URL``, the key from ``--key`` or
@@ -22,7 +24,16 @@ from pathlib import Path
 
 import msgspec
 
-from touchpoints.clients import EChannelClient, GateClient, IdentifyClient, KioskClient, LoungeClient
+from touchpoints.clients import (
+    BagDropClient,
+    EChannelClient,
+    Enrols,
+    ESecurityGateClient,
+    GateClient,
+    IdentifyClient,
+    KioskClient,
+    LoungeClient,
+)
 from touchpoints.models import (
     MANUAL_BOARDING_REASONS,
     Booking,
@@ -36,8 +47,10 @@ from touchpoints.transport import ApiError, TouchpointError
 EXIT_PROCEED, EXIT_REFER, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
 DEFAULT_URL = "http://127.0.0.1:8000"
 IDENTIFY_COMMANDS: dict[str, type[IdentifyClient]] = {
-    "e-channel": EChannelClient, "lounge": LoungeClient, "gate": GateClient,
+    "bag-drop": BagDropClient, "e-security-gate": ESecurityGateClient, "e-channel": EChannelClient,
+    "lounge": LoungeClient, "gate": GateClient,
 }
+ENROL_COMMANDS: dict[str, type[Enrols]] = {"kiosk": KioskClient, "late-enrol": ESecurityGateClient}
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -59,8 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("photo", type=Path, help="camera frame (JPEG or PNG)")
         p.add_argument("--boarding-pass", help="the boarding pass's barcode text (IATA BCBP): verify the face 1:1 "
                                                 "against the token it names")
+        if client is BagDropClient:
+            p.add_argument("--bags", type=int, help="bags the passenger is dropping (0-9)")
+    for name, help_text in (("kiosk", "enrol a passenger at a check-in kiosk"),
+                            ("late-enrol", "enrol a passenger at an e-Security Gate (chip photo required)")):
+        _enrol_arguments(sub.add_parser(name, help=help_text))
 
-    k = sub.add_parser("kiosk", help="enrol a passenger at a check-in kiosk")
+    b = sub.add_parser("gate-board", help="a gate agent boards a passenger by hand after checking the document")
+    _common(b)
+    b.add_argument("token_id", type=uuid.UUID, help="the passenger's token id")
+    b.add_argument("--agent", required=True, help="the agent's staff id")
+    b.add_argument("--reason", required=True, choices=sorted(MANUAL_BOARDING_REASONS), help="why by hand")
+
+    s = sub.add_parser("simulate", help="run an airport day against a service and write its report")
+    from touchpoints.simulator.command import add_arguments
+
+    add_arguments(s)
+    return parser
+
+
+def _enrol_arguments(k: argparse.ArgumentParser) -> None:
     _common(k)
     k.add_argument("captures", type=Path, nargs="+", help="one to five live captures")
     k.add_argument("--flight", required=True, type=uuid.UUID, help="flight id")
@@ -79,18 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--terms-file", type=Path, required=True, help="the terms text the passenger accepted")
     k.add_argument("--terms-version", required=True)
 
-    b = sub.add_parser("gate-board", help="a gate agent boards a passenger by hand after checking the document")
-    _common(b)
-    b.add_argument("token_id", type=uuid.UUID, help="the passenger's token id")
-    b.add_argument("--agent", required=True, help="the agent's staff id")
-    b.add_argument("--reason", required=True, choices=sorted(MANUAL_BOARDING_REASONS), help="why by hand")
-
-    s = sub.add_parser("simulate", help="run an airport day against a service and write its report")
-    from touchpoints.simulator.command import add_arguments
-
-    add_arguments(s)
-    return parser
-
 
 def _show_decision(d: Decision, as_json: bool) -> int:
     if as_json:
@@ -107,13 +126,16 @@ async def _identify(args: argparse.Namespace) -> int:
     async with IDENTIFY_COMMANDS[args.command](args.url, args.key, timeout=args.timeout) as client:
         image = args.photo.read_bytes()
         content_type = "image/png" if image[:4] == b"\x89PNG" else "image/jpeg"
+        if isinstance(client, BagDropClient):
+            return _show_decision(await client.identify(image, content_type=content_type, bags=args.bags,
+                                                        boarding_pass=args.boarding_pass), args.json)
         return _show_decision(await client.identify(image, content_type=content_type,
                                                     boarding_pass=args.boarding_pass), args.json)
 
 
 async def _enrol(args: argparse.Namespace) -> int:
     if len(args.captures) > 5:
-        raise SystemExit("python -m touchpoints kiosk: at most five captures")
+        raise SystemExit(f"python -m touchpoints {args.command}: at most five captures")
     request = EnrolmentRequest(
         document=TravelDocument(type=args.document_type, number=args.document_number,
                                 issuing_state=args.issuing_state, surname=args.surname,
@@ -124,8 +146,8 @@ async def _enrol(args: argparse.Namespace) -> int:
         captures=[p.read_bytes() for p in args.captures],
         consent=Consent.accepted(args.terms_file.read_text(), args.terms_version),
         chip_photo=args.chip_photo.read_bytes() if args.chip_photo else None)
-    async with KioskClient(args.url, args.key, timeout=args.timeout) as kiosk:
-        result = await kiosk.enrol(request)
+    async with ENROL_COMMANDS[args.command](args.url, args.key, timeout=args.timeout) as device:
+        result = await device.enrol(request)
     if args.json:
         print(msgspec.json.encode(result).decode())
     else:
@@ -156,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         print("python -m touchpoints: give the device's key with --key or TOUCHPOINT_KEY", file=sys.stderr)
         return EXIT_USAGE
     try:
-        run = {"kiosk": _enrol, "gate-board": _board_manually}.get(args.command, _identify)
-        return asyncio.run(run(args))
+        if args.command in ENROL_COMMANDS:
+            return asyncio.run(_enrol(args))
+        return asyncio.run(_board_manually(args) if args.command == "gate-board" else _identify(args))
     except OSError as exc:
         print(f"python -m touchpoints: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -46,11 +46,8 @@ class DeviceClient:
         await self.aclose()
 
 
-class KioskClient(DeviceClient):
-    """Check-in kiosk: document + booking + consent + live captures → a flight token."""
-
-    kind = "kiosk"
-    default_timeout = 30.0  # several captures, each analysed
+class Enrols(DeviceClient):
+    """A device that enrols passengers (``POST /v1/enrolments``)."""
 
     async def enrol(self, request: EnrolmentRequest, *, idempotency_key: str | None = None) -> EnrolmentResult:
         """201 → ``created=True``; 200 → the same token for a document already enrolled on the flight.
@@ -65,6 +62,13 @@ class KioskClient(DeviceClient):
                                          headers={"Idempotency-Key": key}, repeatable=True)
 
 
+class KioskClient(Enrols):
+    """Check-in kiosk: document + booking + consent + live captures → a flight token."""
+
+    kind = "kiosk"
+    default_timeout = 30.0  # several captures, each analysed
+
+
 class IdentifyClient(DeviceClient):
     """A touchpoint that asks "who is this?" with one camera frame."""
 
@@ -72,11 +76,35 @@ class IdentifyClient(DeviceClient):
                        boarding_pass: str | None = None) -> Decision:
         """``boarding_pass``: the pass's barcode text (IATA BCBP) for the 1:1 fallback; the face is
         then verified against the token the pass names (``no_token``, ``face_mismatch``)."""
+        return await self._identify("/v1/identify", image, content_type, boarding_pass)
+
+    async def _identify(self, path: str, image: bytes, content_type: str, boarding_pass: str | None) -> Decision:
         headers = {"Content-Type": content_type}
         if boarding_pass is not None:
             headers["Boarding-Pass"] = boarding_pass
         # Not repeatable: a decision may move the passenger's journey on (cleared, boarded).
-        return await self.transport.call("POST", "/v1/identify", Decision, content=image, headers=headers)
+        return await self.transport.call("POST", path, Decision, content=image, headers=headers)
+
+
+class BagDropClient(IdentifyClient):
+    """Self bag drop: proceed takes the passenger's bags (no journey step; immigration not needed)."""
+
+    kind = "bag_drop"
+
+    async def identify(self, image: bytes, *, content_type: str = "image/jpeg", bags: int | None = None,
+                       boarding_pass: str | None = None) -> Decision:
+        """``bags``: how many bags the passenger is dropping (0 to 9), recorded with the decision."""
+        path = "/v1/identify" if bags is None else f"/v1/identify?bags={int(bags)}"
+        return await self._identify(path, image, content_type, boarding_pass)
+
+
+class ESecurityGateClient(IdentifyClient, Enrols):
+    """e-Security Gate: airside entry before the e-channel; also enrols late (chip photo required).
+
+    ``enrol`` is the kiosk's request, sent by a passenger who skipped the kiosk."""
+
+    kind = "e_security_gate"
+    default_timeout = 30.0  # a late enrolment analyses several captures
 
 
 class EChannelClient(IdentifyClient):
@@ -137,5 +165,6 @@ class AdminClient(DeviceClient):
 
 
 CLIENTS: dict[str, type[DeviceClient]] = {
-    c.kind: c for c in (KioskClient, EChannelClient, LoungeClient, GateClient, AdminClient)
+    c.kind: c for c in (KioskClient, BagDropClient, ESecurityGateClient, EChannelClient, LoungeClient, GateClient,
+                        AdminClient)
 }

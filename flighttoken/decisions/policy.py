@@ -1,6 +1,9 @@
 """The touchpoint policy table: for each touchpoint kind, its threshold floor, its target FPIR, the
 gallery it searches, who belongs in its purpose gallery and what else its identify flow does. Adding
-a touchpoint kind is one entry here plus its journey rule (journey/rules.py ``JOURNEY_RULES``)."""
+a touchpoint kind is one entry here plus its journey rule (journey/rules.py ``JOURNEY_RULES``).
+
+The enrolment policy table (``ENROLMENT_POINTS``): which device kinds may enrol a passenger, and
+what each must send beyond the kiosk's request."""
 
 from __future__ import annotations
 
@@ -41,6 +44,11 @@ def _lounge_guest(t: Standing) -> bool:
     return t.lounge_eligible and past_immigration
 
 
+def _not_yet_cleared(t: Standing) -> bool:
+    # Security comes before the e-channel: the e-channel's people, and domestic ones (who never clear).
+    return t.state == TokenState.ENROLLED
+
+
 def _not_boarded(t: Standing) -> bool:
     # Enrolled international passengers stay in: the agent is told immigration_not_cleared at the
     # flight's own (small) size rather than a weaker answer from the stricter misuse search.
@@ -62,6 +70,8 @@ class TouchpointPolicy:
     """Refer a capture with a second face close behind (a one-person lane)."""
     shows_passenger: bool = False
     """Proceed carries the passenger's name, seat and flight (a boarding gate's agent screen)."""
+    reports_bags: bool = False
+    """The device reports the bags it takes (``POST /v1/identify?bags=N``); no other kind may."""
 
 
 def _decision_settings(kind: str) -> tuple[Callable[[Settings], float], Callable[[Settings], float]]:
@@ -75,4 +85,27 @@ TOUCHPOINTS: dict[DeviceKind, TouchpointPolicy] = {
     DeviceKind.LOUNGE: TouchpointPolicy(*_decision_settings("lounge"), Searches.WINDOWS, _lounge_guest),
     DeviceKind.GATE: TouchpointPolicy(*_decision_settings("gate"), Searches.FLIGHTS, _not_boarded,
                                       shows_passenger=True),
+    # Bag drop never needs immigration: everyone not yet boarded in the windows leaving soon. Families
+    # stand together at a bag drop, and it opens nothing: no tailgating refusal.
+    DeviceKind.BAG_DROP: TouchpointPolicy(*_decision_settings("bag_drop"), Searches.WINDOWS, _not_boarded,
+                                          reports_bags=True),
+    DeviceKind.E_SECURITY_GATE: TouchpointPolicy(*_decision_settings("e_security_gate"), Searches.WINDOWS,
+                                                 _not_yet_cleared, refuses_tailgating=True),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolmentPolicy:
+    """What a device kind must send to enrol (``POST /v1/enrolments``), beyond the kiosk's request.
+    Every kind enrols under the same rules (journey/enrolment.py): consent first, chip 1:1 when a
+    chip photo is sent, the duplicate-face check, the re-enrolment rules."""
+
+    requires_chip_photo: bool = False
+    """The document chip's face (DG2) is mandatory: no staffed desk saw the document (late enrolment)."""
+
+
+ENROLMENT_POINTS: dict[DeviceKind, EnrolmentPolicy] = {
+    DeviceKind.KIOSK: EnrolmentPolicy(),
+    # Late enrolment (tokens.enrolled_by records the kind; a flight's progress counts late_enrolled).
+    DeviceKind.E_SECURITY_GATE: EnrolmentPolicy(requires_chip_photo=True),
 }

@@ -42,6 +42,8 @@ async def rotate_key(conn: Connection, device: Device) -> str:
 DEMO_DEVICES: tuple[dict[str, str], ...] = (
     {"name": "demo-admin", "kind": DeviceKind.ADMIN},
     {"name": "demo-kiosk", "kind": DeviceKind.KIOSK, "terminal": "T1"},
+    {"name": "demo-bag-drop", "kind": DeviceKind.BAG_DROP, "terminal": "T1"},
+    {"name": "demo-e-security-gate", "kind": DeviceKind.E_SECURITY_GATE, "terminal": "T1"},
     {"name": "demo-e-channel", "kind": DeviceKind.E_CHANNEL, "terminal": "T1"},
     {"name": "demo-lounge", "kind": DeviceKind.LOUNGE, "terminal": "T1", "lounge_id": "L1"},
     {"name": "demo-gate-23", "kind": DeviceKind.GATE, "terminal": "T1", "gate": "23"},

@@ -105,3 +105,5 @@ class FlightProgress(msgspec.Struct):
     revoked: int
     referred: int
     referred_by_reason: dict[DecisionReason, int]
+    late_enrolled: int = 0
+    """Of ``enrolled``, those who enrolled late, at an e-Security Gate."""

@@ -174,6 +174,7 @@ async def progress_of(services: Services, flights: list[Flight]) -> list[FlightP
             boarded_biometric=c["boarded"] - c["boarded_manual"], boarded_manual=c["boarded_manual"],
             boarded_manual_by_reason=dict(sorted(manual[f.id].items())),
             opted_out=c["opted_out"], revoked=c["revoked"], referred=sum(refers[f.id].values()),
+            late_enrolled=c["late_enrolled"],
             referred_by_reason=dict(sorted(refers[f.id].items(), key=lambda kv: (-kv[1], kv[0])))))
     return out
 

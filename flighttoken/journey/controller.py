@@ -1,13 +1,17 @@
+"""The journey's HTTP routes: enrolment (kiosks, e-Security Gates) and identify (every touchpoint)."""
+
 from __future__ import annotations
+
+from typing import Annotated
 
 from litestar import Controller, Response, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import JSONBody, QueryParameter
 
-from flighttoken.decisions.policy import TOUCHPOINTS
+from flighttoken.decisions.policy import ENROLMENT_POINTS, TOUCHPOINTS
 from flighttoken.devices.auth import DeviceRequest, allow
 from flighttoken.devices.model import DeviceKind
-from flighttoken.errors import InvalidRequest
+from flighttoken.errors import InvalidRequest, Unprocessable
 from flighttoken.journey import enrolment, idempotency, identify, manual, pass_identify
 from flighttoken.journey.schemas import (
     Decision,
@@ -26,11 +30,12 @@ BOARDING_PASS_HEADER = "boarding-pass"
 class EnrolmentController(Controller):
     path = "/v1/enrolments"
     tags = ["journey"]
-    guards = [allow(DeviceKind.KIOSK)]
+    guards = [allow(*ENROLMENT_POINTS)]  # the kinds of the enrolment policy table
 
-    @post("/", summary="Enrol a passenger at a check-in kiosk",
+    @post("/", summary="Enrol a passenger at a check-in kiosk or (late) at an e-Security Gate",
           description="201 with a new token; 200 with the same token when this document is already "
-                      "enrolled on this flight. With an `Idempotency-Key` header (per device, 24 h), a "
+                      "enrolled on this flight. An e-Security Gate must send the chip photo (DG2): without "
+                      "it, 422 `chip_photo_required`. With an `Idempotency-Key` header (per device, 24 h), a "
                       "retry with the same body gets the first answer again and writes nothing; the same "
                       "key with another body is 422 `idempotency_key_reused`.",
           request_max_body_size=32 * 1024 * 1024)
@@ -53,18 +58,24 @@ class IdentifyController(Controller):
                       "Boarding-pass fallback: add the pass's barcode text (IATA BCBP, format M) in a "
                       "`Boarding-Pass` header; the face is then verified 1:1 against the token the pass "
                       "names (`no_token`, `face_mismatch`); a malformed pass is 422 `invalid_boarding_pass` "
-                      "naming the item (`field`).")
-    async def identify(self, request: DeviceRequest, services: NamedDependency[Services]) -> Decision:
+                      "naming the item (`field`). "
+                      "A bag drop may report the bags it takes (`bags`, 0 to 9), recorded with the "
+                      "decision; from any other touchpoint `bags` is 422 `bags_not_accepted`.")
+    async def identify(self, request: DeviceRequest, services: NamedDependency[Services],
+                       bags: Annotated[int | None, QueryParameter(
+                           description="bag drops only: bags the passenger is dropping (0-9)")] = None) -> Decision:
         # The frame is the raw body: no base64 or JSON to decode on the hot path.
         # Media types are case-insensitive and may carry parameters (RFC 9110 §8.3.1).
         if request.headers.get("content-type", "").split(";")[0].strip().lower() not in IMAGE_TYPES:
             raise InvalidRequest("send the frame as image/jpeg or image/png", code="unsupported_media_type",
                                  status=415)
+        _check_bags(request, bags)
         pass_text = request.headers.get(BOARDING_PASS_HEADER)
         if pass_text is None:
-            decision = await identify.identify(services, request.user, await request.body())
+            decision = await identify.identify(services, request.user, await request.body(), bags=bags)
         else:
-            decision = await pass_identify.identify_with_pass(services, request.user, await request.body(), pass_text)
+            decision = await pass_identify.identify_with_pass(services, request.user, await request.body(),
+                                                              pass_text, bags)
         record_decision(request, request.user.kind.value, decision.decision, decision.reason)
         return decision
 
@@ -88,3 +99,16 @@ class ManualBoardingController(Controller):
             return 201, await manual.board(services, request.user, data)
 
         return await idempotency.once(services, request, "manual_boarding", execute)
+
+
+MAX_BAGS = 9
+
+
+def _check_bags(request: DeviceRequest, bags: int | None) -> None:
+    """Before anything runs: a bag count only from a kind that reports bags, and within 0..9."""
+    if bags is None:
+        return
+    if not TOUCHPOINTS[request.user.kind].reports_bags:
+        raise Unprocessable(f"a {request.user.kind.value} does not report bags", code="bags_not_accepted")
+    if not 0 <= bags <= MAX_BAGS:
+        raise Unprocessable(f"bags must be 0 to {MAX_BAGS}", code="invalid_bags")

@@ -1,4 +1,6 @@
-"""Enrolment at the check-in kiosk: document + booking + consent + live face → a flight token.
+"""Enrolment at the check-in kiosk, or late at an e-Security Gate: document + booking + consent +
+live face → a flight token. The kinds that enrol, and what each must send, are the enrolment policy
+table (decisions/policy.py ``ENROLMENT_POINTS``); the rules below are the same for all.
 
 Order matters: everything that can refuse the request runs before anything is written, and the
 write is one transaction, so a refused enrolment leaves no trace but its audit event.
@@ -23,7 +25,7 @@ import structlog
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import flights as flight_q
 from flighttoken.db.queries import tokens as token_q
-from flighttoken.decisions.policy import Standing
+from flighttoken.decisions.policy import ENROLMENT_POINTS, Standing
 from flighttoken.devices.model import Device
 from flighttoken.errors import Conflict, NotFound, Unprocessable
 from flighttoken.journey.cover import screen_enrolment
@@ -58,6 +60,9 @@ async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> En
     actor = f"device:{device.id}"
     if req.consent is None:
         raise Unprocessable("record the passenger's consent before capture", code="consent_required")
+    if ENROLMENT_POINTS[device.kind].requires_chip_photo and req.chip_photo is None:
+        raise Unprocessable(f"a {device.kind.value} enrols only with the document chip's photo (DG2)",
+                            code="chip_photo_required")
     flight = await flight_q.by_id(pool, req.booking.flight_id)
     if flight is None:
         raise NotFound("no such flight", code="flight_not_found")
@@ -249,7 +254,8 @@ async def _store(vault: TemplateVault, conn, device: Device, req: EnrolmentReque
             conn, token_id=uuid.uuid4(), flight_id=flight_id, document_key=doc_key, document_type=doc.type,
             document_last4=doc.number[-4:], issuing_state=doc.issuing_state, nationality=doc.nationality,
             surname=doc.surname, given_names=doc.given_names, booking_reference=booking.booking_reference,
-            seat=booking.seat, lounge_eligible=booking.lounge_eligible, consent_id=consent_id)
+            seat=booking.seat, lounge_eligible=booking.lounge_eligible, consent_id=consent_id,
+            enrolled_by=device.kind.value)
         token_id, created, update = row["id"], True, True
         state, enrolled_at = row["state"], row["enrolled_at"]
     if update:

@@ -1,4 +1,5 @@
-"""Face-only decisions at e-channels, lounges and boarding gates: "who is this?" → proceed or refer.
+"""Face-only decisions at every touchpoint (bag drops, e-Security Gates, e-channels, lounges, boarding
+gates): "who is this?" → proceed or refer.
 
 Each touchpoint searches only its purpose galleries (galleries/purpose.py): the people it may admit
 now, on a gate's boarding flights or in the departure windows about to leave, at the threshold for
@@ -54,7 +55,9 @@ class Misuse:
     margin: float | None
 
 
-async def identify(services: Services, device: Device, image: bytes) -> Decision:
+async def identify(services: Services, device: Device, image: bytes, bags: int | None = None) -> Decision:
+    """One capture → proceed or refer. ``bags``: what a bag drop reports (the caller checked that
+    this kind reports bags, ``TouchpointPolicy.reports_bags``), recorded on the decision."""
     started = time.perf_counter()
     now = datetime.now(UTC)
     horizon = timedelta(seconds=services.settings.galleries.clearance_horizon_s)
@@ -78,7 +81,7 @@ async def identify(services: Services, device: Device, image: bytes) -> Decision
         match, misuse = await _match(services, device, policy, analysis.template.vector, gate_flights, now, horizon)
     # Watchlist screening (issues 5, 17): searched here, decided and recorded with the decision.
     hit = await screening.screen(services, device, analysis)
-    return await _conclude(services, device, match, misuse, hit, now, horizon, started)
+    return await _conclude(services, device, match, misuse, hit, now, horizon, started, bags)
 
 
 def _capture_refusal(policy: TouchpointPolicy, analysis) -> DecisionReason | None:
@@ -129,7 +132,7 @@ def _misuse_reason(device: Device, row, now: datetime, horizon: timedelta, refus
 
 async def _conclude(services: Services, device: Device, match: MatchOutcome, misuse: Misuse | None,
                     hit: WatchlistHit | None, now: datetime, horizon: timedelta, started: float,
-                    method: IdentifyMethod = IdentifyMethod.FACE) -> Decision:
+                    method: IdentifyMethod = IdentifyMethod.FACE, bags: int | None = None) -> Decision:
     # Two round trips and no transaction: read the token, apply the journey rules here, then write
     # the whole decision in one statement (db/queries/journey.py) that moves the token (or stamps a
     # lounge entry) only from the state read and not on hold, so a concurrent decision, hold or
@@ -166,7 +169,7 @@ async def _conclude(services: Services, device: Device, match: MatchOutcome, mis
             token_id=token_id if row is not None else None, reason=reason, transition=transition,
             lounge_entry=lounge_entry, audit_refusal=reason in _AUDITED_REFUSALS, score=score,
             margin=margin, latency_ms=latency_ms, referral=referral, channel=CHANNEL, origin=services.instance_id,
-            method=method.value)
+            method=method.value, bags=bags)
     if alert_id is not None:
         alerts.publish_soon(services, alert_id)
     reason = DecisionReason(reason)

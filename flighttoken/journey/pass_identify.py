@@ -34,7 +34,8 @@ from flighttoken.vocabulary import DecisionReason, IdentifyMethod
 from flighttoken.watchlist import screening
 
 
-async def identify_with_pass(services: Services, device: Device, image: bytes, pass_text: str) -> Decision:
+async def identify_with_pass(services: Services, device: Device, image: bytes, pass_text: str,
+                             bags: int | None = None) -> Decision:
     boarding_pass = bcbp.parse(pass_text)  # a malformed pass is a 422 before any face work
     started = time.perf_counter()
     now = datetime.now(UTC)
@@ -60,7 +61,7 @@ async def identify_with_pass(services: Services, device: Device, image: bytes, p
         match = await _verify(services, device, candidates, analysis.template.vector, boarding, now, horizon)
     hit = await screening.screen(services, device, analysis)
     return await _conclude(services, device, match, None, hit, now, horizon, started,
-                           method=IdentifyMethod.BOARDING_PASS)
+                           method=IdentifyMethod.BOARDING_PASS, bags=bags)
 
 
 async def _verify(services: Services, device: Device, candidates: list[PassToken], vector: np.ndarray,

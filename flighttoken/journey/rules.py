@@ -1,6 +1,7 @@
-"""The journey rules, as pure functions: ``check_journey`` applies the journey order (clear
-immigration, then lounge, then board) to the token a touchpoint matched. Each touchpoint kind of the
-policy table (decisions/policy.py) has its rule in ``JOURNEY_RULES``.
+"""The journey rules, as pure functions: ``check_journey`` applies the journey order (security,
+then immigration, then lounge, then board; bag drop any time before boarding) to the token a
+touchpoint matched. Each touchpoint kind of the policy table (decisions/policy.py) has its rule in
+``JOURNEY_RULES``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class Verdict:
     """'matched' to proceed; otherwise the refer reason."""
     transition: tuple[TokenState, TokenState] | None = None
     """(expected state, new state) to apply atomically when proceeding; the same state twice (a
-    lounge entry) moves nothing but still proceeds only if the token is in it, and not on hold."""
+    lounge entry, a bag drop, a security gate) moves nothing but still proceeds only if the token is
+    in it, and not on hold."""
     lounge_entry: bool = False
     """Proceeding stamps the token's lounge entry."""
 
@@ -92,10 +94,32 @@ def _gate(device: Device, token: TokenAtTouchpoint, now: datetime, horizon: time
     return Verdict(DecisionReason.MATCHED, (token.state, TokenState.BOARDED))
 
 
+def _bag_drop(device: Device, token: TokenAtTouchpoint, now: datetime, horizon: timedelta) -> Verdict:
+    # Never immigration: bags are dropped before the e-channel, or after it by a late passenger.
+    if token.state == TokenState.BOARDED:
+        return Verdict(DecisionReason.ALREADY_BOARDED)
+    if token.scheduled_departure - now > horizon:
+        return Verdict(DecisionReason.FLIGHT_NOT_IN_WINDOW)
+    return Verdict(DecisionReason.MATCHED, (token.state, token.state))
+
+
+def _e_security_gate(device: Device, token: TokenAtTouchpoint, now: datetime, horizon: timedelta) -> Verdict:
+    # Airside entry, before the e-channel: someone past immigration is already airside.
+    if token.state == TokenState.IMMIGRATION_CLEARED:
+        return Verdict(DecisionReason.ALREADY_CLEARED)
+    if token.state == TokenState.BOARDED:
+        return Verdict(DecisionReason.ALREADY_BOARDED)
+    if token.scheduled_departure - now > horizon:
+        return Verdict(DecisionReason.FLIGHT_NOT_IN_WINDOW)
+    return Verdict(DecisionReason.MATCHED, (TokenState.ENROLLED, TokenState.ENROLLED))
+
+
 Rule = Callable[[Device, TokenAtTouchpoint, datetime, timedelta], Verdict]
 # One per touchpoint kind of decisions/policy.py TOUCHPOINTS (tests/journey/test_vocabulary.py checks).
 JOURNEY_RULES: dict[DeviceKind, Rule] = {
     DeviceKind.E_CHANNEL: _e_channel,
     DeviceKind.LOUNGE: _lounge,
     DeviceKind.GATE: _gate,
+    DeviceKind.BAG_DROP: _bag_drop,
+    DeviceKind.E_SECURITY_GATE: _e_security_gate,
 }

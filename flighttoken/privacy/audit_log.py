@@ -48,7 +48,7 @@ def to_decision(row) -> DecisionEvent:
     return DecisionEvent(id=row["id"], at=row["at"], device=_device(row), touchpoint=row["touchpoint"],
                          flight_id=row["flight_id"], token_id=row["token_id"], decision=row["decision"],
                          reason=row["reason"], score=row["score"], margin=row["margin"], latency_ms=row["latency_ms"],
-                         method=row["method"])
+                         method=row["method"], bags=row["bags"])
 
 
 async def record_read(services: Services, device: Device, what: str, **filters: Any) -> None:

@@ -104,6 +104,8 @@ class DecisionEvent(msgspec.Struct):
     latency_ms: float
     method: IdentifyMethod = IdentifyMethod.FACE
     """How the passenger was identified: face-only, boarding pass + 1:1, or by hand."""
+    bags: int | None = None
+    """What a bag drop reported with the decision."""
 
 
 class DecisionPage(msgspec.Struct):

@@ -34,6 +34,9 @@ class DecisionSettings(Section, frozen=True):
     one face is a 1:1 decision, and no 1:N decision should be looser. From a few hundred faces up the
     gallery-size threshold is higher and sets the decision (0.40 before issue 19 raised the match
     FNIR at one flight's size from 1.9 % to 4.1 % on held-out folds, for no FPIR the target needed)."""
+    bag_drop_threshold: Cosine = 0.35
+    e_security_gate_threshold: Cosine = 0.35
+    """The bag drop's and the e-Security Gate's floors: the gate's, already at the 1:1 threshold."""
     impostor_tail_score_1e6: Cosine = 0.398
     """Score that one impostor comparison in a million reaches (bound on LFW, flip-averaged w600k_mbf)."""
     impostor_tail_decade: OpenShare = 0.055
@@ -43,6 +46,10 @@ class DecisionSettings(Section, frozen=True):
     e_channel_target_fpir: OpenShare = 0.001
     """Stricter at immigration: a doubtful match never opens the doors, the traveller sees an officer."""
     lounge_target_fpir: OpenShare = 0.003
+    bag_drop_target_fpir: OpenShare = 0.003
+    """A bag drop moves no one on: the gate's rate (a wrong accept tags a bag to the wrong booking)."""
+    e_security_gate_target_fpir: OpenShare = 0.003
+    """Airside entry; the e-channel and the gate still identify the passenger after it: the gate's rate."""
     decision_margin: float = 0.08
     """The best candidate must beat the second best by this much, or the passenger is referred."""
     duplicate_threshold: float = 0.45
@@ -86,7 +93,7 @@ class GallerySettings(Section, frozen=True):
     """Threads for a start-up rebuild; 0 means every core."""
 
 
-WATCHLIST_TOUCHPOINT_KINDS = ("kiosk", "e_channel", "lounge", "gate")
+WATCHLIST_TOUCHPOINT_KINDS = ("kiosk", "bag_drop", "e_security_gate", "e_channel", "lounge", "gate")
 
 
 class WatchlistSettings(Section, frozen=True):
@@ -97,7 +104,8 @@ class WatchlistSettings(Section, frozen=True):
     threshold for a 1 % alarm budget on a 420-person list (``make bench-accuracy``), lower than the
     passengers' thresholds, accepting more alarms (an officer reviews each one)."""
     watchlist_touchpoints: str = "e_channel"
-    """Comma list of device kinds whose captures are screened: e_channel, lounge, gate, kiosk."""
+    """Comma list of device kinds whose captures are screened: e_channel, lounge, gate, kiosk, bag_drop,
+    e_security_gate (its late enrolments too)."""
     secondary_referral_share: Share = 0.01
     """Share of passengers who would proceed at a screened touchpoint (or enrol at a screened kiosk)
     who are referred to an officer and held at random, drawn with a CSPRNG: the cover that makes a

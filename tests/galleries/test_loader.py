@@ -106,11 +106,12 @@ async def test_rebuild_loads_every_template_into_exhaustive_flights_and_sharded_
     assert report.graph_shards == 3  # 600 window labels in shards of 256; the 50-face window has none
     assert report.seconds >= report.build_s >= 0
     assert services.galleries.params == GalleryParams.from_settings(services.settings)
-    # Every token is enrolled for an international flight: all in the e-channel's and the gates'
-    # purpose galleries, none yet in the lounges'.
+    # Every token is enrolled for an international flight: all in the e-channel's, the gates', the bag
+    # drops' and the security gates' purpose galleries, none yet in the lounges'.
     flights = [150, 150, 150, 150, 50]
     assert services.galleries.sizes_by_kind() == {"flight": flights, "window": [600, 50],
-                                                  "e_channel": [600, 50], "lounge": [], "gate": flights}
+                                                  "e_channel": [600, 50], "lounge": [], "gate": flights,
+                                                  "bag_drop": [600, 50], "e_security_gate": [600, 50]}
 
     probes = unit(world.vectors + 0.9 * world.rng.standard_normal(world.vectors.shape) / np.sqrt(DIM))
     for i in range(0, 600, 5):

@@ -17,6 +17,7 @@ from flighttoken.galleries.registry import GalleryRegistry
 from flighttoken.vocabulary import DeviceKind, TokenState
 
 E, L, G = DeviceKind.E_CHANNEL, DeviceKind.LOUNGE, DeviceKind.GATE
+B, S = DeviceKind.BAG_DROP, DeviceKind.E_SECURITY_GATE
 ENROLLED, CLEARED, BOARDED = TokenState.ENROLLED, TokenState.IMMIGRATION_CLEARED, TokenState.BOARDED
 WINDOW = datetime(2026, 11, 23, 8, tzinfo=UTC)
 FLIGHT = uuid.uuid4()
@@ -27,12 +28,13 @@ def admitted(state: TokenState, international: bool, lounge: bool) -> set[Device
 
 
 @pytest.mark.parametrize(("state", "international", "lounge", "expected"), [
-    (ENROLLED, True, True, {E, G}),  # not yet cleared: the e-channel, and the gate (to be told to clear)
-    (ENROLLED, True, False, {E, G}),
-    (CLEARED, True, True, {L, G}),
-    (CLEARED, True, False, {G}),
-    (ENROLLED, False, True, {L, G}),  # domestic: no immigration, straight to the lounge
-    (ENROLLED, False, False, {G}),
+    # Not yet cleared: security, the e-channel, and the gate (to be told to clear); bag drop until boarded.
+    (ENROLLED, True, True, {S, E, G, B}),
+    (ENROLLED, True, False, {S, E, G, B}),
+    (CLEARED, True, True, {L, G, B}),  # airside already: no security gate
+    (CLEARED, True, False, {G, B}),
+    (ENROLLED, False, True, {S, L, G, B}),  # domestic: no immigration, straight to the lounge
+    (ENROLLED, False, False, {S, G, B}),
     (BOARDED, True, True, set()),  # boarded: only the misuse search still finds them
     (BOARDED, False, True, set()),
 ])
@@ -50,7 +52,8 @@ def test_every_touchpoint_has_a_membership_rule_and_ended_tokens_are_in_none() -
 
 
 def test_places_key_gates_by_flight_and_the_rest_by_window() -> None:
-    assert places((FLIGHT, WINDOW), Standing(ENROLLED, True, True)) == {(E, WINDOW), (G, FLIGHT)}
+    assert places((FLIGHT, WINDOW), Standing(ENROLLED, True, True)) == {(E, WINDOW), (G, FLIGHT), (B, WINDOW),
+                                                                        (S, WINDOW)}
     assert places((FLIGHT, WINDOW), None) == set()
 
 
@@ -70,7 +73,7 @@ async def test_restate_moves_a_token_from_memory_and_wipes_the_gallery_it_leaves
     row = e_channel._store.id_labels[str(ids[0])]
 
     assert await reg.restate(ids[0], Standing(CLEARED, True, True))
-    assert reg.purposes(ids[0]) == {L, G}
+    assert reg.purposes(ids[0]) == {L, G, B}
     assert reg.purpose_size(E, [WINDOW]) == 19
     assert not np.any(e_channel._store.vectors[row]), "a face that left must be overwritten"
     [hit] = await reg.search_purpose(L, [WINDOW], vectors[0], k=1)
@@ -90,7 +93,7 @@ async def test_restate_leaves_a_newer_standing_alone_and_unknown_tokens_alone() 
     await reg.add(t, FLIGHT, WINDOW, v, Standing(CLEARED, True, True))
     stale = Standing(ENROLLED, True, True)
     assert not await reg.restate(t, stale, unless_changed_from=stale)
-    assert reg.purposes(t) == {L, G}
+    assert reg.purposes(t) == {L, G, B}
 
 
 async def test_removal_flight_drops_and_window_moves_follow_purpose_galleries() -> None:
@@ -109,7 +112,8 @@ async def test_removal_flight_drops_and_window_moves_follow_purpose_galleries() 
     gate = reg._purpose[G][FLIGHT]
     assert await reg.drop_flight(FLIGHT) == 2
     assert len(gate) == 0 and FLIGHT not in reg._purpose[G] and later not in reg._purpose[E]
-    assert reg.sizes_by_kind() == {"flight": [1], "window": [1], "e_channel": [1], "lounge": [], "gate": [1]}
+    assert reg.sizes_by_kind() == {"flight": [1], "window": [1], "e_channel": [1], "lounge": [], "gate": [1],
+                                   "bag_drop": [1], "e_security_gate": [1]}
 
 
 def test_bulk_build_places_like_the_registry() -> None:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import cast
 
+import asyncpg
 import pytest
 
 from flighttoken.db.migrate import apply_migrations
@@ -154,6 +155,36 @@ async def test_a_lounge_entry_for_a_token_revoked_or_held_since_it_was_read_is_s
     assert reason == "state_changed"
     assert (await _token_row(db.pool, token))["last_lounge_at"] is None
     assert (await _event(db.pool, event_id))["decision"] == "refer"
+
+
+@pytest.mark.parametrize("state, on_hold, expected", [
+    ("enrolled", False, "matched"), ("enrolled", True, "state_changed"), ("boarded", False, "state_changed")])
+async def test_a_bag_drop_moves_nothing_records_its_bags_and_never_admits_a_token_held_or_moved_since(
+        db, state: str, on_hold: bool, expected: str) -> None:
+    kiosk = await _device(db.pool, DeviceKind.KIOSK)
+    bag_drop = await _device(db.pool, DeviceKind.BAG_DROP)
+    flight = await _flight(db.pool, state=FlightState.SCHEDULED)
+    token = await _token(db.pool, flight, kiosk, state=state, on_hold=on_hold)
+    before = await _token_row(db.pool, token)
+    event_id, reason, _ = await journey_q.record_decision(
+        db.pool, device_id=bag_drop.id, touchpoint="bag_drop", flight_id=flight.id, token_id=token, reason="matched",
+        transition=("enrolled", "enrolled"), lounge_entry=False, audit_refusal=False, score=0.6, margin=None,
+        latency_ms=1.0, bags=3)
+    assert reason == expected
+    assert await _token_row(db.pool, token) == before
+    event = await _event(db.pool, event_id)
+    assert (event["decision"], event["bags"]) == ("proceed" if expected == "matched" else "refer", 3)
+
+
+async def test_only_a_bag_drop_event_carries_bags(db) -> None:
+    kiosk = await _device(db.pool, DeviceKind.KIOSK)
+    gate = await _device(db.pool, DeviceKind.GATE, gate="23")
+    token = await _token(db.pool, await _flight(db.pool), kiosk)
+    with pytest.raises(asyncpg.CheckViolationError):
+        await journey_q.record_decision(
+            db.pool, device_id=gate.id, touchpoint="gate", flight_id=None, token_id=token, reason="no_match",
+            transition=None, lounge_entry=False, audit_refusal=False, score=None, margin=None, latency_ms=1.0,
+            bags=1)
 
 
 async def test_a_lounge_entry_without_the_state_it_was_decided_on_is_refused(db) -> None:

@@ -109,11 +109,12 @@ async def test_a_cleared_passenger_moves_from_the_e_channel_gallery_to_the_loung
         world: TwoInstances) -> None:
     p = world.on_a[0]
     for svc in (world.a, world.b):
-        assert svc.services.galleries.purposes(p.token_id) == {DeviceKind.E_CHANNEL, DeviceKind.GATE}
+        assert svc.services.galleries.purposes(p.token_id) == {DeviceKind.E_CHANNEL, DeviceKind.GATE,
+                                                               DeviceKind.BAG_DROP, DeviceKind.E_SECURITY_GATE}
     async with world.a.client(world.keys["e_channel"]) as e_channel:
         d = await j.identify(e_channel, p.probes[0])
     assert (d["decision"], d["token_id"]) == ("proceed", str(p.token_id))
-    moved = {DeviceKind.LOUNGE, DeviceKind.GATE}
+    moved = {DeviceKind.LOUNGE, DeviceKind.GATE, DeviceKind.BAG_DROP}
     assert world.a.services.galleries.purposes(p.token_id) == moved  # at once where it was decided
     await within(PROPAGATION_S, lambda: world.b.services.galleries.purposes(p.token_id) == moved)
     async with world.b.client(world.keys["lounge"]) as lounge:

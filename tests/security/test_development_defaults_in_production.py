@@ -227,8 +227,10 @@ def test_demo_keys_reach_the_terminal_never_the_json_log(tmp_path: Path, databas
     env = _env(tmp_path, database_url, FLIGHTTOKEN_MODE="development")
     with _serving(tmp_path, env, "--demo") as run:
         keys = {line.split()[1]: line.split()[-1] for line in run.stdout().splitlines()
-                if line.strip().startswith(("admin ", "kiosk ", "e_channel ", "lounge ", "gate "))}
-        assert set(keys) == {"demo-admin", "demo-kiosk", "demo-e-channel", "demo-lounge", "demo-gate-23"}
+                if line.strip().startswith(("admin ", "kiosk ", "bag_drop ", "e_security_gate ", "e_channel ",
+                                                     "lounge ", "gate "))}
+        assert set(keys) == {"demo-admin", "demo-kiosk", "demo-bag-drop", "demo-e-security-gate", "demo-e-channel",
+                             "demo-lounge", "demo-gate-23"}
         # A real key, not a decoy: the printed admin key is the one the service accepts.
         r = httpx.get(f"{run.url}/v1/devices", headers={"Authorization": f"Bearer {keys['demo-admin']}"})
         assert r.status_code == 200

@@ -171,7 +171,7 @@ async def test_a_cleared_face_leaves_the_e_channel_gallery_overwritten_at_once(w
                 break
     assert d["decision"] == "proceed", d
     assert nowhere([e_channel_g], vectors) == {}
-    assert reg.purposes(uuid.UUID(p.token_id)) == {DeviceKind.LOUNGE, DeviceKind.GATE}
+    assert reg.purposes(uuid.UUID(p.token_id)) == {DeviceKind.LOUNGE, DeviceKind.GATE, DeviceKind.BAG_DROP}
 
 
 async def test_a_purged_flight_leaves_no_face_in_memory_even_in_its_dropped_gallery(world: LingerWorld) -> None:

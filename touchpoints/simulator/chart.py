@@ -10,7 +10,8 @@ import numpy as np
 
 from touchpoints.simulator.recorder import EXPECT_PROCEED, IDENTIFY_TOUCHPOINTS, Obs
 
-COLOURS = {"kiosk": "#7f7f7f", "e_channel": "#1f77b4", "lounge": "#2ca02c", "gate": "#d62728"}
+COLOURS = {"kiosk": "#7f7f7f", "bag_drop": "#8c564b", "e_security_gate": "#9467bd", "e_channel": "#1f77b4",
+           "lounge": "#2ca02c", "gate": "#d62728"}
 MAX_POINTS = 20_000
 
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
-IDENTIFY_TOUCHPOINTS = ("e_channel", "lounge", "gate")
+IDENTIFY_TOUCHPOINTS = ("bag_drop", "e_security_gate", "e_channel", "lounge", "gate")
 # Purposes whose correct answer is "proceed"; every other identify purpose must be refused.
 EXPECT_PROCEED = frozenset({"journey", "retry"})
 

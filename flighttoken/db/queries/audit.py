@@ -62,7 +62,8 @@ async def list_decisions(conn: Executor, *, flight_id: uuid.UUID | None,
     """Touchpoint decisions (journey events) in id order, with the device that made them."""
     return await conn.fetch(
         "SELECT j.id, j.at, j.touchpoint, j.flight_id, j.token_id, j.decision, j.reason, j.score, j.margin,"
-        f" j.latency_ms, j.method, {_DEVICE_COLUMNS} FROM journey_events j LEFT JOIN devices d ON d.id = j.device_id"
+        f" j.latency_ms, j.method, j.bags, {_DEVICE_COLUMNS}"
+        " FROM journey_events j LEFT JOIN devices d ON d.id = j.device_id"
         " WHERE j.id > $1 AND ($2::uuid IS NULL OR j.flight_id = $2) AND ($3::uuid IS NULL OR j.device_id = $3)"
         " AND ($4::timestamptz IS NULL OR j.at >= $4) AND ($5::timestamptz IS NULL OR j.at < $5)"
         " AND ($6::text IS NULL OR j.decision = $6) AND ($7::text IS NULL OR j.reason = $7)"

@@ -30,8 +30,9 @@ WITH moved AS (
         cleared_at = CASE WHEN $5::text = 'immigration_cleared' THEN now() ELSE cleared_at END,
         boarded_at = CASE WHEN $5::text = 'boarded' THEN now() ELSE boarded_at END,
         last_lounge_at = CASE WHEN $6::boolean THEN now() ELSE last_lounge_at END
-    WHERE id = $4::uuid
-      AND state = $7::text AND NOT on_hold AND ($5::text IS NOT NULL OR $6::boolean)
+    -- The same state twice without a lounge entry (a bag drop, a security gate) rewrites nothing
+    -- but still proceeds only from the state read and not on hold.
+    WHERE id = $4::uuid AND state = $7::text AND NOT on_hold
     RETURNING id
 ), outcome AS (
     SELECT CASE WHEN $7::text IS NOT NULL AND NOT EXISTS (SELECT FROM moved) THEN 'state_changed'
@@ -77,11 +78,11 @@ WITH moved AS (
     FROM alert
 )
 INSERT INTO journey_events (device_id, touchpoint, flight_id, token_id, decision, reason, score, margin, latency_ms,
-                            method)
+                            method, bags)
 SELECT $1::uuid, $2::text, $3::uuid,
        CASE WHEN o.reason = 'matched' OR $9::boolean THEN $4::uuid END,
        CASE WHEN o.reason = 'matched' THEN 'proceed' ELSE 'refer' END,
-       o.reason, $10::real, $11::real, $12::real, $24::text
+       o.reason, $10::real, $11::real, $12::real, $24::text, $25::smallint
 FROM outcome o
 -- ``notified`` and ``moved_notified`` are plain SELECTs: they run only because they are read here.
 RETURNING id, reason, (SELECT id FROM alert) AS alert_id, (SELECT count(*) FROM notified) AS notified,
@@ -108,10 +109,12 @@ async def record_decision(conn: Executor, *, device_id: uuid.UUID, touchpoint: s
                           token_id: uuid.UUID | None, reason: str, transition: tuple[str, str] | None,
                           lounge_entry: bool, audit_refusal: bool, score: float | None, margin: float | None,
                           latency_ms: float, referral: Referral | None = None, channel: str = "",
-                          origin: str = "", method: str = "face") -> tuple[int, str, int | None]:
+                          origin: str = "", method: str = "face",
+                          bags: int | None = None) -> tuple[int, str, int | None]:
     """Write one decision; returns (journey event id, final reason, alert id or None). ``reason``
     is the decision before the write: ``matched`` proceeds unless ``transition`` (expected state,
-    new state; the same state twice for a lounge entry) no longer applies. ``audit_refusal`` adds
+    new state; the same state twice for a lounge entry or a check that moves nothing) no longer
+    applies. ``bags``: what a bag drop reported, kept on the event. ``audit_refusal`` adds
     the audit row (and keeps the token on the event). ``referral`` adds the alert, the hold and the
     authority's audit row. With a sync ``channel`` (and this instance's ``origin``), a state change
     is announced to the other instances by the same statement. ``method`` is how the passenger was
@@ -125,7 +128,7 @@ async def record_decision(conn: Executor, *, device_id: uuid.UUID, touchpoint: s
     row = one(await conn.fetchrow(_RECORD_DECISION, device_id, touchpoint, flight_id, token_id, new_state,
                                   lounge_entry, expected, reason, audit_refusal, score, margin, latency_ms,
                                   r.kind or None, r.subject_id, r.score, r.terminal, r.gate, r.lounge_id,
-                                  r.hold_token_id, r.channel, r.origin, channel, origin, method))
+                                  r.hold_token_id, r.channel, r.origin, channel, origin, method, bags))
     return row["id"], row["reason"], row["alert_id"]
 
 

@@ -18,6 +18,7 @@ from flighttoken.vocabulary import DecisionReason
 _PROGRESS = """
     SELECT flight_id,
            count(*) FILTER (WHERE state <> 'revoked') AS enrolled,
+           count(*) FILTER (WHERE state <> 'revoked' AND enrolled_by = 'e_security_gate') AS late_enrolled,
            count(*) FILTER (WHERE cleared_at IS NOT NULL AND state <> 'revoked') AS immigration_cleared,
            count(*) FILTER (WHERE last_lounge_at IS NOT NULL AND boarded_at IS NULL
                             AND state = 'immigration_cleared') AS in_lounge,
@@ -30,8 +31,8 @@ _PROGRESS = """
            count(*) FILTER (WHERE state = 'revoked') AS revoked
     FROM tokens WHERE flight_id = ANY($1::uuid[]) GROUP BY flight_id"""
 
-PROGRESS_FIELDS = ("enrolled", "immigration_cleared", "in_lounge", "boarded", "boarded_manual", "opted_out",
-                   "revoked")
+PROGRESS_FIELDS = ("enrolled", "late_enrolled", "immigration_cleared", "in_lounge", "boarded", "boarded_manual",
+                   "opted_out", "revoked")
 
 
 async def progress(conn: Executor, flight_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:

@@ -42,13 +42,14 @@ async def by_document(conn: Executor, flight_id: uuid.UUID, document_key: bytes)
 async def insert_token(conn: Executor, *, token_id: uuid.UUID, flight_id: uuid.UUID, document_key: bytes,
                        document_type: str, document_last4: str, issuing_state: str, nationality: str,
                        surname: str, given_names: str, booking_reference: str, seat: str | None,
-                       lounge_eligible: bool, consent_id: uuid.UUID) -> asyncpg.Record:
+                       lounge_eligible: bool, consent_id: uuid.UUID, enrolled_by: str = "kiosk") -> asyncpg.Record:
+    """``enrolled_by``: the kind of device that created the token (an e-Security Gate: late enrolment)."""
     return one(await conn.fetchrow(
         "INSERT INTO tokens (id, flight_id, document_key, document_type, document_last4, issuing_state,"
-        " nationality, surname, given_names, booking_reference, seat, lounge_eligible, consent_id)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id, state, enrolled_at",
+        " nationality, surname, given_names, booking_reference, seat, lounge_eligible, consent_id, enrolled_by)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id, state, enrolled_at",
         token_id, flight_id, document_key, document_type, document_last4, issuing_state, nationality, surname,
-        given_names, booking_reference, seat, lounge_eligible, consent_id))
+        given_names, booking_reference, seat, lounge_eligible, consent_id, enrolled_by))
 
 
 async def refresh_booking(conn: Executor, token_id: uuid.UUID, *, seat: str | None, lounge_eligible: bool,

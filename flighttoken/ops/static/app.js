@@ -17,7 +17,10 @@
     not_a_touchpoint: "Not a touchpoint", state_changed: "State changed",
     no_token: "Boarding pass names no token", face_mismatch: "Face does not match boarding pass",
   };
-  const TOUCHPOINT_WORDS = { e_channel: "Immigration e-channel", lounge: "Lounge", gate: "Boarding gate" };
+  const TOUCHPOINT_WORDS = {
+    bag_drop: "Bag drop", e_security_gate: "e-Security Gate", e_channel: "Immigration e-channel", lounge: "Lounge",
+    gate: "Boarding gate",
+  };
   // Why a gate agent boarded someone by hand (POST /v1/manual-boardings): boarded_manual_by_reason.
   const MANUAL_BOARDING_WORDS = {
     face_not_recognised: "Face not recognised", capture_refused: "Camera declined", no_token_face: "No face on token",
@@ -167,6 +170,7 @@
         count("enrolled", "enrolled", f.enrolled),
         count("expected", f.booked == null ? "expected (no manifest)" : "booked", f.expected)),
       el("div", { class: "details" },
+        el("span", { "data-field": "late_enrolled", text: `Late enrolled ${f.late_enrolled ?? 0}` }),
         el("span", { "data-field": "immigration_cleared", text: `Cleared ${f.immigration_cleared}` }),
         el("span", { "data-field": "in_lounge", text: `In lounge ${f.in_lounge}` }),
         el("span", { "data-field": "referred", class: f.referred ? "warn" : "",
