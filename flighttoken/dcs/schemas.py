@@ -10,7 +10,7 @@ import msgspec
 
 from flighttoken.vocabulary import DcsEvent
 
-WebhookUrl = Annotated[str, msgspec.Meta(min_length=10, max_length=2048, pattern=r"^https?://[^\s]+$",
+WebhookUrl = Annotated[str, msgspec.Meta(min_length=10, max_length=2048, pattern=r"^\S+$",
                                          examples=["https://dcs.example-airline.com/flighttoken"])]
 
 

@@ -54,6 +54,7 @@ async def put(services: Services, actor: Device, airline: str, config: WebhookCo
     check_airline(airline)
     url = check_url(services, config.url)
     async with services.db().acquire() as conn, conn.transaction():
+        await q.lock_airline(conn, airline)
         exists = await q.webhook(conn, airline) is not None
         secret, wrapped = (new_secret(services.vault.master, airline) if config.rotate_secret or not exists
                            else (None, None))

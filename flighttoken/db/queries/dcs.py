@@ -19,14 +19,22 @@ from flighttoken.db.connection import Executor
 
 async def upsert_webhook(conn: Executor, airline: str, url: str, kek_id: str | None,
                          wrapped: bytes | None) -> asyncpg.Record:
-    """Set the URL; a new secret only when given (a new webhook always brings one)."""
+    """Set the URL, and the secret when given (a new webhook always brings one). The caller holds
+    :func:`lock_airline`, so "is there one already" cannot change under it."""
+    returning = " RETURNING airline, url, created_at, updated_at"
+    if kek_id is None or wrapped is None:
+        return await conn.fetchrow("UPDATE dcs_webhooks SET url = $2, updated_at = now() WHERE airline = $1"
+                                   + returning, airline, url)
     return await conn.fetchrow(
         "INSERT INTO dcs_webhooks (airline, url, secret_kek_id, secret_wrapped) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (airline) DO UPDATE SET url = EXCLUDED.url, updated_at = now(),"
-        "   secret_kek_id = coalesce($3, dcs_webhooks.secret_kek_id),"
-        "   secret_wrapped = coalesce($4, dcs_webhooks.secret_wrapped)"
-        " RETURNING airline, url, created_at, updated_at, (xmax = 0) AS created",
+        "   secret_kek_id = EXCLUDED.secret_kek_id, secret_wrapped = EXCLUDED.secret_wrapped" + returning,
         airline, url, kek_id, wrapped)
+
+
+async def lock_airline(conn: Executor, airline: str) -> None:
+    """Serialise webhook changes of one airline until the transaction ends (the row may not exist yet)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('dcs_webhook:' || $1))", airline)
 
 
 async def webhook(conn: Executor, airline: str) -> asyncpg.Record | None:
