@@ -54,8 +54,10 @@ async def opt_out(services: Services, device: Device, req: OptOutRequest) -> Opt
             deleted, revoked = ended.template_token_ids(), ended.token_ids()
             await q.withdraw_consents(conn, doc_key, sorted({t["flight_id"] for t in tokens}))
             await publish(conn, services.instance_id, "tokens_removed", token_ids=ids)
-            # Each airline's DCS hears of its passenger's withdrawal in this same transaction.
-            await outbox.enqueue_token_events(conn, ids, DcsEvent.PASSENGER_OPTED_OUT, {"channel": channel})
+            # Each airline's DCS hears of its passenger's withdrawal in this same transaction; a repeated
+            # opt-out changes nothing and sends nothing.
+            if changed := sorted(revoked | deleted):
+                await outbox.enqueue_token_events(conn, changed, DcsEvent.PASSENGER_OPTED_OUT, {"channel": channel})
             for t in tokens:
                 await audit.record(conn, actor=actor, action="token.opt_out", outcome="ok", flight_id=t["flight_id"],
                                    token_id=t["id"], detail={"channel": channel, "revoked": t["id"] in revoked,
