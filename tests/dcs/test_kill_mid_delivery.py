@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flighttoken.crypto import MasterKey, generate_master_key
+from flighttoken.crypto import MasterKey, WrappedKey, generate_master_key
 from flighttoken.db.pool import create_pool
 from flighttoken.db.queries import dcs as q
 from flighttoken.dcs import outbox, signing
@@ -25,10 +25,11 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 4.0
 DELIVERY_S = 30.0  # a loaded machine: the lease, a poll and a start-up
+KEY = generate_master_key()  # the module's database: its key store's keys are wrapped under it
 
 
 async def test_an_event_claimed_by_a_killed_instance_is_delivered_by_another(make_service) -> None:
-    key = generate_master_key()
+    key = KEY
     settings = make_service.settings(master_key=key, dcs_lease_s=LEASE_S, dcs_timeout_s=2.0,
                                      dcs_delivery_interval_s=0.1)
     async with make_service(settings):
@@ -67,5 +68,26 @@ async def test_an_event_claimed_by_a_killed_instance_is_delivered_by_another(mak
                         break
                     await asyncio.sleep(0.05)
                 assert (row["status"], row["attempts"]) == ("delivered", 2)
+    finally:
+        await pool.close()
+
+
+async def test_master_key_rotation_rewraps_webhook_secrets_and_they_still_sign(make_service) -> None:
+    old_entry, new_entry = KEY, generate_master_key("kek-new")
+    settings = make_service.settings(master_key=old_entry)
+    async with make_service(settings):
+        pass  # migrations applied
+    pool = await create_pool(settings.database.database_url, settings)
+    try:
+        secret, wrapped = signing.new_secret(MasterKey.parse(old_entry), "RT")
+        await q.upsert_webhook(pool, "RT", "https://dcs.example.com/rt", wrapped.kek_id, wrapped.wrapped)
+        rewrapped, unreadable = await signing.rewrap_secrets(pool, MasterKey.parse(f"{new_entry},{old_entry}"))
+        assert rewrapped == await pool.fetchval("SELECT count(*) FROM dcs_webhooks") and unreadable == 0
+        row = await pool.fetchrow("SELECT secret_kek_id, secret_wrapped FROM dcs_webhooks WHERE airline = 'RT'")
+        assert row["secret_kek_id"] == "kek-new"
+        # The old master key can go: the same secret opens under the new one alone.
+        only_new = MasterKey.parse(new_entry)
+        assert signing.unwrap_secret(only_new, "RT", WrappedKey(row["secret_kek_id"], row["secret_wrapped"])) == secret
+        assert await signing.rewrap_secrets(pool, only_new) == (0, 0)  # nothing left to do
     finally:
         await pool.close()

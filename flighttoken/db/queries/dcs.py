@@ -42,6 +42,18 @@ async def webhook(conn: Executor, airline: str) -> asyncpg.Record | None:
                                airline)
 
 
+async def secrets_to_rewrap(conn: Executor, current_kek: str) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT airline, secret_kek_id, secret_wrapped FROM dcs_webhooks"
+                            " WHERE secret_kek_id <> $1", current_kek)
+
+
+async def replace_secret(conn: Executor, airline: str, old_wrapped: bytes, kek_id: str, wrapped: bytes) -> bool:
+    """Swap the wrapping of the same secret, only if it is unchanged since read (no rotate-secret raced)."""
+    return await conn.fetchval(
+        "UPDATE dcs_webhooks SET secret_kek_id = $3, secret_wrapped = $4 WHERE airline = $1 AND secret_wrapped = $2"
+        " RETURNING true", airline, old_wrapped, kek_id, wrapped) is not None
+
+
 async def delete_webhook(conn: Executor, airline: str) -> bool:
     return await conn.fetchval("DELETE FROM dcs_webhooks WHERE airline = $1 RETURNING true", airline) is not None
 
