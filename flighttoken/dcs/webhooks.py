@@ -36,9 +36,14 @@ def check_airline(airline: str) -> str:
 
 
 def check_url(services: Services, url: str) -> str:
-    parts = urlsplit(url)
     allowed = ("https",) if services.settings.production else ("https", "http")
-    if parts.scheme not in allowed or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a bad port raises here, not at the first delivery
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if host is None or parts.scheme not in allowed:
         raise InvalidRequest(f"the webhook URL must be {' or '.join(allowed)} with a host", code="invalid_webhook_url")
     if parts.username or parts.password:
         # Credentials in a URL would be stored and shown in clear; the signature authenticates us.

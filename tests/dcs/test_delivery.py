@@ -91,7 +91,8 @@ async def test_the_secret_is_shown_once_and_only_admins_set_webhooks(world: DcsW
     async with svc.client(world.keys["admin"]) as admin:
         r = await admin.get("/v1/airlines/CX/webhook")
         assert r.status_code == 200 and r.json()["secret"] is None and r.json()["url"] == world.cx.url
-        for bad in ("ftp://dcs.example.com/x", "http://user:pw@dcs.example.com/x"):
+        for bad in ("ftp://dcs.example.com/x", "http://user:pw@dcs.example.com/x", "http://[::1/x",
+                    "https://dcs.example.com:99999/x"):
             r = await admin.put("/v1/airlines/QF/webhook", json={"url": bad})
             assert (r.status_code, r.json()["code"]) == (400, "invalid_webhook_url")
         r = await admin.put("/v1/airlines/cx!/webhook", json={"url": world.cx.url})
