@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import asyncpg
 
-from flighttoken.db.connection import Executor
+from flighttoken.db.connection import Executor, one
 
 # ---- webhooks ---------------------------------------------------------------------------------------
 
@@ -23,13 +23,13 @@ async def upsert_webhook(conn: Executor, airline: str, url: str, kek_id: str | N
     :func:`lock_airline`, so "is there one already" cannot change under it."""
     returning = " RETURNING airline, url, created_at, updated_at"
     if kek_id is None or wrapped is None:
-        return await conn.fetchrow("UPDATE dcs_webhooks SET url = $2, updated_at = now() WHERE airline = $1"
-                                   + returning, airline, url)
-    return await conn.fetchrow(
+        return one(await conn.fetchrow("UPDATE dcs_webhooks SET url = $2, updated_at = now() WHERE airline = $1"
+                                       + returning, airline, url))
+    return one(await conn.fetchrow(
         "INSERT INTO dcs_webhooks (airline, url, secret_kek_id, secret_wrapped) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (airline) DO UPDATE SET url = EXCLUDED.url, updated_at = now(),"
         "   secret_kek_id = EXCLUDED.secret_kek_id, secret_wrapped = EXCLUDED.secret_wrapped" + returning,
-        airline, url, kek_id, wrapped)
+        airline, url, kek_id, wrapped))
 
 
 async def lock_airline(conn: Executor, airline: str) -> None:
