@@ -20,6 +20,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from flighttoken import __version__
 from flighttoken.admin.controller import DeviceController, TokenController
+from flighttoken.dcs.controller import DeadLetterController, WebhookController
 from flighttoken.devices.auth import (
     AUTHORITY_KINDS,
     PUBLIC_KINDS,
@@ -76,7 +77,8 @@ def create_app(settings: Settings, *, engine: Any = None, demo: bool = False) ->
         route_handlers=[HealthController, FlightController, EnrolmentController, IdentifyController,
                         ManualBoardingController, StaffHoldController,
                         TokenController, DeviceController, OpsPageController, OpsApiController, MetricsController,
-                        OptOutController, PurgeReceiptController, AuditController],
+                        OptOutController, PurgeReceiptController, AuditController, WebhookController,
+                        DeadLetterController],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers={Exception: exception_to_problem},
         guards=[require_device],

@@ -1,7 +1,8 @@
 """Start-up and shutdown, in one place and in a fixed order.
 
 Start: production-mode checks → embedded PostgreSQL (only without DATABASE_URL) → pool → key
-store → master key → migrations → document MAC key → face models → galleries. Stop: the reverse.
+store → master key → migrations → document MAC key → face models → galleries → background tasks
+(privacy sweeper, DCS deliverer). Stop: the reverse.
 Any failure we can explain becomes a :class:`StartupError` whose one-line message tells the
 operator what to fix; the CLI prints it without a traceback.
 """
@@ -20,6 +21,7 @@ from flighttoken import executor
 from flighttoken.db.keystore import KeyStore
 from flighttoken.db.migrate import Hook
 from flighttoken.db.startup import DATABASE_ERRORS, open_databases
+from flighttoken.dcs.deliverer import start_deliverer
 from flighttoken.devices.registry import seed_demo_devices
 from flighttoken.galleries.loader import rebuild_galleries
 from flighttoken.privacy import document_keys
@@ -106,6 +108,8 @@ async def _start(services: Services, stack: contextlib.AsyncExitStack) -> None:
     services.galleries_loaded = True
     # Purges due flights and finishes purges a crash interrupted; stopped before the pool closes.
     await start_sweeper(services, stack)
+    # Posts the DCS outbox to airlines; events queued while no instance ran are delivered now.
+    await start_deliverer(services.db(), services.vault.master, settings.dcs, stack)
     if services.demo:
         await _print_demo_keys(services)
 

@@ -1,5 +1,5 @@
 """Prometheus metrics at GET /metrics: request latency by route and device kind, touchpoint
-decisions by outcome and reason, gallery sizes, engine batch sizes, purge lag and pool use.
+decisions by outcome and reason, gallery sizes, engine batch sizes, purge lag, pool use and the DCS outbox.
 
 Each app has its own registry (tests run several apps in one process). Counters and histograms are
 updated as requests happen; gauges describing state (galleries, pool, batches) are read at scrape
@@ -28,6 +28,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from flighttoken.db.queries import dcs as dcs_q
 from flighttoken.db.queries import operations as ops_q
 from flighttoken.errors import DATABASE_UNAVAILABLE, ServiceError, Unauthenticated
 from flighttoken.faces import admission
@@ -53,6 +54,7 @@ class Metrics:
             ["touchpoint", "decision", "reason"], registry=self.registry)
         self.purge_overdue = 0
         self.purge_lag_s = 0.0
+        self.dcs_outbox: dict[str, int] = {"pending": 0, "dead": 0}
         self.registry.register(_AuthorityCollector(services) if authority else _StateCollector(self))
         ProcessCollector(registry=self.registry)
 
@@ -101,6 +103,7 @@ class Metrics:
         now = datetime.now(UTC)
         try:
             count, oldest = await ops_q.overdue_purges(services.pool, now, purge_grace_s(services))
+            self.dcs_outbox = await dcs_q.counts(services.pool)
         except DATABASE_UNAVAILABLE:
             log.warning("metrics_database_unavailable")
             return
@@ -144,6 +147,12 @@ class _StateCollector(Collector):
                                 "How long the oldest overdue purge has been waiting (0 when none).")
         lag.add_metric([], self.metrics.purge_lag_s)
         yield lag
+        outbox = GaugeMetricFamily("flighttoken_dcs_outbox_events",
+                                   "DCS webhook events waiting for delivery (pending) or given up on (dead).",
+                                   labels=["status"])
+        for status, n in sorted(self.metrics.dcs_outbox.items()):
+            outbox.add_metric([status], n)
+        yield outbox
 
 
 class _AuthorityCollector(Collector):

@@ -116,3 +116,23 @@ CAPTURE_REASONS = frozenset({
     DecisionReason.LOW_DETECTION_SCORE, DecisionReason.TAILGATING})
 MATCHING_REASONS = frozenset({DecisionReason.NO_MATCH, DecisionReason.AMBIGUOUS_MATCH})
 REFER_REASONS = frozenset(DecisionReason) - {DecisionReason.MATCHED}
+
+
+class DcsEvent(enum.StrEnum):
+    """The events an airline's departure control system receives on its webhook (flighttoken/dcs)."""
+
+    PASSENGER_BOARDED = "passenger.boarded"
+    BOARDING_CLOSED = "boarding.closed"
+    PASSENGER_OPTED_OUT = "passenger.opted_out"
+    TOKEN_REVOKED = "token.revoked"
+
+
+class BoardingMethod(enum.StrEnum):
+    """How a ``passenger.boarded`` passenger was boarded."""
+
+    BIOMETRIC = "biometric"
+    """Face at the gate (1:N over the boarding flights' gallery)."""
+    ONE_TO_ONE = "one_to_one"
+    """Boarding pass scanned, then the face compared 1:1 with that token's."""
+    MANUAL = "manual"
+    """Boarded by gate staff."""

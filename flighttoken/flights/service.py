@@ -14,6 +14,7 @@ import structlog
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import flights as q
 from flighttoken.db.queries import operations as ops_q
+from flighttoken.dcs import outbox
 from flighttoken.devices.model import Device
 from flighttoken.errors import Conflict, Forbidden, InvalidRequest
 from flighttoken.flights.model import (
@@ -103,7 +104,10 @@ async def change_state(services: Services, actor: Device, flight_id: uuid.UUID, 
             return flight
         if target not in TRANSITIONS[flight.state]:
             raise Conflict(f"a {flight.state.value} flight cannot become {target.value}", code="invalid_transition")
+        boarding_ended = flight.state is FlightState.BOARDING and target in (FlightState.CLOSED, FlightState.DEPARTED)
         flight = await q.set_state(conn, flight_id, target)
+        if boarding_ended:  # the airline's DCS gets the not-boarded list, committed with the close
+            await outbox.enqueue_boarding_closed(conn, flight_id, target.value)
         await audit.record(conn, actor=actor_of(actor), action=f"flight.{target.value}", outcome="ok",
                            flight_id=flight_id, detail={"flight": flight.code})
         if not flight.is_open:

@@ -81,7 +81,7 @@ async def identify(services: Services, device: Device, image: bytes, bags: int |
         match, misuse = await _match(services, device, policy, analysis.template.vector, gate_flights, now, horizon)
     # Watchlist screening (issues 5, 17): searched here, decided and recorded with the decision.
     hit = await screening.screen(services, device, analysis)
-    return await _conclude(services, device, match, misuse, hit, now, horizon, started, bags)
+    return await _conclude(services, device, match, misuse, hit, now, horizon, started, bags=bags)
 
 
 def _capture_refusal(policy: TouchpointPolicy, analysis) -> DecisionReason | None:

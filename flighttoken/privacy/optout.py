@@ -18,6 +18,7 @@ import structlog
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import privacy as q
 from flighttoken.db.queries import tokens as token_q
+from flighttoken.dcs import outbox
 from flighttoken.devices.model import Device, DeviceKind
 from flighttoken.errors import NotFound
 from flighttoken.flights.scope import airline_of
@@ -25,6 +26,7 @@ from flighttoken.privacy.schemas import OptOutRequest, OptOutResult
 from flighttoken.services import Services
 from flighttoken.sync.events import publish
 from flighttoken.tokens.ending import end_tokens
+from flighttoken.vocabulary import DcsEvent
 
 log = structlog.get_logger(__name__)
 END_REASON = "opted_out"
@@ -52,6 +54,10 @@ async def opt_out(services: Services, device: Device, req: OptOutRequest) -> Opt
             deleted, revoked = ended.template_token_ids(), ended.token_ids()
             await q.withdraw_consents(conn, doc_key, sorted({t["flight_id"] for t in tokens}))
             await publish(conn, services.instance_id, "tokens_removed", token_ids=ids)
+            # Each airline's DCS hears of its passenger's withdrawal in this same transaction; a repeated
+            # opt-out changes nothing and sends nothing.
+            if changed := sorted(revoked | deleted):
+                await outbox.enqueue_token_events(conn, changed, DcsEvent.PASSENGER_OPTED_OUT, {"channel": channel})
             for t in tokens:
                 await audit.record(conn, actor=actor, action="token.opt_out", outcome="ok", flight_id=t["flight_id"],
                                    token_id=t["id"], detail={"channel": channel, "revoked": t["id"] in revoked,

@@ -3,7 +3,8 @@
 The wrapped keys are in the key store (``flighttoken/db/keystore.py``); the service database and its
 templates are never read or rewritten: data keys don't change, only their wrapping does. The document
 MAC key (``flighttoken/crypto/document_key.py``) is rewrapped the same way, so document keys stored in
-the service database keep matching after the old master key is gone. Steps for
+the service database keep matching after the old master key is gone; so are the airlines' DCS webhook
+secrets (in the service database). Steps for
 an operator (see flighttoken/crypto/keys.py): put the new KEK first in the keyring everywhere, run
 ``flighttoken keys rotate``, then remove the old KEK. Removing it is also what makes any copy of the
 key store taken before a purge useless (its keys are still wrapped under the old KEK).
@@ -24,6 +25,7 @@ from flighttoken.crypto.sealing import DecryptionError
 from flighttoken.db.keystore import KeyStore
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import keystore as q
+from flighttoken.dcs.signing import rewrap_secrets
 from flighttoken.executor import run_blocking
 from flighttoken.privacy.vault import flight_context
 from flighttoken.watchlist.vault import key_context as watchlist_key_context
@@ -73,6 +75,10 @@ async def rotate(keystore: KeyStore, pool, master: MasterKey, *, actor: str = "c
             unknown.update(missing)
             report.unreadable += len(missing) + failed
             report.rewrapped += await q.replace_wrapped(ks, table, swapped)
+    # The airlines' webhook secrets live in the service database, wrapped the same way.
+    rewrapped, unreadable = await rewrap_secrets(pool, master)
+    report.rewrapped += rewrapped
+    report.unreadable += unreadable
     report.unknown_keks = sorted(unknown)
     await audit.record(pool, actor=actor, action="keys.rotate", outcome="ok" if not report.unreadable else "error",
                        detail=msgspec.to_builtins(report))

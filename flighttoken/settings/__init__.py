@@ -32,6 +32,7 @@ from flighttoken.settings.matching import (
 from flighttoken.settings.root import FIELD_SECTION, SECTIONS, Settings, group_by_section
 from flighttoken.settings.service import (
     DatabaseSettings,
+    DcsSettings,
     HttpSettings,
     LoggingSettings,
     OperationsSettings,
@@ -40,6 +41,7 @@ from flighttoken.settings.service import (
 
 __all__ = [
     "CHECKOUT_ROOT", "ENV_PREFIX", "FIELD_SECTION", "SECTIONS", "WATCHLIST_TOUCHPOINT_KINDS", "DatabaseSettings",
+    "DcsSettings",
     "DecisionSettings", "EngineSettings", "GallerySettings", "HttpSettings", "ImageSettings", "LoggingSettings",
     "ModelSettings", "OperationsSettings", "PrivacySettings", "QualitySettings", "Settings", "SettingsError",
     "WatchlistSettings", "bundled_model_dir", "env_name", "load_settings", "watchlist_touchpoints",

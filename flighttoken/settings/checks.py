@@ -22,6 +22,11 @@ def check(s: Settings) -> None:
     if quality.quality_max_brightness <= quality.quality_min_brightness:
         raise SettingsError(f"{env_name('quality_max_brightness')}: must be above "
                             f"{env_name('quality_min_brightness')}, both within 0-255")
+    if s.dcs.dcs_lease_s <= s.dcs.dcs_timeout_s:
+        raise SettingsError(f"{env_name('dcs_lease_s')}: must exceed {env_name('dcs_timeout_s')} (a claim must "
+                            "outlive the delivery it covers)")
+    if s.dcs.dcs_backoff_cap_s < s.dcs.dcs_backoff_base_s:
+        raise SettingsError(f"{env_name('dcs_backoff_cap_s')}: must be >= {env_name('dcs_backoff_base_s')}")
     _check_timezone(s.operations.ops_timezone)
     unknown = sorted(watchlist_touchpoints(s) - set(WATCHLIST_TOUCHPOINT_KINDS))
     if unknown:

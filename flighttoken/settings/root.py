@@ -13,6 +13,7 @@ from flighttoken.settings.faces import EngineSettings, ImageSettings, ModelSetti
 from flighttoken.settings.matching import DecisionSettings, GallerySettings, WatchlistSettings
 from flighttoken.settings.service import (
     DatabaseSettings,
+    DcsSettings,
     HttpSettings,
     LoggingSettings,
     OperationsSettings,
@@ -46,6 +47,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     privacy: PrivacySettings = _section(PrivacySettings)
     operations: OperationsSettings = _section(OperationsSettings)
     watchlist: WatchlistSettings = _section(WatchlistSettings)
+    dcs: DcsSettings = _section(DcsSettings)
 
     @property
     def production(self) -> bool:

@@ -92,3 +92,25 @@ class OperationsSettings(Section, frozen=True):
     data), which only development mode allows."""
     schedule_import_max_rows: AtLeastOne = 5000
     """Most flights one schedule import may carry."""
+
+
+class DcsSettings(Section, frozen=True):
+    """DCS messages: delivery of the webhook outbox to airlines (flighttoken/dcs)."""
+
+    dcs_delivery_interval_s: Annotated[float, msgspec.Meta(ge=0.05, le=60.0)] = 1.0
+    """How often each instance looks for due events when it found none last time."""
+    dcs_timeout_s: Annotated[float, msgspec.Meta(ge=0.1, le=120.0)] = 10.0
+    """How long one delivery may take (connect, send, answer) before it counts as failed."""
+    dcs_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 12
+    """Attempts before an event is dead-lettered (listed in the admin API, re-drivable)."""
+    dcs_backoff_base_s: Annotated[float, msgspec.Meta(ge=0.01, le=3600.0)] = 5.0
+    """Wait after the first failure; doubled after each further one, with jitter."""
+    dcs_backoff_cap_s: Annotated[float, msgspec.Meta(ge=0.01, le=86400.0)] = 1800.0
+    """Longest wait between two attempts."""
+    dcs_lease_s: Annotated[float, msgspec.Meta(ge=1.0, le=3600.0)] = 60.0
+    """How long a claimed event is another instance's; an instance that died mid-delivery loses it
+    after this. Must exceed dcs_timeout_s (checked after conversion)."""
+    dcs_batch: Annotated[int, msgspec.Meta(ge=1, le=500)] = 20
+    """Events one instance claims, and posts concurrently, at a time."""
+    dcs_retention_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 7
+    """Delivered events (booking references, seats) are deleted this many days after delivery."""

@@ -10,6 +10,7 @@ import structlog
 from flighttoken.db.connection import one
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import tokens as q
+from flighttoken.dcs import outbox
 from flighttoken.devices.model import Device
 from flighttoken.errors import Conflict
 from flighttoken.flights.scope import can_see
@@ -18,7 +19,7 @@ from flighttoken.sync.events import publish
 from flighttoken.tokens.ending import LIVE_STATES, end_tokens
 from flighttoken.tokens.lookup import not_found, to_view
 from flighttoken.tokens.schemas import Revocation, TokenView
-from flighttoken.vocabulary import TokenState
+from flighttoken.vocabulary import DcsEvent, TokenState
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +34,9 @@ async def revoke(services: Services, actor: Device, token_id: uuid.UUID, revocat
         if row["state"] not in LIVE_STATES:
             raise Conflict(f"the token has already ended ({row['state']})", code="token_ended")
         await end_tokens(conn, {token_id: revocation.reason}, state="revoked")
+        # The airline's DCS hears of it if and only if the revocation commits.
+        await outbox.enqueue_token_events(conn, [token_id], DcsEvent.TOKEN_REVOKED,
+                                          {"reason": revocation.reason, "state_before": row["state"]})
         await audit.record(conn, actor=f"device:{actor.id}", action="token.revoke", outcome="ok",
                            flight_id=row["flight_id"], token_id=token_id,
                            detail={"reason": revocation.reason, "note": revocation.note, "was": row["state"]})

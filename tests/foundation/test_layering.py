@@ -45,10 +45,12 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
         "watchlist.schemas",
     })),
     ("instance", frozenset({"services"})),
-    ("domain flows", frozenset({"flights", "galleries.loader", "tokens", "watchlist", "privacy", "journey", "sync"})),
+    ("domain flows", frozenset({
+        "flights", "galleries.loader", "tokens", "watchlist", "privacy", "journey", "sync", "dcs",
+    })),
     ("wiring", frozenset({
         "lifecycle", "app", "admin", "ops", "metrics", "health", "listeners", "cli", "testing", "__main__",
-        "flights.controller", "journey.controller", "privacy.controller", "watchlist.controller",
+        "flights.controller", "journey.controller", "privacy.controller", "watchlist.controller", "dcs.controller",
     })),
 ]
 

@@ -2,10 +2,10 @@
 
 A decision is one round trip, atomic on its own (no BEGIN/COMMIT, nothing for the pool to roll
 back): the token's move or lounge entry time (only from the state the decision read, never while
-on hold, so a concurrent decision, hold or revoke makes this one ``state_changed``), the audit row
-for a refusal that is evidence of misuse, the journey event carrying the final reason, and, for an
-officer referral (a watchlist hit or a random secondary referral), the alert-like record, the
-token's hold, the authority's audit row and the notification to other instances.
+on hold, so a concurrent decision, hold or revoke makes this one ``state_changed``), a boarding's
+DCS outbox event, the audit row for a refusal that is evidence of misuse, the journey event carrying
+the final reason, and, for an officer referral (a watchlist hit or a random secondary referral), the
+alert-like record, the token's hold, the authority's audit row and the notification to other instances.
 
 Every decision runs this same statement, referral or not (issue 17): a referral costs no extra
 round trip, so neither the touchpoint nor anyone timing it can tell a referral's cause, or that
@@ -33,7 +33,18 @@ WITH moved AS (
     -- The same state twice without a lounge entry (a bag drop, a security gate) rewrites nothing
     -- but still proceeds only from the state read and not on hold.
     WHERE id = $4::uuid AND state = $7::text AND NOT on_hold
-    RETURNING id
+    RETURNING id, flight_id, booking_reference, seat, boarded_at
+), dcs_boarded AS (
+    -- The airline's DCS hears of a boarding from the outbox row written by this same statement
+    -- (flighttoken/dcs): nothing when the token did not move to boarded or the airline has no webhook.
+    INSERT INTO dcs_outbox (airline, kind, payload)
+    SELECT f.airline, 'passenger.boarded', jsonb_build_object(
+        'token_id', m.id, 'flight_id', f.id, 'flight', f.airline || f.number,
+        'scheduled_departure', f.scheduled_departure, 'booking_reference', m.booking_reference,
+        'seat', m.seat, 'boarded_at', m.boarded_at, 'gate', f.gate,
+        'method', CASE $24::text WHEN 'boarding_pass' THEN 'one_to_one' ELSE 'biometric' END)
+    FROM moved m JOIN flights f ON f.id = m.flight_id JOIN dcs_webhooks w ON w.airline = f.airline
+    WHERE $5::text = 'boarded' AND $7::text IS DISTINCT FROM 'boarded'
 ), outcome AS (
     SELECT CASE WHEN $7::text IS NOT NULL AND NOT EXISTS (SELECT FROM moved) THEN 'state_changed'
                 ELSE $8::text END AS reason
