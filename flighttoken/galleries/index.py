@@ -22,7 +22,8 @@ plus random distractors, 2 shared cores, hnswlib built without -march=native):
   lookalike), and the cheap graph can lack the probe's edge to it (measured: 5 of 1,211 such
   probes, twice turning a refer into a proceed). It is a neighbour of the best too, so a trusted
   result also takes the best's own graph neighbours into the short list (``best_neighbours``):
-  0 of 1,211 missed, for a second graph search (~0.3 ms) instead of an exhaustive pass.
+  0 of 1,211 missed in six builds, for a second graph search (~0.3 ms) instead of an exhaustive
+  pass. Not a proof: one build missed one probe's best (ops/results/galleries.md).
 * Checks that bound the exact scores of the unseen faces (a projected or quantised scan plus
   Cauchy-Schwarz) were measured and rejected: with 512-d templates the bound left most of the
   gallery to re-score, so it cost as much as the exhaustive pass it was meant to avoid.
