@@ -103,6 +103,13 @@ class ExactStore:
             self.label_ids[label] = None
         return np.sort(rows[self.in_graph[rows]])
 
+    def copy(self) -> ExactStore:
+        """An independent copy (arrays, maps and label counter)."""
+        store = ExactStore(self.dim, self.capacity)
+        store.vectors, store.live, store.in_graph = self.vectors.copy(), self.live.copy(), self.in_graph.copy()
+        store.label_ids, store.id_labels, store.next_label = list(self.label_ids), dict(self.id_labels), self.next_label
+        return store
+
     def ensure_capacity(self, needed: int) -> None:
         if needed <= self.capacity:
             return

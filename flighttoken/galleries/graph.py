@@ -140,16 +140,26 @@ class Graph:
                 self.shards[s] = self._zeroed(index, ids)
             self.live[s] -= len(ids)
 
+    def copy(self) -> Graph:
+        """An independent copy (a purpose gallery whose members are this graph's: a memory copy
+        of ~20 MB at 42,000 faces instead of seconds of graph building)."""
+        graph = Graph(self.basis, self.dim, self.params)
+        graph.ef = self.ef
+        graph.shards = [None if index is None else self._zeroed(index, np.empty(0, np.int64)) for index in self.shards]
+        graph.live = list(self.live)
+        return graph
+
     def _zeroed(self, index: hnswlib.Index, labels: np.ndarray) -> hnswlib.Index:
         """A copy of ``index`` (through hnswlib's pickle state) with ``labels``' vectors zeroed."""
         # hnswlib's pickle state is a 1-tuple of its parameter dict (typeshed types it as object).
         params = cast(tuple[dict[str, Any]], index.__getstate__())[0]
-        internal = dict(zip(params["label_lookup_external"].tolist(), params["label_lookup_internal"].tolist(),
-                            strict=True))
-        rows = params["data_level0"].reshape(-1, params["size_data_per_element"])
-        start = params["offset_data"]
-        for label in labels.tolist():
-            rows[internal[label], start : start + self.dim * 4] = 0
+        if len(labels):
+            internal = dict(zip(params["label_lookup_external"].tolist(), params["label_lookup_internal"].tolist(),
+                                strict=True))
+            rows = params["data_level0"].reshape(-1, params["size_data_per_element"])
+            start = params["offset_data"]
+            for label in labels.tolist():
+                rows[internal[label], start : start + self.dim * 4] = 0
         copy = hnswlib.Index(params)  # what unpickling does: construct from the parameter dict
         copy.set_ef(self.ef)
         copy.set_num_threads(1)

@@ -11,15 +11,20 @@ plus random distractors, 2 shared cores, hnswlib built without -march=native):
 
 * Face templates are nearly orthogonal to everything but their mates, so greedy graph search has
   little to follow. When it misses, the search is lost: it wandered among the crowd, and the best
-  it found is a crowd score, whatever the true best was. At 42,000 faces (LFW mates, 3,228 probes,
-  eight graph settings) every miss found 0.34 at most, while the true best ran up to 0.75. Hence a
-  cheap graph (small ``M`` and ``ef_construction``: a 42,000-face window must be rebuilt in
-  seconds) plus ``verify_below``: a result whose best score is under it is re-checked by
-  exhaustive search. It belongs just above where lost searches end and below every decision:
-  the lowest touchpoint threshold minus the decision margin (a score no decision turns on) plus a
-  safety margin, 0.40 - 0.08 + 0.05 = 0.37: then 2-3% of mated searches are re-checked at 42,000
-  (p95 stays a graph search), against 30% when it sat above the highest threshold (0.56). Checks
-  that bound the exact scores of the unseen faces (a projected or quantised scan plus
+  it found is a crowd score (at 42,000 faces every lost search ended at 0.34 at most, while the
+  true best ran up to 0.75). Hence a cheap graph (small ``M`` and ``ef_construction``: a 42,000-face
+  window must be rebuilt in seconds) plus ``verify_below``: a result whose best score is under it
+  is re-checked exhaustively. It sits below every decision threshold (the lowest threshold minus
+  the decision margin, a score no decision turns on, plus a safety margin: 0.40 - 0.08 + 0.05 =
+  0.37), so ~1-3% of mated searches are re-checked at 42,000, not the 30% of a cutoff above the
+  highest threshold. Below it nothing can be decided anyway: the re-check keeps recall@1.
+* The runner-up: the margin rule turns on a second strong face (the same person enrolled twice, a
+  lookalike), and the cheap graph can lack the probe's edge to it (measured: 5 of 1,211 such
+  probes, twice turning a refer into a proceed). It is a neighbour of the best too, so a trusted
+  result also takes the best's own graph neighbours into the short list (``best_neighbours``):
+  0 of 1,211 missed in six builds, for a second graph search (~0.3 ms) instead of an exhaustive
+  pass. Not a proof: one build missed one probe's best (ops/results/galleries.md).
+* Checks that bound the exact scores of the unseen faces (a projected or quantised scan plus
   Cauchy-Schwarz) were measured and rejected: with 512-d templates the bound left most of the
   gallery to re-score, so it cost as much as the exhaustive pass it was meant to avoid.
 * The graph itself (projected, sharded): see ``graph.py``.
@@ -36,7 +41,7 @@ import numpy as np
 
 from flighttoken.galleries.exact import ExactStore, exact_top_k, normalise, prepare
 from flighttoken.galleries.graph import Graph
-from flighttoken.galleries.params import DEFAULT_DIM, IndexParams
+from flighttoken.galleries.params import DEFAULT_DIM, MIN_CAPACITY, IndexParams
 from flighttoken.galleries.rwlock import RWLock
 
 __all__ = ["Candidate", "Gallery"]
@@ -68,7 +73,7 @@ class Gallery:
     ``search_now``):
 
     * ``build`` — at most ``exact_max`` items: a copy (milliseconds). Above: the graph, about 7 s
-      of CPU for 42,000 faces at ``graph_dim`` 192 (4 s at 96), spread over ``params.threads()``
+      of CPU for 42,000 faces at ``graph_dim`` 96 (7 s at 192), spread over ``params.threads()``
       threads. It builds a private gallery nobody else can see; the caller swaps its reference when done.
     * ``add`` — holds the write lock for the whole batch: a copy per item, plus one HNSW insertion
       per item once there is a graph, plus an occasional resize (a copy of the matrix or of the
@@ -84,7 +89,8 @@ class Gallery:
     Search: a gallery with at most ``exact_max`` live ids is scored exhaustively (exact top-k);
     a larger one asks each shard for ``max(k, rerank_k)`` candidates with ``ef`` (hnswlib searches
     with ``max(ef, that)``) and re-scores them all exactly; if the best is below ``verify_below``
-    (None: never) the search is redone exhaustively. Returned scores are always exact.
+    (None: never) the search is redone exhaustively, else (``best_neighbours``) the best's own
+    neighbours are re-scored too. Returned scores are always exact.
 
     Tombstones stay in the graph (they are still traversed) but their vectors do not: removing or
     replacing an id zeroes its row of the exact store and its vector in the graph at once, so a
@@ -119,6 +125,15 @@ class Gallery:
         gallery = cls(params, dim=dim, capacity=int(len(ids) * (1.0 + max(headroom, 0.0))) + 1)
         gallery._add_prepared(ids, matrix, gallery._params.threads())
         return gallery
+
+    def copy(self) -> Gallery:
+        """An independent gallery with the same faces, graph and parameters (a purpose gallery
+        built from a wide one: see ``purpose.py``). Blocking; takes the read lock."""
+        with self._lock.read():
+            twin = Gallery(self._params, dim=self.dim, capacity=MIN_CAPACITY)
+            twin._store = self._store.copy()
+            twin._graph = None if self._graph is None else self._graph.copy()
+            return twin
 
     # ---- writes -------------------------------------------------------------------------------
 
@@ -205,6 +220,13 @@ class Gallery:
                 # closer than the crowd); a strong one it finds. Weak results are re-checked.
                 labels, scores = store.search(query, k)
                 self.verifications += 1
+            elif self._params.best_neighbours and len(labels):
+                # A second strong face (the same person enrolled twice, a lookalike) is a
+                # neighbour of the best as much as of the probe, and the cheap graph can lack the
+                # probe's edge to it: the best's own neighbours join the short list.
+                short = np.union1d(short, self._short_list(store.vectors[labels[0]], n_query))
+                rows, scores = exact_top_k(store.vectors[short], query, k)
+                labels = short[rows]
         out: list[Candidate] = []
         for label, score in zip(labels.tolist(), scores.tolist(), strict=True):
             id_ = store.label_ids[label]

@@ -59,7 +59,7 @@ async def rebuild_galleries(services: Services) -> RebuildReport:
     services.quarantine.released(t for t, *_ in opened)
     decrypted = time.perf_counter()
     flights, windows, homes = await run_blocking(build_galleries, opened, params)
-    purposes = await run_blocking(build_purpose_galleries, opened, standing, params)
+    purposes = await run_blocking(build_purpose_galleries, opened, standing, params, {**flights, **windows})
     built = time.perf_counter()
     await services.galleries.replace_all(flights, windows, homes, purposes, standing)
     report = RebuildReport(

@@ -29,10 +29,11 @@ class IndexParams(msgspec.Struct, frozen=True, kw_only=True):
 
     exact_max: int = 1024
     """Up to this many live ids a gallery is searched exhaustively, and has no graph."""
-    graph_dim: int = 192
+    graph_dim: int = 96
     """Principal directions the graph's vectors are projected onto. (At 42,000 faces 96 builds in
-    4.0 s of CPU instead of 7.0 and searches ~30% faster; its extra misses are all lost searches,
-    which ``verify_below`` catches: see ``index.py``.)"""
+    4.0 s of CPU instead of 7.0 for 192 and searches ~30% faster; its extra misses are lost
+    searches, which ``verify_below`` catches, and missing runner-ups, which ``best_neighbours``
+    finds: see ``index.py``.)"""
     shard_size: int = 65536
     """Labels per hnswlib graph."""
     M: int = 12  # hnswlib's name for it
@@ -43,6 +44,9 @@ class IndexParams(msgspec.Struct, frozen=True, kw_only=True):
     verify_below: float | None = None
     """Graph results with a weaker best score are re-checked exhaustively (None: never). A graph
     miss is a lost search, whose best is a crowd score; see ``index.py`` for where to put it."""
+    best_neighbours: bool = True
+    """A graph result not re-checked also re-scores the graph neighbours of its best face, where a
+    runner-up within the decision margin hides when the graph lacks the probe's edge to it."""
     build_threads: int = 0
     """Threads for a bulk build; 0 means every core."""
 
@@ -64,11 +68,10 @@ class GalleryParams(IndexParams, frozen=True, kw_only=True):
 
     @classmethod
     def from_settings(cls, s: Any) -> GalleryParams:
-        # Verified: anything a touchpoint could accept near its threshold, and any possible duplicate.
-        # Thresholds rise with gallery size (decisions/match.py), so take them at the largest gallery a
-        # clearance group may hold: a graph never decides alone near any threshold in use.
-        highest = max(threshold_for(s, kind, LARGEST_GALLERY) for kind in TOUCHPOINTS)
-        verify_below = max(highest + s.galleries.gallery_verify_margin, s.decisions.duplicate_threshold)
+        # Verified: every result too weak for any decision to turn on. A lost graph search ends at
+        # a crowd score, under this; one that did not get lost found every strong face (index.py).
+        lowest = min([*(threshold_for(s, kind, 1) for kind in TOUCHPOINTS), s.decisions.duplicate_threshold])
+        verify_below = lowest - s.decisions.decision_margin + s.galleries.gallery_verify_margin
         g = s.galleries
         return cls(exact_max=g.gallery_exact_max, graph_dim=g.gallery_graph_dim, shard_size=g.gallery_shard_size,
                    M=g.gallery_m, ef_construction=g.gallery_ef_construction, ef=g.gallery_ef,

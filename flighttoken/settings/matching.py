@@ -74,7 +74,7 @@ class GallerySettings(Section, frozen=True):
     """How often each instance checks its galleries against PostgreSQL (repairs missed notifications)."""
     gallery_exact_max: NotNegative = 1024
     """Galleries up to this many faces (a flight) are searched exhaustively, without a graph."""
-    gallery_graph_dim: AtLeastOne = 192
+    gallery_graph_dim: AtLeastOne = 96
     """Larger galleries build their hnswlib graph on the top principal directions of the faces."""
     gallery_shard_size: AtLeastOne = 65536
     """Most faces in one hnswlib graph; a larger window is several graphs, all searched."""
@@ -86,9 +86,9 @@ class GallerySettings(Section, frozen=True):
     gallery_rerank_k: AtLeastOne = 32
     """Candidates the graph proposes for exact re-scoring."""
     gallery_verify_margin: Share = 0.05
-    """A graph result whose best score is below the highest touchpoint threshold plus this (and
-    below duplicate_threshold) is re-checked by exhaustive search: approximate search only misses
-    weak matches, and near the threshold a miss could change the decision."""
+    """A graph result whose best score is below the lowest decision threshold (touchpoint floors,
+    duplicate_threshold) minus decision_margin plus this is re-checked by exhaustive search: a lost
+    graph search ends at a crowd score, below any score a decision turns on (galleries/index.py)."""
     gallery_build_threads: NotNegative = 0
     """Threads for a start-up rebuild; 0 means every core."""
 

@@ -85,7 +85,7 @@ def test_the_projection_keeps_the_strongest_directions() -> None:
 def test_small_galleries_never_build_a_graph_and_grow_one_past_exact_max() -> None:
     rng = np.random.default_rng(30)
     ids, matrix = make_ids(700), random_unit(rng, 700)
-    params = IndexParams(build_threads=1, exact_max=500, shard_size=256)
+    params = IndexParams(build_threads=1, exact_max=500, shard_size=256, graph_dim=192)
     gallery = Gallery.build(zip(ids[:420], matrix[:420], strict=True), params)
     assert gallery.graph_shards == 0 and gallery.graph_dim is None
     gallery.add(list(zip(ids[420:500], matrix[420:500], strict=True)))

@@ -235,6 +235,56 @@ def test_weak_graph_results_are_verified_exhaustively(verify_below: float | None
     assert len(exhaustive) == before  # a strong result is not re-checked
 
 
+class _BlindOnce(_BlindIndex):
+    """Proposes fixed labels to the first query (the probe), then searches for real."""
+
+    def knn_query(self, data: Any, k: int = 1, **kwargs: Any) -> Any:
+        if self._labels:
+            found = super().knn_query(data, k)
+            self._labels = []
+            return found
+        return self._real.knn_query(data, k=k, **kwargs)
+
+
+@pytest.mark.parametrize("best_neighbours", [False, True])
+def test_a_runner_up_within_the_margin_is_found_among_the_best_faces_neighbours(best_neighbours: bool) -> None:
+    rng = np.random.default_rng(36)
+    ids, matrix = make_ids(2000), random_unit(rng, 2000)
+    probe = random_unit(rng, 1)
+    matrix[5], matrix[1500] = near(rng, probe)[0], near(rng, probe)[0]  # one person enrolled twice
+    gallery = Gallery.build(zip(ids, matrix, strict=True), IndexParams(
+        build_threads=1, exact_max=0, rerank_k=8, verify_below=0.37, best_neighbours=best_neighbours))
+    assert gallery._graph is not None
+    # The probe's graph search finds face 5 but lacks its edge to face 1500.
+    gallery._graph.shards[0] = _BlindOnce(gallery._graph.shards[0], [5, *range(10, 17)])  # pyright: ignore[reportArgumentType, reportCallIssue]
+    want = brute(ids, matrix, probe[0], 2)
+    assert {i for i, _ in want} == {ids[5], ids[1500]} and abs(want[0][1] - want[1][1]) < 0.08  # a doubtful match
+    got = gallery.search(probe[0], k=2)
+    assert gallery.verifications == 0  # strong: no exhaustive pass
+    if best_neighbours:
+        assert [(c.id, c.score) for c in got] == [(i, pytest.approx(sc, abs=TOL)) for i, sc in want]
+    else:
+        assert ids[1500] not in {c.id for c in got}  # the miss that would turn a refer into a proceed
+
+
+def test_a_copy_is_independent_and_searches_like_brute_force() -> None:
+    rng = np.random.default_rng(37)
+    ids, matrix = make_ids(1500), random_unit(rng, 1500)
+    params = IndexParams(build_threads=1, exact_max=100, shard_size=1024)
+    original = Gallery.build(zip(ids, matrix, strict=True), params)
+    copy = original.copy()
+    assert copy.graph_shards == original.graph_shards == 2 and sorted(copy.ids()) == sorted(ids)
+    copy.remove(ids[:300])
+    original.add([("new", matrix[0])])
+    assert len(original) == 1501 and len(copy) == 1200 and "new" not in copy and ids[0] in original
+    for q in near(rng, matrix[::50]):
+        assert original.search(q, k=1)[0].id == brute(ids, matrix, q, 1)[0][0]
+        live = ids[300:]
+        assert copy.search(q, k=1)[0].id == brute(live, matrix[300:], q, 1)[0][0]
+    # Removing from the copy wiped the copy's rows only.
+    assert float(np.linalg.norm(original.vector(ids[0]))) == pytest.approx(1.0, abs=TOL)
+
+
 # ---- concurrency -------------------------------------------------------------------------------
 
 

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from flighttoken.decisions.policy import TOUCHPOINTS, Standing
+from flighttoken.galleries.graph import Graph
+from flighttoken.galleries.index import Gallery
 from flighttoken.galleries.params import GalleryParams
 from flighttoken.galleries.purpose import build_purpose_galleries, places
 from flighttoken.galleries.registry import GalleryRegistry
@@ -124,3 +126,30 @@ def test_bulk_build_places_like_the_registry() -> None:
     assert built[E][WINDOW].ids() == [str(ids[0])]
     assert built[L][WINDOW].ids() == [str(ids[1])]
     assert sorted(built[G][FLIGHT].ids()) == sorted([str(ids[0]), str(ids[1])])  # ids[2]: no standing, none
+
+
+def test_a_purpose_gallery_holding_most_of_a_wide_one_is_a_copy_not_a_second_graph(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    vectors = _vectors(1200, seed=5)
+    ids = [uuid.uuid4() for _ in vectors]
+    rows = [(t, FLIGHT, WINDOW, v) for t, v in zip(ids, vectors, strict=True)]
+    params = GalleryParams(exact_max=500, build_threads=1)
+    window = Gallery.build([(str(t), v) for t, v in zip(ids, vectors, strict=True)], params)
+    enrolled = Standing(ENROLLED, True, False)  # e-channel and gate
+    standing = {str(t): enrolled for t in ids[:1000]} | {str(t): Standing(CLEARED, True, False) for t in ids[1000:]}
+    builds = []
+    real = Graph.build
+    monkeypatch.setattr(Graph, "build", lambda *a, **k: builds.append(1) or real(*a, **k))
+    built = build_purpose_galleries(rows, standing, params, {WINDOW: window})
+    e_channel = built[E][WINDOW]
+    assert builds == [1]  # the gate's flight gallery (no wide one given); the e-channel's is a copy
+    assert e_channel is not window and sorted(e_channel.ids()) == sorted(str(t) for t in ids[:1000])
+    assert len(window) == 1200 and e_channel.graph_shards == 1
+    for i in (3, 999, 1100):  # a cleared passenger is not in the e-channel's gallery any more
+        found = e_channel.search(vectors[i], k=1)[0]
+        assert (found.id == str(ids[i])) == (i < 1000)
+    # Fewer than SHARE_TO_COPY of the window's faces: built on its own.
+    few = {str(t): enrolled for t in ids[:600]}
+    builds.clear()
+    assert sorted(build_purpose_galleries(rows, few, params, {WINDOW: window})[E][WINDOW].ids()) == sorted(few)
+    assert len(builds) == 2
