@@ -21,6 +21,11 @@ Alpha3 = Annotated[str, msgspec.Meta(pattern=r"^[A-Z<]{1,3}$", examples=["HKG"])
 DocumentType = Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z<]?$", examples=["P"])]
 DocumentNumber = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9<]{1,20}$", examples=["K12345678"])]
 BookingReference = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{5,8}$", examples=["ABC123"])]
+# A boarding pass's barcode text (IATA BCBP, Resolution 792) as the device decoded it. Only its size is
+# checked here: the parser (flighttoken/boardingpass) refuses anything else as 422 naming the item.
+BoardingPassText = Annotated[str, msgspec.Meta(
+    max_length=2000, description="the barcode's text (IATA BCBP, format M)",
+    examples=["M1CHAN/TAI MAN        EABC123 HKGLAXCX 0884 123Y042A0025 100"])]
 # A face photo (a capture, a chip's DG2 image, a watchlist photo); never stored.
 Image = Annotated[bytes, msgspec.Meta(min_length=1, description="JPEG or PNG, base64 in JSON")]
 # snake_case codes recorded for the audit trail (a watchlist reason, a staff hold's reason).

@@ -3,8 +3,9 @@
     python -m touchpoints gate --key KEY photo.jpg          # prints the decision
     python -m touchpoints kiosk --key KEY --flight ID ... capture.jpg
     python -m touchpoints gate-board --key KEY --agent CX-4411 --reason face_not_recognised TOKEN_ID
+    python -m touchpoints gate-board --key KEY --agent CX-4411 --reason device_fault --boarding-pass "$BCBP"
     python -m touchpoints bag-drop --key KEY --bags 2 photo.jpg
-    python -m touchpoints late-enrol --key E_SECURITY_GATE_KEY --flight ID ... --chip-photo dg2.jpg capture.jpg
+    python -m touchpoints late-enrol --key E_SECURITY_GATE_KEY --boarding-pass "$BCBP" ... --chip-photo dg2.jpg c.jpg
     python -m touchpoints simulate --flights 4 --passengers 300 --database-url ...
 
 The service address comes from ``--url`` or ``TOUCHPOINT_URL``, the key from ``--key`` or
@@ -74,13 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "against the token it names")
         if client is BagDropClient:
             p.add_argument("--bags", type=int, help="bags the passenger is dropping (0-9)")
-    for name, help_text in (("kiosk", "enrol a passenger at a check-in kiosk"),
-                            ("late-enrol", "enrol a passenger at an e-Security Gate (chip photo required)")):
-        _enrol_arguments(sub.add_parser(name, help=help_text))
+    _enrol_arguments(sub.add_parser("kiosk", help="enrol a passenger at a check-in kiosk"), late=False)
+    _enrol_arguments(sub.add_parser("late-enrol", help="enrol a passenger at an e-Security Gate (boarding pass "
+                                                       "and chip photo required)"), late=True)
 
     b = sub.add_parser("gate-board", help="a gate agent boards a passenger by hand after checking the document")
     _common(b)
-    b.add_argument("token_id", type=uuid.UUID, help="the passenger's token id")
+    b.add_argument("token_id", type=uuid.UUID, nargs="?", help="the passenger's token id (or --boarding-pass)")
+    b.add_argument("--boarding-pass", help="the boarding pass's barcode text (IATA BCBP) instead of a token id")
     b.add_argument("--agent", required=True, help="the agent's staff id")
     b.add_argument("--reason", required=True, choices=sorted(MANUAL_BOARDING_REASONS), help="why by hand")
 
@@ -91,13 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _enrol_arguments(k: argparse.ArgumentParser) -> None:
+def _enrol_arguments(k: argparse.ArgumentParser, *, late: bool) -> None:
+    """A kiosk sends the airline's booking; a late enrolment the boarding pass in its place."""
     _common(k)
     k.add_argument("captures", type=Path, nargs="+", help="one to five live captures")
-    k.add_argument("--flight", required=True, type=uuid.UUID, help="flight id")
-    k.add_argument("--booking-reference", required=True)
-    k.add_argument("--seat")
-    k.add_argument("--lounge", action="store_true", help="the passenger may use the lounge")
+    if late:
+        k.add_argument("--boarding-pass", required=True,
+                       help="the boarding pass's barcode text (IATA BCBP): flight, booking reference and seat")
+    else:
+        k.add_argument("--flight", required=True, type=uuid.UUID, help="flight id")
+        k.add_argument("--booking-reference", required=True)
+        k.add_argument("--seat")
+        k.add_argument("--lounge", action="store_true", help="the passenger may use the lounge")
     k.add_argument("--document-type", default="P")
     k.add_argument("--document-number", required=True)
     k.add_argument("--issuing-state", required=True, help="ICAO code, e.g. HKG")
@@ -136,13 +143,15 @@ async def _identify(args: argparse.Namespace) -> int:
 async def _enrol(args: argparse.Namespace) -> int:
     if len(args.captures) > 5:
         raise SystemExit(f"python -m touchpoints {args.command}: at most five captures")
+    late = args.command == "late-enrol"
     request = EnrolmentRequest(
         document=TravelDocument(type=args.document_type, number=args.document_number,
                                 issuing_state=args.issuing_state, surname=args.surname,
                                 given_names=args.given_names, nationality=args.nationality or args.issuing_state,
                                 date_of_birth=args.date_of_birth, expiry=args.expiry),
-        booking=Booking(flight_id=args.flight, booking_reference=args.booking_reference, seat=args.seat,
-                        lounge_eligible=args.lounge),
+        booking=None if late else Booking(flight_id=args.flight, booking_reference=args.booking_reference,
+                                          seat=args.seat, lounge_eligible=args.lounge),
+        boarding_pass=args.boarding_pass if late else None,
         captures=[p.read_bytes() for p in args.captures],
         consent=Consent.accepted(args.terms_file.read_text(), args.terms_version),
         chip_photo=args.chip_photo.read_bytes() if args.chip_photo else None)
@@ -158,7 +167,7 @@ async def _enrol(args: argparse.Namespace) -> int:
 
 async def _board_manually(args: argparse.Namespace) -> int:
     async with GateClient(args.url, args.key, timeout=args.timeout) as gate:
-        done = await gate.board_manually(args.token_id, args.agent, args.reason)
+        done = await gate.board_manually(args.token_id, args.agent, args.reason, boarding_pass=args.boarding_pass)
     if args.json:
         print(msgspec.json.encode(done).decode())
     else:
@@ -176,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_command(args)
     if not args.key:
         print("python -m touchpoints: give the device's key with --key or TOUCHPOINT_KEY", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "gate-board" and (args.token_id is None) == (args.boarding_pass is None):
+        print("python -m touchpoints gate-board: name the passenger once: TOKEN_ID or --boarding-pass",
+              file=sys.stderr)
         return EXIT_USAGE
     try:
         if args.command in ENROL_COMMANDS:

@@ -101,7 +101,9 @@ class BagDropClient(IdentifyClient):
 class ESecurityGateClient(IdentifyClient, Enrols):
     """e-Security Gate: airside entry before the e-channel; also enrols late (chip photo required).
 
-    ``enrol`` is the kiosk's request, sent by a passenger who skipped the kiosk."""
+    ``enrol`` is the kiosk's request, sent by a passenger who skipped the kiosk, with the passenger's
+    ``boarding_pass`` (BCBP text) in place of ``booking``: the pass gives flight, booking reference
+    and seat, and must name the document's holder (``boarding_pass_name_mismatch``)."""
 
     kind = "e_security_gate"
     default_timeout = 30.0  # a late enrolment analyses several captures
@@ -124,9 +126,13 @@ class GateClient(IdentifyClient):
 
     kind = "gate"
 
-    async def board_manually(self, token_id: uuid.UUID, agent_id: str, reason_code: str, *,
+    async def board_manually(self, token_id: uuid.UUID | None, agent_id: str, reason_code: str, *,
+                             boarding_pass: str | None = None,
                              idempotency_key: str | None = None) -> ManualBoarding:
         """The agent checked the document of a passenger the gate referred: board them by hand.
+
+        Name the passenger by ``token_id`` or by ``boarding_pass`` (the pass's barcode text, IATA
+        BCBP; ``token_id=None``): exactly one. A pass naming no live token is 404 ``no_token``.
 
         The gate's rules still apply: a refusal raises ``ApiError`` with status 409 and ``code`` the
         refer reason the gate would give (``see_officer``: send them to an officer; ``wrong_flight``,
@@ -135,7 +141,8 @@ class GateClient(IdentifyClient):
         after a lost answer gets the first answer, not ``already_boarded``.
         """
         key = idempotency_key or str(uuid.uuid4())
-        body = ManualBoardingRequest(agent_id=agent_id, reason_code=reason_code, token_id=token_id)
+        body = ManualBoardingRequest(agent_id=agent_id, reason_code=reason_code, token_id=token_id,
+                                     boarding_pass=boarding_pass)
         return await self.transport.call("POST", "/v1/manual-boardings", ManualBoarding, json=body,
                                          headers={"Idempotency-Key": key}, repeatable=True)
 

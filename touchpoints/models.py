@@ -145,10 +145,15 @@ class Consent(msgspec.Struct):
 
 
 class EnrolmentRequest(msgspec.Struct, omit_defaults=True):
+    """A kiosk sends ``booking`` (the airline's record); an e-Security Gate (late enrolment) sends
+    ``boarding_pass`` instead, and the chip photo."""
+
     document: TravelDocument
-    booking: Booking
     captures: list[bytes]
     """One to five live captures (JPEG or PNG)."""
+    booking: Booking | None = None
+    boarding_pass: str | None = None
+    """The boarding pass's barcode text (IATA BCBP): flight, booking reference and seat come from it."""
     consent: Consent | None = None
     chip_photo: bytes | None = None
     """The document chip's face image (DG2), for a 1:1 check against the live face."""
@@ -171,3 +176,5 @@ class ManualBoardingRequest(msgspec.Struct, omit_defaults=True):
     reason_code: str
     """One of ``MANUAL_BOARDING_REASONS``."""
     token_id: uuid.UUID | None = None
+    boarding_pass: str | None = None
+    """Instead of ``token_id``: the boarding pass's barcode text (IATA BCBP)."""

@@ -102,10 +102,14 @@ class EnrolmentPolicy:
 
     requires_chip_photo: bool = False
     """The document chip's face (DG2) is mandatory: no staffed desk saw the document (late enrolment)."""
+    requires_boarding_pass: bool = False
+    """The booking comes from the passenger's boarding pass (``boarding_pass``, IATA BCBP: flight,
+    booking reference, seat; its name must be the document's), not from the airline's record
+    (``booking``): a device past check-in has no booking record to send (journey/enrolment_booking.py)."""
 
 
 ENROLMENT_POINTS: dict[DeviceKind, EnrolmentPolicy] = {
     DeviceKind.KIOSK: EnrolmentPolicy(),
     # Late enrolment (tokens.enrolled_by records the kind; a flight's progress counts late_enrolled).
-    DeviceKind.E_SECURITY_GATE: EnrolmentPolicy(requires_chip_photo=True),
+    DeviceKind.E_SECURITY_GATE: EnrolmentPolicy(requires_chip_photo=True, requires_boarding_pass=True),
 }

@@ -34,8 +34,13 @@ class EnrolmentController(Controller):
 
     @post("/", summary="Enrol a passenger at a check-in kiosk or (late) at an e-Security Gate",
           description="201 with a new token; 200 with the same token when this document is already "
-                      "enrolled on this flight. An e-Security Gate must send the chip photo (DG2): without "
-                      "it, 422 `chip_photo_required`. With an `Idempotency-Key` header (per device, 24 h), a "
+                      "enrolled on this flight. A kiosk sends the airline's `booking` (422 `booking_required`). "
+                      "An e-Security Gate (late enrolment) sends the chip photo (DG2; else 422 "
+                      "`chip_photo_required`) and the passenger's `boarding_pass` (IATA BCBP text) instead of "
+                      "a booking (422 `boarding_pass_required`): flight, booking reference and seat come from "
+                      "it; a pass for another date, an unknown flight or another person is 422 "
+                      "`boarding_pass_other_date`, `boarding_pass_unknown_flight`, "
+                      "`boarding_pass_name_mismatch`. With an `Idempotency-Key` header (per device, 24 h), a "
                       "retry with the same body gets the first answer again and writes nothing; the same "
                       "key with another body is 422 `idempotency_key_reused`.",
           request_max_body_size=32 * 1024 * 1024)
@@ -90,8 +95,10 @@ class ManualBoardingController(Controller):
           description="The gate's journey rules still apply and a hold is never bypassed: a refusal is 409 "
                       "with `code` the refer reason the gate would give (`see_officer`, `wrong_flight`, "
                       "`already_boarded`, `immigration_not_cleared`, `token_ended`, `flight_closed`, "
-                      "`state_changed`) and changes nothing. 404 `token_not_found`; 422 "
-                      "`passenger_required` without a token_id. Honours an `Idempotency-Key` (per device, "
+                      "`state_changed`) and changes nothing. Name the passenger by `token_id` or by "
+                      "`boarding_pass` (IATA BCBP text), exactly one (422 `passenger_required`, "
+                      "`passenger_named_twice`); a malformed pass is 422 `invalid_boarding_pass`, a pass naming "
+                      "no live token 404 `no_token`. 404 `token_not_found`. Honours an `Idempotency-Key` (per device, "
                       "24 h): a retry after a lost answer gets the first answer again.")
     async def board(self, data: JSONBody[ManualBoardingRequest], services: NamedDependency[Services],
                     request: DeviceRequest) -> Response[ManualBoarding]:

@@ -1,4 +1,5 @@
-"""Enrolment at the check-in kiosk, or late at an e-Security Gate: document + booking + consent +
+"""Enrolment at the check-in kiosk, or late at an e-Security Gate: document + booking (the airline's
+record at a kiosk, the boarding pass at an e-Security Gate: journey/enrolment_booking.py) + consent +
 live face → a flight token. The kinds that enrol, and what each must send, are the enrolment policy
 table (decisions/policy.py ``ENROLMENT_POINTS``); the rules below are the same for all.
 
@@ -16,19 +17,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
+import msgspec
 import numpy as np
 import structlog
 
 from flighttoken.db.queries import audit
-from flighttoken.db.queries import flights as flight_q
 from flighttoken.db.queries import tokens as token_q
 from flighttoken.decisions.policy import ENROLMENT_POINTS, Standing
 from flighttoken.devices.model import Device
-from flighttoken.errors import Conflict, NotFound, Unprocessable
+from flighttoken.errors import Conflict, Unprocessable
 from flighttoken.journey.cover import screen_enrolment
+from flighttoken.journey.enrolment_booking import booking_of
 from flighttoken.journey.schemas import EnrolmentRequest, EnrolmentResult
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.services import Services
@@ -63,9 +65,8 @@ async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> En
     if ENROLMENT_POINTS[device.kind].requires_chip_photo and req.chip_photo is None:
         raise Unprocessable(f"a {device.kind.value} enrols only with the document chip's photo (DG2)",
                             code="chip_photo_required")
-    flight = await flight_q.by_id(pool, req.booking.flight_id)
-    if flight is None:
-        raise NotFound("no such flight", code="flight_not_found")
+    booking, flight = await booking_of(services, device, req, datetime.now(UTC))
+    req = msgspec.structs.replace(req, booking=booking)  # from here on, the booking is the resolved one
     if not flight.is_open:
         raise Conflict(f"flight {flight.code} has {flight.state.value}", code="flight_closed")
     if req.document.expiry < flight.scheduled_departure.date():

@@ -12,6 +12,7 @@ from flighttoken.fieldtypes import (
     PRINTABLE,
     Alpha3,
     AwareDatetime,
+    BoardingPassText,
     BookingReference,
     DocumentNumber,
     DocumentType,
@@ -48,9 +49,16 @@ class Consent(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class EnrolmentRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The booking comes from the airline's record (``booking``: a kiosk) or from the passenger's
+    boarding pass (``boarding_pass``: an e-Security Gate, late enrolment); the enrolment policy table
+    (decisions/policy.py ``ENROLMENT_POINTS``) says which, and the other is refused."""
+
     document: TravelDocument
-    booking: Booking
     captures: Annotated[list[Image], msgspec.Meta(min_length=1, max_length=5)]
+    booking: Booking | None = None
+    boarding_pass: BoardingPassText | None = None
+    """The pass's barcode text: flight (carrier, number, date), booking reference and seat; its name
+    must be the document's."""
     consent: Consent | None = None
     chip_photo: Image | None = None
     """ICAO 9303 DG2 face image read from the document chip, for a 1:1 check against the live face."""
@@ -86,13 +94,14 @@ class Decision(msgspec.Struct, omit_defaults=True):
 class ManualBoardingRequest(msgspec.Struct, forbid_unknown_fields=True):
     """A gate agent boards a passenger by hand, after checking their document.
 
-    The passenger is named by ``token_id`` (from the agent's look-up or a refer's misuse answer).
-    ``token_id`` is optional on purpose: a boarding pass (IATA BCBP text) will be the other way to name
-    them, as a ``boarding_pass`` field beside it; exactly one of them will be required."""
+    The passenger is named by exactly one of ``token_id`` (from the agent's look-up or a refer's
+    misuse answer) or ``boarding_pass`` (the pass's barcode text, IATA BCBP: the token on this gate's
+    boarding flight under the pass's PNR and name)."""
 
     agent_id: Annotated[StaffId, msgspec.Meta(description="the agent's staff id, recorded and audited")]
     reason_code: ManualBoardingReason
     token_id: uuid.UUID | None = None
+    boarding_pass: BoardingPassText | None = None
 
 
 class ManualBoarding(msgspec.Struct):

@@ -1,7 +1,8 @@
 """Bag drop and e-Security Gate (issue 20, parts 3 and 4) over real HTTP, real PostgreSQL and the real
 face models: a bag drop proceeds whatever the immigration state and records the bags; an e-Security
 Gate admits the not yet cleared; a passenger who skipped the kiosk enrols late at an e-Security Gate,
-with the kiosk's rules and the chip photo mandatory.
+with the kiosk's rules, the chip photo mandatory and the boarding pass in place of the booking: a pass
+for another person, another date or an unknown flight is refused and writes nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class World:
     """Scheduled (gate 23): passengers who have not cleared immigration yet."""
     flight_b: dict
     """Boarding later in the module (gate 24)."""
+    flight_c: dict
+    """Three days out: a pass for it is for another date."""
     people: list[Person]
 
 
@@ -65,6 +68,7 @@ async def world(make_service, face_engine):
         async with svc.client(keys["admin"]) as admin:
             flight_a = await j.create_flight(admin, "810", "23")
             flight_b = await j.create_flight(admin, "812", "24", in_minutes=70)
+            flight_c = await j.create_flight(admin, "814", "25", in_minutes=3 * 24 * 60)
         async with svc.client(keys["kiosk"]) as kiosk:
             # people[0] on A, people[1] on B enrol at the kiosk; the others skip it (late enrolment).
             for i, flight in ((0, flight_a), (1, flight_b)):
@@ -72,7 +76,7 @@ async def world(make_service, face_engine):
                     people[i].photos[0], flight["id"], document_number=j.document_number(i)))
                 assert r.status_code == 201, r.text
                 people[i].token_id = r.json()["token_id"]
-        yield World(svc, keys, flight_a, flight_b, people)
+        yield World(svc, keys, flight_a, flight_b, flight_c, people)
 
 
 async def _identify(svc: RunningService, key: str, photo: Path, query: str = ""):
@@ -169,13 +173,27 @@ async def test_a_boarded_passenger_is_refused_at_the_bag_drop_and_the_security_g
 
 
 def _late(person: Person, flight: dict, n: int, *, chip: Path | None, consent: bool = True,
-          booking: str | None = None) -> dict:
+          booking: str | None = None, by_pass: bool = True, **pass_items) -> dict:
+    """An enrolment body; ``by_pass``: as an e-Security Gate sends it, the boarding pass (of the
+    document's holder, for ``flight``, unless ``pass_items`` say otherwise) in place of the booking."""
     body = j.enrolment(person.photos[0], flight["id"], document_number=j.document_number(n), consent=consent)
     if chip is not None:
         body["chip_photo"] = base64.b64encode(chip.read_bytes()).decode()
     if booking is not None:
         body["booking"]["booking_reference"] = booking
+    if by_pass:
+        items = {"surname": "Chan", "given": "Tai Man", "pnr": body["booking"]["booking_reference"],
+                 "number": flight["number"], "day": j.departure_date(flight), **pass_items}
+        body["boarding_pass"] = j.boarding_pass(**items)
+        del body["booking"]
     return body
+
+
+async def _written(world: World) -> tuple[int, int, int]:
+    """What an enrolment writes: tokens, consents, templates."""
+    row = await world.svc.services.db().fetchrow(
+        "SELECT (SELECT count(*) FROM tokens), (SELECT count(*) FROM consents), (SELECT count(*) FROM templates)")
+    return tuple(row.values())
 
 
 async def _enrol(world: World, key: str, body: dict):
@@ -194,9 +212,56 @@ async def test_late_enrolment_needs_consent_first_then_the_chip_photo(world: Wor
     r = await _enrol(world, "security", _late(p, world.flight_a, 2, chip=world.people[3].photos[1]))
     assert (r.status_code, r.json()["code"]) == (422, "chip_photo_mismatch")
     assert await _token_count(world) == tokens  # refused: nothing written
-    # The kiosk still enrols without a chip photo (a staffed check-in saw the document).
-    r = await _enrol(world, "kiosk", _late(world.people[4], world.flight_a, 4, chip=None))
+    # The kiosk still enrols without a chip photo (a staffed check-in saw the document), from the booking.
+    r = await _enrol(world, "kiosk", _late(world.people[4], world.flight_a, 4, chip=None, by_pass=False))
     assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize(("key", "shape", "code"), [
+    ("security", "booking", "boarding_pass_required"),
+    ("security", "both", "booking_not_accepted"),
+    ("kiosk", "pass", "boarding_pass_not_accepted"),
+    ("kiosk", "both", "boarding_pass_not_accepted"),
+    ("kiosk", "neither", "booking_required"),
+])
+async def test_a_kiosk_sends_the_booking_and_an_e_security_gate_the_boarding_pass(
+        world: World, key: str, shape: str, code: str) -> None:
+    p = world.people[3]
+    with_pass = _late(p, world.flight_a, 3, chip=p.photos[1])
+    with_booking = _late(p, world.flight_a, 3, chip=p.photos[1], by_pass=False)
+    body = {"booking": with_booking, "pass": with_pass, "both": {**with_booking, **with_pass},
+            "neither": {k: v for k, v in with_pass.items() if k != "boarding_pass"}}[shape]
+    before = await _written(world)
+    r = await _enrol(world, key, body)
+    assert (r.status_code, r.json()["code"]) == (422, code), r.text
+    assert await _written(world) == before
+
+
+@pytest.mark.parametrize(("items", "code"), [
+    ({"surname": "Wong", "given": "Siu Ming"}, "boarding_pass_name_mismatch"),  # someone else's pass
+    ({"number": "999"}, "boarding_pass_unknown_flight"),
+    ({"flight": "c"}, "boarding_pass_other_date"),  # CX814, three days out: not a flight departing now
+])
+async def test_late_enrolment_refuses_a_pass_for_another_person_date_or_flight(
+        world: World, items: dict, code: str) -> None:
+    p = world.people[3]
+    if items.get("flight") == "c":
+        items = {"number": world.flight_c["number"], "day": j.departure_date(world.flight_c)}
+    before = await _written(world)
+    r = await _enrol(world, "security", _late(p, world.flight_a, 3, chip=p.photos[1], **items))
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json") and r.json()["code"] == code
+    assert await _written(world) == before
+
+
+async def test_late_enrolment_refuses_a_malformed_pass_naming_the_item(world: World) -> None:
+    p = world.people[3]
+    body = _late(p, world.flight_a, 3, chip=p.photos[1])
+    body["boarding_pass"] = body["boarding_pass"].replace("HKGLAX", "HK1LAX")
+    before = await _written(world)
+    r = await _enrol(world, "security", body)
+    assert (r.status_code, r.json()["code"], r.json()["field"]) == (422, "invalid_boarding_pass", "from_airport")
+    assert await _written(world) == before
 
 
 async def test_late_enrolment_with_the_chip_photo_makes_a_token_the_touchpoints_know(world: World) -> None:
@@ -204,9 +269,11 @@ async def test_late_enrolment_with_the_chip_photo_makes_a_token_the_touchpoints_
     r = await _enrol(world, "security", _late(p, world.flight_a, 2, chip=p.photos[1]))
     assert r.status_code == 201, r.text
     p.token_id = r.json()["token_id"]
-    assert r.json()["state"] == "enrolled"
-    assert await world.svc.services.db().fetchval(
-        "SELECT enrolled_by FROM tokens WHERE id = $1", uuid.UUID(p.token_id)) == "e_security_gate"
+    assert (r.json()["state"], r.json()["flight_id"]) == ("enrolled", world.flight_a["id"])
+    token = await world.svc.services.db().fetchrow(
+        "SELECT enrolled_by, booking_reference, seat, lounge_eligible FROM tokens WHERE id = $1", uuid.UUID(p.token_id))
+    # The booking is the pass's: its PNR and seat (042A printed, 42A kept); a pass says nothing of lounges.
+    assert tuple(token.values()) == ("e_security_gate", "ABC002", "42A", False)
     async with world.svc.client(world.keys["admin"]) as admin:
         progress = (await admin.get(f"/v1/flights/{world.flight_a['id']}/progress")).json()
     assert progress["late_enrolled"] == 1 and progress["enrolled"] >= 2

@@ -162,12 +162,16 @@ async def test_bad_input_and_other_keys_are_refused_and_change_nothing(world: Ga
     audited = await _audited(world, token_id)
     bad = [_body(token_id, reason_code="felt_like_it"), _body(token_id, agent_id=""),
            _body(token_id, agent_id="x" * 41), _body(token_id, agent_id="CX 4411\n"),
-           _body("not-a-uuid"), _body(token_id, boarding_pass="M1CHAN/TAIMAN"), {"token_id": token_id}]
+           _body("not-a-uuid"), _body(token_id, boarding_pass="M1" * 1001), {"token_id": token_id}]
     for body in bad:
         r = await _board(world.a, world.keys["gate23"], body)
         assert (r.status_code, r.json()["code"]) == (400, "invalid_request"), (body, r.text)
     r = await _board(world.a, world.keys["gate23"], _body(None))
     assert (r.status_code, r.json()["code"]) == (422, "passenger_required"), r.text
+    r = await _board(world.a, world.keys["gate23"], _body(token_id, boarding_pass="M1CHAN/TAIMAN"))
+    assert (r.status_code, r.json()["code"]) == (422, "passenger_named_twice"), r.text
+    r = await _board(world.a, world.keys["gate23"], _body(None, boarding_pass="M1CHAN/TAIMAN"))
+    assert (r.status_code, r.json()["code"], r.json()["field"]) == (422, "invalid_boarding_pass", "passenger_name")
     r = await _board(world.a, world.keys["gate23"], _body(str(uuid.uuid4())))
     assert (r.status_code, r.json()["code"]) == (404, "token_not_found"), r.text
     for key in ("kiosk", "e_channel", "lounge", "admin", "ops_cx"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +66,15 @@ async def identify(client: httpx.AsyncClient, photo: Path | bytes) -> dict[str, 
     return r.json()
 
 
+
+
+def boarding_pass(surname: str, given: str, pnr: str, number: str, day: date, *, carrier: str = "CX",
+                  seat: str = "042A") -> str:
+    """A one-leg IATA BCBP (M1) as an airline prints it, mandatory items only."""
+    name = f"{surname}/{given}".upper()[:20].ljust(20)
+    return f"M1{name}E{pnr:<7}HKGLAX{carrier:<3}{number:0>4} {day.timetuple().tm_yday:03d}Y{seat}0001 100"
+
+
+def departure_date(flight: dict[str, Any]) -> date:
+    """The flight's date of departure as its pass prints it (the test service's airport zone is UTC)."""
+    return datetime.fromisoformat(flight["scheduled_departure"]).astimezone(UTC).date()

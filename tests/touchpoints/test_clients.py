@@ -274,6 +274,45 @@ async def test_kiosk_command_enrols(tmp_path, capsys) -> None:
     assert body["document"]["nationality"] == "HKG" and body["booking"]["lounge_eligible"] is False
 
 
+async def test_late_enrol_sends_the_boarding_pass_in_place_of_the_booking(tmp_path, capsys) -> None:
+    capture, chip, terms = tmp_path / "capture.jpg", tmp_path / "dg2.jpg", tmp_path / "terms.txt"
+    capture.write_bytes(b"\xff\xd8capture")
+    chip.write_bytes(b"\xff\xd8chip")
+    terms.write_text("terms v1")
+    boarding_pass = "M1CHAN/TAI MAN        EABC123 HKGLAXCX 0884 123Y042A0025 100"
+    common = ["--document-number", "K1234567", "--issuing-state", "HKG", "--surname", "CHAN", "--date-of-birth",
+              "1990-01-01", "--expiry", "2031-01-01", "--terms-file", str(terms), "--terms-version", "v1"]
+    async with stub_service() as stub:
+        stub.on("/v1/enrolments", Reply(201, enrolment_result()))
+        code = await asyncio.to_thread(cli.main, [
+            "late-enrol", "--url", stub.base_url, "--key", "ftk_security", "--boarding-pass", boarding_pass,
+            "--chip-photo", str(chip), *common, str(capture)])
+    assert code == cli.EXIT_PROCEED and capsys.readouterr().out.startswith("ENROLLED")
+    body = json.loads(stub.hits("/v1/enrolments")[0].body)
+    assert body["boarding_pass"] == boarding_pass and "booking" not in body and body["chip_photo"]
+    with pytest.raises(SystemExit):  # a late enrolment has no --flight: the pass names it
+        cli.build_parser().parse_args(["late-enrol", "--flight", str(FLIGHT), *common, str(capture)])
+
+
+async def test_gate_board_names_the_passenger_by_token_or_by_pass_once(capsys) -> None:
+    boarding_pass = "M1CHAN/TAI MAN        EABC123 HKGLAXCX 0884 123Y042A0025 100"
+    async with stub_service() as stub:
+        stub.on("/v1/manual-boardings", Reply(201, {
+            "id": 1, "token_id": str(FLIGHT), "flight_id": str(FLIGHT), "agent_id": "CX-4411",
+            "reason_code": "device_fault", "boarded_at": "2026-01-01T00:00:00Z",
+            "passenger": {"name": "CHAN, TAI MAN", "seat": "42A", "flight": "CX884"}}))
+        base = ["gate-board", "--url", stub.base_url, "--key", "ftk_gate", "--agent", "CX-4411",
+                "--reason", "device_fault"]
+        code = await asyncio.to_thread(cli.main, [*base, "--boarding-pass", boarding_pass])
+        both = await asyncio.to_thread(cli.main, [*base, "--boarding-pass", boarding_pass, str(FLIGHT)])
+        neither = await asyncio.to_thread(cli.main, base)
+    assert code == cli.EXIT_PROCEED and capsys.readouterr().out.startswith("BOARDED")
+    assert (both, neither) == (cli.EXIT_USAGE, cli.EXIT_USAGE)
+    (sent,) = stub.hits("/v1/manual-boardings")
+    assert json.loads(sent.body) == {"agent_id": "CX-4411", "reason_code": "device_fault",
+                                     "boarding_pass": boarding_pass}
+
+
 def test_capabilities_find_routes_and_fill_their_parameters() -> None:
     from touchpoints.capabilities import Capabilities, fill_path
 

@@ -4,6 +4,7 @@ The write is one statement, atomic on its own: the token moves to ``boarded`` on
 the caller read, never while on hold, and only while its flight is still boarding at the agent's
 gate; the ``manual_boardings`` row and the audit event are written only if it moved. An empty
 answer means the token or its flight changed since it was read (``state_changed``): nothing written.
+The answer carries what the DCS's ``passenger.boarded`` event reports, as committed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ WITH moved AS (
     WHERE t.id = $1::uuid AND f.id = t.flight_id
       AND t.state = $2::text AND t.state IN ('enrolled', 'immigration_cleared') AND NOT t.on_hold
       AND f.state = 'boarding' AND f.gate = $3::text
-    RETURNING t.id, t.flight_id, t.boarded_at
+    RETURNING t.id, t.flight_id, t.boarded_at, t.booking_reference, t.seat,
+              f.airline, f.number, f.scheduled_departure
 ), recorded AS (
     INSERT INTO manual_boardings (at, token_id, flight_id, device_id, agent_id, reason_code)
     SELECT boarded_at, id, flight_id, $4::uuid, $5::text, $6::text FROM moved
@@ -35,7 +37,8 @@ WITH moved AS (
                               'manual_boarding_id', (SELECT id FROM recorded))
     FROM moved
 )
-SELECT id, at, flight_id FROM recorded"""
+SELECT r.id, r.at, r.flight_id, m.booking_reference, m.seat, m.airline, m.number, m.scheduled_departure
+FROM recorded r CROSS JOIN moved m"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +46,18 @@ class ManualBoardingRow:
     id: int
     at: datetime
     flight_id: uuid.UUID
+    booking_reference: str
+    seat: str | None
+    airline: str
+    number: str
+    scheduled_departure: datetime
 
 
 async def board(conn: Executor, *, token_id: uuid.UUID, expected_state: str, gate: str, device_id: uuid.UUID,
                 agent_id: str, reason_code: str) -> ManualBoardingRow | None:
     """Board ``token_id`` by hand (see the module docstring); None when nothing moved."""
     row = await conn.fetchrow(_BOARD, token_id, expected_state, gate, device_id, agent_id, reason_code)
-    return None if row is None else ManualBoardingRow(row["id"], row["at"], row["flight_id"])
+    return None if row is None else ManualBoardingRow(**dict(row))
 
 
 async def of_token(conn: Executor, token_id: uuid.UUID) -> asyncpg.Record | None:
