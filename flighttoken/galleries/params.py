@@ -70,7 +70,11 @@ class GalleryParams(IndexParams, frozen=True, kw_only=True):
     def from_settings(cls, s: Any) -> GalleryParams:
         # Verified: every result too weak for any decision to turn on. A lost graph search ends at
         # a crowd score, under this; one that did not get lost found every strong face (index.py).
-        lowest = min([*(threshold_for(s, kind, 1) for kind in TOUCHPOINTS), s.decisions.duplicate_threshold])
+        # Only galleries over exact_max have a graph, and the threshold grows with the faces
+        # searched, so the lowest threshold a graph result can meet is the one at exact_max + 1
+        # (0.372 with the 0.35 floors; the floors themselves bind only in exhaustive galleries).
+        graph_size = s.galleries.gallery_exact_max + 1
+        lowest = min([*(threshold_for(s, kind, graph_size) for kind in TOUCHPOINTS), s.decisions.duplicate_threshold])
         verify_below = lowest - s.decisions.decision_margin + s.galleries.gallery_verify_margin
         g = s.galleries
         return cls(exact_max=g.gallery_exact_max, graph_dim=g.gallery_graph_dim, shard_size=g.gallery_shard_size,

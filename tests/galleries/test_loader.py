@@ -20,6 +20,7 @@ from flighttoken.db.pool import create_pool
 from flighttoken.db.queries import flights as flight_q
 from flighttoken.db.queries import tokens as token_q
 from flighttoken.decisions.match import threshold_for
+from flighttoken.decisions.policy import TOUCHPOINTS
 from flighttoken.devices.model import DeviceKind
 from flighttoken.devices.registry import add_device
 from flighttoken.flights.model import Flight, FlightState
@@ -185,7 +186,8 @@ def test_gallery_params_follow_the_settings() -> None:
 
 
 THRESHOLDS = {"FLIGHTTOKEN_GATE_THRESHOLD": "0.40", "FLIGHTTOKEN_E_CHANNEL_THRESHOLD": "0.42",
-              "FLIGHTTOKEN_LOUNGE_THRESHOLD": "0.41", "FLIGHTTOKEN_DUPLICATE_THRESHOLD": "0.45",
+              "FLIGHTTOKEN_LOUNGE_THRESHOLD": "0.41", "FLIGHTTOKEN_BAG_DROP_THRESHOLD": "0.43",
+              "FLIGHTTOKEN_E_SECURITY_GATE_THRESHOLD": "0.44", "FLIGHTTOKEN_DUPLICATE_THRESHOLD": "0.45",
               "FLIGHTTOKEN_GALLERY_VERIFY_MARGIN": "0.05",
               # A light impostor tail: the configured floors decide, even at 100,000 faces.
               "FLIGHTTOKEN_IMPOSTOR_TAIL_SCORE_1E6": "0.10"}
@@ -202,13 +204,14 @@ def test_graph_results_too_weak_for_any_decision_are_verified(changes: dict[str,
     assert GalleryParams.from_settings(settings).verify_below == pytest.approx(verify_below)
 
 
-@pytest.mark.parametrize("size", [1, 420, 42_000, LARGEST_GALLERY])
+@pytest.mark.parametrize("size", [1025, 4_000, 42_000, LARGEST_GALLERY])
 def test_verification_sits_below_every_threshold_in_force(size: int) -> None:
-    # With the measured impostor tail a large window's threshold rises above the floors; the
-    # cutoff stays under the lowest of them, less the margin a runner-up decides within.
+    # Only galleries over gallery_exact_max (1,024) have a graph to verify. With the measured
+    # impostor tail their threshold rises above the floors with the faces searched; the cutoff
+    # stays under the lowest of them, less the margin a runner-up decides within.
     settings = load_settings({})
-    lowest = min(threshold_for(settings, kind, size)
-                 for kind in (DeviceKind.GATE, DeviceKind.E_CHANNEL, DeviceKind.LOUNGE))
+    assert size > settings.galleries.gallery_exact_max
+    lowest = min(threshold_for(settings, kind, size) for kind in TOUCHPOINTS)
     d, g = settings.decisions, settings.galleries
     cutoff = GalleryParams.from_settings(settings).verify_below
     assert cutoff is not None and cutoff <= lowest - d.decision_margin + g.gallery_verify_margin + 1e-9
