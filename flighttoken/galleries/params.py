@@ -68,14 +68,14 @@ class GalleryParams(IndexParams, frozen=True, kw_only=True):
 
     @classmethod
     def from_settings(cls, s: Any) -> GalleryParams:
-        # Verified: every result too weak for any decision to turn on. A lost graph search ends at
-        # a crowd score, under this; one that did not get lost found every strong face (index.py).
-        # Only galleries over exact_max have a graph, and the threshold grows with the faces
-        # searched, so the lowest threshold a graph result can meet is the one at exact_max + 1
-        # (0.372 with the 0.35 floors; the floors themselves bind only in exhaustive galleries).
-        graph_size = s.galleries.gallery_exact_max + 1
-        lowest = min([*(threshold_for(s, kind, graph_size) for kind in TOUCHPOINTS), s.decisions.duplicate_threshold])
-        verify_below = lowest - s.decisions.decision_margin + s.galleries.gallery_verify_margin
+        # Verified: anything a touchpoint could accept near its threshold, and any possible duplicate.
+        # Thresholds rise with gallery size (decisions/match.py), so take them at the largest gallery a
+        # clearance group may hold: a graph never decides alone near any threshold in use. (Issue 19
+        # tried re-checking only results too weak for any decision, 0.37: ~3 % re-checked instead of
+        # ~30 %, but on one build of the real 42,000-face registry the graph missed a probe's best and
+        # proceeded with its LFW alias: a wrong-person accept. ops/results/galleries.md.)
+        highest = max(threshold_for(s, kind, LARGEST_GALLERY) for kind in TOUCHPOINTS)
+        verify_below = max(highest + s.galleries.gallery_verify_margin, s.decisions.duplicate_threshold)
         g = s.galleries
         return cls(exact_max=g.gallery_exact_max, graph_dim=g.gallery_graph_dim, shard_size=g.gallery_shard_size,
                    M=g.gallery_m, ef_construction=g.gallery_ef_construction, ef=g.gallery_ef,

@@ -85,12 +85,10 @@ class GallerySettings(Section, frozen=True):
     """hnswlib search breadth: latency vs. how often a weak result needs the exhaustive re-check."""
     gallery_rerank_k: AtLeastOne = 32
     """Candidates the graph proposes for exact re-scoring."""
-    gallery_verify_margin: Share = 0.08
-    """A graph result whose best score is below the lowest decision threshold a graph gallery is
-    searched at (the touchpoints' at ``gallery_exact_max`` + 1 faces, duplicate_threshold) minus
-    decision_margin plus this is re-checked by exhaustive search: a lost graph search ends at a
-    crowd score (<= 0.34 at 42,000 faces), below it (galleries/index.py). With the 0.35 floors that
-    is 0.372 - 0.08 + 0.08 = 0.372; 0.32 let lost searches through (recall@1 0.9991)."""
+    gallery_verify_margin: Share = 0.05
+    """A graph result whose best score is below the highest touchpoint threshold (at the largest
+    clearance group, 100,000 faces) plus this, or below duplicate_threshold, is re-checked by
+    exhaustive search: near any threshold in use the graph never decides alone (galleries/index.py)."""
     gallery_build_threads: NotNegative = 0
     """Threads for a start-up rebuild; 0 means every core."""
 
