@@ -145,10 +145,12 @@ async def _legacy_database(admin_dsn: str, model_id: str) -> tuple[str, str, dic
             await token_q.insert_consent(conn, consent_id=consent, flight_id=flight.id, document_key=doc,
                                          terms_version="v1", terms_sha256="0" * 64, consented_at=departure,
                                          device_id=kiosk.id)
-            row = await token_q.insert_token(
-                conn, token_id=uuid.uuid4(), flight_id=flight.id, document_key=doc, document_type="P",
-                document_last4="0000", issuing_state="HKG", nationality="HKG", surname="Legacy", given_names="Pax",
-                booking_reference=f"LG{i}", seat=None, lounge_eligible=False, consent_id=consent)
+            # The previous release's columns (0002), not today's insert: later migrations add columns.
+            row = await conn.fetchrow(
+                "INSERT INTO tokens (id, flight_id, document_key, document_type, document_last4, issuing_state,"
+                " nationality, surname, given_names, booking_reference, consent_id)"
+                " VALUES ($1, $2, $3, 'P', '0000', 'HKG', 'HKG', 'Legacy', 'Pax', $4, $5) RETURNING id",
+                uuid.uuid4(), flight.id, doc, f"LG{i}", consent)
             v = rng.standard_normal(512).astype(np.float32)
             sealed = TemplateVault.seal_template(dek, row["id"], model_id, v / np.linalg.norm(v))
             await token_q.upsert_template(conn, token_id=row["id"], flight_id=flight.id, model_id=model_id,
