@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from touchpoints.simulator.recorder import EXPECT_PROCEED, IDENTIFY_TOUCHPOINTS, Obs
+from touchpoints.simulator.recorder import IDENTIFY_TOUCHPOINTS, Obs, boards
 
 COLOURS = {"kiosk": "#7f7f7f", "bag_drop": "#8c564b", "e_security_gate": "#9467bd", "e_channel": "#1f77b4",
            "lounge": "#2ca02c", "gate": "#d62728"}
@@ -55,7 +55,7 @@ def draw(obs: list[Obs], flights: list[str], events: list[tuple[float, int, str]
 
     boarded: dict[int, list[float]] = defaultdict(list)
     for o in answered:
-        if o.touchpoint == "gate" and o.purpose in EXPECT_PROCEED and o.outcome == "proceed":
+        if boards(o):
             boarded[o.flight].append(o.done)
     cmap = plt.get_cmap("tab20")
     for i, code in enumerate(flights):
