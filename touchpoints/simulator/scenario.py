@@ -308,7 +308,8 @@ def _assign_roles(passengers: list[PassengerPlan], flights: list[FlightPlan], o:
     take(round(n * o.late_enrol_share), "late_enrol", lambda p: len(p.probes) >= 2)
     for p in passengers:
         if "late_enrol" in p.roles:
-            p.chip_photo, p.probes, p.bags = p.probes[-1], p.probes[:-1], 0
+            # No bags (no check-in) and no lounge: a boarding pass does not say who may use it.
+            p.chip_photo, p.probes, p.bags, p.lounge = p.probes[-1], p.probes[:-1], 0, False
     take(round(n * o.wrong_gate_share), "wrong_gate")
     take(round(n * o.double_board_share), "double_board")
     take(round(n * o.lounge_first_share), "lounge_first", lambda p: p.lounge)

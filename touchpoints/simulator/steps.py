@@ -14,7 +14,17 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from touchpoints.models import CAPTURE_REASONS, MATCHING_REASONS, Booking, Consent, EnrolmentRequest, TravelDocument
+import msgspec
+
+from touchpoints.models import (
+    CAPTURE_REASONS,
+    MATCHING_REASONS,
+    Booking,
+    Consent,
+    EnrolmentRequest,
+    EnrolmentResult,
+    TravelDocument,
+)
 from touchpoints.simulator.dcs_report import Expected
 from touchpoints.simulator.journey_report import Traveller
 from touchpoints.simulator.passes import bcbp
@@ -93,7 +103,9 @@ class Steps(_Base):
         return False
 
     async def _late_enrol(self, index: int) -> uuid.UUID | None:
-        """At the e-Security Gate: document, chip photo, boarding pass, consent and a live capture."""
+        """At the e-Security Gate: document, chip photo, boarding pass, consent and a live capture.
+        Sent as the service's OpenAPI says: the pass in place of the booking where the enrolment
+        takes one (``Features.late_enrol_by_pass``), else the booking (services before it)."""
         p = self.plan.passengers[index]
         flight_id = self.flights[p.flight].id
         assert flight_id is not None and p.chip_photo is not None
@@ -106,8 +118,10 @@ class Steps(_Base):
                 captures=[p.enrol_photo.read_bytes()], consent=Consent.accepted(TERMS_TEXT, "sim-v1"),
                 chip_photo=p.chip_photo.read_bytes())  # type: ignore[union-attr]
 
-        # The pass (self.boarding_pass(index)) joins the request once the service's enrolment takes one.
-        body = await asyncio.to_thread(request)
+        body = msgspec.to_builtins(await asyncio.to_thread(request))
+        if self.features.late_enrol_by_pass:  # the pass brings flight, booking reference and seat
+            body.pop("booking")
+            body["boarding_pass"] = self.boarding_pass(index)
         await self.rec.wait_open()
         queued = self.rec.now()
         async with self.e_security_gates.use() as gate:
@@ -115,7 +129,9 @@ class Steps(_Base):
             sent = self.rec.now()
             with self.rec.in_flight("enrol"):
                 try:
-                    result = await gate.enrol(body)
+                    result = await gate.transport.call("POST", "/v1/enrolments", EnrolmentResult, json=body,
+                                                       headers={"Idempotency-Key": str(uuid.uuid4())},
+                                                       repeatable=True)
                     obs = Obs("e_security_gate", "late_enrol", f"p{index}", p.flight, queued, sent, self.rec.now(),
                               201 if result.created else 200, "created" if result.created else "existing")
                 except ApiError as exc:
