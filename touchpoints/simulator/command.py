@@ -31,6 +31,7 @@ from touchpoints.simulator import dcs_report as dcs_report_mod
 from touchpoints.simulator import report as report_mod
 from touchpoints.simulator.baseline import RushBaseline
 from touchpoints.simulator.features import Features
+from touchpoints.simulator.journey_report import journey_headline, summary_lines
 from touchpoints.simulator.recorder import Recorder, is_enrolment
 from touchpoints.simulator.runner import Runner
 from touchpoints.simulator.scenario import Options, Plan, ScenarioError, build_plan, load_identities
@@ -311,43 +312,6 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
             "wrong_person_accepts": a["wrong_person_accepts"], "purge_complete": report["purge"]["complete"],
             "loadavg_before": report["simulation"]["machine"].get("loadavg_1_5_15_before"),
             **journey_headline(report), "ok": report["ok"]}
-
-
-def journey_headline(report: dict[str, Any]) -> dict[str, Any]:
-    j, d = report["journey"], report.get("dcs") or {}
-    c, fb, w = j["clearance"], j["fallback"], j["wrong_person_accepts"]
-    return {"cleared_without_officer": c["share"], "cleared_target_met": c["target_met"],
-            "wrong_person_accepts_one_to_one": w["one_to_one"] + w["impostor_passes"]["accepted"],
-            "fallback_share": fb["share"], "late_enrolments": fb["late_enrolment"]["enrolled"],
-            "manual_boardings": fb["manual_boardings"]["by_reason"],
-            "gate_per_minute_median": j["boarding_throughput"]["median_per_minute"],
-            "dcs_exactly_once": d.get("exactly_once"), "dcs_lost": d.get("boarded_lost")}
-
-
-def summary_lines(report: dict[str, Any]) -> list[str]:
-    """The journey's figures for a person reading the run's output (the JSON line follows them)."""
-    j, d = report["journey"], report.get("dcs") or {}
-    c, fb, w, bt = j["clearance"], j["fallback"], j["wrong_person_accepts"], j["boarding_throughput"]
-    lines = [
-        f"cleared without an officer: {c['cleared_without_officer']} of {c['passengers']} = {c['share']} "
-        f"(target {c['target']}: {'met' if c['target_met'] else 'MISSED'}); FTE {c['fte']}; officers first at "
-        f"{c['officer_first_at']}",
-        f"wrong-person accepts: face-only {w['face_only']}, 1:1 {w['one_to_one']}; impostor passes accepted "
-        f"{w['impostor_passes']['accepted']} of {w['impostor_passes']['attempts']}",
-        f"boarding-pass fallback: {fb['passengers_using_it']} passengers ({fb['share']}), {fb['through']} of "
-        f"{fb['attempts']} attempts through; late enrolments {fb['late_enrolment']['enrolled']}; manual boardings "
-        f"{fb['manual_boardings']['by_reason']}",
-        f"boarding per gate: median {bt['median_per_minute']}/min (min {bt['min_per_minute']}, max "
-        f"{bt['max_per_minute']}); anchors 20/min (BA Boston 200 in 10 min, LAX 400 in 20 min)",
-    ]
-    if d.get("status") == "available":
-        lines.append(f"DCS: {d['boarded_reported_once']} of {d['boarded_passengers']} boarded reported exactly once, "
-                     f"lost {d['boarded_lost']}, twice {d['boarded_twice']}, bad signatures {d['bad_signatures']}, "
-                     f"{d['failed_by_receiver']} of {d['deliveries']} deliveries failed by the receiver, "
-                     f"boarding.closed lists agreeing {d['not_boarded_lists_agree']} of {d['flights_closed']}")
-    else:
-        lines.append(f"DCS: not checked (webhooks: {d.get('webhooks')})")
-    return ["simulate: " + line for line in lines]
 
 
 def run_command(args: argparse.Namespace) -> int:
