@@ -76,7 +76,8 @@ def test_the_services_optional_features_were_exercised(day) -> None:
     features = report["features"]
     assert set(features["capabilities"].values()) == {"available"}, features["capabilities"]
     assert features["opt_outs"]["tokens_revoked"] == OPTIONS.opt_outs
-    assert features["watchlist"]["subjects_alerted"] == OPTIONS.watchlist
+    assert features["watchlist"]["subjects_alerted"] == OPTIONS.watchlist, (
+        features["watchlist"], report["rule_checks"]["watchlist_subject_accepts"], report["transport"])
     assert features["delays"] == {"done": OPTIONS.delays} and features["gate_changes"] == {"done": 1}
     rules = report["rule_checks"]
     for name in ("wrong_gate_accepts", "stale_gate_accepts", "double_boarding_accepts", "out_of_order_accepts",

@@ -229,6 +229,8 @@ def build_plan(identities: list[tuple[str, list[Path]]], options: Options) -> Pl
                                   gate=gate, bank=b))
 
     passengers: list[PassengerPlan] = []
+    # Bags from their own stream: the rest of the plan (who plays which role) stays what this seed gave.
+    bag_rng = random.Random(o.seed * 7919 + 1)
     next_in_bank = [0] * banks
     for f in flights:
         for _ in range(per_flight[f.index]):
@@ -246,7 +248,7 @@ def build_plan(identities: list[tuple[str, list[Path]]], options: Options) -> Pl
                 document_number=f"S{o.seed % 1000:03d}{k:06d}", surname=surname, given_names=given,
                 booking_reference=f"B{k:06d}"[-7:], seat=f"{1 + (k % 300) // 6}{'ABCDEF'[k % 6]}",
                 lounge=rng.random() < o.lounge_share, reuse=reuse,
-                bags=rng.choice((1, 1, 2)) if rng.random() < o.bag_share else 0))
+                bags=bag_rng.choice((1, 1, 2)) if bag_rng.random() < o.bag_share else 0))
             f.passengers.append(k)
 
     _assign_roles(passengers, flights, o, rng)
