@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from touchpoints.simulator.recorder import EXPECT_PROCEED, IDENTIFY_TOUCHPOINTS, Obs
+from touchpoints.simulator.recorder import IDENTIFY_TOUCHPOINTS, Obs, boards, is_identify
 
 COLOURS = {"kiosk": "#7f7f7f", "bag_drop": "#8c564b", "e_security_gate": "#9467bd", "e_channel": "#1f77b4",
            "lounge": "#2ca02c", "gate": "#d62728"}
@@ -30,7 +30,7 @@ def draw(obs: list[Obs], flights: list[str], events: list[tuple[float, int, str]
         if mine:
             top.scatter([o.done for o in mine], [o.latency_ms for o in mine], s=6, alpha=0.5, color=COLOURS[tp],
                         label=tp.replace("_", "-"), rasterized=True, linewidths=0)
-    ident = [o for o in answered if o.touchpoint in IDENTIFY_TOUCHPOINTS]
+    ident = [o for o in answered if is_identify(o)]
     if ident:
         buckets: dict[int, list[float]] = defaultdict(list)
         for o in ident:
@@ -55,7 +55,7 @@ def draw(obs: list[Obs], flights: list[str], events: list[tuple[float, int, str]
 
     boarded: dict[int, list[float]] = defaultdict(list)
     for o in answered:
-        if o.touchpoint == "gate" and o.purpose in EXPECT_PROCEED and o.outcome == "proceed":
+        if boards(o):
             boarded[o.flight].append(o.done)
     cmap = plt.get_cmap("tab20")
     for i, code in enumerate(flights):

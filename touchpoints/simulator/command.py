@@ -26,11 +26,13 @@ import httpx
 
 from touchpoints.capabilities import Capabilities
 from touchpoints.clients import AdminClient
-from touchpoints.simulator import chart, devices, rawspeed
+from touchpoints.simulator import chart, dcs, devices, rawspeed
+from touchpoints.simulator import dcs_report as dcs_report_mod
 from touchpoints.simulator import report as report_mod
 from touchpoints.simulator.baseline import RushBaseline
 from touchpoints.simulator.features import Features
-from touchpoints.simulator.recorder import Recorder
+from touchpoints.simulator.journey_report import journey_headline, summary_lines
+from touchpoints.simulator.recorder import Recorder, is_enrolment
 from touchpoints.simulator.runner import Runner
 from touchpoints.simulator.scenario import Options, Plan, ScenarioError, build_plan, load_identities
 from touchpoints.transport import TouchpointError, Transport
@@ -133,7 +135,8 @@ async def simulate(options: Options, *, url: str, faces_dir: str, authority_url:
     say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if progress else (lambda *a: None)
     say(f"simulate: {len(plan.flights)} flights, {len(plan.passengers)} passengers, {len(plan.strangers)} "
         f"non-enrolled, {plan.banks} bank(s), gates {', '.join(plan.gates)}")
-    n_devices = options.kiosks + options.e_channels + options.lounge_readers + options.gate_readers * len(plan.gates)
+    n_devices = (options.kiosks + options.bag_drops + options.e_security_gates + options.e_channels
+                 + options.lounge_readers + options.gate_readers * len(plan.gates))
     limits = httpx.Limits(max_connections=n_devices + 16, max_keepalive_connections=n_devices + 16)
     async with httpx.AsyncClient(limits=limits) as http:
         probe = Transport(url, admin_key, http=http, timeout=request_timeout_s)
@@ -152,7 +155,13 @@ async def simulate(options: Options, *, url: str, faces_dir: str, authority_url:
         runner = Runner(plan, url, keys, features, http=http, recorder=rec, dsn=database_url,
                         authority_url=authority_url, timeout=request_timeout_s,
                         before_wave=rush.at_wave if raw_seconds > 0 else None)
+        receiver = dcs.Receiver(failure_share=options.dcs_failure_share, seed=options.seed)
+        dcs_figures: dict[str, Any] = {}
+        stack = contextlib.AsyncExitStack()
         try:
+            await stack.enter_async_context(dcs.running(receiver))
+            await dcs.register(receiver, runner.admin, {f.airline for f in plan.flights})
+            say(f"simulate: DCS receiver at {receiver.url}, failing {options.dcs_failure_share:.0%} of deliveries")
             await features.detect_watchlist(runner.authority)
             await features.detect_metrics(Transport(url, metrics_token, http=http, timeout=request_timeout_s))
             say(f"simulate: devices from {keys.source}; capabilities {features.table()}")
@@ -188,7 +197,9 @@ async def simulate(options: Options, *, url: str, faces_dir: str, authority_url:
             alerts = None
             if features.watchlist and runner.authority is not None:
                 alerts = await runner._quietly(features.all_alerts(runner.authority))
+            dcs_figures = await _settle_dcs(receiver, runner, options, say)
         finally:
+            await stack.aclose()
             if not keep_devices:
                 await runner._quietly(devices.retire(keys, runner.admin, database_url, features.devices_api))
     result = report_mod.DayResult(
@@ -198,7 +209,7 @@ async def simulate(options: Options, *, url: str, faces_dir: str, authority_url:
         outcomes=[p.outcome or "unfinished" for p in runner.people], features=features.table(),
         started_at=started.isoformat(timespec="seconds"), duration_s=duration, service=url, devices=keys.source,
         raw=raw, retries=runner.retries(), errors=runner.errors, opt_outs=runner.opt_out_results, alerts=alerts,
-        watch_subjects=runner.watch_subjects,
+        watch_subjects=runner.watch_subjects, travellers=runner.travellers(), dcs=dcs_figures,
         token_owner={str(p.token_id): i for i, p in enumerate(runner.people) if p.token_id},
         saturation_level=saturation_level, wave_held=runner.wave_held, pauses=rec.pauses,
         machine={"cpus": os.cpu_count(), "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
@@ -213,6 +224,23 @@ async def simulate(options: Options, *, url: str, faces_dir: str, authority_url:
     return report
 
 
+async def _settle_dcs(receiver: dcs.Receiver, runner: Runner, options: Options, say: Any) -> dict[str, Any]:
+    """Wait for the service's outbox to deliver what the day must have produced (``dcs_drain_s`` at
+    most), then read its dead letters and take the webhooks down."""
+    expected = runner.dcs_expected()
+    if not any(state == "registered" for state in receiver.registered.values()):
+        return dcs_report_mod.build(receiver.deliveries, expected, registered=receiver.registered) | {
+            "status": "not available"}
+    say(f"simulate: waiting up to {options.dcs_drain_s:.0f} s for the DCS outbox to drain")
+    waited = await dcs.drain(receiver, runner.dcs_targets(expected), options.dcs_drain_s)
+    dead = await runner._quietly(runner.admin.get("/v1/dcs/dead-letters?limit=500"))
+    await dcs.unregister(receiver, runner.admin)
+    out = dcs_report_mod.build(receiver.deliveries, expected, registered=receiver.registered, drain_s=waited,
+                               dead_letters=len(dead["events"]) if isinstance(dead, dict) else None,
+                               failure_share=options.dcs_failure_share)
+    return out | {"status": "available"}
+
+
 def _write_acknowledged(path: Path, runner: Runner, rec: Recorder) -> None:
     """What the service promised (tokens it acknowledged) and how every request ended, for a check
     of the service's database after the run (``python -m ops.load``)."""
@@ -221,7 +249,8 @@ def _write_acknowledged(path: Path, runner: Runner, rec: Recorder) -> None:
                   for i, me in enumerate(runner.people) if me.token_id is not None]
     by_status: dict[str, dict[str, int]] = {}
     for o in rec.obs:
-        kind = by_status.setdefault("enrol" if o.touchpoint == "kiosk" else "identify", {})
+        kind = by_status.setdefault("enrol" if is_enrolment(o) else "manual" if o.purpose == "manual" else "identify",
+                                    {})
         kind[str(o.status)] = kind.get(str(o.status), 0) + 1
     slowest = max((o.done - o.sent for o in rec.obs), default=0.0)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -281,7 +310,8 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
             "p95_ms": {tp: lat[tp]["service_ms"].get("p95") for tp in lat},
             "fnir": a["fnir_overall"], "fnir_matching": a["fnir_matching_overall"], "fpir": a["fpir_overall"],
             "wrong_person_accepts": a["wrong_person_accepts"], "purge_complete": report["purge"]["complete"],
-            "loadavg_before": report["simulation"]["machine"].get("loadavg_1_5_15_before"), "ok": report["ok"]}
+            "loadavg_before": report["simulation"]["machine"].get("loadavg_1_5_15_before"),
+            **journey_headline(report), "ok": report["ok"]}
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -297,6 +327,8 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2
     failed = [k for k, ok in report["invariants"].items() if not ok]
+    for line in summary_lines(report):
+        print(line, file=sys.stderr)
     print(f"simulate: {'all invariants hold' if not failed else 'FAILED: ' + ', '.join(failed)}", file=sys.stderr)
     print(json.dumps(headline(report), separators=(",", ":")))
     return 0 if not failed else 1

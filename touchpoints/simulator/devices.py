@@ -8,7 +8,8 @@ Where the keys come from, in the order a test manager is most likely to have the
   are written with ``flighttoken.devices.registry.add_device``, as ``flighttoken devices add`` does,
   and disabled at the end. For a fresh test database or a service without the device API.
 * ``--devices FILE``: keys made beforehand, as JSON
-  ``{"admin": K, "kiosk": [K...], "e_channel": [K...], "lounge": [K...], "gates": {"N1": [K...]},
+  ``{"admin": K, "kiosk": [K...], "bag_drop": [K...], "e_security_gate": [K...], "e_channel": [K...],
+  "lounge": [K...], "gates": {"N1": [K...]},
   "authority": K}``; they are left as they are.
 """
 
@@ -39,6 +40,8 @@ class DeviceKeys:
     lounges: list[str]
     gates: dict[str, list[str]]
     authority: str | None = None
+    bag_drops: list[str] = field(default_factory=list)
+    e_security_gates: list[str] = field(default_factory=list)
     source: str = "file"
     created: list[uuid.UUID] = field(default_factory=list)
     """Devices this run created (to disable at the end)."""
@@ -46,15 +49,20 @@ class DeviceKeys:
 
     def check(self, plan: Plan) -> None:
         missing = [g for g in plan.gates if not self.gates.get(g)]
-        if missing or not (self.kiosks and self.e_channels and self.lounges):
+        if missing or not (self.kiosks and self.bag_drops and self.e_security_gates and self.e_channels
+                           and self.lounges):
             raise ProvisioningError(f"the device keys do not cover the day (gates without readers: {missing}; "
-                                    "kiosk, e_channel and lounge keys are needed too)")
+                                    "kiosk, bag_drop, e_security_gate, e_channel and lounge keys are needed too)")
 
 
 def _specs(plan: Plan, run_id: str, with_authority: bool) -> list[dict[str, Any]]:
     o = plan.options
     specs: list[dict[str, Any]] = []
     specs += [{"role": "kiosk", "kind": "kiosk", "name": f"sim-{run_id}-kiosk-{i + 1}"} for i in range(o.kiosks)]
+    specs += [{"role": "bag_drop", "kind": "bag_drop", "name": f"sim-{run_id}-bagdrop-{i + 1}"}
+              for i in range(o.bag_drops)]
+    specs += [{"role": "e_security_gate", "kind": "e_security_gate", "name": f"sim-{run_id}-esg-{i + 1}"}
+              for i in range(o.e_security_gates)]
     specs += [{"role": "e_channel", "kind": "e_channel", "name": f"sim-{run_id}-ech-{i + 1}"}
               for i in range(o.e_channels)]
     specs += [{"role": "lounge", "kind": "lounge", "lounge_id": LOUNGE_ID, "name": f"sim-{run_id}-lounge-{i + 1}"}
@@ -76,7 +84,8 @@ def _collect(keys: list[tuple[dict[str, Any], str]], admin: str, source: str) ->
         elif role == "authority":
             out.authority = key
         else:
-            {"kiosk": out.kiosks, "e_channel": out.e_channels, "lounge": out.lounges}[role].append(key)
+            {"kiosk": out.kiosks, "bag_drop": out.bag_drops, "e_security_gate": out.e_security_gates,
+             "e_channel": out.e_channels, "lounge": out.lounges}[role].append(key)
     return out
 
 
@@ -85,7 +94,8 @@ def from_file(path: Path) -> DeviceKeys:
         raw = json.loads(path.read_text())
         return DeviceKeys(admin=raw["admin"], kiosks=list(raw["kiosk"]), e_channels=list(raw["e_channel"]),
                           lounges=list(raw["lounge"]), gates={g: list(k) for g, k in raw["gates"].items()},
-                          authority=raw.get("authority"), source="file")
+                          authority=raw.get("authority"), bag_drops=list(raw["bag_drop"]),
+                          e_security_gates=list(raw["e_security_gate"]), source="file")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ProvisioningError(f"cannot read device keys from {path}: {exc}") from None
 

@@ -30,6 +30,8 @@ class Features:
     close_boarding: bool = False
     purge_receipt: str | None = None
     watchlist: bool = False
+    late_enrol_by_pass: bool = False
+    """A late enrolment sends the boarding pass in place of the booking (newer services)."""
     metrics: Transport | None = None
     """Reads the service's /metrics (process CPU), when it answers."""
     notes: dict[str, str] = field(default_factory=dict)
@@ -46,6 +48,8 @@ class Features:
             progress=caps.find("GET", p + r"/progress"),
             close_boarding=caps.find("POST", p + r"/close") is not None,
             purge_receipt=caps.find("GET", r"/v1/purge-receipts/\{[^}]+\}"),
+            late_enrol_by_pass="boarding_pass" in (caps.request_schema(
+                "POST", caps.find("POST", r"/v1/enrolments/?") or "/v1/enrolments").get("properties") or {}),
         )
 
     async def detect_watchlist(self, authority: Transport | None) -> None:

@@ -11,14 +11,17 @@ from dataclasses import dataclass, field
 IDENTIFY_TOUCHPOINTS = ("bag_drop", "e_security_gate", "e_channel", "lounge", "gate")
 # Purposes whose correct answer is "proceed"; every other identify purpose must be refused.
 EXPECT_PROCEED = frozenset({"journey", "retry"})
+# Identify purposes that board or clear a passenger (face-only, or the boarding-pass 1:1 fallback).
+BOARDING_PURPOSES = EXPECT_PROCEED | {"fallback"}
 
 
 @dataclass(slots=True)
 class Obs:
     touchpoint: str
-    """kiosk, e_channel, lounge or gate."""
+    """kiosk, bag_drop, e_security_gate, e_channel, lounge or gate."""
     purpose: str
-    """enrol, retake, kiosk_repeat | journey, retry, lounge_first, wrong_gate, stale_gate, double_board,
+    """enrol, retake, kiosk_repeat, late_enrol | journey, retry, fallback (boarding pass + 1:1), manual
+    (gate agent), pass_impostor (someone else's pass), lounge_first, wrong_gate, stale_gate, double_board,
     opted_out, watchlist, stranger, purge_probe."""
     who: str
     """p<index> for a passenger, s<index> for a non-enrolled person."""
@@ -33,6 +36,8 @@ class Obs:
     reason: str = ""
     own_token: bool | None = None
     """On a proceed (or an enrolment repeat): whether the token is the passenger's own."""
+    method: str = ""
+    """On a decision: ``face`` or ``boarding_pass`` (the 1:1 fallback)."""
 
     @property
     def latency_ms(self) -> float:
@@ -121,3 +126,20 @@ class Recorder:
         while True:
             self.samples.append((self.now(), self.inflight["identify"], self.inflight["enrol"]))
             await asyncio.sleep(every_s)
+
+
+def boards(o: Obs) -> bool:
+    """Whether this observation boarded a passenger: a gate's proceed (face-only or 1:1) or an
+    agent's manual boarding."""
+    return o.touchpoint == "gate" and ((o.purpose in BOARDING_PURPOSES and o.outcome == "proceed")
+                                       or (o.purpose == "manual" and o.outcome == "boarded"))
+
+
+def is_enrolment(o: Obs) -> bool:
+    """A kiosk enrolment, or a late one at an e-Security Gate."""
+    return o.touchpoint == "kiosk" or o.purpose == "late_enrol"
+
+
+def is_identify(o: Obs) -> bool:
+    """A face decision at a touchpoint (not an enrolment, not an agent's manual boarding)."""
+    return o.touchpoint in IDENTIFY_TOUCHPOINTS and o.purpose not in ("late_enrol", "manual")

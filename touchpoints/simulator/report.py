@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from touchpoints.models import CAPTURE_REASONS, MATCHING_REASONS
-from touchpoints.simulator.recorder import EXPECT_PROCEED, IDENTIFY_TOUCHPOINTS, Obs
+from touchpoints.simulator import journey_report as journey
+from touchpoints.simulator.recorder import EXPECT_PROCEED, IDENTIFY_TOUCHPOINTS, Obs, is_enrolment, is_identify
 from touchpoints.simulator.runner import PURGE_FAILURE_REASONS
 from touchpoints.simulator.scenario import Plan
 
@@ -90,6 +91,10 @@ class DayResult:
     """Passengers held after check-in for the final wave (``--final-wave``)."""
     pauses: list[tuple[float, float]] = field(default_factory=list)
     """When the day was paused to time the bare models (simulator/baseline.py)."""
+    travellers: list[journey.Traveller] = field(default_factory=list)
+    """Each passenger's way through the day (outcome, boarding method, staff, fallback, roles)."""
+    dcs: dict[str, Any] = field(default_factory=dict)
+    """The DCS receiver's figures (touchpoints/simulator/dcs_report.py); empty when it did not run."""
 
 
 def _pct(values: list[float]) -> dict[str, float]:
@@ -109,8 +114,10 @@ def _rate(num: int, den: int) -> float | None:
 
 def latency(obs: list[Obs]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for tp in ("kiosk", *IDENTIFY_TOUCHPOINTS):
-        mine = [o for o in obs if o.touchpoint == tp and o.status]
+    for tp in ("kiosk", *IDENTIFY_TOUCHPOINTS, "late_enrolment"):
+        mine = [o for o in obs if o.status and (o.touchpoint == "kiosk" if tp == "kiosk" else
+                                                o.purpose == "late_enrol" if tp == "late_enrolment" else
+                                                o.touchpoint == tp and is_identify(o))]
         out[tp] = {"service_ms": _pct([o.latency_ms for o in mine]), "queue_ms": _pct([o.wait_ms for o in mine])}
     return out
 
@@ -118,7 +125,7 @@ def latency(obs: list[Obs]) -> dict[str, Any]:
 def decisions(obs: list[Obs]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for tp in IDENTIFY_TOUCHPOINTS:
-        mine = [o for o in obs if o.touchpoint == tp]
+        mine = [o for o in obs if o.touchpoint == tp and is_identify(o)]
         refer = Counter(o.reason for o in mine if o.outcome == "refer")
         out[tp] = {"requests": len(mine), "proceed": sum(o.outcome == "proceed" for o in mine),
                    "refer": dict(refer.most_common()),
@@ -212,8 +219,8 @@ def saturated_seconds(r: DayResult) -> tuple[list[int], list[int]]:
 
 
 def throughput(r: DayResult) -> dict[str, Any]:
-    identify = [o for o in r.obs if o.touchpoint in IDENTIFY_TOUCHPOINTS and o.status]
-    enrol = [o for o in r.obs if o.touchpoint == "kiosk" and o.status]
+    identify = [o for o in r.obs if is_identify(o) and o.status]
+    enrol = [o for o in r.obs if is_enrolment(o) and o.status]
     duration = max(r.duration_s, 1e-9)
     id_secs, any_secs = saturated_seconds(r)
     done_id = Counter(int(o.done) for o in identify)
@@ -410,8 +417,15 @@ def build(r: DayResult) -> dict[str, Any]:
     flights = flights_table(r)
     server_errors = [o for o in r.obs if o.status >= 500 or o.status == 0]
     outcomes = Counter(r.outcomes)
+    wrong = journey.wrong_person(r.obs)
+    journey_figures = {"clearance": journey.clearance(r.travellers), "fallback": journey.fallback(r.travellers),
+                       "wrong_person_accepts": wrong,
+                       "boarding_throughput": journey.boarding_throughput(r.obs, r.flights,
+                                                                         r.plan.options.gate_readers)}
     invariants = {
         "wrong_person_accepts_zero": acc["wrong_person_accepts"] == 0,
+        "wrong_person_accepts_one_to_one_zero": wrong["one_to_one"] == 0 and wrong["impostor_passes"]["accepted"] == 0,
+        **({"dcs_exactly_once": bool(r.dcs.get("exactly_once"))} if r.dcs.get("status") == "available" else {}),
         **{f"{name}_zero": rules[name]["accepted"] == 0 for name in MUST_REFER.values()},
         "kiosk_repeat_same_token": rules["kiosk_repeat"]["mismatched"] == 0,
         "purge_complete": pur["complete"],
@@ -437,6 +451,9 @@ def build(r: DayResult) -> dict[str, Any]:
         "decisions": decisions(r.obs),
         "kiosk": kiosk(r.obs),
         "passenger_outcomes": dict(outcomes),
+        "journey": journey_figures,
+        "dcs": r.dcs,
+        "targets": {"cleared_without_officer": journey_figures["clearance"]["target_met"]},
         "rule_checks": rules,
         "purge": pur,
         "features": features_used(r),

@@ -21,7 +21,15 @@ from typing import Any
 import httpx
 import structlog
 
-from touchpoints.clients import AdminClient, EChannelClient, GateClient, KioskClient, LoungeClient
+from touchpoints.clients import (
+    AdminClient,
+    BagDropClient,
+    EChannelClient,
+    ESecurityGateClient,
+    GateClient,
+    KioskClient,
+    LoungeClient,
+)
 from touchpoints.models import (
     CAPTURE_REASONS,
     MATCHING_REASONS,
@@ -35,10 +43,10 @@ from touchpoints.simulator.devices import DeviceKeys
 from touchpoints.simulator.features import Features
 from touchpoints.simulator.recorder import Obs, Recorder
 from touchpoints.simulator.scenario import FlightPlan, PassengerPlan, Plan
+from touchpoints.simulator.steps import TERMS_TEXT, Steps
 from touchpoints.transport import ApiError, RetryPolicy, TouchpointError, Transport
 
 log = structlog.get_logger(__name__)
-TERMS_TEXT = "FlightToken biometric journey: terms for the airport-day simulation, v1"
 # Refer reasons another capture can fix; journey refusals (wrong flight, already boarded) cannot.
 RETRYABLE_REASONS = CAPTURE_REASONS | MATCHING_REASONS
 # Post-departure answers that can only come from the departed token still being searchable.
@@ -100,10 +108,18 @@ class PassengerState:
     token_id: uuid.UUID | None = None
     probe_turn: int = 0
     outcome: str = ""
-    """boarded, manual (referred to staff somewhere), kiosk_refused, opted_out, watchlist."""
+    """boarded (face, 1:1 or by a gate agent: ``method``), officer (stopped by an officer somewhere),
+    kiosk_refused, late_enrol_refused, opted_out, watchlist."""
+    method: str = ""
+    """How the passenger boarded: face, one_to_one (boarding pass + 1:1) or manual (gate agent)."""
+    manual_reason: str = ""
+    staff: list[tuple[str, str]] = field(default_factory=list)
+    """(touchpoint, refer reason) wherever an officer or staff had to process the passenger."""
+    fallback: list[tuple[str, bool]] = field(default_factory=list)
+    """(touchpoint, whether the boarding pass + 1:1 let them through)."""
 
 
-class Runner:
+class Runner(Steps):
     def __init__(self, plan: Plan, base_url: str, keys: DeviceKeys, features: Features, *,
                  http: httpx.AsyncClient, recorder: Recorder, dsn: str | None = None, authority_url: str | None = None,
                  timeout: float = 30.0,
@@ -127,6 +143,8 @@ class Runner:
             return Lanes(made)
 
         self.kiosks = lanes(KioskClient, keys.kiosks)
+        self.bag_drops = lanes(BagDropClient, keys.bag_drops)
+        self.e_security_gates = lanes(ESecurityGateClient, keys.e_security_gates)
         self.e_channels = lanes(EChannelClient, keys.e_channels)
         self.lounges = lanes(LoungeClient, keys.lounges)
         self.gates = {g: lanes(GateClient, ks) for g, ks in keys.gates.items()}
@@ -135,6 +153,8 @@ class Runner:
             if keys.authority and authority_url else None
         self.flights = [FlightState(plan=f, gate=f.gate) for f in plan.flights]
         self.people = [PassengerState() for _ in plan.passengers]
+        self._last: dict[int, Obs] = {}
+        """Each passenger's latest identify answer."""
         self.bank_purged = [asyncio.Event() for _ in range(plan.banks)]
         # --final-wave N: the last N banks go airside only once all of them are past the kiosks.
         self.wave_banks = frozenset(range(max(0, plan.banks - self.o.final_wave), plan.banks))
@@ -273,12 +293,13 @@ class Runner:
         f = self.flights[p.flight]
         me = self.people[index]
         airside = past_kiosk = False
+        late = "late_enrol" in p.roles
         try:
-            me.token_id = await self._enrol(p)
+            me.token_id = None if late else await self._enrol(p)
             past_kiosk = True
             f.kiosk_done()
             self._left_kiosk(p)
-            if me.token_id is None:
+            if me.token_id is None and not late:
                 me.outcome = "kiosk_refused"
                 return
             if "kiosk_repeat" in p.roles:
@@ -295,16 +316,29 @@ class Runner:
                 return
             if "lounge_first" in p.roles:
                 await self._identify(self.lounges, "lounge", "lounge_first", index, p.flight)
-            if p.bank in self.wave_banks and not self.check_in_closed.is_set():
+            if p.bags:
+                await self._walk()
+                await self._through(self.bag_drops, "bag_drop", index, p.flight, bags=p.bags)
+            # Late enrollees have no check-in to close: they go airside at once, enrolling there.
+            if not late and p.bank in self.wave_banks and not self.check_in_closed.is_set():
                 self.wave_held += 1
                 await self.check_in_closed.wait()
             await self._walk()
-            if not await self._touch(self.e_channels, "e_channel", index, p.flight):
-                me.outcome = "manual"
+            if late:
+                me.token_id = await self._late_enrol(index)
+                if me.token_id is None:
+                    me.outcome = "late_enrol_refused"
+                    return
+            elif not await self._through(self.e_security_gates, "e_security_gate", index, p.flight):
+                me.outcome = "officer"
+                return
+            await self._walk()
+            if not await self._through(self.e_channels, "e_channel", index, p.flight):
+                me.outcome = "officer"
                 return
             if p.lounge:
                 await self._walk()
-                await self._touch(self.lounges, "lounge", index, p.flight)
+                await self._through(self.lounges, "lounge", index, p.flight)
             f.pre_done()
             airside = True
             await f.boarding.wait()
@@ -314,13 +348,13 @@ class Runner:
             if "wrong_gate" in p.roles:
                 other = self.rng.choice([g for g in self.gates if g != f.gate])
                 await self._identify(self.gates[other], "gate", "wrong_gate", index, p.flight)
-            if await self._touch(self.gates[f.gate], "gate", index, p.flight):
-                me.outcome = "boarded"
+            if await self._through(self.gates[f.gate], "gate", index, p.flight):
+                me.outcome, me.method = "boarded", me.method or "face"
                 f.boarded.append(index)
                 if "double_board" in p.roles:
                     await self._identify(self.gates[f.gate], "gate", "double_board", index, p.flight)
             else:
-                me.outcome = "manual"
+                me.outcome = "officer"
         except Exception as exc:  # one passenger's failure must not stop the day; it is reported
             self.errors.append(f"passenger {index}: {type(exc).__name__}: {exc}")
             me.outcome = me.outcome or "error"
@@ -356,6 +390,13 @@ class Runner:
             if s.at_gate:
                 await f.boarding.wait()
                 await self._identify(self.gates[f.gate], "gate", "stranger", -1 - index, s.flight)
+                # Then with a pass found on the floor: a booked passenger's of this flight (1:1 misuse).
+                holders = [i for i in f.plan.passengers if self.people[i].token_id is not None]
+                if holders:
+                    victim = self.rng.choice(holders)
+                    await self._identify(self.gates[f.gate], "gate", "pass_impostor", -1 - index, s.flight,
+                                         boarding_pass=self.boarding_pass(victim),
+                                         victim=self.people[victim].token_id)
         except Exception as exc:
             self.errors.append(f"stranger {index}: {type(exc).__name__}: {exc}")
         finally:
@@ -374,22 +415,27 @@ class Runner:
         me.probe_turn += 1
         return photo
 
-    async def _touch(self, lanes: Lanes, touchpoint: str, index: int, flight: int) -> bool:
+    async def _touch(self, lanes: Lanes, touchpoint: str, index: int, flight: int, **kw: Any) -> bool:
         """A passenger at a touchpoint: a capture, and up to ``retries`` more if it can help."""
         for attempt in range(1 + self.o.retries):
-            obs = await self._identify(lanes, touchpoint, "journey" if attempt == 0 else "retry", index, flight)
+            obs = await self._identify(lanes, touchpoint, "journey" if attempt == 0 else "retry", index, flight,
+                                       **kw)
             if obs.outcome == "proceed":
                 return True
             if obs.reason not in RETRYABLE_REASONS:
                 return False
         return False
 
-    async def _identify(self, lanes: Lanes, touchpoint: str, purpose: str, who: int, flight: int) -> Obs:
+    async def _identify(self, lanes: Lanes, touchpoint: str, purpose: str, who: int, flight: int, *,
+                        boarding_pass: str | None = None, bags: int | None = None,
+                        victim: uuid.UUID | None = None) -> Obs:
+        """One capture at a touchpoint (with a boarding pass: the 1:1 fallback). ``victim``: the
+        token whose pass a stranger presents; a proceed on it is a wrong-person accept."""
         if who >= 0:
             photo = self._next_probe(who)
             label, own = f"p{who}", self.people[who].token_id
         else:
-            photo, label, own = self.plan.strangers[-1 - who].photo, f"s{-1 - who}", None
+            photo, label, own = self.plan.strangers[-1 - who].photo, f"s{-1 - who}", victim
         image = await asyncio.to_thread(photo.read_bytes)
         await self.rec.wait_open()  # a pause is not queueing at the touchpoint
         queued = self.rec.now()
@@ -398,9 +444,13 @@ class Runner:
             sent = self.rec.now()
             with self.rec.in_flight("identify"):
                 try:
-                    d = await client.identify(image)
+                    extra = {"bags": bags} if bags is not None else {}
+                    d = await client.identify(image, boarding_pass=boarding_pass, **extra)
+                    mine = (d.token_id == own) if d.proceed and (who >= 0 or victim is None) else None
+                    if who < 0 and victim is not None and d.proceed:
+                        mine = False  # a stranger let through on someone's pass: never theirs
                     obs = Obs(touchpoint, purpose, label, flight, queued, sent, self.rec.now(), 200, d.decision,
-                              d.reason, (d.token_id == own) if d.proceed else None)
+                              d.reason, mine, d.method)
                 except ApiError as exc:
                     obs = Obs(touchpoint, purpose, label, flight, queued, sent, self.rec.now(), exc.status,
                               exc.code, exc.problem.detail[:80])
@@ -408,6 +458,8 @@ class Runner:
                     obs = Obs(touchpoint, purpose, label, flight, queued, sent, self.rec.now(), 0, "no_answer",
                               str(exc)[:80])
         self.rec.obs.append(obs)
+        if who >= 0:
+            self._last[who] = obs
         return obs
 
     def _enrolment(self, p: PassengerPlan, capture: Path | None = None) -> EnrolmentRequest:

@@ -49,7 +49,19 @@ class Options:
     gate_changes: int = 1
     stale_gate_passengers: int = 2
     """Per gate change: passengers who go to the old gate first."""
+    bag_share: float = 0.4
+    """Passengers who check bags in at a self bag drop (one or two bags)."""
+    late_enrol_share: float = 0.05
+    """Passengers who skip the kiosk and enrol late at the e-Security Gate (chip photo + boarding pass)."""
+    dcs_failure_share: float = 0.2
+    """Share of webhook deliveries the simulated airline DCS answers with a 5xx."""
+    dcs_drain_s: float = 300.0
+    """After the day: how long to wait for the service's outbox to deliver every event."""
+    ops_timezone: str = "UTC"
+    """The service's FLIGHTTOKEN_OPS_TIMEZONE: a boarding pass's Julian date is the flight's local day."""
     kiosks: int = 6
+    bag_drops: int = 4
+    e_security_gates: int = 6
     e_channels: int = 6
     lounge_readers: int = 2
     gate_readers: int = 2
@@ -102,8 +114,11 @@ class PassengerPlan:
     seat: str
     lounge: bool
     roles: set[str] = field(default_factory=set)
-    """wrong_gate, double_board, lounge_first, kiosk_repeat, opt_out, watchlist, stale_gate."""
+    """wrong_gate, double_board, lounge_first, kiosk_repeat, opt_out, watchlist, stale_gate, late_enrol."""
     watchlist_photo: Path | None = None
+    chip_photo: Path | None = None
+    """late_enrol: the document chip's photo (DG2), another photo of the same person."""
+    bags: int = 0
     reuse: int = 0
     """How many earlier banks this face travelled in (under other documents)."""
 
@@ -214,6 +229,8 @@ def build_plan(identities: list[tuple[str, list[Path]]], options: Options) -> Pl
                                   gate=gate, bank=b))
 
     passengers: list[PassengerPlan] = []
+    # Bags from their own stream: the rest of the plan (who plays which role) stays what this seed gave.
+    bag_rng = random.Random(o.seed * 7919 + 1)
     next_in_bank = [0] * banks
     for f in flights:
         for _ in range(per_flight[f.index]):
@@ -230,7 +247,8 @@ def build_plan(identities: list[tuple[str, list[Path]]], options: Options) -> Pl
                 index=k, identity=name, flight=f.index, bank=b, enrol_photo=rotated[0], probes=rotated[1:],
                 document_number=f"S{o.seed % 1000:03d}{k:06d}", surname=surname, given_names=given,
                 booking_reference=f"B{k:06d}"[-7:], seat=f"{1 + (k % 300) // 6}{'ABCDEF'[k % 6]}",
-                lounge=rng.random() < o.lounge_share, reuse=reuse))
+                lounge=rng.random() < o.lounge_share, reuse=reuse,
+                bags=bag_rng.choice((1, 1, 2)) if bag_rng.random() < o.bag_share else 0))
             f.passengers.append(k)
 
     _assign_roles(passengers, flights, o, rng)
@@ -288,6 +306,12 @@ def _assign_roles(passengers: list[PassengerPlan], flights: list[FlightPlan], o:
             passengers[i].watchlist_photo = p.probes[-1]
             passengers[i].probes = p.probes[:-1]
     take(o.opt_outs, "opt_out")
+    # Late enrolment needs a third photo: the live capture, the chip photo, a touchpoint capture.
+    take(round(n * o.late_enrol_share), "late_enrol", lambda p: len(p.probes) >= 2)
+    for p in passengers:
+        if "late_enrol" in p.roles:
+            # No bags (no check-in) and no lounge: a boarding pass does not say who may use it.
+            p.chip_photo, p.probes, p.bags, p.lounge = p.probes[-1], p.probes[:-1], 0, False
     take(round(n * o.wrong_gate_share), "wrong_gate")
     take(round(n * o.double_board_share), "double_board")
     take(round(n * o.lounge_first_share), "lounge_first", lambda p: p.lounge)
