@@ -210,6 +210,7 @@ async def simulate(options: Options, *, url: str, faces_dir: str, authority_url:
         started_at=started.isoformat(timespec="seconds"), duration_s=duration, service=url, devices=keys.source,
         raw=raw, retries=runner.retries(), errors=runner.errors, opt_outs=runner.opt_out_results, alerts=alerts,
         watch_subjects=runner.watch_subjects, travellers=runner.travellers(), dcs=dcs_figures,
+        alone_frames=runner.alone_frames,
         token_owner={str(p.token_id): i for i, p in enumerate(runner.people) if p.token_id},
         saturation_level=saturation_level, wave_held=runner.wave_held, pauses=rec.pauses,
         machine={"cpus": os.cpu_count(), "loadavg_1_5_15_before": [round(x, 2) for x in load_before],

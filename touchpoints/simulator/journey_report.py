@@ -137,12 +137,14 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines = [
         f"cleared without an officer: {c['cleared_without_officer']} of {c['passengers']} = {c['share']} "
         f"(target {c['target']}: {'met' if c['target_met'] else 'MISSED'}); FTE {c['fte']}; officers first at "
-        f"{c['officer_first_at']}",
+        f"{c['officer_first_at']}; without the random officer referrals (the watchlist's cover) "
+        f"{c['share_without_random_referrals']}",
         f"wrong-person accepts: face-only {w['face_only']}, 1:1 {w['one_to_one']}; impostor passes accepted "
         f"{w['impostor_passes']['accepted']} of {w['impostor_passes']['attempts']}",
         f"boarding-pass fallback: {fb['passengers_using_it']} passengers ({fb['share']}), {fb['through']} of "
         f"{fb['attempts']} attempts through; late enrolments {fb['late_enrolment']['enrolled']}; manual boardings "
-        f"{fb['manual_boardings']['by_reason']}",
+        f"{fb['manual_boardings']['by_reason']}; captures taken alone (photos used up) "
+        f"{fb.get('alone_retake_frames', 0)}",
         f"boarding per gate: median {bt['median_per_minute']}/min (min {bt['min_per_minute']}, max "
         f"{bt['max_per_minute']}); anchors 20/min (BA Boston 200 in 10 min, LAX 400 in 20 min)",
     ]

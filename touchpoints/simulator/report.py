@@ -73,6 +73,8 @@ class DayResult:
     devices: str
     raw: list[dict[str, Any]] = field(default_factory=list)
     """Raw model throughput measurements: before the day, through the final wave's rush, after the day."""
+    alone_frames: int = 0
+    """Captures taken alone (frames.py) once a passenger's photos were used up."""
     retries: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     opt_outs: list[dict[str, Any]] = field(default_factory=list)
@@ -418,7 +420,9 @@ def build(r: DayResult) -> dict[str, Any]:
     server_errors = [o for o in r.obs if o.status >= 500 or o.status == 0]
     outcomes = Counter(r.outcomes)
     wrong = journey.wrong_person(r.obs)
-    journey_figures = {"clearance": journey.clearance(r.travellers), "fallback": journey.fallback(r.travellers),
+    journey_figures = {"clearance": journey.clearance(r.travellers),
+                       "fallback": {**journey.fallback(r.travellers), "alone_retake_frames": r.alone_frames,
+                                    "alone_crop": r.plan.options.alone_crop},
                        "wrong_person_accepts": wrong,
                        "boarding_throughput": journey.boarding_throughput(r.obs, r.flights,
                                                                          r.plan.options.gate_readers)}

@@ -41,6 +41,7 @@ from touchpoints.models import (
 )
 from touchpoints.simulator.devices import DeviceKeys
 from touchpoints.simulator.features import Features
+from touchpoints.simulator.frames import alone_frame
 from touchpoints.simulator.recorder import Obs, Recorder
 from touchpoints.simulator.scenario import FlightPlan, PassengerPlan, Plan
 from touchpoints.simulator.steps import TERMS_TEXT, Steps
@@ -168,6 +169,7 @@ class Runner(Steps):
         """watchlist subject id → passenger index."""
         self.opt_out_results: list[dict[str, Any]] = []
         self.errors: list[str] = []
+        self.alone_frames = 0  # retakes taken alone (frames.py): the passenger's photos were used up
         self.day_start: datetime = datetime.now(UTC)
 
     # ---- the day -------------------------------------------------------------------------------
@@ -409,11 +411,13 @@ class Runner(Steps):
 
     # ---- touchpoints ---------------------------------------------------------------------------
 
-    def _next_probe(self, index: int) -> Path:
+    def _next_probe(self, index: int) -> tuple[Path, bool]:
+        """The passenger's next photo, and whether their photos are used up (a retake: alone)."""
         p, me = self.plan.passengers[index], self.people[index]
         photo = p.probes[me.probe_turn % len(p.probes)]
+        used_up = me.probe_turn >= len(p.probes)
         me.probe_turn += 1
-        return photo
+        return photo, used_up
 
     async def _touch(self, lanes: Lanes, touchpoint: str, index: int, flight: int, **kw: Any) -> bool:
         """A passenger at a touchpoint: a capture, and up to ``retries`` more if it can help."""
@@ -431,12 +435,18 @@ class Runner(Steps):
                         victim: uuid.UUID | None = None) -> Obs:
         """One capture at a touchpoint (with a boarding pass: the 1:1 fallback). ``victim``: the
         token whose pass a stranger presents; a proceed on it is a wrong-person accept."""
+        alone = False
         if who >= 0:
-            photo = self._next_probe(who)
+            photo, alone = self._next_probe(who)
+            alone = alone and self.o.alone_crop > 0
             label, own = f"p{who}", self.people[who].token_id
         else:
             photo, label, own = self.plan.strangers[-1 - who].photo, f"s{-1 - who}", victim
-        image = await asyncio.to_thread(photo.read_bytes)
+        if alone:
+            image = await asyncio.to_thread(alone_frame, photo, self.o.alone_crop)
+            self.alone_frames += 1
+        else:
+            image = await asyncio.to_thread(photo.read_bytes)
         await self.rec.wait_open()  # a pause is not queueing at the touchpoint
         queued = self.rec.now()
         async with lanes.use() as client:

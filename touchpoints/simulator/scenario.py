@@ -70,6 +70,11 @@ class Options:
     """Mean walking/dwell time between touchpoints (exponential)."""
     retries: int = 1
     """Further captures a touchpoint takes after a refer for a capture or matching reason."""
+    alone_crop: float = 0.64
+    """A capture taken once a passenger's LFW photos are used up is the photo's centre (this share of
+    each side): the passenger stepped up alone, the people behind out of frame. LFW has one photo for
+    many people, and a news photo with a bystander refused as tailgating would be that passenger's
+    every capture, which no real retake is. 0: repeat the photo as it is."""
     purge_probes: int = 5
     """Boarded passengers per departed flight shown to an e-channel again: none may be recognised."""
     final_wave: int = 0
