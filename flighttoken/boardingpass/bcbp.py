@@ -128,7 +128,7 @@ class _Reader:
 
 
 def _mandatory_leg(r: _Reader) -> tuple[dict[str, object], int]:
-    items = {
+    items: dict[str, object] = {
         "pnr": r.take("pnr", 7, r"[A-Z0-9]{2,7} *").strip(),
         "from_airport": r.take("from_airport", 3, r"[A-Z]{3}"),
         "to_airport": r.take("to_airport", 3, r"[A-Z]{3}"),

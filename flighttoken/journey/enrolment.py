@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
-import msgspec
 import numpy as np
 import structlog
 
@@ -31,7 +30,7 @@ from flighttoken.devices.model import Device
 from flighttoken.errors import Conflict, Unprocessable
 from flighttoken.journey.cover import screen_enrolment
 from flighttoken.journey.enrolment_booking import booking_of
-from flighttoken.journey.schemas import EnrolmentRequest, EnrolmentResult
+from flighttoken.journey.schemas import Booking, EnrolmentRequest, EnrolmentResult
 from flighttoken.privacy.vault import TemplateVault
 from flighttoken.services import Services
 from flighttoken.sync.events import publish
@@ -65,8 +64,8 @@ async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> En
     if ENROLMENT_POINTS[device.kind].requires_chip_photo and req.chip_photo is None:
         raise Unprocessable(f"a {device.kind.value} enrols only with the document chip's photo (DG2)",
                             code="chip_photo_required")
+    # The resolved booking (the airline's record, or the boarding pass's) is what is checked and stored.
     booking, flight = await booking_of(services, device, req, datetime.now(UTC))
-    req = msgspec.structs.replace(req, booking=booking)  # from here on, the booking is the resolved one
     if not flight.is_open:
         raise Conflict(f"flight {flight.code} has {flight.state.value}", code="flight_closed")
     if req.document.expiry < flight.scheduled_departure.date():
@@ -87,7 +86,7 @@ async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> En
                                 code="chip_photo_mismatch")
 
     doc_key = services.document_keys.of_document(req.document)
-    lounge_eligible = req.booking.lounge_eligible
+    lounge_eligible = booking.lounge_eligible
     async with services.enrolment_locks[flight.window_start]:
         await _refuse_duplicate_face(services, actor, flight.id, flight.window_start, vector, doc_key)
         refusal: Refusal | None = None
@@ -95,7 +94,7 @@ async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> En
             async with pool.acquire() as conn, conn.transaction():
                 existing = await token_q.by_document(conn, flight.id, doc_key)
                 if existing is not None:
-                    refusal = await _check_reenrolment(services, conn, req, existing, vector, chip_vector)
+                    refusal = await _check_reenrolment(services, conn, booking, existing, vector, chip_vector)
                 if refusal is not None:
                     assert existing is not None  # only an enrolled token's re-enrolment is refused
                     # Committed without a consent, booking or template change: only the refusal's
@@ -106,7 +105,7 @@ async def enrol(services: Services, device: Device, req: EnrolmentRequest) -> En
                         await holds.place_in(conn, token_id=existing["id"], flight_id=flight.id,
                                              reason=refusal.hold_reason, actor=actor)
                 else:
-                    result = await _store(services.vault, conn, device, req, flight.id, doc_key, existing,
+                    result = await _store(services.vault, conn, device, req, booking, flight.id, doc_key, existing,
                                           vector, quality, engine.model_id)
                     await audit.record(conn, actor=actor, action="token.enrol", outcome="ok", flight_id=flight.id,
                                        token_id=result.token_id,
@@ -153,7 +152,7 @@ class Refusal:
 _PAST_CHECK_IN = frozenset({TokenState.IMMIGRATION_CLEARED, TokenState.BOARDED})
 
 
-async def _check_reenrolment(services: Services, conn, req: EnrolmentRequest, existing, vector: np.ndarray,
+async def _check_reenrolment(services: Services, conn, booking: Booking, existing, vector: np.ndarray,
                              chip_vector: np.ndarray | None) -> Refusal | None:
     """Whether this kiosk may touch the (flight, document) token at all: None, or why not.
 
@@ -164,13 +163,13 @@ async def _check_reenrolment(services: Services, conn, req: EnrolmentRequest, ex
     if existing["state"] in (*ENDED_TOKEN_STATES, TokenState.BOARDED):
         return Refusal(Conflict(f"this passenger's token has ended ({existing['state']})", code="token_ended"),
                        {"reason": "token_ended", "state": existing["state"]})
-    if existing["booking_reference"] != req.booking.booking_reference:
+    if existing["booking_reference"] != booking.booking_reference:
         return Refusal(Conflict("this travel document is enrolled on this flight under another booking",
                                 code="booking_mismatch"), {"reason": "booking_mismatch"})
     if existing["on_hold"]:
         return Refusal(_held(), {"reason": "token_held"})
     threshold = services.settings.decisions.verify_threshold
-    enrolled = await _enrolled_template(services, conn, existing["id"], req.booking.flight_id)
+    enrolled = await _enrolled_template(services, conn, existing["id"], booking.flight_id)
     if enrolled is None:
         # No template made by the running model (or none at all): nothing to verify the face
         # against, so no kiosk may put one there; the passenger goes to the staffed counter.
@@ -228,8 +227,9 @@ async def _refuse_duplicate_face(services: Services, actor: str, flight_id: uuid
                        code="face_already_enrolled")
 
 
-async def _store(vault: TemplateVault, conn, device: Device, req: EnrolmentRequest, flight_id: uuid.UUID,
-                 doc_key: bytes, existing, vector: np.ndarray, quality: float, model_id: str) -> EnrolmentResult:
+async def _store(vault: TemplateVault, conn, device: Device, req: EnrolmentRequest, booking: Booking,
+                 flight_id: uuid.UUID, doc_key: bytes, existing, vector: np.ndarray, quality: float,
+                 model_id: str) -> EnrolmentResult:
     """Write an accepted enrolment: ``existing`` (locked) has passed :func:`_check_reenrolment`."""
     consent = req.consent
     assert consent is not None
@@ -237,7 +237,7 @@ async def _store(vault: TemplateVault, conn, device: Device, req: EnrolmentReque
     await token_q.insert_consent(conn, consent_id=consent_id, flight_id=flight_id, document_key=doc_key,
                                  terms_version=consent.terms_version, terms_sha256=consent.terms_sha256,
                                  consented_at=consent.consented_at, device_id=device.id)
-    booking, doc = req.booking, req.document
+    doc = req.document
     if existing is not None:
         token_id, created = existing["id"], False
         # Same booking reference (checked): seat and lounge eligibility may change with it.

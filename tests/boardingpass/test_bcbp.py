@@ -48,6 +48,7 @@ def test_two_legs_with_conditional_items_and_security_data() -> None:
     assert bp.security is not None
     assert (bp.security.type, bp.security.length, bp.security.data) == ("1", 100, SIGNATURE)
     assert bp.signed_text == TWO_LEGS.split("^")[0]
+    assert bp.issue_date is not None
     assert issue_date(bp.issue_date, date(2016, 8, 14)) == date(2016, 8, 12)
 
 

@@ -3,6 +3,8 @@ fill it), checked when made, and ``set_ef`` reaching the graph there is and any 
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import numpy as np
 import pytest
@@ -21,8 +23,9 @@ def test_the_registry_params_are_the_index_params() -> None:
 
 @pytest.mark.parametrize("field", ["M", "ef_construction", "ef", "rerank_k", "graph_dim", "shard_size"])
 def test_non_positive_params_are_refused(field: str) -> None:
+    zero: dict[str, Any] = {field: 0}  # one field by name; the others (ints and a bool) keep their defaults
     with pytest.raises(ValueError, match=field):
-        IndexParams(**{field: 0})
+        IndexParams(**zero)
 
 
 def test_set_ef_reaches_the_graph_and_the_params_it_is_built_with() -> None:

@@ -21,8 +21,9 @@ async def gather_limited(coros: Iterable[Awaitable[T]], limit: int = 4) -> list[
     return list(await asyncio.gather(*(run(c) for c in coros)))
 
 
-async def within(seconds: float, condition: Callable[[], bool]) -> float:
-    """Poll ``condition`` until it holds; return how long it took, or fail after ``seconds``."""
+async def within(seconds: float, condition: Callable[[], object]) -> float:
+    """Poll ``condition`` until it holds (is truthy: a flag, a non-empty list); return how long it
+    took, or fail after ``seconds``."""
     started = time.monotonic()
     while time.monotonic() - started < seconds:
         if condition():

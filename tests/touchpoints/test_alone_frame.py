@@ -20,6 +20,7 @@ def test_the_alone_frame_is_the_photos_centre_at_its_original_scale(tmp_path: Pa
     photo = tmp_path / "p.png"
     cv2.imwrite(str(photo), img)
     crop = cv2.imdecode(np.frombuffer(alone_frame(photo, 0.64), np.uint8), cv2.IMREAD_COLOR)
+    assert crop is not None, "the alone frame is not a decodable image"
     assert crop.shape[:2] == (160, 160)
     # The subject keeps its size and place at the centre; the person at the edge is out of frame.
     assert crop[60:100, 60:100].mean() > 240

@@ -12,6 +12,7 @@ import hmac
 import json
 import random
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +88,7 @@ class Receiver:
 
 
 @contextlib.asynccontextmanager
-async def running(receiver: Receiver, host: str = "127.0.0.1") -> Any:
+async def running(receiver: Receiver, host: str = "127.0.0.1") -> AsyncIterator[Receiver]:
     server = uvicorn.Server(uvicorn.Config(receiver, host=host, port=0, log_level="warning", access_log=False,
                                            lifespan="off"))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

@@ -31,10 +31,11 @@ from touchpoints.simulator.passes import bcbp
 from touchpoints.simulator.recorder import Obs
 from touchpoints.transport import ApiError, TouchpointError
 
-if TYPE_CHECKING:
-    from touchpoints.simulator.runner import Runner as _Base
-else:
-    _Base = object
+if TYPE_CHECKING:  # annotations only: the runner imports this module
+    from touchpoints.simulator.features import Features
+    from touchpoints.simulator.recorder import Recorder
+    from touchpoints.simulator.runner import FlightState, Lanes, PassengerState
+    from touchpoints.simulator.scenario import Options, Plan
 
 # Refusals after which a passenger reaches for the boarding pass: the face could not be found.
 FALLBACK_REASONS = CAPTURE_REASONS | MATCHING_REASONS
@@ -46,7 +47,27 @@ def manual_reason(refer_reason: str) -> str:
     return "capture_refused" if refer_reason in CAPTURE_REASONS else "face_not_recognised"
 
 
-class Steps(_Base):
+class Steps:
+    # What the steps need of the runner they are mixed into (set in Runner.__init__).
+    plan: Plan
+    o: Options
+    features: Features
+    rec: Recorder
+    flights: list[FlightState]
+    people: list[PassengerState]
+    e_security_gates: Lanes
+    _last: dict[int, Obs]
+
+    async def _touch(self, lanes: Lanes, touchpoint: str, index: int, flight: int, **kw: Any) -> bool:
+        """Face-only at a touchpoint, with its retakes (Runner)."""
+        raise NotImplementedError
+
+    async def _identify(self, lanes: Lanes, touchpoint: str, purpose: str, who: int, flight: int, *,
+                        boarding_pass: str | None = None, bags: int | None = None,
+                        victim: uuid.UUID | None = None) -> Obs:
+        """One capture at a touchpoint (Runner)."""
+        raise NotImplementedError
+
     def boarding_pass(self, index: int) -> str:
         p = self.plan.passengers[index]
         f = self.flights[p.flight]

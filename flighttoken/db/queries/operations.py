@@ -12,7 +12,7 @@ from datetime import datetime
 import asyncpg
 
 from flighttoken.db.connection import Executor, one
-from flighttoken.vocabulary import DecisionReason
+from flighttoken.vocabulary import DecisionReason, ManualBoardingReason
 
 # Live and used tokens: everything but a revocation counts as enrolled.
 _PROGRESS = """
@@ -44,13 +44,13 @@ async def progress(conn: Executor, flight_ids: Sequence[uuid.UUID]) -> dict[uuid
 
 
 async def manual_boarding_reasons(conn: Executor,
-                                  flight_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
+                                  flight_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[ManualBoardingReason, int]]:
     """Manual boardings of each flight by reason code, counted as ``progress`` counts them (not revoked)."""
     rows = await conn.fetch(
         "SELECT m.flight_id, m.reason_code, count(*) AS n FROM manual_boardings m JOIN tokens t ON t.id = m.token_id"
         " WHERE m.flight_id = ANY($1::uuid[]) AND t.state <> 'revoked' GROUP BY m.flight_id, m.reason_code",
         list(flight_ids))
-    out: dict[uuid.UUID, dict[str, int]] = {f: {} for f in flight_ids}
+    out: dict[uuid.UUID, dict[ManualBoardingReason, int]] = {f: {} for f in flight_ids}
     for r in rows:
         out[r["flight_id"]][r["reason_code"]] = r["n"]
     return out
