@@ -47,7 +47,9 @@ class PassToken:
 async def flights_for_pass(conn: Executor, settings: Settings, boarding_pass: BoardingPass,
                            now: datetime) -> list[PassFlight]:
     """Each leg's flight on the pass's date (local to the airport, ``FLIGHTTOKEN_OPS_TIMEZONE``):
-    a leg whose carrier and number fly from here that day. Legs flown elsewhere find nothing."""
+    a leg whose carrier and number fly from here that day to the leg's destination. Legs flown
+    elsewhere find nothing, and neither does a pass whose destination is not the flight's (a
+    misprinted or altered pass names no flight of ours)."""
     tz = settings.operations.ops_timezone
     today = now.astimezone(ZoneInfo(tz)).date()
     found = []
@@ -58,7 +60,8 @@ async def flights_for_pass(conn: Executor, settings: Settings, boarding_pass: Bo
             continue  # day 366 far from a leap year: no flight that day
         start, end = calendar_day(tz, day)
         for flight in await passes_q.flights_named(conn, leg.carrier, leg.flight, start, end):
-            found.append(PassFlight(leg, day, flight))
+            if flight.destination == leg.to_airport:
+                found.append(PassFlight(leg, day, flight))
     return found
 
 

@@ -19,14 +19,11 @@ from tests.watchlist.helpers import extra_keys, pick_subject, subject_body
 pytestmark = pytest.mark.slow
 
 
-def bcbp(surname: str, given: str, pnr: str, number: str, day: date, *, carrier: str = "CX") -> str:
-    """A one-leg M1 pass as an airline prints it (mandatory items only)."""
-    name = f"{surname}/{given}".upper()[:20].ljust(20)
-    return f"M1{name}E{pnr:<7}HKGLAX{carrier:<3}{number:0>4} {day.timetuple().tm_yday:03d}Y042A0001 100"
+bcbp = j.boarding_pass
 
 
-def pass_of(p: Passenger, day: date, *, number: str = "884", pnr: str | None = None) -> str:
-    return bcbp(p.name, "Tai Man", pnr or p.booking_reference, number, day)
+def pass_of(p: Passenger, day: date, *, number: str = "884", pnr: str | None = None, to: str = "LAX") -> str:
+    return bcbp(p.name, "Tai Man", pnr or p.booking_reference, number, day, to=to)
 
 
 @dataclass(kw_only=True)
@@ -124,6 +121,7 @@ async def test_a_pass_that_names_no_token_is_no_token(world) -> None:
     for boarding_pass in (pass_of(p, world.today, pnr="ZZZ999"),  # another booking
                           bcbp("Other", "Person", p.booking_reference, "884", world.today),  # another name
                           pass_of(p, world.today, number="886"),  # another flight
+                          pass_of(p, world.today, to="SFO"),  # the flight's number, another destination
                           pass_of(p, world.tomorrow)):  # the same flight number, another day
         d = await _decide(world, "e_channel", p.seen_photo, boarding_pass)
         assert (d["decision"], d["reason"], d["method"]) == ("refer", "no_token", "boarding_pass"), boarding_pass

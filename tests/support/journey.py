@@ -69,10 +69,10 @@ async def identify(client: httpx.AsyncClient, photo: Path | bytes) -> dict[str, 
 
 
 def boarding_pass(surname: str, given: str, pnr: str, number: str, day: date, *, carrier: str = "CX",
-                  seat: str = "042A") -> str:
+                  seat: str = "042A", to: str = "LAX") -> str:
     """A one-leg IATA BCBP (M1) as an airline prints it, mandatory items only."""
     name = f"{surname}/{given}".upper()[:20].ljust(20)
-    return f"M1{name}E{pnr:<7}HKGLAX{carrier:<3}{number:0>4} {day.timetuple().tm_yday:03d}Y{seat}0001 100"
+    return f"M1{name}E{pnr:<7}HKG{to}{carrier:<3}{number:0>4} {day.timetuple().tm_yday:03d}Y{seat}0001 100"
 
 
 def departure_date(flight: dict[str, Any]) -> date:
