@@ -121,7 +121,8 @@ async def board(services: Services, device: Device, request: ManualBoardingReque
                         token_id=token_id, flight_id=done.flight_id, flight=f"{done.airline}{done.number}",
                         scheduled_departure=done.scheduled_departure, booking_reference=done.booking_reference,
                         seat=done.seat, boarded_at=done.at, method=BoardingMethod.MANUAL, gate=device.gate),
-                    "reason_code": request.reason_code.value})
+                    # The airline's DCS is told who boarded them by hand, as the audit log is.
+                    "reason_code": request.reason_code.value, "agent_id": request.agent_id})
         if done is None:
             await _refuse(conn, device, request, row, DecisionReason.STATE_CHANGED)
     await restate(services, token_id, state=TokenState.BOARDED)

@@ -39,6 +39,11 @@ class Receiver:
     held: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once a request is being held open."""
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    fail_first: bool = False
+    """Fail each event's first delivery (after the plan is used up): every event is retried once.
+    Per event, not per request: with several events in flight, a global fail/ok pattern can fail
+    one event on every retry and dead-letter it."""
+    _seen: set[str] = field(default_factory=set)
 
     def accepted(self) -> dict[str, Delivery]:
         """The events this DCS took (2xx), deduplicated by event id as an airline would."""
@@ -49,19 +54,25 @@ class Receiver:
 
     async def handle(self, request: Request) -> Response[bytes]:
         body = await request.body()
-        action = self.plan.popleft() if self.plan else "ok"
+        event_id = request.headers.get(signing.EVENT_ID_HEADER, "")
+        if self.plan:
+            action = self.plan.popleft()
+        elif self.fail_first and event_id not in self._seen:
+            action = "fail"
+        else:
+            action = "ok"
+        self._seen.add(event_id)
         if action == "hold":
             self.held.set()
             await self.release.wait()
         status = 200 if action == "ok" else 500
-        self.deliveries.append(Delivery(request.headers.get(signing.EVENT_ID_HEADER, ""), dict(request.headers),
-                                        body, status))
+        self.deliveries.append(Delivery(event_id, dict(request.headers), body, status))
         return Response(b"", status_code=status)
 
 
 @asynccontextmanager
-async def running_receiver(plan: list[str] | None = None) -> AsyncIterator[Receiver]:
-    receiver = Receiver(plan=deque(plan or []))
+async def running_receiver(plan: list[str] | None = None, *, fail_first: bool = False) -> AsyncIterator[Receiver]:
+    receiver = Receiver(plan=deque(plan or []), fail_first=fail_first)
 
     @post("/hook", status_code=200)
     async def hook(request: Request) -> Response[bytes]:

@@ -24,8 +24,6 @@ from tests.support.world import World
 
 pytestmark = pytest.mark.slow
 DELIVERY_S = 20.0  # generous: a loaded 2-core machine; the deliverer polls every 0.1 s here
-# The CX receiver fails every other request at first: each event is retried, none is lost.
-FLAKY = ["fail", "ok", "fail", "fail", "ok", "fail", "ok", "fail", "ok", "fail"]
 
 
 @dataclass(kw_only=True)
@@ -45,9 +43,11 @@ async def _set_webhook(client, airline: str, url: str, **extra) -> dict:
 
 @pytest.fixture(scope="module")
 async def world(make_service):
+    # The CX receiver fails each event's first delivery: every event is retried, none is lost.
     settings = make_service.settings(dcs_delivery_interval_s=0.1, dcs_backoff_base_s=0.05, dcs_backoff_cap_s=0.2,
                                      dcs_max_attempts=4, dcs_timeout_s=2.0, dcs_lease_s=5.0)
-    async with running_receiver(FLAKY) as cx, running_receiver(["fail"] * 100) as ka, make_service(settings) as svc:
+    async with (running_receiver(fail_first=True) as cx, running_receiver(["fail"] * 100) as ka,
+                make_service(settings) as svc):
         keys = await j.make_devices(svc.services.db())
         async with svc.services.db().acquire() as conn:
             for airline in ("CX", "KA"):

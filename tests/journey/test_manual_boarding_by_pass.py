@@ -187,8 +187,8 @@ async def test_the_pass_boards_its_passenger_by_hand_and_the_dcs_hears_it_once(w
     (delivery,) = world.dcs.accepted().values()
     assert signing.verify(world.secret, delivery.body, delivery.headers[signing.SIGNATURE_HEADER.lower()])
     data = delivery.event["data"]
-    assert (data["token_id"], data["method"], data["reason_code"], data["gate"], data["flight"]) == \
-        (alpha.token_id, "manual", "device_fault", "23", "CX884")
+    assert (data["token_id"], data["method"], data["reason_code"], data["agent_id"], data["gate"], data["flight"]) == \
+        (alpha.token_id, "manual", "device_fault", "CX-4411", "23", "CX884")
     assert (data["booking_reference"], data["seat"], data["flight_id"]) == \
         (alpha.booking_reference, "42A", world.flights["today"]["id"])
     assert uuid.UUID(delivery.event["id"]) and b"K0000000" not in delivery.body
