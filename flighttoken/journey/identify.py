@@ -29,12 +29,12 @@ from flighttoken.decisions.policy import TOUCHPOINTS, Searches, TouchpointPolicy
 from flighttoken.devices.model import Device
 from flighttoken.flights.windows import windows_between
 from flighttoken.journey import cover
-from flighttoken.journey.rules import TokenAtTouchpoint, check_journey
+from flighttoken.journey.rules import check_journey, token_at_touchpoint
 from flighttoken.journey.schemas import Decision, PassengerView
 from flighttoken.services import Services
 from flighttoken.sync.apply import restate
 from flighttoken.sync.events import CHANNEL
-from flighttoken.vocabulary import DecisionReason, FlightState, IdentifyMethod, TokenState
+from flighttoken.vocabulary import DecisionReason, IdentifyMethod
 from flighttoken.watchlist import alerts, screening
 from flighttoken.watchlist.gallery import WatchlistHit
 
@@ -70,21 +70,21 @@ async def identify(services: Services, device: Device, image: bytes, bags: int |
         gate_flights = [f.id for f in boarding]
     else:
         analysis = await services.engine.analyse(image)
-    refusal = _capture_refusal(policy, analysis)
+    refusal = capture_refusal(policy, analysis)
     misuse = None
     if refusal is not None:
         match = MatchOutcome(None, refusal, None, None)
     elif policy.searches is Searches.FLIGHTS and not gate_flights:
         match = MatchOutcome(None, DecisionReason.GATE_NOT_BOARDING, None, None)
     else:
-        assert analysis.template is not None  # _capture_refusal refused a capture without a face
+        assert analysis.template is not None  # capture_refusal refused a capture without a face
         match, misuse = await _match(services, device, policy, analysis.template.vector, gate_flights, now, horizon)
     # Watchlist screening (issues 5, 17): searched here, decided and recorded with the decision.
     hit = await screening.screen(services, device, analysis)
-    return await _conclude(services, device, match, misuse, hit, now, horizon, started, bags=bags)
+    return await conclude(services, device, match, misuse, hit, now, horizon, started, bags=bags)
 
 
-def _capture_refusal(policy: TouchpointPolicy, analysis) -> DecisionReason | None:
+def capture_refusal(policy: TouchpointPolicy, analysis) -> DecisionReason | None:
     if analysis.template is None:
         return DecisionReason.NO_FACE
     if analysis.quality_failures:
@@ -123,14 +123,14 @@ def _misuse_reason(device: Device, row, now: datetime, horizon: timedelta, refus
     """The refer reason for a token the misuse search found: the journey rule's refusal, or, if the
     rules would admit it (its purpose gallery here has not caught up yet), the purpose search's own
     ``refusal``. Never ``matched``: this search cannot open a gate."""
-    reason = check_journey(device, _token_view(row), now, horizon).reason
+    reason = check_journey(device, token_at_touchpoint(row), now, horizon).reason
     if reason == DecisionReason.MATCHED:
         log.warning("misuse_search_found_an_admissible_token", touchpoint=device.kind.value)
         return refusal
     return reason
 
 
-async def _conclude(services: Services, device: Device, match: MatchOutcome, misuse: Misuse | None,
+async def conclude(services: Services, device: Device, match: MatchOutcome, misuse: Misuse | None,
                     hit: WatchlistHit | None, now: datetime, horizon: timedelta, started: float,
                     method: IdentifyMethod = IdentifyMethod.FACE, bags: int | None = None) -> Decision:
     # Two round trips and no transaction: read the token, apply the journey rules here, then write
@@ -153,7 +153,7 @@ async def _conclude(services: Services, device: Device, match: MatchOutcome, mis
                 if match.token_id is None:
                     reason = _misuse_reason(device, row, now, horizon, reason)
                 elif reason == DecisionReason.MATCHED:
-                    verdict = check_journey(device, _token_view(row), now, horizon)
+                    verdict = check_journey(device, token_at_touchpoint(row), now, horizon)
                     reason = verdict.reason
                     if reason == DecisionReason.MATCHED:
                         transition, lounge_entry = verdict.transition, verdict.lounge_entry
@@ -187,9 +187,3 @@ async def _conclude(services: Services, device: Device, match: MatchOutcome, mis
     return Decision(decision="proceed" if proceed else "refer", reason=reason, event_id=event_id,
                     token_id=token_id if proceed else None, passenger=passenger, method=method)
 
-
-def _token_view(row) -> TokenAtTouchpoint:
-    return TokenAtTouchpoint(state=TokenState(row["state"]), on_hold=row["on_hold"],
-                             lounge_eligible=row["lounge_eligible"], international=row["international"],
-                             flight_state=FlightState(row["flight_state"]),
-                             flight_gate=row["gate"], scheduled_departure=row["scheduled_departure"])

@@ -26,8 +26,8 @@ from flighttoken.decisions.policy import TOUCHPOINTS, Searches
 from flighttoken.devices.model import Device
 from flighttoken.flights.windows import windows_between
 from flighttoken.journey.boarding_pass import PassToken, token_template, tokens_for_pass
-from flighttoken.journey.identify import _capture_refusal, _conclude, _token_view
-from flighttoken.journey.rules import check_journey
+from flighttoken.journey.identify import capture_refusal, conclude
+from flighttoken.journey.rules import check_journey, token_at_touchpoint
 from flighttoken.journey.schemas import Decision
 from flighttoken.services import Services
 from flighttoken.vocabulary import DecisionReason, IdentifyMethod
@@ -51,16 +51,16 @@ async def identify_with_pass(services: Services, device: Device, image: bytes, p
     # The look-ups run while the face engine works.
     analysis, candidates, boarding = await asyncio.gather(
         services.engine.analyse(image), tokens_for_pass(pool, services.settings, boarding_pass, now), gate_flights())
-    refusal = _capture_refusal(policy, analysis)
+    refusal = capture_refusal(policy, analysis)
     if refusal is not None:
         match = MatchOutcome(None, refusal, None, None)
     elif policy.searches is Searches.FLIGHTS and not boarding:
         match = MatchOutcome(None, DecisionReason.GATE_NOT_BOARDING, None, None)
     else:
-        assert analysis.template is not None  # _capture_refusal refused a capture without a face
+        assert analysis.template is not None  # capture_refusal refused a capture without a face
         match = await _verify(services, device, candidates, analysis.template.vector, boarding, now, horizon)
     hit = await screening.screen(services, device, analysis)
-    return await _conclude(services, device, match, None, hit, now, horizon, started,
+    return await conclude(services, device, match, None, hit, now, horizon, started,
                            method=IdentifyMethod.BOARDING_PASS, bags=bags)
 
 
@@ -100,5 +100,5 @@ def _out_of_scope(services: Services, device: Device, chosen: PassToken, gate_fl
         if chosen.flight.window_start in windows:
             return None
         scope_reason = DecisionReason.FLIGHT_NOT_IN_WINDOW
-    rule = check_journey(device, _token_view(chosen.token), now, horizon).reason
+    rule = check_journey(device, token_at_touchpoint(chosen.token), now, horizon).reason
     return scope_reason if rule == DecisionReason.MATCHED else rule

@@ -26,7 +26,7 @@ from flighttoken.devices.registry import add_device
 from flighttoken.flights.model import Flight, FlightState
 from flighttoken.flights.windows import window_start
 from flighttoken.galleries.registry import GalleryRegistry
-from flighttoken.journey.identify import _conclude
+from flighttoken.journey.identify import conclude
 from flighttoken.services import Services
 from flighttoken.vocabulary import DecisionReason
 
@@ -230,10 +230,10 @@ async def test_two_gates_boarding_one_passenger_at_once_board_them_once(db) -> N
     flight = await _flight(db.pool)
     token = await _token(db.pool, flight, kiosk, state="immigration_cleared")
     services = cast(Services, SimpleNamespace(db=lambda: db.pool, settings=db.settings, galleries=GalleryRegistry(),
-                                              instance_id="t"))  # all _conclude reads
+                                              instance_id="t"))  # all conclude reads
     match = MatchOutcome(token, DecisionReason.MATCHED, 0.8, 0.4)
     now, horizon = datetime.now(UTC), timedelta(hours=3)
-    decisions = await asyncio.gather(*(_conclude(services, g, match, None, None, now, horizon, time.perf_counter())
+    decisions = await asyncio.gather(*(conclude(services, g, match, None, None, now, horizon, time.perf_counter())
                                        for g in gates))
     reasons = sorted(d.reason for d in decisions)
     # The loser either read the token before the winner's write (state_changed) or after it.

@@ -1,7 +1,7 @@
 """A hold or revoke landing between a lounge's read of the token and its decision write (issue 16).
 
 Real HTTP, real PostgreSQL, real face models. The interleaving is forced: the token read in
-``identify._conclude`` is wrapped so that, right after it returns, the hold (or revoke) is placed
+``identify.conclude`` is wrapped so that, right after it returns, the hold (or revoke) is placed
 over HTTP and committed before the lounge's write runs. No sleep.
 """
 
