@@ -19,7 +19,7 @@ from flighttoken.boardingpass.bcbp import BoardingPass, Leg
 from flighttoken.boardingpass.dates import flight_date
 from flighttoken.boardingpass.names import names_match
 from flighttoken.db.connection import Executor
-from flighttoken.db.queries import passes as passes_q
+from flighttoken.db.queries import flights as flight_q
 from flighttoken.db.queries import tokens as token_q
 from flighttoken.flights.days import calendar_day
 from flighttoken.flights.model import Flight
@@ -59,7 +59,7 @@ async def flights_for_pass(conn: Executor, settings: Settings, boarding_pass: Bo
         except ValueError:
             continue  # day 366 far from a leap year: no flight that day
         start, end = calendar_day(tz, day)
-        for flight in await passes_q.flights_named(conn, leg.carrier, leg.flight, start, end):
+        for flight in await flight_q.named_departing(conn, leg.carrier, leg.flight, start, end):
             if flight.destination == leg.to_airport:
                 found.append(PassFlight(leg, day, flight))
     return found
@@ -71,7 +71,7 @@ async def tokens_for_pass(conn: Executor, settings: Settings, boarding_pass: Boa
     pass's name (names.py ``names_match``). Usually one; empty means ``no_token``."""
     found = []
     for pf in await flights_for_pass(conn, settings, boarding_pass, now):
-        for row in await passes_q.live_tokens_on_booking(conn, pf.flight.id, pf.leg.pnr):
+        for row in await token_q.live_on_booking(conn, pf.flight.id, pf.leg.pnr):
             if names_match(boarding_pass.passenger_name, row["surname"], row["given_names"]):
                 found.append(PassToken(pf.leg, pf.flight, row))
     return found

@@ -24,7 +24,6 @@ from flighttoken.boardingpass.names import names_match
 from flighttoken.db.connection import Executor
 from flighttoken.db.queries import audit
 from flighttoken.db.queries import flights as flight_q
-from flighttoken.db.queries import passes as passes_q
 from flighttoken.decisions.policy import ENROLMENT_POINTS
 from flighttoken.devices.model import Device
 from flighttoken.errors import NotFound, Unprocessable
@@ -93,7 +92,7 @@ async def _flies_today(conn: Executor, tz: str, today, boarding_pass: BoardingPa
     """Whether a leg's flight departs from here today: then a pass that found none is for another date."""
     start, end = calendar_day(tz, today)
     for leg in boarding_pass.legs:
-        if await passes_q.flights_named(conn, leg.carrier, leg.flight, start, end):
+        if await flight_q.named_departing(conn, leg.carrier, leg.flight, start, end):
             return True
     return False
 

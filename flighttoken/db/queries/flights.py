@@ -89,3 +89,13 @@ async def existing_codes(conn: Executor, keys: list[tuple[str, str, datetime]]) 
         " ON f.airline = k.airline AND f.number = k.number AND f.scheduled_departure = k.departure",
         [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
     return {(r["airline"], r["number"], r["scheduled_departure"]) for r in rows}
+
+
+async def named_departing(conn: Executor, airline: str, number: str, start: datetime, end: datetime) -> list[Flight]:
+    """Flights of ``airline`` with ``number`` (leading zeros ignored) departing in [start, end): what a
+    boarding pass's leg names."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM flights WHERE airline = $1 AND ltrim(number, '0') = ltrim($2, '0')"
+        " AND scheduled_departure >= $3 AND scheduled_departure < $4 ORDER BY scheduled_departure",
+        airline, number, start, end)
+    return [_flight(r) for r in rows]

@@ -241,3 +241,11 @@ async def token_for_staff(conn: Executor, token_id: uuid.UUID) -> asyncpg.Record
     return await conn.fetchrow(
         "SELECT t.id, t.flight_id, f.airline FROM tokens t JOIN flights f ON f.id = t.flight_id WHERE t.id = $1"
         " FOR UPDATE OF t", token_id)
+
+
+async def live_on_booking(conn: Executor, flight_id: uuid.UUID, booking_reference: str) -> list[asyncpg.Record]:
+    """The flight's live tokens under this booking reference, with their flight (the touchpoint row)
+    and names: a booking may hold several passengers; the caller picks by name (a boarding pass)."""
+    return await conn.fetch(
+        _TOKEN_AND_FLIGHT + " WHERE t.flight_id = $1 AND t.booking_reference = $2 AND t.state = ANY($3::text[])",
+        flight_id, booking_reference, list(LIVE_STATES))
