@@ -11,11 +11,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import msgspec
-import uvicorn
 from litestar import Litestar, Request, Response, post
 
 from flighttoken.dcs import signing
-from flighttoken.testing import free_port
+from touchpoints.local_server import serving
 
 
 @dataclass
@@ -78,19 +77,9 @@ async def running_receiver(plan: list[str] | None = None, *, fail_first: bool = 
     async def hook(request: Request) -> Response[bytes]:
         return await receiver.handle(request)
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(Litestar([hook]), host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    receiver.url = f"http://127.0.0.1:{port}/hook"
-    try:
-        yield receiver
-    finally:
-        receiver.release.set()
-        server.should_exit = True
-        await task
+    async with serving(Litestar([hook])) as port:
+        receiver.url = f"http://127.0.0.1:{port}/hook"
+        try:
+            yield receiver
+        finally:
+            receiver.release.set()  # a held request must end before the server can

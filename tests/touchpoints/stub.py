@@ -13,9 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
-
-from flighttoken.testing import free_port
+from touchpoints.local_server import serving
 
 
 @dataclass
@@ -78,18 +76,6 @@ def problem(status: int, code: str, **extra: Any) -> dict[str, Any]:
 @asynccontextmanager
 async def stub_service() -> AsyncIterator[StubService]:
     stub = StubService()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(stub, host="127.0.0.1", port=port, log_config=None, lifespan="off",
-                                           access_log=False))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    stub.base_url = f"http://127.0.0.1:{port}"
-    try:
+    async with serving(stub) as port:
+        stub.base_url = f"http://127.0.0.1:{port}"
         yield stub
-    finally:
-        server.should_exit = True
-        await task

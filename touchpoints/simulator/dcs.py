@@ -16,9 +16,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
-
 from touchpoints.clients import AdminClient
+from touchpoints.local_server import serving
 from touchpoints.transport import ApiError, TouchpointError
 
 TOLERANCE_S = 300
@@ -89,23 +88,9 @@ class Receiver:
 
 @contextlib.asynccontextmanager
 async def running(receiver: Receiver, host: str = "127.0.0.1") -> AsyncIterator[Receiver]:
-    server = uvicorn.Server(uvicorn.Config(receiver, host=host, port=0, log_level="warning", access_log=False,
-                                           lifespan="off"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("the DCS receiver did not start")
-        await asyncio.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    receiver.url = f"http://{host}:{port}/dcs/"
-    try:
+    async with serving(receiver, host) as port:
+        receiver.url = f"http://{host}:{port}/dcs/"
         yield receiver
-    finally:
-        server.should_exit = True
-        await task
-
 
 async def register(receiver: Receiver, admin: AdminClient, airlines: set[str]) -> None:
     """Point every airline's webhook at the receiver; a new secret each (shown once, kept here)."""
